@@ -1,0 +1,5 @@
+import sys
+
+from datafree.cli import main
+
+sys.exit(main())

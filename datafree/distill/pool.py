@@ -1,0 +1,53 @@
+"""A ring buffer of past synthetic images, kept on the training device as uint8.
+
+uint8 is what an exported data set holds, and 4x smaller than float32, so a
+GPU can replay tens of thousands of past images without a copy to the host.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class SyntheticPool:
+    def __init__(self, capacity: int, image_shape: tuple[int, int, int], device: torch.device | str = "cpu"):
+        if capacity < 0:
+            raise ValueError(f"pool capacity must be >= 0, got {capacity}")
+        self.capacity = int(capacity)
+        self.device = torch.device(device)
+        self._images = torch.empty((self.capacity, *image_shape), dtype=torch.uint8, device=self.device)
+        self._size = 0  # host-side counters: sampling never asks the device how full it is
+        self._next = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, images: torch.Tensor) -> None:
+        """Store images in [0, 1]; the oldest are overwritten once full."""
+        if self.capacity == 0:
+            return
+        quantised = (images.detach().clamp(0, 1) * 255).round_().to(torch.uint8)
+        if quantised.shape[0] > self.capacity:
+            quantised = quantised[-self.capacity:]
+        n = quantised.shape[0]
+        end = self._next + n
+        if end <= self.capacity:
+            self._images[self._next:end] = quantised
+        else:
+            first = self.capacity - self._next
+            self._images[self._next:] = quantised[:first]
+            self._images[: n - first] = quantised[first:]
+        self._next = end % self.capacity
+        self._size = min(self.capacity, self._size + n)
+
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` stored images drawn uniformly with replacement, as float in [0, 1]."""
+        if self._size == 0:
+            raise RuntimeError("cannot sample from an empty pool")
+        index = torch.randint(self._size, (n,), device=self.device)
+        return self._images[index].float().div_(255)
+
+    def images(self) -> torch.Tensor:
+        """All stored images (uint8), oldest first once the buffer has wrapped."""
+        if self._size < self.capacity:
+            return self._images[: self._size]
+        return torch.cat([self._images[self._next:], self._images[: self._next]])

@@ -1,0 +1,44 @@
+"""Accuracy on a real held-out set, and teacher-student agreement, in one pass."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from datafree.utils.device import autocast
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: bool = True,
+             reference: nn.Module | None = None) -> dict[str, float]:
+    """Top-1 accuracy of ``model``; with ``reference`` also its accuracy and their agreement.
+
+    Counts stay on the device until the end: one host sync per evaluation.
+    """
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    agree = torch.zeros_like(correct)
+    ref_correct = torch.zeros_like(correct)
+    total = 0
+    try:
+        for images, labels in batches:
+            with autocast(device, amp):
+                pred = model(images).argmax(1)
+                if reference is not None:
+                    ref_pred = reference(images).argmax(1)
+            correct += (pred == labels).sum()
+            if reference is not None:
+                agree += (pred == ref_pred).sum()
+                ref_correct += (ref_pred == labels).sum()
+            total += labels.shape[0]
+    finally:
+        model.train(was_training)
+    if total == 0:
+        return {"accuracy": float("nan")}
+    result = {"accuracy": correct.item() / total}
+    if reference is not None:
+        result["reference_accuracy"] = ref_correct.item() / total
+        result["agreement"] = agree.item() / total
+    return result

@@ -1,0 +1,198 @@
+"""What each CLI command does, given its composed recipe and its output folder.
+
+Everything that can fail on bad input (names, paths, checkpoints, weights) is
+built and checked before the first training step or the first file write.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from datafree.data import DeviceBatches, ImageDataset
+from datafree.distill.trainer import DistillResult
+from datafree.errors import DatafreeError
+from datafree.models import create_model
+from datafree.synthesizers.noise import NoiseSynthesizer
+from datafree.teachers import ClassifierInfo, Normalized, freeze, load_classifier, save_classifier
+from datafree.training import train_classifier
+from datafree.utils.device import resolve_device
+from datafree.utils.logging import RunLogger
+from datafree.utils.seeding import seed_everything
+
+
+# -- shared building blocks -------------------------------------------------------------------------
+def load_split(data_cfg: DictConfig, split: str) -> ImageDataset | None:
+    node = data_cfg.get(split)
+    return None if node is None else instantiate(node)
+
+
+def batches(dataset: ImageDataset, data_cfg: DictConfig, device: torch.device, train: bool, seed: int) -> DeviceBatches:
+    return DeviceBatches(
+        dataset,
+        batch_size=int(data_cfg.batch_size if train else data_cfg.eval_batch_size),
+        device=device,
+        shuffle=train,
+        augment=train,
+        drop_last=train,
+        crop_padding=int(data_cfg.get("crop_padding", 4)),
+        seed=seed,
+    )
+
+
+def check_classes(dataset: ImageDataset, num_classes: int, what: str) -> None:
+    if dataset.num_classes != num_classes or int(dataset.labels.max()) >= num_classes:
+        raise DatafreeError(
+            f"the {what} data set has {dataset.num_classes} classes but the recipe says data.num_classes={num_classes}: "
+            "set data.num_classes to match the data."
+        )
+
+
+def normalisation(data_cfg: DictConfig, train_set: ImageDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The recipe's mean/std, or the training set's own channel statistics when not given."""
+    if data_cfg.get("mean") is not None and data_cfg.get("std") is not None:
+        return tuple(data_cfg.mean), tuple(data_cfg.std)
+    return train_set.channel_stats()
+
+
+def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: RunLogger) -> tuple[Normalized, ClassifierInfo]:
+    """Train ``cfg.teacher.arch`` on ``cfg.data`` and write ``teacher.pt``; bad input fails before training."""
+    num_classes = int(cfg.data.num_classes)
+    net = create_model(cfg.teacher.arch, num_classes=num_classes)
+    train_set = load_split(cfg.data, "train")
+    if train_set is None:
+        raise DatafreeError("training a teacher needs data.train: choose a data recipe with a training split.")
+    test_set = load_split(cfg.data, "test")
+    check_classes(train_set, num_classes, "training")
+    if test_set is not None:
+        check_classes(test_set, num_classes, "test")
+    mean, std = normalisation(cfg.data, train_set)
+    model = Normalized(net, mean, std).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    train = cfg.teacher.train
+    result = train_classifier(
+        model,
+        batches(train_set, cfg.data, device, train=True, seed=int(cfg.seed)),
+        None if test_set is None else batches(test_set, cfg.data, device, train=False, seed=int(cfg.seed)),
+        device,
+        epochs=int(train.epochs),
+        lr=float(train.lr),
+        momentum=float(train.momentum),
+        weight_decay=float(train.weight_decay),
+        label_smoothing=float(train.label_smoothing),
+        schedule=str(train.schedule),
+        warmup=float(train.warmup),
+        amp=bool(cfg.amp),
+        logger=logger,
+        progress=bool(cfg.progress),
+    )
+    info = ClassifierInfo(
+        arch=str(cfg.teacher.arch),
+        num_classes=num_classes,
+        input_size=(train_set.channels, train_set.image_size, train_set.image_size),
+        mean=mean,
+        std=std,
+        classes=list(train_set.classes),
+        test_accuracy=None if test_set is None else result["test_accuracy"],
+        extra={"train_wall_time_s": round(result["wall_time_s"], 2), "epochs": int(train.epochs)},
+    )
+    path = save_classifier(out_dir / "teacher.pt", model, info)
+    logger.info(f"teacher written to {path}")
+    return freeze(model), info
+
+
+# -- commands ------------------------------------------------------------------------------------
+def train_teacher_job(cfg: DictConfig, out_dir: Path) -> dict:
+    device = resolve_device(cfg.device)
+    seed_everything(int(cfg.seed))
+    with RunLogger(out_dir) as logger:
+        _, info = train_teacher(cfg, out_dir, device, logger)
+    wall = info.extra["train_wall_time_s"]
+    print(f"teacher {info.arch}: test accuracy {_pct(info.test_accuracy)} after {info.extra['epochs']} epochs "
+          f"({wall:.0f}s on {_device_name(device)})")
+    print(f"checkpoint: {out_dir / 'teacher.pt'}")
+    return {"test_accuracy": info.test_accuracy, "wall_time_s": wall, "checkpoint": str(out_dir / "teacher.pt")}
+
+
+def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
+    device = resolve_device(cfg.device)
+    seed_everything(int(cfg.seed))
+    num_classes = int(cfg.data.num_classes)
+
+    # Everything that can be wrong with the recipe is checked here, before any work.
+    create_model(cfg.student.arch, num_classes=num_classes)
+    synthesizer = instantiate(cfg.synthesizer)
+    make_distiller = instantiate(cfg.trainer)
+    test_set = load_split(cfg.data, "test")
+    if test_set is not None:
+        check_classes(test_set, num_classes, "test")
+    checkpoint = cfg.teacher.get("checkpoint")
+    logger = RunLogger(out_dir)
+    if checkpoint:
+        teacher, info = load_classifier(
+            checkpoint, arch=cfg.teacher.get("arch"), num_classes=num_classes,
+            mean=cfg.teacher.get("mean"), std=cfg.teacher.get("std"), device=device,
+        )
+        freeze(teacher)
+    elif cfg.teacher.get("train_if_missing"):
+        logger.info("no teacher checkpoint given: training one first (teacher.train_if_missing=true)")
+        teacher, info = train_teacher(cfg, out_dir, device, RunLogger(out_dir / "teacher"))
+    else:
+        raise DatafreeError(
+            "no teacher: set teacher.checkpoint=PATH to a checkpoint from 'datafree train-teacher' "
+            "(or teacher.train_if_missing=true to train one on data.train first)."
+        )
+    if info.num_classes != num_classes:
+        raise DatafreeError(f"the teacher has {info.num_classes} classes but data.num_classes={num_classes}: make them agree.")
+    test_batches = None if test_set is None else batches(test_set, cfg.data, device, train=False, seed=int(cfg.seed))
+
+    def run(synth, run_dir: Path, run_logger: RunLogger, **overrides) -> DistillResult:
+        seed_everything(int(cfg.seed))  # the same student initialisation for every run of this job
+        student = Normalized(create_model(cfg.student.arch, num_classes=num_classes), info.mean, info.std).to(device)
+        if device.type == "cuda":
+            student = student.to(memory_format=torch.channels_last)
+        student_info = dataclasses.replace(info, arch=str(cfg.student.arch), test_accuracy=None,
+                                           extra={"teacher_arch": info.arch, "teacher_accuracy": info.test_accuracy})
+        distiller = make_distiller(
+            teacher=teacher, student=student, synthesizer=synth, device=device, num_classes=num_classes,
+            input_size=info.input_size, amp=bool(cfg.amp), test_batches=test_batches, logger=run_logger,
+            student_info=student_info, progress=bool(cfg.progress), **overrides,
+        )
+        return distiller.fit()
+
+    with logger:
+        result = run(synthesizer, out_dir, logger, checkpoint_path=out_dir / "student.pt", grid_path=out_dir / "samples.png")
+    summary = {"teacher_accuracy": info.test_accuracy, "student_accuracy": result.student_accuracy,
+               "agreement": result.agreement, "images": result.images_synthesized,
+               "wall_time_s": round(result.wall_time_s, 1), "checkpoint": str(out_dir / "student.pt"),
+               "samples": str(out_dir / "samples.png")}
+    teacher_acc = result.teacher_accuracy if result.teacher_accuracy is not None else info.test_accuracy
+    print(f"teacher {info.arch}: test accuracy {_pct(teacher_acc)}")
+    print(f"student {cfg.student.arch}: test accuracy {_pct(result.student_accuracy)} "
+          f"(agreement with teacher {_pct(result.agreement)}) after {result.images_synthesized} synthetic images, "
+          f"{result.wall_time_s:.0f}s on {_device_name(device)}, stopped by {result.stopped_by}")
+    if cfg.get("noise_baseline"):
+        # Same student, same number of rounds and steps, but inputs of pure noise.
+        noise = NoiseSynthesizer(batch_size=getattr(synthesizer, "batch_size", 256))
+        with RunLogger(out_dir / "noise_baseline") as noise_logger:
+            baseline = run(noise, out_dir / "noise_baseline", noise_logger, rounds=max(1, result.rounds), time_budget_s=None)
+        summary["noise_baseline_accuracy"] = baseline.student_accuracy
+        print(f"baseline: the same student distilled on {baseline.images_synthesized} random-noise images: "
+              f"test accuracy {_pct(baseline.student_accuracy)}")
+    if test_set is not None:
+        print(f"chance: {_pct(1 / num_classes)}")
+    print(f"student checkpoint: {summary['checkpoint']}")
+    print(f"synthetic sample grid: {summary['samples']}")
+    return summary
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

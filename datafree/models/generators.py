@@ -1,0 +1,122 @@
+"""DCGAN-style image generators used by the adversarial and generative synthesizers."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from datafree.errors import DatafreeError
+from datafree.registry import register_model
+
+# Keep the first feature map small: a large one makes the first Linear huge (40M weights at 224 px).
+_MAX_INIT_SIZE = 8
+
+
+def _plan_upsampling(image_size: int) -> tuple[int, int]:
+    """(init_size, n_blocks) with image_size == init_size * 2**n_blocks, n_blocks >= 2."""
+    if image_size % 4 != 0 or image_size < 8:
+        raise DatafreeError(
+            f"generator image_size={image_size} cannot be reached by doubling: it must be a multiple of 4 "
+            f"and at least 8 (e.g. 16, 32, 64, 224); change image_size."
+        )
+    init_size, blocks = image_size // 4, 2
+    while init_size > _MAX_INIT_SIZE and init_size % 2 == 0:
+        init_size, blocks = init_size // 2, blocks + 1
+    return init_size, blocks
+
+
+class Generator(nn.Module):
+    """z (optionally with a class) -> image in [0, 1] of shape (N, channels, image_size, image_size).
+
+    Linear -> (2*base_width, s, s) -> BN, then [Upsample x2 -> conv3x3 -> BN -> LeakyReLU(0.2)] until
+    image_size, then conv3x3 -> sigmoid. The sigmoid matches the [0, 1] pixel range that the teacher's
+    normalisation expects before it is applied; tanh would need a different de-normalisation.
+
+    When ``conditional``, a learned class embedding (latent_dim wide) is concatenated to z, so the
+    class can never be cancelled out by a small z the way a multiplicative embedding can.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        image_size: int = 32,
+        channels: int = 3,
+        base_width: int = 64,
+        conditional: bool = False,
+        num_classes: int = 10,
+    ):
+        super().__init__()
+        if not isinstance(latent_dim, int) or latent_dim <= 0:
+            raise DatafreeError(f"generator latent_dim must be a positive integer; got latent_dim={latent_dim!r}.")
+        if channels <= 0:
+            raise DatafreeError(f"generator channels must be >= 1 (3 for RGB, 1 for grey); got channels={channels}.")
+        if base_width <= 0:
+            raise DatafreeError(f"generator base_width must be >= 1 (64 is usual); got base_width={base_width}.")
+        if conditional and num_classes < 1:
+            raise DatafreeError(
+                f"a conditional generator needs num_classes >= 1; got num_classes={num_classes}."
+            )
+        self.latent_dim = latent_dim
+        self.image_size = image_size
+        self.channels = channels
+        self.base_width = base_width
+        self.conditional = bool(conditional)
+        self.num_classes = num_classes
+        self.init_size, n_blocks = _plan_upsampling(image_size)
+
+        wide = base_width * 2
+        self.embed = nn.Embedding(num_classes, latent_dim) if self.conditional else None
+        in_features = latent_dim * (2 if self.conditional else 1)
+        self.l1 = nn.Linear(in_features, wide * self.init_size**2)
+        self.bn0 = nn.BatchNorm2d(wide)
+        blocks: list[nn.Module] = []
+        for i in range(n_blocks):
+            out = base_width if i == n_blocks - 1 else wide
+            blocks += [
+                nn.Upsample(scale_factor=2),
+                nn.Conv2d(wide, out, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.Conv2d(base_width, channels, 3, 1, 1), nn.Sigmoid())
+
+    def sample_latent(self, n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, device=device, generator=generator)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise DatafreeError(
+                f"generator expects z of shape (N, {self.latent_dim}); got {tuple(z.shape)}. "
+                f"Use sample_latent(n) or match latent_dim."
+            )
+        if self.conditional:
+            if labels is None:
+                raise DatafreeError("this generator is conditional: pass labels, e.g. generator(z, labels).")
+            z = torch.cat([z, self.embed(labels.to(z.device).long())], dim=1)
+        # Labels passed to an unconditional generator are ignored so callers can pass them uniformly.
+        out = self.l1(z).view(z.shape[0], -1, self.init_size, self.init_size)
+        return self.head(self.blocks(self.bn0(out)))
+
+    def reset_first_layer(self) -> None:
+        """Fresh input mapping, trained decoder kept (generator life-cycle strategies use this)."""
+        self.l1.reset_parameters()
+        if self.embed is not None:
+            self.embed.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every layer, BN running statistics included."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+
+@register_model()
+def dcgan_generator(
+    num_classes: int = 10,
+    latent_dim: int = 100,
+    image_size: int = 32,
+    channels: int = 3,
+    base_width: int = 64,
+    conditional: bool = False,
+) -> Generator:
+    return Generator(latent_dim, image_size, channels, base_width, conditional, num_classes)

@@ -1,0 +1,32 @@
+"""Pick the device and the fast-math settings once, in one place."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from datafree.errors import DatafreeError
+from datafree.utils.dist import local_rank
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> this rank's GPU if there is one, else the CPU."""
+    if name in (None, "auto"):
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DatafreeError(f"device {name!r} was asked for but no CUDA GPU is visible: set device=cpu or device=auto.")
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", local_rank() % torch.cuda.device_count())
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on GPUs; a no-op elsewhere (CPU bf16 is slower than fp32 for small nets)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -1,0 +1,28 @@
+import torch
+
+from datafree.distill.pool import SyntheticPool
+
+
+def test_pool_wraps_and_keeps_newest():
+    pool = SyntheticPool(5, (1, 2, 2))
+    for value in range(4):  # batches of 2 images, each filled with value/10
+        pool.add(torch.full((2, 1, 2, 2), value / 10))
+    assert len(pool) == 5
+    stored = pool.images()
+    assert stored.shape == (5, 1, 2, 2)
+    # oldest first: one image of batch 1, then batches 2 and 3
+    assert [round(v) for v in stored[:, 0, 0, 0].tolist()] == [round(255 * 0.1)] + [round(255 * 0.2)] * 2 + [round(255 * 0.3)] * 2
+
+
+def test_sample_is_float_in_unit_range_and_oversized_batch_is_cut():
+    pool = SyntheticPool(3, (3, 4, 4))
+    pool.add(torch.rand(10, 3, 4, 4))
+    assert len(pool) == 3
+    x = pool.sample(7)
+    assert x.dtype == torch.float32 and x.shape == (7, 3, 4, 4) and 0 <= x.min() and x.max() <= 1
+
+
+def test_zero_capacity_pool_stays_empty():
+    pool = SyntheticPool(0, (3, 4, 4))
+    pool.add(torch.rand(2, 3, 4, 4))
+    assert len(pool) == 0

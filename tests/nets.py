@@ -1,0 +1,31 @@
+"""Small networks shared by the tests."""
+import torch
+from torch import nn
+
+
+class TinyBNNet(nn.Module):
+    """A 2-conv BN network: small enough for many optimisation steps in a test."""
+
+    def __init__(self, num_classes: int = 4, channels: int = 3):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def calibrated_bn_net(num_classes: int = 4, size: int = 8) -> nn.Module:
+    """A TinyBNNet whose BN running statistics come from structured (non-noise) inputs."""
+    net = TinyBNNet(num_classes)
+    net.train()
+    with torch.no_grad():
+        for _ in range(20):
+            base = torch.rand(32, 3, 1, 1) * 0.5 + 0.25
+            ramp = torch.linspace(0, 1, size).view(1, 1, 1, size)
+            net(base * ramp + 0.1)
+    return net.eval()

@@ -1,0 +1,99 @@
+import pytest
+import torch
+
+from nets import TinyBNNet, calibrated_bn_net
+from datafree.errors import DatafreeError
+from datafree.models import create_model
+from datafree.synthesizers import Augment, DeepInversion, NoiseSynthesizer
+from datafree.synthesizers.hooks import BatchNormStatistics
+
+
+def _bind(synth, teacher, student=None, size=8):
+    synth.bind(teacher, student or TinyBNNet(), num_classes=4, input_size=(3, size, size), device=torch.device("cpu"))
+    return synth
+
+
+def _hook_count(model):
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
+def test_bn_statistics_loss_falls_during_synthesis(bn_teacher):
+    noise = torch.rand(32, 3, 8, 8)
+    with BatchNormStatistics(bn_teacher) as stats:
+        bn_teacher(noise)
+        before = stats.loss().item()
+    synth = _bind(DeepInversion(batch_size=32, iterations=150, lr=0.1, bn_weight=1.0, ce_weight=0.0,
+                                tv_l2_weight=0.0, jitter=0, amp=False), bn_teacher)
+    batch = synth.synthesize()
+    with BatchNormStatistics(bn_teacher) as stats:
+        bn_teacher(batch.images)
+        after = stats.loss().item()
+    assert after < 0.5 * before
+    assert batch.images.min() >= 0 and batch.images.max() <= 1
+    assert batch.images.shape == (32, 3, 8, 8) and not batch.images.requires_grad
+    assert _hook_count(bn_teacher) == 0
+
+
+def test_cross_entropy_steers_to_targets(bn_teacher):
+    with torch.no_grad():  # a random tiny head can barely separate classes; sharpen it
+        bn_teacher.head.weight.mul_(10)
+    synth = _bind(DeepInversion(batch_size=16, iterations=150, lr=0.1, bn_weight=0.01, ce_weight=1.0, amp=False), bn_teacher)
+    batch = synth.synthesize()
+    agree = (batch.teacher_logits.argmax(1) == batch.targets).float().mean().item()
+    on_noise = (bn_teacher(torch.rand(16, 3, 8, 8)).argmax(1) == batch.targets).float().mean().item()
+    # This random teacher can never output one of its 4 classes, so 0.75 is the ceiling.
+    assert agree >= 0.7 and agree > on_noise + 0.3
+    assert torch.bincount(batch.targets, minlength=4).tolist() == [4, 4, 4, 4]  # balanced classes
+
+
+def test_gradients_reach_pixels_through_augmentations():
+    import kornia.augmentation as K
+
+    aug = Augment(jitter=2, flip=True, extra=[K.ColorJitter(0.2, 0.2, 0.2, 0.05, p=1.0),
+                                              K.RandomAffine(degrees=10, p=1.0)])
+    pixels = torch.rand(4, 3, 8, 8, requires_grad=True)
+    out = aug(pixels)
+    assert out.shape == pixels.shape and out.min() >= 0 and out.max() <= 1
+    net = TinyBNNet().eval()
+    with BatchNormStatistics(net) as stats:
+        net(out)
+        (grad,) = torch.autograd.grad(stats.loss(), [pixels])
+    assert grad.abs().sum() > 0 and torch.isfinite(grad).all()
+
+
+def test_adi_term_rewards_disagreement_and_touches_no_parameter_grads(bn_teacher):
+    student = TinyBNNet()
+    synth = _bind(DeepInversion(batch_size=8, iterations=5, adi_weight=1.0, amp=False), bn_teacher, student)
+    student.train()
+    synth.synthesize()
+    assert student.training  # mode restored
+    assert all(p.grad is None for p in student.parameters())
+    assert all(p.grad is None for p in bn_teacher.parameters())
+    assert "adi" in synth.last_losses and 0 <= synth.last_losses["adi"].item() <= 1
+
+
+def test_hooks_removed_after_an_error_inside_synthesis(bn_teacher):
+    class Exploding(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("student exploded")
+
+    synth = _bind(DeepInversion(batch_size=4, iterations=3, adi_weight=1.0, amp=False), bn_teacher, Exploding())
+    with pytest.raises(RuntimeError, match="exploded"):
+        synth.synthesize()
+    assert _hook_count(bn_teacher) == 0
+
+
+def test_bad_settings_fail_before_work():
+    with pytest.raises(DatafreeError, match=">= 0"):
+        DeepInversion(tv_l2_weight=-1)
+    with pytest.raises(DatafreeError, match="every DeepInversion loss weight is 0"):
+        DeepInversion(bn_weight=0, ce_weight=0, tv_l2_weight=0)
+    with pytest.raises(DatafreeError, match="no BatchNorm"):
+        _bind(DeepInversion(), create_model("nobn_cnn", num_classes=4))
+
+
+def test_noise_synthesizer_labels_with_teacher(bn_teacher):
+    synth = _bind(NoiseSynthesizer(batch_size=6), bn_teacher)
+    batch = synth.synthesize()
+    assert batch.images.shape == (6, 3, 8, 8) and batch.teacher_logits.shape == (6, 4)
+    assert synth.sample(3).shape == (3, 3, 8, 8)
