@@ -45,10 +45,24 @@ def _guarded(job: Callable, cfg) -> dict | None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         return job(cfg, out_dir)
-    except DatafreeError as error:
+    except Exception as error:  # noqa: BLE001 - only DatafreeError is handled, the rest re-raised
+        cause = _datafree_cause(error, DatafreeError)
+        if cause is None:
+            raise
         _remove_if_only_hydra_files(out_dir)
-        print(f"datafree: error: {error}", file=sys.stderr)
+        print(f"datafree: error: {cause}", file=sys.stderr)
         sys.exit(2)
+
+
+def _datafree_cause(error: BaseException, kind: type) -> BaseException | None:
+    """The DatafreeError behind ``error``: hydra's instantiate wraps what constructors raise."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _remove_if_only_hydra_files(out_dir: Path) -> None:

@@ -40,6 +40,7 @@ def batches(dataset: ImageDataset, data_cfg: DictConfig, device: torch.device, t
         drop_last=train,
         crop_padding=int(data_cfg.get("crop_padding", 4)),
         seed=seed,
+        channels_last=device.type == "cuda",
     )
 
 
@@ -87,6 +88,7 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         schedule=str(train.schedule),
         warmup=float(train.warmup),
         amp=bool(cfg.amp),
+        time_budget_s=train.get("time_budget_s"),
         logger=logger,
         progress=bool(cfg.progress),
     )
@@ -98,7 +100,7 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         std=std,
         classes=list(train_set.classes),
         test_accuracy=None if test_set is None else result["test_accuracy"],
-        extra={"train_wall_time_s": round(result["wall_time_s"], 2), "epochs": int(train.epochs)},
+        extra={"train_wall_time_s": round(result["wall_time_s"], 2), "epochs": result["epochs"]},
     )
     path = save_classifier(out_dir / "teacher.pt", model, info)
     logger.info(f"teacher written to {path}")

@@ -46,16 +46,21 @@ def train_classifier(
     schedule: str = "onecycle",
     warmup: float = 0.15,
     amp: bool = True,
+    time_budget_s: float | None = None,
     logger: RunLogger | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
     """SGD with Nesterov momentum, per-step LR schedule, label smoothing, bf16 on GPU.
 
-    Evaluates on ``test_batches`` after each epoch; returns the final accuracy
-    and wall time.
+    With ``time_budget_s`` the schedule follows the clock (whichever of steps
+    and time is further along) and training ends when the budget is spent, so
+    a run fits a fixed slot on any machine. Evaluates on ``test_batches``
+    after each epoch; returns the final accuracy, epochs run and wall time.
     """
     if epochs < 1:
         raise DatafreeError(f"teacher.train.epochs must be >= 1, got {epochs}.")
+    if time_budget_s is not None and time_budget_s <= 0:
+        raise DatafreeError(f"teacher.train.time_budget_s must be positive or null, got {time_budget_s}.")
     lr_at(0.5, schedule, warmup)  # fail on a bad schedule name before any work
     logger = logger or RunLogger(".", tensorboard=False, enabled=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0,
@@ -64,6 +69,8 @@ def train_classifier(
     total = epochs * steps_per_epoch if steps_per_epoch else None
     started = time.perf_counter()
     step = 0
+    epochs_run = 0
+    out_of_time = False
     accuracy = float("nan")
     bar = tqdm(total=total, desc="train-teacher", disable=not (progress and logger.enabled), dynamic_ncols=True, leave=False)
     try:
@@ -73,6 +80,11 @@ def train_classifier(
             batches = 0
             for images, labels in train_batches:
                 fraction = step / total if total else epoch / epochs
+                if time_budget_s:
+                    fraction = max(fraction, (time.perf_counter() - started) / time_budget_s)
+                    if fraction >= 1.0:
+                        out_of_time = True
+                        break
                 for group in optimizer.param_groups:
                     group["lr"] = lr * lr_at(fraction, schedule, warmup)
                 with autocast(device, amp):
@@ -85,6 +97,7 @@ def train_classifier(
                 batches += 1
                 step += 1
                 bar.update(1)
+            epochs_run += 1
             train_loss = (loss_sum / max(1, batches)).item()
             row = {"epoch": epoch + 1, "train_loss": train_loss, "time_s": round(time.perf_counter() - started, 2)}
             if test_batches is not None:
@@ -98,6 +111,9 @@ def train_classifier(
             logger.scalars(epoch + 1, {"teacher/train_loss": train_loss, "teacher/test_accuracy": accuracy})
             logger.summary(row)
             logger.info(f"epoch {epoch + 1}/{epochs}: loss {train_loss:.4f} test accuracy {accuracy:.4f} ({row['time_s']:.0f}s)")
+            if out_of_time:
+                logger.info(f"time budget of {time_budget_s}s spent after {epochs_run} epochs")
+                break
     finally:
         bar.close()
-    return {"test_accuracy": accuracy, "wall_time_s": time.perf_counter() - started}
+    return {"test_accuracy": accuracy, "epochs": epochs_run, "wall_time_s": time.perf_counter() - started}

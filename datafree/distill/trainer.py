@@ -227,9 +227,10 @@ class Distiller:
             row.update(student_accuracy=result["accuracy"], teacher_accuracy=result["reference_accuracy"],
                        agreement=result["agreement"])
             self.logger.scalars(step, {"eval/student_accuracy": result["accuracy"], "eval/agreement": result["agreement"]})
+            synth = " ".join(f"{k} {v:.3g}" for k, v in self._synthesizer_scalars().items())
             self.logger.info(
                 f"round {rounds_done} step {step}: student {result['accuracy']:.4f} teacher {result['reference_accuracy']:.4f} "
-                f"agreement {result['agreement']:.4f} ({row['time_s']:.0f}s)"
+                f"agreement {result['agreement']:.4f} ({row['time_s']:.0f}s){' | ' + synth if synth else ''}"
             )
         self.logger.summary(row)
         if self.checkpoint_path is not None and self.student_info is not None and self.logger.enabled:

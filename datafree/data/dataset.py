@@ -1,0 +1,161 @@
+"""The in-memory labelled image set every loader returns."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from datafree.errors import DatafreeError
+
+# Images per step of channel_stats: bounds the temporary int64 copy to ~25 MB at 32x32x3.
+_STATS_CHUNK = 1024
+
+
+@dataclass
+class ImageDataset:
+    """Whole data set as tensors: ``images`` uint8 N x C x H x W on the CPU, ``labels`` int64 N.
+
+    ``classes[k]`` is the name of label ``k``. Small enough sets (CIFAR-scale) live
+    entirely in memory; :class:`datafree.data.DeviceBatches` moves them to the GPU once.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+
+    def __post_init__(self) -> None:
+        images, labels = self.images, self.labels
+        if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+            raise DatafreeError(
+                f"ImageDataset needs tensors, got images={type(images).__name__}, labels={type(labels).__name__}: "
+                "pass torch.Tensor objects (torch.from_numpy(...) converts arrays)."
+            )
+        if images.dtype != torch.uint8:
+            raise DatafreeError(
+                f"ImageDataset.images must be uint8 (0..255), got {images.dtype}: "
+                "convert with (x.clamp(0, 1) * 255).round().to(torch.uint8)."
+            )
+        if images.dim() != 4:
+            raise DatafreeError(
+                f"ImageDataset.images must be N x C x H x W, got shape {tuple(images.shape)}: "
+                "add a channel axis (x.unsqueeze(1)) or permute N x H x W x C with x.permute(0, 3, 1, 2)."
+            )
+        if images.device.type != "cpu" or labels.device.type != "cpu":
+            raise DatafreeError(
+                f"ImageDataset keeps its tensors on the CPU, got images on {images.device}, labels on {labels.device}: "
+                "pass .cpu() tensors; DeviceBatches moves them to the GPU."
+            )
+        if labels.dtype != torch.int64 or labels.dim() != 1:
+            raise DatafreeError(
+                f"ImageDataset.labels must be a 1-D int64 tensor, got {labels.dtype} with shape {tuple(labels.shape)}: "
+                "convert with labels.reshape(-1).long()."
+            )
+        if labels.numel() != images.shape[0]:
+            raise DatafreeError(
+                f"ImageDataset has {images.shape[0]} images but {labels.numel()} labels: give one label per image."
+            )
+        if images.shape[1] < 1 or images.shape[2] < 1 or images.shape[3] < 1:
+            raise DatafreeError(f"ImageDataset.images has an empty axis (shape {tuple(images.shape)}): pass real images.")
+        classes = self.classes
+        if isinstance(classes, (str, bytes)) or not all(isinstance(c, str) for c in classes):
+            raise DatafreeError(f"ImageDataset.classes must be a list of str, got {classes!r}: pass class names.")
+        self.classes = classes = list(classes)
+        if not classes:
+            raise DatafreeError("ImageDataset.classes is empty: name at least one class.")
+        if len(set(classes)) != len(classes):
+            raise DatafreeError(f"ImageDataset.classes has duplicate names {classes}: make every class name unique.")
+        if labels.numel():
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= len(classes):
+                raise DatafreeError(
+                    f"ImageDataset labels run from {low} to {high} but there are {len(classes)} classes: "
+                    f"labels must lie in 0..{len(classes) - 1}; add the missing class names or fix the labels."
+                )
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        """Height in pixels (the loaders make square images)."""
+        return int(self.images.shape[2])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageDataset(n={len(self)}, channels={self.channels}, size={self.images.shape[2]}x{self.images.shape[3]}, "
+            f"classes={self.num_classes})"
+        )
+
+    # ------------------------------------------------------------------ stats
+    def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and (population) std over all pixels, in [0, 1] units.
+
+        Accumulates exact integer sums chunk by chunk and finishes in float64, so
+        50k CIFAR images need only a small temporary buffer and lose no precision.
+        """
+        n = len(self)
+        if n == 0:
+            raise DatafreeError("channel_stats() of an empty ImageDataset: load at least one image first.")
+        c = self.channels
+        total = torch.zeros(c, dtype=torch.float64)
+        total_sq = torch.zeros(c, dtype=torch.float64)
+        for start in range(0, n, _STATS_CHUNK):
+            chunk = self.images[start : start + _STATS_CHUNK].to(torch.int64)
+            # Integer sums are exact (255^2 * 1024 * H * W fits easily in int64).
+            total += chunk.sum(dim=(0, 2, 3)).to(torch.float64)
+            total_sq += (chunk * chunk).sum(dim=(0, 2, 3)).to(torch.float64)
+        count = float(n * self.images.shape[2] * self.images.shape[3])
+        mean = total / count
+        var = (total_sq / count - mean * mean).clamp_min(0.0)
+        mean01 = tuple(float(m) / 255.0 for m in mean)
+        std01 = tuple(math.sqrt(float(v)) / 255.0 for v in var)
+        return mean01, std01
+
+    def class_counts(self) -> torch.Tensor:
+        """Number of images per class (int64, length num_classes)."""
+        return torch.bincount(self.labels, minlength=self.num_classes)
+
+    # ------------------------------------------------------------------ subsets
+    def subset(self, indices: Sequence[int] | torch.Tensor | slice) -> "ImageDataset":
+        """A new data set holding the chosen images (copies; same class list).
+
+        ``indices`` may be a slice, a sequence/tensor of integer indices or a boolean mask.
+        """
+        n = len(self)
+        if isinstance(indices, slice):
+            idx = torch.arange(n)[indices]
+        else:
+            idx = torch.as_tensor(indices)
+            if idx.numel() == 0:
+                idx = idx.to(torch.int64)  # [] arrives as float32
+            if idx.dtype == torch.bool:
+                if idx.shape != (n,):
+                    raise DatafreeError(
+                        f"subset() got a boolean mask of shape {tuple(idx.shape)} for {n} images: give one flag per image."
+                    )
+                idx = idx.nonzero().reshape(-1)
+            elif idx.dtype.is_floating_point or idx.dtype.is_complex:
+                raise DatafreeError(f"subset() needs integer indices, got {idx.dtype}: pass ints or a boolean mask.")
+            idx = idx.reshape(-1).to(torch.int64)
+            if idx.numel() and (int(idx.min()) < -n or int(idx.max()) >= n):
+                raise DatafreeError(
+                    f"subset() index out of range: indices run from {int(idx.min())} to {int(idx.max())} "
+                    f"but the data set has {n} images; use indices in 0..{n - 1}."
+                )
+            idx = torch.where(idx < 0, idx + n, idx)
+        return ImageDataset(
+            images=self.images.index_select(0, idx),
+            labels=self.labels.index_select(0, idx),
+            classes=list(self.classes),
+        )

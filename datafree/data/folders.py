@@ -1,0 +1,452 @@
+"""ImageFolder directories and tarballs of them, decoded in parallel and cached as ``.pt``.
+
+Layout (both kinds): one folder per class, images anywhere below it::
+
+    <root>/<class>/<image>.jpg            or    <root>/<top>/<class>/<image>.jpg
+
+where ``<top>`` is a single wrapping folder (``train/`` in the shared CIFAR-10
+archives). Class names are sorted; images within a class are sorted by path.
+Files whose suffix is not an image suffix, hidden files and ``__MACOSX`` folders
+are skipped; files lying directly in ``<root>`` (not in a class folder) are ignored.
+
+The decoded set is cached in ``$DATAFREE_CACHE`` (default ``~/.cache/datafree``)
+as a ``torch.load(weights_only=True)``-readable file, keyed by the absolute path,
+size and modification time of the source (every file's, for a folder) and the
+requested ``image_size``; a second load of the same source takes well under a second.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import multiprocessing
+import os
+import sys
+import tarfile
+import tempfile
+import warnings
+import zlib
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from datafree.data.dataset import ImageDataset
+from datafree.errors import DatafreeError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"})
+TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+# Bump when the cached layout or the decoding changes, so stale caches are not reused.
+_CACHE_VERSION = 1
+# Below this many images decoding runs inline: a worker pool costs more than it saves.
+_MIN_PARALLEL = 2048
+# A decode task holds at most this many images / bytes.
+_CHUNK_IMAGES = 1024
+_CHUNK_BYTES = 8 << 20
+
+
+# ---------------------------------------------------------------------- cache
+def cache_dir() -> Path:
+    """``$DATAFREE_CACHE`` if set, else ``~/.cache/datafree`` (created on first write)."""
+    env = os.environ.get("DATAFREE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "datafree"
+
+
+def _cache_file(source: Path, key_parts: Iterable[str]) -> Path:
+    digest = hashlib.sha256()
+    for part in (f"v{_CACHE_VERSION}", *key_parts):
+        digest.update(part.encode("utf-8", "surrogateescape"))
+        digest.update(b"\0")
+    stem = source.name
+    for suffix in TAR_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)[:60] or "data"
+    return cache_dir() / f"{stem}-{digest.hexdigest()[:20]}.pt"
+
+
+def _read_cache(file: Path) -> ImageDataset | None:
+    if not file.is_file():
+        return None
+    try:
+        blob = torch.load(file, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or blob.get("version") != _CACHE_VERSION:
+            raise ValueError("unexpected content")
+        return ImageDataset(images=blob["images"], labels=blob["labels"], classes=list(blob["classes"]))
+    except Exception as exc:  # corrupt, truncated or foreign file: rebuild it
+        warnings.warn(f"ignoring unreadable cache file {file} ({type(exc).__name__}: {exc}); rebuilding it", stacklevel=3)
+        return None
+
+
+def _write_cache(file: Path, dataset: ImageDataset) -> None:
+    """Temp file in the same folder + os.replace: readers never see half a file."""
+    tmp = None
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(
+                {
+                    "version": _CACHE_VERSION,
+                    "images": dataset.images.contiguous(),
+                    "labels": dataset.labels.contiguous(),
+                    "classes": list(dataset.classes),
+                },
+                handle,
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache folder should stay readable
+        os.replace(tmp, file)
+        tmp = None
+    except OSError as exc:  # read-only home, full disk, ...: loading still works, just uncached
+        warnings.warn(
+            f"could not write the data cache {file} ({exc}); set DATAFREE_CACHE to a writable folder to cache decoded images",
+            stacklevel=3,
+        )
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------- decoding
+def _decode_chunk(items: list, names: list[str], image_size: int | None) -> np.ndarray:
+    """Decode a list of encoded images (bytes or file paths) into an N x H x W x 3 uint8 array.
+
+    Runs in a worker process or thread; only touches PIL and numpy.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    arrays = []
+    first_shape = None
+    for item, name in zip(items, names):
+        try:
+            with Image.open(io.BytesIO(item) if isinstance(item, (bytes, bytearray)) else item) as im:
+                if image_size is not None:
+                    if im.format == "JPEG":
+                        im.draft("RGB", (image_size, image_size))  # DCT-domain downscale of big JPEGs
+                    im = im.convert("RGB")
+                    if im.size != (image_size, image_size):
+                        im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
+                else:
+                    im = im.convert("RGB")
+                arr = np.asarray(im, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise DatafreeError(
+                f"could not decode image {name} ({type(exc).__name__}: {exc}): delete or replace that file "
+                "(or rebuild the archive without it)."
+            ) from None
+        if first_shape is None:
+            first_shape = (arr.shape, name)
+        elif arr.shape != first_shape[0]:
+            raise _size_error(first_shape[1], first_shape[0], name, arr.shape)
+        arrays.append(arr)
+    return np.stack(arrays) if arrays else np.zeros((0, 1, 1, 3), np.uint8)
+
+
+def _size_error(name_a: str, shape_a, name_b: str, shape_b) -> DatafreeError:
+    return DatafreeError(
+        f"images differ in size: {name_a} is {shape_a[1]}x{shape_a[0]} but {name_b} is {shape_b[1]}x{shape_b[0]}: "
+        "pass image_size=N (data.image_size=N in a recipe) to resize every image to N x N."
+    )
+
+
+def _fork_is_safe() -> bool:
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _make_executor(workers: int) -> Executor:
+    # JPEG/PNG decoding of small images is dominated by Python-level PIL overhead that
+    # holds the GIL, so processes beat threads (measured: 2 threads are slower than 1).
+    # Workers are forked (no re-import of torch); they only run PIL and numpy.
+    if _fork_is_safe():
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(workers)
+
+
+class _Decoder:
+    """Collects encoded images into chunks and decodes them inline or in a pool, in order."""
+
+    def __init__(self, image_size: int | None, workers: int | None, expected: int | None = None):
+        self.image_size = image_size
+        self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
+        self.expected = expected
+        self.names: list[str] = []
+        self._items: list = []
+        self._chunk_names: list[str] = []
+        self._chunk_bytes = 0
+        self._results: list[Future | np.ndarray] = []
+        self._chunks: list[tuple[list, list[str]]] = []
+        self._pending: list[tuple[list, list[str]]] = []  # chunks waiting for the pool decision
+        self._pool: Executor | None = None
+        self._broken = False
+        self._inline = self.workers == 1 or (expected is not None and expected < _MIN_PARALLEL)
+
+    def add(self, item, name: str) -> None:
+        self._items.append(item)
+        self._chunk_names.append(name)
+        self.names.append(name)
+        self._chunk_bytes += len(item) if isinstance(item, (bytes, bytearray)) else 0
+        if len(self._items) >= _CHUNK_IMAGES or self._chunk_bytes >= _CHUNK_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._items:
+            return
+        chunk = (self._items, self._chunk_names)
+        self._items, self._chunk_names, self._chunk_bytes = [], [], 0
+        if self._inline:
+            self._results.append(_decode_chunk(*chunk, self.image_size))
+            return
+        self._pending.append(chunk)
+        # Streams of unknown length start the pool once they are big enough to pay for it.
+        if self._pool is None and sum(len(c[0]) for c in self._pending) < _MIN_PARALLEL:
+            return
+        if self._pool is None:
+            with warnings.catch_warnings():  # Python >= 3.12 warns about fork() in threaded processes
+                warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+                self._pool = _make_executor(self.workers)
+                self._submit_pending()
+        else:
+            self._submit_pending()
+
+    def _submit_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        for items, names in pending:
+            self._chunks.append((items, names))  # kept (encoded, small) to retry if the pool breaks
+            if self._broken:
+                self._results.append(None)
+                continue
+            try:
+                self._results.append(self._pool.submit(_decode_chunk, items, names, self.image_size))
+            except (OSError, RuntimeError) as exc:  # cannot fork (sandbox, process limits), pool broken, ...
+                warnings.warn(f"image decoding workers failed ({exc}); decoding in this process", stacklevel=4)
+                self._broken = True
+                self._results.append(None)
+
+    def finish(self) -> np.ndarray:
+        """All decoded images, N x H x W x 3 uint8, in the order they were added."""
+        self._flush()
+        for chunk in self._pending:  # small stream: never worth a pool
+            self._results.append(_decode_chunk(*chunk, self.image_size))
+        self._pending = []
+        arrays = None
+        try:
+            if not self._broken:
+                arrays = [r.result() if isinstance(r, Future) else r for r in self._results]
+        except BrokenProcessPool:
+            # A worker died (killed for memory, say): decode everything again here, slowly but surely.
+            warnings.warn("an image decoding worker process died; decoding again in this process", stacklevel=3)
+        finally:
+            self.close()
+        if arrays is None:
+            arrays = [_decode_chunk(items, names, self.image_size) for items, names in self._chunks]
+        self._chunks, self._results = [], []
+        # Check sizes across chunks (each chunk is uniform already).
+        offset = 0
+        first = None
+        for arr in arrays:
+            if arr.shape[0] == 0:
+                continue
+            if first is None:
+                first = (arr.shape[1:], self.names[offset])
+            elif arr.shape[1:] != first[0]:
+                raise _size_error(first[1], first[0], self.names[offset], arr.shape[1:])
+            offset += arr.shape[0]
+        arrays = [a for a in arrays if a.shape[0]]
+        if not arrays:
+            return np.zeros((0, self.image_size or 1, self.image_size or 1, 3), np.uint8)
+        return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            try:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+            except Exception:  # a broken pool may complain while shutting down; nothing left to save
+                pass
+            self._pool = None
+
+
+# ---------------------------------------------------------------------- layout
+def _is_image(parts: tuple[str, ...]) -> bool:
+    if any(p.startswith(".") or p == "__MACOSX" for p in parts):
+        return False
+    return os.path.splitext(parts[-1])[1].lower() in IMAGE_SUFFIXES
+
+
+def _assign_classes(paths: list[tuple[str, ...]], source: Path) -> tuple[list[str], list[int], list[int]]:
+    """From relative paths (tuples of parts) of image files to (classes, kept positions, labels).
+
+    Kept positions are sorted by (class, path); a single top-level wrapping folder is unwrapped.
+    """
+    if not paths:
+        raise _no_images(source)
+    if len({p[0] for p in paths}) == 1 and all(len(p) >= 3 for p in paths):
+        paths = [p[1:] for p in paths]  # <top>/<class>/<image>
+    keep = [i for i, p in enumerate(paths) if len(p) >= 2]
+    if not keep:
+        raise _no_images(source)
+    classes = sorted({paths[i][0] for i in keep})
+    index = {c: k for k, c in enumerate(classes)}
+    keep.sort(key=lambda i: (index[paths[i][0]], paths[i]))
+    labels = [index[paths[i][0]] for i in keep]
+    return classes, keep, labels
+
+
+def _no_images(source: Path) -> DatafreeError:
+    return DatafreeError(
+        f"no images found in {source}: it must hold one folder per class with the images inside "
+        f"(<class>/<name>.jpg, optionally under one top-level folder such as train/); "
+        f"image suffixes read: {', '.join(sorted(IMAGE_SUFFIXES))}."
+    )
+
+
+def _check_image_size(image_size) -> int | None:
+    if image_size is None:
+        return None
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
+        raise DatafreeError(f"image_size must be a positive int or None, got {image_size!r}: set data.image_size=32 (say) or null.")
+    return int(image_size)
+
+
+def _missing(path: Path, what: str) -> DatafreeError:
+    return DatafreeError(
+        f"data path {path} does not exist: set data.path=... to {what} "
+        "(or data.root=... to the folder that holds it)."
+    )
+
+
+def _to_dataset(array: np.ndarray, keep: list[int], labels: list[int], classes: list[str]) -> ImageDataset:
+    images = torch.from_numpy(array)
+    order = torch.as_tensor(keep, dtype=torch.int64)
+    if not torch.equal(order, torch.arange(len(keep))):
+        images = images.index_select(0, order)
+    images = images.permute(0, 3, 1, 2).contiguous()
+    return ImageDataset(images=images, labels=torch.as_tensor(labels, dtype=torch.int64), classes=classes)
+
+
+# ---------------------------------------------------------------------- folders
+def _walk_images(root: Path) -> Iterator[tuple[tuple[str, ...], Path]]:
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        rel = Path(dirpath).relative_to(root).parts
+        for name in sorted(filenames):
+            parts = (*rel, name)
+            if _is_image(parts):
+                yield parts, Path(dirpath) / name
+
+
+def load_image_folder(
+    path: str | os.PathLike,
+    image_size: int | None = None,
+    *,
+    cache: bool = True,
+    workers: int | None = None,
+) -> ImageDataset:
+    """Load an ImageFolder directory (one sub-folder per class) into an :class:`ImageDataset`.
+
+    Images are converted to RGB and resized to ``image_size`` x ``image_size`` when given;
+    otherwise they must all share one size. ``workers`` defaults to ``os.cpu_count()``.
+    """
+    image_size = _check_image_size(image_size)
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise _missing(root, "an ImageFolder directory (one sub-folder per class)")
+    if not root.is_dir():
+        hint = " (it looks like an archive: use kind=tarball / load_tarball)" if root.name.lower().endswith(TAR_SUFFIXES) else ""
+        raise DatafreeError(f"{root} is not a directory{hint}: point data.path at a folder with one sub-folder per class.")
+    root = root.resolve()
+    found = list(_walk_images(root))
+    classes, keep, labels = _assign_classes([p for p, _ in found], root)
+    files = [found[i][1] for i in keep]
+
+    cache_file = None
+    if cache:
+        listing = hashlib.sha256()
+        for f in files:
+            st = f.stat()
+            listing.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        cache_file = _cache_file(root, ("folder", str(root), listing.hexdigest(), str(image_size)))
+        cached = _read_cache(cache_file)
+        if cached is not None:
+            return cached
+
+    decoder = _Decoder(image_size, workers, expected=len(files))
+    try:
+        for f in files:
+            decoder.add(str(f), str(f))
+        array = decoder.finish()
+    finally:
+        decoder.close()
+    dataset = _to_dataset(array, list(range(len(files))), labels, classes)
+    if cache_file is not None:
+        _write_cache(cache_file, dataset)
+    return dataset
+
+
+# ---------------------------------------------------------------------- tarballs
+def load_tarball(
+    path: str | os.PathLike,
+    image_size: int | None = None,
+    *,
+    cache: bool = True,
+    workers: int | None = None,
+) -> ImageDataset:
+    """Load a ``.tar.gz`` / ``.tgz`` / ``.tar`` of an ImageFolder into an :class:`ImageDataset`.
+
+    Members are read straight from the archive (nothing is extracted to disk) and decoded
+    in a pool of ``workers`` (default ``os.cpu_count()``) while the archive is still being
+    read. The archive may wrap the class folders in one top-level folder (``train/<class>/``).
+    """
+    image_size = _check_image_size(image_size)
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise _missing(file, "a .tar.gz/.tgz/.tar of class folders such as train.tar.gz")
+    if file.is_dir():
+        raise DatafreeError(
+            f"{file} is a directory, not an archive: use kind=imagefolder (load_image_folder) for it, "
+            "or point data.path at the .tar.gz file."
+        )
+    file = file.resolve()
+    st = file.stat()
+    cache_file = None
+    if cache:
+        cache_file = _cache_file(file, ("tar", str(file), str(st.st_size), str(st.st_mtime_ns), str(image_size)))
+        cached = _read_cache(cache_file)
+        if cached is not None:
+            return cached
+
+    decoder = _Decoder(image_size, workers)
+    paths: list[tuple[str, ...]] = []
+    try:
+        try:
+            # Stream mode ("r|*"): one sequential pass, compression detected automatically.
+            with tarfile.open(file, mode="r|*") as archive:
+                for member in archive:
+                    if not member.isfile():
+                        continue
+                    parts = tuple(p for p in member.name.split("/") if p not in ("", "."))
+                    if not parts or not _is_image(parts):
+                        continue
+                    handle = archive.extractfile(member)
+                    if handle is None:
+                        continue
+                    decoder.add(handle.read(), f"{file}:{member.name}")
+                    paths.append(parts)
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            raise DatafreeError(
+                f"could not read {file} as a tar archive ({type(exc).__name__}: {exc}): "
+                "check that it is a complete .tar.gz/.tgz/.tar (re-download or re-create it)."
+            ) from None
+        classes, keep, labels = _assign_classes(paths, file)
+        array = decoder.finish()
+    finally:
+        decoder.close()
+    dataset = _to_dataset(array, keep, labels, classes)
+    if cache_file is not None:
+        _write_cache(cache_file, dataset)
+    return dataset

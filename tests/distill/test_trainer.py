@@ -1,0 +1,89 @@
+import csv
+
+import pytest
+import torch
+
+from nets import TinyBNNet, calibrated_bn_net
+from datafree.distill.losses import KDLoss
+from datafree.distill.trainer import Distiller
+from datafree.errors import DatafreeError
+from datafree.synthesizers import Batch, DeepInversion, NoiseSynthesizer, Synthesizer
+from datafree.teachers import ClassifierInfo, freeze
+from datafree.utils.logging import RunLogger
+
+
+def _distiller(tmp_path, synth, teacher=None, **kw):
+    teacher = freeze(teacher or calibrated_bn_net())
+    test = [(torch.rand(32, 3, 8, 8), torch.randint(4, (32,))) for _ in range(2)]
+    info = ClassifierInfo(arch="tiny", num_classes=4, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3)
+    options = dict(device=torch.device("cpu"), num_classes=4, input_size=(3, 8, 8), rounds=4, student_steps=3,
+                   batch_size=16, lr=0.05, eval_every=2, log_every=2, amp=False, test_batches=test,
+                   logger=RunLogger(tmp_path, tensorboard=True), progress=False)
+    options.update(kw)
+    return Distiller(teacher, TinyBNNet(), synth, **options)
+
+
+def test_fit_lowers_kd_loss_and_writes_outputs(tmp_path):
+    from datafree.teachers import Normalized  # noqa: F401  (student.pt readable as a classifier)
+
+    info = ClassifierInfo(arch="tiny", num_classes=4, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3)
+    d = _distiller(tmp_path, NoiseSynthesizer(batch_size=16), rounds=6, student_steps=10, log_every=5,
+                   student_info=info, checkpoint_path=tmp_path / "student.pt", grid_path=tmp_path / "samples.png")
+    probe = torch.rand(64, 3, 8, 8)
+    before = KDLoss()(d.student.eval()(probe), d.teacher(probe)).item()
+    result = d.fit()
+    after = KDLoss()(d.student.eval()(probe), d.teacher(probe)).item()
+    d.logger.close()
+    assert after < before
+    assert result.rounds == 6 and result.student_steps == 60 and result.images_synthesized == 96
+    assert 0 <= result.student_accuracy <= 1 and 0 <= result.agreement <= 1
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [int(r["round"]) for r in rows] == [2, 4, 6]
+    assert (tmp_path / "samples.png").stat().st_size > 0
+    assert list((tmp_path / "tensorboard").iterdir())
+    blob = torch.load(tmp_path / "student.pt", weights_only=True)
+    assert blob["arch"] == "tiny" and blob["test_accuracy"] == pytest.approx(result.student_accuracy)
+
+
+def test_deepinversion_through_trainer_fills_pool(tmp_path):
+    synth = DeepInversion(batch_size=8, iterations=3, amp=False)
+    d = _distiller(tmp_path, synth, rounds=3, student_steps=2, pool_capacity=20)
+    result = d.fit()
+    assert len(d.pool) == 20 and result.images_synthesized == 24
+
+
+def test_time_budget_stops_early(tmp_path):
+    d = _distiller(tmp_path, NoiseSynthesizer(batch_size=8), rounds=10_000, student_steps=2, time_budget_s=0.5)
+    result = d.fit()
+    assert result.stopped_by == "time budget" and result.rounds < 10_000
+
+
+class _NaNSynth(Synthesizer):
+    def synthesize(self):
+        return Batch(images=torch.full((8, *self.input_size), float("nan")))
+
+
+def test_nonfinite_loss_stops_with_step_and_keeps_last_good(tmp_path):
+    info = ClassifierInfo(arch="tiny", num_classes=4, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3)
+
+    class LateNaN(_NaNSynth):
+        calls = 0
+
+        def synthesize(self):
+            self.calls += 1
+            if self.calls <= 2:
+                return Batch(images=torch.rand(8, *self.input_size))
+            return super().synthesize()
+
+    d = _distiller(tmp_path, LateNaN(), rounds=6, student_steps=2, log_every=2, eval_every=1, replay=0.0,
+                   student_info=info, checkpoint_path=tmp_path / "student.pt")
+    with pytest.raises(DatafreeError, match=r"student step 6.*last good student is kept"):
+        d.fit()
+    assert (tmp_path / "student.pt").exists()
+
+
+def test_bad_trainer_settings_are_refused(tmp_path):
+    with pytest.raises(DatafreeError, match="replay"):
+        _distiller(tmp_path, NoiseSynthesizer(), replay=1.5)
+    with pytest.raises(DatafreeError, match="optimizer"):
+        _distiller(tmp_path, NoiseSynthesizer(), optimizer="lion")

@@ -1,0 +1,107 @@
+"""The CLI in a subprocess, as users run it: a tiny distillation and every bad input."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from datafree.models import create_model
+from datafree.teachers import ClassifierInfo, save_classifier
+
+# A tiny but complete run: teacher trained first, DeepInversion, evaluation, noise baseline.
+TINY = [
+    "data.train.n=400", "data.test.n=200", "data.batch_size=64", "data.image_size=8",
+    "teacher=tinycnn_shapes", "teacher.arch=microcnn", "teacher.train.epochs=1",
+    "student=microcnn", "synthesizer.batch_size=16", "synthesizer.iterations=3",
+    "trainer.rounds=2", "trainer.student_steps=2", "trainer.batch_size=16", "trainer.eval_every=1",
+    "device=cpu", "progress=false",
+]
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "datafree", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def _info(arch="microcnn"):
+    return ClassifierInfo(arch=arch, num_classes=10, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3)
+
+
+def test_tiny_distill_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("distill", *TINY, "noise_baseline=true", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for needle in ("teacher microcnn: test accuracy", "student microcnn: test accuracy", "random-noise images",
+                   "synthetic sample grid"):
+        assert needle in proc.stdout
+    for name in ("teacher.pt", "student.pt", "samples.png", "summary.csv"):
+        assert (out / name).is_file(), name
+    assert torch.load(out / "student.pt", weights_only=True)["arch"] == "microcnn"
+    # The teacher written by the run serves a second, checkpoint-based run.
+    proc = run_cli("distill", *TINY, f"teacher.checkpoint={out / 'teacher.pt'}", f"hydra.run.dir={tmp_path / 'again'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_train_teacher_command(tmp_path):
+    out = tmp_path / "teacher"
+    proc = run_cli("train-teacher", *[a for a in TINY if a.split(".")[0] in ("data", "teacher", "device", "progress")],
+                   f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    blob = torch.load(out / "teacher.pt", weights_only=True)
+    assert blob["arch"] == "microcnn" and blob["input_size"] == [3, 8, 8] and len(blob["classes"]) == 10
+    assert 0 <= blob["test_accuracy"] <= 1
+
+
+def test_help_and_unknown_command():
+    proc = run_cli()
+    assert proc.returncode == 0 and "train-teacher" in proc.stdout
+    proc = run_cli("distil")
+    assert proc.returncode == 2 and "unknown command 'distil'" in proc.stderr
+
+
+def _assert_clean_failure(proc, out: Path, *needles):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr[-3000:]
+    assert not out.exists(), f"left behind: {list(out.rglob('*'))}"
+
+
+@pytest.mark.parametrize(
+    "overrides, needles",
+    [
+        (["student.arch=resnet19"], ["unknown model 'resnet19'", "Did you mean 'resnet18'"]),
+        (["teacher.arch=nope", "teacher.checkpoint=null"], ["unknown model 'nope'"]),
+        (["synthesizer=deepinversionn"], ["synthesizer/deepinversionn", "Available options"]),
+        (["data=tarball_missing"], ["data/tarball_missing"]),
+        (["teacher.checkpoint=/no/such/teacher.pt"], ["does not exist", "teacher.checkpoint"]),
+        (["synthesizer.tv_l2_weight=-1"], ["must be >= 0"]),
+    ],
+)
+def test_bad_input_fails_cleanly(tmp_path, overrides, needles):
+    out = tmp_path / "run"
+    proc = run_cli("distill", *TINY, *overrides, f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, *needles)
+
+
+def test_missing_data_path_fails_cleanly(tmp_path):
+    out = tmp_path / "run"
+    args = [a for a in TINY if not a.startswith("data.")]
+    proc = run_cli("distill", *args, "data=cifar10_jpeg", "data.root=/no/such/folder", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "/no/such/folder", "does not exist")
+
+
+def test_mismatched_checkpoint_fails_cleanly(tmp_path):
+    ckpt = save_classifier(tmp_path / "t.pt", create_model("tinycnn", num_classes=10), _info("tinycnn"))
+    out = tmp_path / "run"
+    proc = run_cli("distill", *TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=microcnn", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "does not match architecture 'microcnn'", "holds 'tinycnn'")
+
+
+def test_teacher_without_batchnorm_fails_cleanly(tmp_path):
+    ckpt = save_classifier(tmp_path / "t.pt", create_model("nobn_cnn", num_classes=10), _info("nobn_cnn"))
+    out = tmp_path / "run"
+    proc = run_cli("distill", *TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=nobn_cnn", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "no BatchNorm layer")

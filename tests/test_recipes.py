@@ -1,0 +1,71 @@
+"""Every shipped recipe composes, and everything it builds instantiates on the CPU."""
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+
+import datafree
+from datafree.models import create_model
+from datafree.synthesizers import Synthesizer
+
+RECIPES = Path(datafree.__file__).parent / "recipes"
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (RECIPES / group).glob("*.yaml"))
+
+
+def _compose(name: str, overrides: list[str]):
+    with initialize_config_module("datafree.recipes", version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+@pytest.mark.parametrize("name", ["distill", "train_teacher"])
+@pytest.mark.parametrize("experiment", [None, *_options("experiment")])
+def test_experiments_compose(name, experiment):
+    cfg = _compose(name, [] if experiment is None else [f"experiment={experiment}"])
+    create_model(cfg.teacher.arch, num_classes=cfg.data.num_classes)
+    if cfg.get("student"):
+        create_model(cfg.student.arch, num_classes=cfg.data.num_classes)
+
+
+@pytest.mark.parametrize("synthesizer", _options("synthesizer"))
+def test_synthesizers_instantiate(synthesizer):
+    cfg = _compose("distill", [f"synthesizer={synthesizer}"])
+    assert isinstance(instantiate(cfg.synthesizer), Synthesizer)
+
+
+@pytest.mark.parametrize("trainer", _options("trainer"))
+def test_trainers_instantiate(trainer):
+    cfg = _compose("distill", [f"trainer={trainer}"])
+    make = instantiate(cfg.trainer)
+    assert callable(make) and make.keywords["loss"].temperature > 0
+
+
+@pytest.mark.parametrize("group", ["teacher", "student"])
+def test_every_model_recipe_names_a_zoo_model(group):
+    for option in _options(group):
+        cfg = _compose("distill", [f"{group}={option}"])
+        create_model(cfg[group].arch, num_classes=10)
+
+
+@pytest.mark.parametrize("data", _options("data"))
+def test_data_recipes_compose(data):
+    overrides = [f"data={data}"] + (["data.root=/x", "data.num_classes=3"] if data == "imagefolder" else [])
+    cfg = _compose("distill", overrides)
+    assert cfg.data.train._target_ == "datafree.data.build_dataset"
+    assert cfg.data.num_classes > 0
+
+
+def test_shapes_data_instantiates():
+    cfg = _compose("distill", ["data.train.n=50", "data.test.n=20"])
+    train = instantiate(cfg.data.train)
+    assert len(train) == 50 and train.num_classes == cfg.data.num_classes
+
+
+def test_kornia_augmentations_from_a_recipe():
+    cfg = _compose("distill", ["synthesizer=deepinversion",
+                               "synthesizer.augment=[{_target_: kornia.augmentation.ColorJitter, brightness: 0.1, p: 0.5}]"])
+    synth = instantiate(cfg.synthesizer)
+    assert len(synth.augment.extra) == 1
