@@ -37,10 +37,12 @@ def split(path: Path, out: Path, max_mib: float) -> None:
 
 
 def join(folder: Path, path: Path) -> None:
-    meta = torch.load(folder / f"{path.stem}.meta.pt", weights_only=True)
+    (meta_file,) = folder.glob("*.meta.pt")  # pieces keep the name they were split under
+    stem = meta_file.name[: -len(".meta.pt")]
+    meta = torch.load(meta_file, weights_only=True)
     state = {}
     for i in range(meta.pop("pieces")):
-        for key, t in torch.load(folder / f"{path.stem}.{i}.pt", weights_only=True).items():
+        for key, t in torch.load(folder / f"{stem}.{i}.pt", weights_only=True).items():
             state[key] = t.float() if t.is_floating_point() else t
     atomic_save({**meta, "state_dict": state}, path)
     print(f"joined into {path}")
