@@ -51,3 +51,82 @@ class KDLoss(nn.Module):
         if self.hard_weight:
             loss = loss + self.hard_weight * F.cross_entropy(student_logits.float(), teacher_logits.argmax(1))
         return loss
+
+
+# -- adversarial (generator-based) methods -----------------------------------------------------------
+def logit_l1(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """DFAD's disagreement: mean |teacher - student| over batch and classes, on raw logits.
+
+    Unlike KL it does not saturate when the softmaxes are already far apart, so the
+    generator keeps a gradient late in training.
+    """
+    return (teacher_logits.float() - student_logits.float()).abs().mean()
+
+
+def agreement_mask(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """True where student and teacher predict the same class."""
+    return student_logits.argmax(1) == teacher_logits.argmax(1)
+
+
+def masked_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Batch mean of ``agree * KL(teacher || student)`` per sample (times T^2, as in :func:`kd_kl`).
+
+    CMI's adversarial term: a generator maximising it looks for samples that are hard for
+    the student (high KL) yet still on the right side of the decision boundary, instead of
+    drifting to inputs where the two disagree only because both are meaningless.
+    """
+    t = float(temperature)
+    log_p_student = F.log_softmax(student_logits.float() / t, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits.float() / t, dim=1)
+    per_sample = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(1)
+    mask = agreement_mask(student_logits, teacher_logits).to(per_sample.dtype)
+    return (mask * per_sample).mean() * (t * t)
+
+
+class LogitL1Loss(nn.Module):
+    """Student loss of DFAD: L1 between logits, called like :class:`KDLoss`.
+
+    ``temperature`` divides both logits first; 1 is DFAD. It also keeps the interface of
+    KDLoss, which recipes and the trainer read.
+    """
+
+    def __init__(self, temperature: float = 1.0):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        return logit_l1(student_logits / self.temperature, teacher_logits / self.temperature)
+
+
+def _energy(features: torch.Tensor) -> torch.Tensor:
+    return features.float().pow(2).mean(1)
+
+
+def attention_map(features: torch.Tensor) -> torch.Tensor:
+    """Activation-based attention (Zagoruyko & Komodakis): channel mean of squares, flattened, unit L2 norm."""
+    return F.normalize(_energy(features).flatten(1), dim=1)
+
+
+def attention_transfer(student_feats, teacher_feats) -> torch.Tensor:
+    """Sum over layer pairs of the mean squared difference between attention maps.
+
+    Channel counts may differ (maps are channel means). Where spatial sizes differ the
+    larger energy map is average-pooled to the smaller before normalising, so each map
+    still sums the energy of the region it covers.
+    """
+    if len(student_feats) != len(teacher_feats) or not len(student_feats):
+        raise ValueError(
+            f"attention transfer pairs layers: got {len(student_feats)} student and {len(teacher_feats)} teacher feature maps."
+        )
+    total = None
+    for s, t in zip(student_feats, teacher_feats):
+        es, et = _energy(s), _energy(t)
+        if es.shape[-2:] != et.shape[-2:]:
+            size = (min(es.shape[-2], et.shape[-2]), min(es.shape[-1], et.shape[-1]))
+            es = F.adaptive_avg_pool2d(es.unsqueeze(1), size).squeeze(1)
+            et = F.adaptive_avg_pool2d(et.unsqueeze(1), size).squeeze(1)
+        term = (F.normalize(es.flatten(1), dim=1) - F.normalize(et.flatten(1), dim=1)).pow(2).mean()
+        total = term if total is None else total + term
+    return total

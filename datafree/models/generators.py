@@ -28,8 +28,10 @@ class Generator(nn.Module):
     """z (optionally with a class) -> image in [0, 1] of shape (N, channels, image_size, image_size).
 
     Linear -> (2*base_width, s, s) -> BN, then [Upsample x2 -> conv3x3 -> BN -> LeakyReLU(0.2)] until
-    image_size, then conv3x3 -> sigmoid. The sigmoid matches the [0, 1] pixel range that the teacher's
-    normalisation expects before it is applied; tanh would need a different de-normalisation.
+    image_size, then conv3x3 -> [BN without affine] -> sigmoid. The sigmoid matches the [0, 1] pixel
+    range that the teacher's normalisation expects before it is applied. The output BN (``output_bn``,
+    on by default, as DFAD's generator has) keeps the pre-sigmoid values standardised over the batch:
+    an adversarial generator otherwise drives them to saturation and collapses to a few flat patterns.
 
     When ``conditional``, a learned class embedding (latent_dim wide) is concatenated to z, so the
     class can never be cancelled out by a small z the way a multiplicative embedding can.
@@ -43,6 +45,7 @@ class Generator(nn.Module):
         base_width: int = 64,
         conditional: bool = False,
         num_classes: int = 10,
+        output_bn: bool = True,
     ):
         super().__init__()
         if not isinstance(latent_dim, int) or latent_dim <= 0:
@@ -78,7 +81,10 @@ class Generator(nn.Module):
                 nn.LeakyReLU(0.2, inplace=True),
             ]
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.Conv2d(base_width, channels, 3, 1, 1), nn.Sigmoid())
+        head: list[nn.Module] = [nn.Conv2d(base_width, channels, 3, 1, 1)]
+        if output_bn:
+            head.append(nn.BatchNorm2d(channels, affine=False))
+        self.head = nn.Sequential(*head, nn.Sigmoid())
 
     def sample_latent(self, n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=device, generator=generator)
@@ -118,5 +124,6 @@ def dcgan_generator(
     channels: int = 3,
     base_width: int = 64,
     conditional: bool = False,
+    output_bn: bool = True,
 ) -> Generator:
-    return Generator(latent_dim, image_size, channels, base_width, conditional, num_classes)
+    return Generator(latent_dim, image_size, channels, base_width, conditional, num_classes, output_bn)

@@ -1,0 +1,370 @@
+"""Generator-based data-free distillation: DFAD, DAFL, ZSKT and DFQ as settings of one synthesizer.
+
+A generator ``G(z)`` is trained so that the frozen teacher and the current student,
+acting together as the discriminator, are pushed apart on its images, optionally
+with priors that keep the images teacher-like:
+
+* ``adv``: minus the teacher-student disagreement (DFAD: L1 on logits; ZSKT: KL;
+  CMI: KL only where both still agree; or Jensen-Shannon),
+* ``bn``: the teacher's BatchNorm input statistics match its running ones (DFQ),
+* ``oh``: the teacher is confident about its own argmax (DAFL one-hot),
+* ``act``: the teacher's penultimate features are large (DAFL activation),
+* ``ie``: the classes are balanced across the batch (DAFL information entropy),
+* ``ce``: a conditional generator's images get the class they were asked for.
+
+The student trains on fresh ``sample()`` draws between generator rounds, as in
+DFAD. Options cover the generator life cycle: keep it, re-initialise it (or its
+first layer) every k rounds, or adapt a clone of a meta-learned base each round
+(FastDFKD/CMI style, with a reptile step back into the base).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from datafree.distill.losses import jensen_shannon, kd_kl, logit_l1, masked_kl
+from datafree.errors import DatafreeError
+from datafree.models import create_model
+from datafree.synthesizers.augment import Augment
+from datafree.synthesizers.base import Batch, Synthesizer, balanced_targets
+from datafree.synthesizers.hooks import BatchNormStatistics
+from datafree.utils.device import autocast
+
+# Each maps (student_logits, teacher_logits) to a disagreement the generator maximises.
+DISAGREEMENTS = {
+    "l1": logit_l1,
+    "kl": lambda s, t: kd_kl(s, t, 1.0),
+    "masked_kl": masked_kl,
+    "js": lambda s, t: jensen_shannon(t, s),
+}
+LIFECYCLES = ("keep", "reinit", "reinit_first_layer")
+
+
+class PenultimateFeatures:
+    """Inside the ``with`` block, keeps the input of the model's last ``nn.Linear`` (its features)."""
+
+    def __init__(self, model: nn.Module):
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise DatafreeError(
+                f"the activation prior (act_weight) reads the input of the teacher's final nn.Linear, but "
+                f"{type(model).__name__} has none: set synthesizer.act_weight=0."
+            )
+        self.layer = linears[-1]
+        self.features: torch.Tensor | None = None
+        self._handle = None
+
+    def __enter__(self) -> "PenultimateFeatures":
+        def record(module, inputs):
+            self.features = inputs[0]
+
+        self._handle = self.layer.register_forward_pre_hook(record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+        self._handle = None
+        self.features = None
+
+
+def class_imbalance(teacher_logits: torch.Tensor) -> torch.Tensor:
+    """ln(K) - entropy of the batch-mean softmax: 0 when every class is equally likely.
+
+    Minimising it is DAFL's information-entropy term; the ln(K) offset changes no gradient
+    but makes the logged value read as a distance from balance.
+    """
+    p = F.softmax(teacher_logits.float(), dim=1).mean(0)
+    return (p * p.clamp_min(1e-12).log()).sum() + torch.log(torch.tensor(float(p.numel()), device=p.device))
+
+
+class GeneratorSynthesizer(Synthesizer):
+    """One generator-based synthesizer; the method is the choice of weights (see the recipes).
+
+    DFAD: ``adv_loss="l1"``. ZSKT: ``adv_loss="kl"``. DAFL: ``adv_weight=0`` with
+    ``oh_weight``, ``act_weight``, ``ie_weight``. DFQ: ``bn_weight`` + ``oh_weight`` +
+    ``ie_weight`` + a KL adversary. A zero weight costs nothing: no forward pass, no hook.
+    """
+
+    def __init__(
+        self,
+        *,
+        generator: nn.Module | None = None,
+        latent_dim: int = 256,
+        batch_size: int = 256,
+        g_steps: int = 1,
+        lr: float = 1e-3,
+        betas: Sequence[float] = (0.5, 0.999),
+        adv_weight: float = 1.0,
+        adv_loss: str = "l1",
+        bn_weight: float = 0.0,
+        first_bn_multiplier: float = 1.0,
+        oh_weight: float = 0.0,
+        act_weight: float = 0.0,
+        ie_weight: float = 0.0,
+        conditional: bool = False,
+        ce_weight: float = 0.0,
+        lifecycle: str = "keep",
+        reinit_every: int = 0,
+        clone_per_batch: bool = False,
+        optimize_latent: bool = False,
+        meta_lr: float = 0.0,
+        amp: bool = True,
+        augment: Sequence[nn.Module] | None = None,
+    ):
+        weights = dict(adv_weight=adv_weight, bn_weight=bn_weight, oh_weight=oh_weight, act_weight=act_weight,
+                       ie_weight=ie_weight, ce_weight=ce_weight)
+        negative = {k: v for k, v in weights.items() if v < 0}
+        if negative:
+            raise DatafreeError(f"generator loss weights must be >= 0, got {negative}: set a weight to 0 to switch its term off.")
+        if not any(weights.values()):
+            raise DatafreeError("every generator loss weight is 0, so the generator would never learn: switch at least one term on "
+                                "(e.g. adv_weight=1).")
+        if first_bn_multiplier < 0:
+            raise DatafreeError(f"first_bn_multiplier must be >= 0, got {first_bn_multiplier}.")
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim <= 0:
+            raise DatafreeError(f"latent_dim must be a positive integer (e.g. 256), got latent_dim={latent_dim!r}.")
+        if batch_size < 1:
+            raise DatafreeError(f"batch_size must be >= 1, got batch_size={batch_size}.")
+        if g_steps < 1:
+            raise DatafreeError(f"g_steps (generator updates per round) must be >= 1, got g_steps={g_steps}.")
+        if lr <= 0:
+            raise DatafreeError(f"the generator learning rate lr must be > 0, got lr={lr}.")
+        betas = tuple(float(b) for b in betas)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise DatafreeError(f"betas must be two Adam coefficients in [0, 1), got betas={list(betas)}.")
+        if adv_loss not in DISAGREEMENTS:
+            raise DatafreeError(f"unknown adv_loss {adv_loss!r}: choose one of {sorted(DISAGREEMENTS)}.")
+        if lifecycle not in LIFECYCLES:
+            raise DatafreeError(f"unknown lifecycle {lifecycle!r}: choose one of {list(LIFECYCLES)}.")
+        if reinit_every < 0:
+            raise DatafreeError(f"reinit_every counts rounds and must be >= 0 (0 = never), got reinit_every={reinit_every}.")
+        if lifecycle != "keep" and reinit_every == 0:
+            raise DatafreeError(f"lifecycle={lifecycle!r} needs reinit_every >= 1 (rounds between resets); with 0 it never happens.")
+        if lifecycle == "keep" and reinit_every > 0:
+            raise DatafreeError(f"reinit_every={reinit_every} has no effect with lifecycle='keep': "
+                                "choose lifecycle='reinit' or 'reinit_first_layer', or set reinit_every=0.")
+        if not 0 <= meta_lr <= 1:
+            raise DatafreeError(f"meta_lr is the step from the base generator towards each round's clone, in [0, 1]; got {meta_lr}.")
+        if meta_lr > 0 and not clone_per_batch:
+            raise DatafreeError("meta_lr only applies with clone_per_batch=true (the base learns from each round's clone): "
+                                "set clone_per_batch=true or meta_lr=0.")
+        if ce_weight > 0 and not conditional:
+            raise DatafreeError("ce_weight needs class targets, which only a conditional generator has: "
+                                "set conditional=true or ce_weight=0.")
+        if generator is not None:
+            if not isinstance(generator, nn.Module):
+                raise DatafreeError(f"generator must be an nn.Module or null (to build one), got {type(generator).__name__}.")
+            own_latent = getattr(generator, "latent_dim", latent_dim)
+            if own_latent != latent_dim:
+                raise DatafreeError(f"the generator takes z of size {own_latent} but latent_dim={latent_dim}: "
+                                    f"set latent_dim={own_latent}.")
+            own_conditional = getattr(generator, "conditional", conditional)
+            if bool(own_conditional) != bool(conditional):
+                raise DatafreeError(f"the generator has conditional={own_conditional} but the synthesizer conditional={conditional}: "
+                                    "make them agree.")
+        self.generator = generator
+        self.latent_dim, self.batch_size, self.g_steps = int(latent_dim), int(batch_size), int(g_steps)
+        self.lr, self.betas = float(lr), betas
+        self.adv_weight, self.adv_loss = float(adv_weight), str(adv_loss)
+        self.bn_weight, self.first_bn_multiplier = float(bn_weight), float(first_bn_multiplier)
+        self.oh_weight, self.act_weight, self.ie_weight = float(oh_weight), float(act_weight), float(ie_weight)
+        self.conditional, self.ce_weight = bool(conditional), float(ce_weight)
+        self.lifecycle, self.reinit_every = str(lifecycle), int(reinit_every)
+        self.clone_per_batch, self.optimize_latent, self.meta_lr = bool(clone_per_batch), bool(optimize_latent), float(meta_lr)
+        self.amp = bool(amp)
+        self.augment = Augment(jitter=0, flip=False, extra=augment) if augment else None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.rounds_done = 0
+        self.last_losses: dict[str, torch.Tensor] = {}
+        self._active: nn.Module | None = None  # what sample() draws from: the base, or the latest clone
+        self._pending_state: dict | None = None
+
+    # -- setup --------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        channels, height, width = self.input_size
+        if self.generator is None:
+            if height != width:
+                raise DatafreeError(f"the built-in generator makes square images but the teacher takes {height}x{width}: "
+                                    "pass synthesizer.generator (an nn.Module producing that size).")
+            self.generator = create_model("dcgan_generator", num_classes=self.num_classes, latent_dim=self.latent_dim,
+                                          image_size=height, channels=channels, conditional=self.conditional)
+        if self.conditional and getattr(self.generator, "num_classes", self.num_classes) != self.num_classes:
+            raise DatafreeError(f"the conditional generator knows {self.generator.num_classes} classes but the teacher has "
+                                f"{self.num_classes}: build it with num_classes={self.num_classes}.")
+        if self.lifecycle == "reinit_first_layer" and not callable(getattr(self.generator, "reset_first_layer", None)):
+            raise DatafreeError(f"lifecycle='reinit_first_layer' needs a generator with reset_first_layer(); "
+                                f"{type(self.generator).__name__} has none: use lifecycle='reinit'.")
+        if self.bn_weight:
+            BatchNormStatistics(self.teacher)  # raises the clear error for a teacher without BN
+        if self.act_weight:
+            PenultimateFeatures(self.teacher)
+        self.generator.to(self.device).train()
+        if self.augment is not None:
+            self.augment.to(self.device)
+        self.optimizer = self._adam(self.generator.parameters())
+        self._active = self.generator
+        if self._pending_state is not None:
+            state, self._pending_state = self._pending_state, None
+            self.load_state_dict(state)
+        with torch.no_grad():
+            images = self._generate(self.generator, *self._latent(2))
+            if tuple(images.shape[1:]) != tuple(self.input_size):
+                raise DatafreeError(
+                    f"the generator makes images of shape {tuple(images.shape[1:])} but the teacher takes "
+                    f"{tuple(self.input_size)}: set the generator's image_size/channels to match "
+                    "(or synthesizer.generator=null to build one from the teacher's input size)."
+                )
+            with autocast(self.device, self.amp):
+                logits = self.teacher(images).float()
+        if not torch.isfinite(logits).all():
+            raise DatafreeError("the teacher's logits on generated images are not finite (NaN or inf): check the teacher "
+                                "checkpoint on real inputs and its normalisation (teacher.mean / teacher.std).")
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+            raise DatafreeError(f"the teacher returns logits of shape {tuple(logits.shape)} but num_classes={self.num_classes}: "
+                                "make data.num_classes match the teacher.")
+
+    def _adam(self, params) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=self.lr, betas=self.betas)
+
+    def _latent(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z = torch.randn(n, self.latent_dim, device=self.device)
+        labels = balanced_targets(n, self.num_classes, self.device) if self.conditional else None
+        return z, labels
+
+    def _generate(self, generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        with autocast(self.device, self.amp):
+            images = generator(z, labels) if self.conditional else generator(z)
+        return images.float()
+
+    # -- one round --------------------------------------------------------------------------------------
+    def synthesize(self) -> Batch:
+        self._apply_lifecycle()
+        base = self.generator
+        if self.clone_per_batch:
+            generator = copy.deepcopy(base)
+            optimizer = self._adam(generator.parameters())  # fresh moments: each clone starts from the base
+        else:
+            generator, optimizer = base, self.optimizer
+        generator.train()
+        z, labels = self._latent(self.batch_size)
+        latent_optimizer = None
+        if self.optimize_latent:
+            z.requires_grad_(True)
+            latent_optimizer = self._adam([z])
+        params = [p for p in generator.parameters() if p.requires_grad] + ([z] if self.optimize_latent else [])
+        student_was_training = self.student.training
+        self.student.eval()  # its BN running statistics must not drift towards the generator's batches
+        bn_stats = BatchNormStatistics(self.teacher, self.first_bn_multiplier) if self.bn_weight else None
+        features = PenultimateFeatures(self.teacher) if self.act_weight else None
+        try:
+            with bn_stats or contextlib.nullcontext(), features or contextlib.nullcontext():
+                for _ in range(self.g_steps):
+                    if not self.optimize_latent:
+                        z, labels = self._latent(self.batch_size)
+                    parts, disagreement = self._objective(generator, z, labels, bn_stats, features)
+                    # autograd.grad, not backward: teacher and student gradient buffers stay untouched,
+                    # so the student's optimiser never sees a generator-step gradient.
+                    grads = torch.autograd.grad(sum(parts.values()), params, allow_unused=True)
+                    for p, g in zip(params, grads):
+                        p.grad = g
+                    optimizer.step()
+                    if latent_optimizer is not None:
+                        latent_optimizer.step()
+        finally:
+            self.student.train(student_was_training)
+        self.last_losses = {k: v.detach() for k, v in parts.items()}
+        if disagreement is not None:
+            self.last_losses["disagreement"] = disagreement.detach()
+        for p in params:
+            p.grad = None
+        if self.clone_per_batch:
+            self._meta_step(base, generator)
+        self._active = generator
+        self.rounds_done += 1
+
+        if not self.optimize_latent:
+            z, labels = self._latent(self.batch_size)
+        with torch.no_grad():
+            images = self._generate(generator, z.detach(), labels)
+            with autocast(self.device, self.amp):
+                logits = self.teacher(images).float()
+        return Batch(images=images, targets=labels, teacher_logits=logits)
+
+    def _objective(self, generator, z, labels, bn_stats, features):
+        images = self._generate(generator, z, labels)
+        inputs = self.augment(images) if self.augment is not None else images
+        with autocast(self.device, self.amp):
+            teacher_logits = self.teacher(inputs).float()
+        parts: dict[str, torch.Tensor] = {}
+        disagreement = None
+        if self.adv_weight:
+            with autocast(self.device, self.amp):
+                student_logits = self.student(inputs).float()
+            disagreement = DISAGREEMENTS[self.adv_loss](student_logits, teacher_logits)
+            parts["adv"] = -self.adv_weight * disagreement
+        if bn_stats is not None:
+            parts["bn"] = self.bn_weight * bn_stats.loss()
+        if self.oh_weight:
+            parts["oh"] = self.oh_weight * F.cross_entropy(teacher_logits, teacher_logits.argmax(1))
+        if features is not None:
+            # DAFL's normalisation (mean |f| over batch and features), which its published weight assumes.
+            parts["act"] = -self.act_weight * features.features.float().abs().mean()
+        if self.ie_weight:
+            parts["ie"] = self.ie_weight * class_imbalance(teacher_logits)
+        if self.ce_weight:
+            parts["ce"] = self.ce_weight * F.cross_entropy(teacher_logits, labels)
+        return parts, disagreement
+
+    # -- life cycle -------------------------------------------------------------------------------------
+    def _apply_lifecycle(self) -> None:
+        if not self.reinit_every or not self.rounds_done or self.rounds_done % self.reinit_every:
+            return
+        if self.lifecycle == "reinit_first_layer":
+            self.generator.reset_first_layer()
+        elif callable(getattr(self.generator, "reset_parameters", None)):
+            self.generator.reset_parameters()
+        else:
+            for module in self.generator.modules():
+                if module is not self.generator and callable(getattr(module, "reset_parameters", None)):
+                    module.reset_parameters()
+        # Adam moments gathered for the old weights would steer the fresh ones.
+        self.optimizer = self._adam(self.generator.parameters())
+        self._active = self.generator
+
+    @torch.no_grad()
+    def _meta_step(self, base: nn.Module, clone: nn.Module) -> None:
+        """Reptile: move the base a fraction meta_lr towards the adapted clone."""
+        if not self.meta_lr:
+            return
+        for b, c in zip(base.parameters(), clone.parameters()):
+            b.lerp_(c, self.meta_lr)
+        for b, c in zip(base.buffers(), clone.buffers()):
+            if b.is_floating_point():
+                b.lerp_(c, self.meta_lr)
+
+    # -- cheap fresh samples for the student step ----------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        return self._generate(self._active, *self._latent(n))
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        if self.optimizer is None:
+            raise RuntimeError("GeneratorSynthesizer.state_dict() before bind(): there is no generator yet")
+        return {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rounds_done": self.rounds_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.optimizer is None:  # not bound yet: the generator may not exist; apply in validate()
+            self._pending_state = state
+            return
+        self.generator.load_state_dict(state["generator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rounds_done = int(state.get("rounds_done", 0))
+        self._active = self.generator
