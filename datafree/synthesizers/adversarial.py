@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from typing import Sequence
 
 import torch
@@ -80,7 +81,8 @@ def class_imbalance(teacher_logits: torch.Tensor) -> torch.Tensor:
     but makes the logged value read as a distance from balance.
     """
     p = F.softmax(teacher_logits.float(), dim=1).mean(0)
-    return (p * p.clamp_min(1e-12).log()).sum() + torch.log(torch.tensor(float(p.numel()), device=p.device))
+    # + ln K, a Python float: no host-to-device copy on the hot path.
+    return (p * p.clamp_min(1e-12).log()).sum() + math.log(p.numel())
 
 
 class GeneratorSynthesizer(Synthesizer):
