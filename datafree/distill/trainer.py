@@ -209,10 +209,6 @@ class Distiller:
                 if rounds_done % self.eval_every == 0:
                     metrics = self._evaluate_and_save(rounds_done, step, synthesized, started)
                     last_good = self.checkpoint_path
-            else:
-                stopped_by = "rounds"
-            if self.time_budget_s and stopped_by != "time budget" and rounds_done < self.rounds:
-                stopped_by = "time budget"
             if rounds_done % self.eval_every != 0 or not metrics:
                 metrics = self._evaluate_and_save(rounds_done, step, synthesized, started)
         finally:
