@@ -65,3 +65,28 @@ def test_bn_loss_falls_on_gpu_with_bf16():
     synth.iterations = 300
     synth.synthesize()
     assert synth.last_losses["bn"].item() < first
+
+
+def test_generator_rounds_and_student_steps_do_not_sync_with_the_host():
+    from datafree.distill.losses import LogitL1Loss
+    from datafree.synthesizers import GeneratorSynthesizer
+
+    device = torch.device("cuda")
+    teacher, student = _nets(device)
+    synth = GeneratorSynthesizer(batch_size=64, latent_dim=32, bn_weight=1.0, oh_weight=1.0, ie_weight=1.0,
+                                 adv_loss="masked_kl")
+    distiller = Distiller(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
+                          batch_size=64, replay=0.5, loss=LogitL1Loss(), progress=False)
+    batch = synth.synthesize()  # warm-up: cuDNN autotuning may sync
+    distiller.pool.add(batch.images)
+    distiller._student_step(batch.images)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        batch = synth.synthesize()
+        distiller.pool.add(batch.images)
+        for _ in range(3):
+            distiller._student_step(batch.images)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert batch.images.shape == (64, 3, 32, 32) and torch.isfinite(batch.teacher_logits).all()
