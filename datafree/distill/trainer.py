@@ -197,10 +197,11 @@ class Distiller:
                     step += 1
                     bar.update(1)
                     if step % self.log_every == 0:
-                        mean_loss = self._check_finite(loss_sum / loss_count, step, last_good)
+                        mean_loss, synth = self._read_back(loss_sum / loss_count)
+                        self._check_finite(mean_loss, step, last_good)
                         bar.set_postfix(loss=f"{mean_loss:.4f}", **({"acc": f"{metrics['student_accuracy']:.3f}"} if metrics else {}))
                         self.logger.scalars(step, {"train/kd_loss": mean_loss, "train/lr": self.optimizer.param_groups[0]["lr"],
-                                                   **self._synthesizer_scalars()})
+                                                   **synth})
                         loss_sum.zero_()
                         loss_count = 0
                     if self.time_budget_s and step % 10 == 0 and time.perf_counter() - started >= self.time_budget_s:
@@ -226,19 +227,19 @@ class Distiller:
             stopped_by=stopped_by,
         )
 
-    def _synthesizer_scalars(self) -> dict[str, float]:
+    def _read_back(self, mean_loss: torch.Tensor) -> tuple[float, dict[str, float]]:
+        """The mean student loss and the synthesizer's last loss terms, in one device-to-host copy."""
         losses = getattr(self.synthesizer, "last_losses", {}) or {}
-        return {f"synth/{k}": float(v) for k, v in losses.items()}
+        values = torch.stack([mean_loss.float(), *(v.float().to(mean_loss.device) for v in losses.values())]).tolist()
+        return values[0], {f"synth/{k}": v for k, v in zip(losses, values[1:])}
 
-    def _check_finite(self, mean_loss: torch.Tensor, step: int, last_good) -> float:
-        value = float(mean_loss)
+    def _check_finite(self, value: float, step: int, last_good) -> None:
         if not math.isfinite(value):
             kept = f" The last good student is kept at {last_good}." if last_good else " No student checkpoint had been written yet."
             raise DatafreeError(
                 f"the distillation loss became {value} by student step {step} (teacher or student logits are not finite on the "
                 f"synthetic inputs).{kept} Lower trainer.lr or the synthesizer's learning rate, or check the teacher on real inputs."
             )
-        return value
 
     def _evaluate_and_save(self, rounds_done: int, step: int, synthesized: int, started: float) -> dict[str, float]:
         row: dict[str, float] = {"round": rounds_done, "step": step, "images": synthesized,
@@ -248,7 +249,8 @@ class Distiller:
             row.update(student_accuracy=result["accuracy"], teacher_accuracy=result["reference_accuracy"],
                        agreement=result["agreement"])
             self.logger.scalars(step, {"eval/student_accuracy": result["accuracy"], "eval/agreement": result["agreement"]})
-            synth = " ".join(f"{k} {v:.3g}" for k, v in self._synthesizer_scalars().items())
+            _, synth_losses = self._read_back(torch.zeros((), device=self.device))
+            synth = " ".join(f"{k} {v:.3g}" for k, v in synth_losses.items())
             self.logger.info(
                 f"round {rounds_done} step {step}: student {result['accuracy']:.4f} teacher {result['reference_accuracy']:.4f} "
                 f"agreement {result['agreement']:.4f} ({row['time_s']:.0f}s){' | ' + synth if synth else ''}"

@@ -32,7 +32,7 @@ from datafree.distill.losses import jensen_shannon, kd_kl, logit_l1, masked_kl
 from datafree.errors import DatafreeError
 from datafree.models import create_model
 from datafree.synthesizers.augment import Augment
-from datafree.synthesizers.base import Batch, Synthesizer, balanced_targets
+from datafree.synthesizers.base import Batch, Synthesizer, balanced_targets, check_loss_weights
 from datafree.synthesizers.hooks import BatchNormStatistics
 from datafree.utils.device import autocast
 
@@ -119,14 +119,8 @@ class GeneratorSynthesizer(Synthesizer):
         amp: bool = True,
         augment: Sequence[nn.Module] | None = None,
     ):
-        weights = dict(adv_weight=adv_weight, bn_weight=bn_weight, oh_weight=oh_weight, act_weight=act_weight,
-                       ie_weight=ie_weight, ce_weight=ce_weight)
-        negative = {k: v for k, v in weights.items() if v < 0}
-        if negative:
-            raise DatafreeError(f"generator loss weights must be >= 0, got {negative}: set a weight to 0 to switch its term off.")
-        if not any(weights.values()):
-            raise DatafreeError("every generator loss weight is 0, so the generator would never learn: switch at least one term on "
-                                "(e.g. adv_weight=1).")
+        check_loss_weights("generator", adv_weight=adv_weight, bn_weight=bn_weight, oh_weight=oh_weight,
+                           act_weight=act_weight, ie_weight=ie_weight, ce_weight=ce_weight)
         if first_bn_multiplier < 0:
             raise DatafreeError(f"first_bn_multiplier must be >= 0, got {first_bn_multiplier}.")
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim <= 0:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from datafree.errors import DatafreeError
+
 
 @dataclass
 class Batch:
@@ -65,6 +67,15 @@ class Synthesizer(ABC):
 
     def load_state_dict(self, state: dict) -> None:
         del state
+
+
+def check_loss_weights(method: str, **weights: float) -> None:
+    """Every synthesizer's rule: weights are >= 0 (0 switches a term off) and at least one is on."""
+    negative = {k: v for k, v in weights.items() if v < 0}
+    if negative:
+        raise DatafreeError(f"{method} loss weights must be >= 0, got {negative}: set a weight to 0 to switch its term off.")
+    if not any(weights.values()):
+        raise DatafreeError(f"every {method} loss weight is 0, so nothing would be optimised: switch at least one term on.")
 
 
 def balanced_targets(n: int, num_classes: int, device, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -25,7 +25,7 @@ from torch import nn
 from datafree.distill.losses import jensen_shannon
 from datafree.errors import DatafreeError
 from datafree.synthesizers.augment import Augment
-from datafree.synthesizers.base import Batch, Synthesizer, balanced_targets
+from datafree.synthesizers.base import Batch, Synthesizer, balanced_targets, check_loss_weights
 from datafree.synthesizers.hooks import BatchNormStatistics
 from datafree.synthesizers.priors import total_variation
 from datafree.utils.device import autocast
@@ -50,13 +50,8 @@ class DeepInversion(Synthesizer):
         init_std: float = 0.2,
         amp: bool = True,
     ):
-        weights = dict(bn_weight=bn_weight, ce_weight=ce_weight, tv_l1_weight=tv_l1_weight,
-                       tv_l2_weight=tv_l2_weight, l2_weight=l2_weight, adi_weight=adi_weight)
-        negative = {k: v for k, v in weights.items() if v < 0}
-        if negative:
-            raise DatafreeError(f"DeepInversion loss weights must be >= 0, got {negative}: set them to 0 to switch a term off.")
-        if not any(weights.values()):
-            raise DatafreeError("every DeepInversion loss weight is 0: switch at least one term on.")
+        check_loss_weights("DeepInversion", bn_weight=bn_weight, ce_weight=ce_weight, tv_l1_weight=tv_l1_weight,
+                           tv_l2_weight=tv_l2_weight, l2_weight=l2_weight, adi_weight=adi_weight)
         if batch_size < 1 or iterations < 1 or lr <= 0:
             raise DatafreeError(
                 f"DeepInversion needs batch_size >= 1, iterations >= 1 and lr > 0 (got {batch_size}, {iterations}, {lr})."
