@@ -5,7 +5,6 @@ built and checked before the first training step or the first file write.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -17,7 +16,9 @@ from datafree.distill.trainer import DistillResult
 from datafree.errors import DatafreeError
 from datafree.models import create_model
 from datafree.synthesizers.noise import NoiseSynthesizer
-from datafree.teachers import ClassifierInfo, Normalized, freeze, load_classifier, save_classifier
+from datafree.api import make_student
+from datafree.teachers import (ClassifierInfo, DataHint, Normalized, Teacher, check_agreement, freeze, save_classifier,
+                               teacher_from_config)
 from datafree.training import train_classifier
 from datafree.utils.device import resolve_device
 from datafree.utils.logging import RunLogger
@@ -120,47 +121,58 @@ def train_teacher_job(cfg: DictConfig, out_dir: Path) -> dict:
     return {"test_accuracy": info.test_accuracy, "wall_time_s": wall, "checkpoint": str(out_dir / "teacher.pt")}
 
 
+def data_hint(data_cfg: DictConfig, test_set: ImageDataset | None) -> DataHint:
+    """What the run's data says about the teacher's input, for the values the teacher leaves open."""
+    if test_set is None:
+        return DataHint(num_classes=data_cfg.get("num_classes"))
+    _, channels, height, width = test_set.images.shape
+    return DataHint(channels=channels, height=height, width=width, num_classes=test_set.num_classes)
+
+
+def obtain_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, hint: DataHint, logger: RunLogger) -> Teacher:
+    """The recipe's teacher, from any source; a zoo teacher is trained first when asked to and none is given."""
+    node = cfg.teacher
+    if (node.get("source") or "datafree") == "datafree" and not node.get("checkpoint") and node.get("train_if_missing"):
+        if cfg.data.get("num_classes") is None:
+            raise DatafreeError("training a teacher first needs data with labels: choose a data recipe with data.train.")
+        logger.info("no teacher checkpoint given: training one first (teacher.train_if_missing=true)")
+        model, info = train_teacher(cfg, out_dir, device, RunLogger(out_dir / "teacher"))
+        return Teacher(model, info)
+    return teacher_from_config(node, device, hint)
+
+
 def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
     device = resolve_device(cfg.device)
     seed_everything(int(cfg.seed))
-    num_classes = int(cfg.data.num_classes)
 
     # Everything that can be wrong with the recipe is checked here, before any work.
-    create_model(cfg.student.arch, num_classes=num_classes)
+    data_classes = cfg.data.get("num_classes")
+    student_node = cfg.student
+    create_model(student_node.arch, num_classes=int(data_classes or 10))  # a bad name fails before a teacher is trained
     synthesizer = instantiate(cfg.synthesizer)
     make_distiller = instantiate(cfg.trainer)
     test_set = load_split(cfg.data, "test")
-    if test_set is not None:
-        check_classes(test_set, num_classes, "test")
-    checkpoint = cfg.teacher.get("checkpoint")
+    if test_set is not None and data_classes is not None:
+        check_classes(test_set, int(data_classes), "test")
     logger = RunLogger(out_dir)
-    if checkpoint:
-        teacher, info = load_classifier(
-            checkpoint, arch=cfg.teacher.get("arch"), num_classes=num_classes,
-            mean=cfg.teacher.get("mean"), std=cfg.teacher.get("std"), device=device,
-        )
-        freeze(teacher)
-    elif cfg.teacher.get("train_if_missing"):
-        logger.info("no teacher checkpoint given: training one first (teacher.train_if_missing=true)")
-        teacher, info = train_teacher(cfg, out_dir, device, RunLogger(out_dir / "teacher"))
-    else:
-        raise DatafreeError(
-            "no teacher: set teacher.checkpoint=PATH to a checkpoint from 'datafree train-teacher' "
-            "(or teacher.train_if_missing=true to train one on data.train first)."
-        )
-    if info.num_classes != num_classes:
-        raise DatafreeError(f"the teacher has {info.num_classes} classes but data.num_classes={num_classes}: make them agree.")
+    teacher = obtain_teacher(cfg, out_dir, device, data_hint(cfg.data, test_set), logger)
+    info = teacher.info
+    for note in teacher.notes:
+        logger.info(f"teacher: {note}")
+    check_agreement(info.num_classes, info.input_size, data_classes=None if data_classes is None else int(data_classes),
+                    data_size=None if test_set is None else tuple(test_set.images.shape[1:]),
+                    student_classes=student_node.get("num_classes"))
+    make_student(student_node.arch, info, device)  # runs on the teacher's input, gives its classes
+    num_classes = info.num_classes
     test_batches = None if test_set is None else batches(test_set, cfg.data, device, train=False, seed=int(cfg.seed))
 
     def run(synth, run_dir: Path, run_logger: RunLogger, **overrides) -> DistillResult:
         seed_everything(int(cfg.seed))  # the same student initialisation for every run of this job
-        student = Normalized(create_model(cfg.student.arch, num_classes=num_classes), info.mean, info.std).to(device)
+        student, student_info = make_student(student_node.arch, info, device)
         if device.type == "cuda":
             student = student.to(memory_format=torch.channels_last)
-        student_info = dataclasses.replace(info, arch=str(cfg.student.arch), test_accuracy=None,
-                                           extra={"teacher_arch": info.arch, "teacher_accuracy": info.test_accuracy})
         distiller = make_distiller(
-            teacher=teacher, student=student, synthesizer=synth, device=device, num_classes=num_classes,
+            teacher=teacher.model, student=student, synthesizer=synth, device=device, num_classes=num_classes,
             input_size=info.input_size, amp=bool(cfg.amp), test_batches=test_batches, logger=run_logger,
             student_info=student_info, progress=bool(cfg.progress), **overrides,
         )

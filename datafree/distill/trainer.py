@@ -7,7 +7,6 @@ are read back to the host only every ``log_every`` steps and at evaluations.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -18,13 +17,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from datafree.distill.losses import KDLoss, attention_transfer
+from datafree.distill.features import build_feature_terms, taps
+from datafree.distill.losses import KDLoss
 from datafree.distill.pool import SyntheticPool
 from datafree.errors import DatafreeError
 from datafree.evaluate import evaluate
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Synthesizer
-from datafree.synthesizers.hooks import FeatureCapture
 from datafree.teachers import ClassifierInfo, save_classifier
 from datafree.utils.device import autocast
 from datafree.utils.logging import RunLogger
@@ -74,6 +73,7 @@ class Distiller:
         grid_path: str | Path | None = None,
         progress: bool = True,
         attention: dict | None = None,
+        hint: dict | None = None,
     ):
         if rounds < 1 or student_steps < 0 or batch_size < 1:
             raise DatafreeError(
@@ -99,7 +99,10 @@ class Distiller:
         self.grid_path = Path(grid_path) if grid_path else None
         self.progress = progress
         self.pool = SyntheticPool(pool_capacity, tuple(input_size), device)
+        # Feature terms (ZSKT attention, FitNets hints) over named layers; hint adapters train with the student.
+        self.feature_terms = build_feature_terms(teacher, student, input_size, device, attention=attention, hint=hint)
         params = [p for p in student.parameters() if p.requires_grad]
+        params += [p for term in self.feature_terms for p in term.parameters()]
         if optimizer == "sgd":
             self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
         elif optimizer == "adam":
@@ -107,23 +110,7 @@ class Distiller:
         else:
             raise DatafreeError(f"unknown trainer.optimizer {optimizer!r}: choose 'sgd' or 'adam'.")
         self.base_lr = float(lr)
-        self.attention = self._attention_captures(attention, teacher, student)
         synthesizer.bind(teacher, student, num_classes, tuple(input_size), device)
-
-    @staticmethod
-    def _attention_captures(attention, teacher: nn.Module, student: nn.Module):
-        """(weight, teacher capture, student capture) for ZSKT-style attention transfer, or None when off."""
-        if not attention or not float(attention.get("weight", 0.0)):
-            return None
-        weight = float(attention["weight"])
-        teacher_layers = list(attention.get("teacher_layers") or [])
-        student_layers = list(attention.get("student_layers") or [])
-        if weight < 0 or not teacher_layers or len(teacher_layers) != len(student_layers):
-            raise DatafreeError(
-                f"trainer.attention needs weight >= 0 and equally long, non-empty teacher_layers and student_layers "
-                f"(got weight {weight}, {len(teacher_layers)} teacher and {len(student_layers)} student layers)."
-            )
-        return weight, FeatureCapture(teacher, teacher_layers), FeatureCapture(student, student_layers)
 
     # -- schedule -------------------------------------------------------------------------
     def _progress(self, step: int, total: int, started: float) -> float:
@@ -149,19 +136,15 @@ class Distiller:
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def _student_step(self, fresh: torch.Tensor) -> torch.Tensor:
-        weight, teacher_capture, student_capture = self.attention or (0.0, None, None)
         with torch.no_grad():
             inputs = self.augment(self._student_batch(fresh))
-            with autocast(self.device, self.amp), teacher_capture or contextlib.nullcontext():
+            with autocast(self.device, self.amp), taps(self.feature_terms, "teacher"):
                 teacher_logits = self.teacher(inputs).float()
-        with autocast(self.device, self.amp), student_capture or contextlib.nullcontext():
+        with autocast(self.device, self.amp), taps(self.feature_terms, "student"):
             student_logits = self.student(inputs).float()
         loss = self.loss(student_logits, teacher_logits)
-        if weight:
-            loss = loss + weight * attention_transfer(student_capture.features, teacher_capture.features)
-            # Let go of the feature maps now rather than hold them until the next step.
-            teacher_capture.features = [None] * len(teacher_capture.features)
-            student_capture.features = [None] * len(student_capture.features)
+        for term in self.feature_terms:
+            loss = loss + term.loss()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

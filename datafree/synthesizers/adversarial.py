@@ -33,7 +33,7 @@ from datafree.errors import DatafreeError
 from datafree.models import create_model
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, balanced_targets, check_loss_weights
-from datafree.synthesizers.hooks import BatchNormStatistics
+from datafree.synthesizers.hooks import BatchNormStatistics, check_batchnorm_teacher, require_hookable
 from datafree.utils.device import autocast
 
 # Each maps (student_logits, teacher_logits) to a disagreement the generator maximises.
@@ -197,8 +197,9 @@ class GeneratorSynthesizer(Synthesizer):
             raise DatafreeError(f"lifecycle='reinit_first_layer' needs a generator with reset_first_layer(); "
                                 f"{type(self.generator).__name__} has none: use lifecycle='reinit'.")
         if self.bn_weight:
-            BatchNormStatistics(self.teacher)  # raises the clear error for a teacher without BN
+            check_batchnorm_teacher(self.teacher, "the generator's BatchNorm-statistics prior (bn_weight)")
         if self.act_weight:
+            require_hookable(self.teacher, "the activation prior (act_weight)")
             PenultimateFeatures(self.teacher)
         self.generator.to(self.device).train()
         if self.augment is not None:

@@ -26,7 +26,7 @@ from datafree.distill.losses import jensen_shannon
 from datafree.errors import DatafreeError
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, balanced_targets, check_loss_weights
-from datafree.synthesizers.hooks import BatchNormStatistics
+from datafree.synthesizers.hooks import BatchNormStatistics, check_batchnorm_teacher
 from datafree.synthesizers.priors import total_variation
 from datafree.utils.device import autocast
 
@@ -67,7 +67,7 @@ class DeepInversion(Synthesizer):
 
     def validate(self) -> None:
         if self.bn_weight > 0:
-            BatchNormStatistics(self.teacher)  # raises the clear error for a teacher without BN
+            check_batchnorm_teacher(self.teacher, "DeepInversion (its BatchNorm-statistics prior, bn_weight)")
         self.augment.to(self.device)
 
     def _prior_center(self) -> torch.Tensor | float:

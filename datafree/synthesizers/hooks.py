@@ -1,14 +1,47 @@
 """Forward hooks that only live inside a ``with`` block, also when it raises."""
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
 
+log = logging.getLogger("datafree")
+
+
+def require_hookable(model: nn.Module, what: str) -> None:
+    """Forward hooks cannot attach to TorchScript modules: say so before anything else fails."""
+    if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
+        raise DatafreeError(
+            f"{what} needs forward hooks, which cannot attach to a TorchScript teacher: use synthesizer=dfad "
+            "(no BatchNorm prior), or load the teacher from its Python class and state dict (teacher.source=module)."
+        )
+
 
 def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    """Every BatchNorm1d/2d/3d and SyncBatchNorm (all subclass _BatchNorm) that tracks running statistics."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+            and m.running_mean is not None]
+
+
+def untracked_batchnorm_layers(model: nn.Module) -> list[str]:
+    """Names of BatchNorm layers without running statistics (track_running_stats=False): nothing to match."""
+    return [n for n, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and (not m.track_running_stats or m.running_mean is None)]
+
+
+def check_batchnorm_teacher(model: nn.Module, what: str = "the BatchNorm-statistics prior") -> None:
+    """Refuse a teacher whose statistics cannot be matched, once, before any work; note skipped layers."""
+    require_hookable(model, what)
+    try:
+        BatchNormStatistics(model)
+    except DatafreeError as error:
+        raise DatafreeError(f"{what} cannot be used: {error}") from None
+    skipped = untracked_batchnorm_layers(model)
+    if skipped:
+        log.info("BatchNorm layers without running statistics are skipped by %s: %s", what, ", ".join(skipped[:8]))
 
 
 class BatchNormStatistics:
@@ -23,11 +56,20 @@ class BatchNormStatistics:
     def __init__(self, model: nn.Module, first_multiplier: float = 1.0):
         self.layers = batchnorm_layers(model)
         if not self.layers:
+            norms = sorted({type(m).__name__ for m in model.modules()
+                            if isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm,
+                                              nn.modules.instancenorm._InstanceNorm))})
+            has = f" (it normalises with {', '.join(norms)}, which keeps no running statistics)" if norms else ""
             raise DatafreeError(
-                f"the teacher ({type(model).__name__}) has no BatchNorm layer, so its statistics cannot be "
-                "matched: choose a synthesizer without the BN prior (e.g. synthesizer=dfad, or set its bn weight to 0) "
-                "or use a teacher with BatchNorm."
+                f"the teacher ({_name(model)}) has no BatchNorm layer with running statistics{has}, so there are no "
+                "statistics to match: use an adversarial synthesizer, which needs no BatchNorm (synthesizer=dfad, "
+                "zskt or dafl), or set the synthesizer's bn_weight=0."
             )
+        # The first BN layer of each ensemble member gets the multiplier, so members are treated alike.
+        members = getattr(model, "members", None)
+        firsts = [batchnorm_layers(m)[:1] for m in members] if isinstance(members, nn.ModuleList) else [self.layers[:1]]
+        first_ids = {id(layer) for group in firsts for layer in group}
+        self._first = [id(layer) in first_ids for layer in self.layers]
         self.first_multiplier = float(first_multiplier)
         self._handles: list = []
         self._losses: list[torch.Tensor | None] = [None] * len(self.layers)
@@ -58,27 +100,48 @@ class BatchNormStatistics:
         self._losses = [None] * len(self.layers)
 
     def loss(self) -> torch.Tensor:
-        recorded = [l for l in self._losses if l is not None]
-        if not recorded:
+        total = None
+        for value, first in zip(self._losses, self._first):
+            if value is None:
+                continue
+            term = self.first_multiplier * value if first else value
+            total = term if total is None else total + term
+        if total is None:
             raise RuntimeError("BatchNormStatistics.loss() called before a forward pass inside the with block")
-        total = self.first_multiplier * recorded[0]
-        for value in recorded[1:]:
-            total = total + value
         return total
+
+
+def resolve_layers(model: nn.Module, names: list[str], who: str) -> list[nn.Module]:
+    """Sub-modules by name. Names are those of the user's network (``layer3``, ``features.12``); the
+    wrapper's own prefix (``model.layer3``) is accepted too."""
+    require_hookable(model, f"tapping {who} layers")
+    modules = dict(model.named_modules())
+    inner = getattr(model, "model", None)
+    if isinstance(inner, nn.Module):
+        modules.update({n: m for n, m in inner.named_modules() if n and n not in modules})
+    missing = [n for n in names if n not in modules]
+    if missing:
+        import difflib
+
+        listed = [n for n in modules if n and not n.startswith("model.")] or [n for n in modules if n]
+        close = sorted({c for n in missing for c in difflib.get_close_matches(n, listed, n=3)})
+        raise DatafreeError(
+            f"{who} layer(s) {missing} not found in {_name(model)}: choose names from its named_modules()"
+            f"{', e.g. ' + str(close) if close else ''} (the first few: {listed[:8]})."
+        )
+    return [modules[n] for n in names]
+
+
+def _name(model: nn.Module) -> str:
+    inner = getattr(model, "model", None)
+    return type(inner if isinstance(inner, nn.Module) else model).__name__
 
 
 class FeatureCapture:
     """Keeps the outputs of named sub-modules during forward passes inside the ``with`` block."""
 
-    def __init__(self, model: nn.Module, names: list[str]):
-        modules = dict(model.named_modules())
-        missing = [n for n in names if n not in modules]
-        if missing:
-            raise DatafreeError(
-                f"layer(s) {missing} not found in {type(model).__name__}: choose names from its named_modules(), "
-                f"e.g. {[n for n in modules if n][:8]}."
-            )
-        self.modules = [modules[n] for n in names]
+    def __init__(self, model: nn.Module, names: list[str], who: str = "model"):
+        self.modules = resolve_layers(model, list(names), who)
         self.features: list[torch.Tensor | None] = [None] * len(names)
         self._handles: list = []
 

@@ -120,7 +120,7 @@ def test_trainer_adds_weighted_attention_transfer():
 def test_trainer_attention_settings_are_checked():
     from datafree.errors import DatafreeError
 
-    assert _distiller(None).attention is None and _distiller({"weight": 0.0, **LAYERS}).attention is None
+    assert _distiller(None).feature_terms == [] and _distiller({"weight": 0.0, **LAYERS}).feature_terms == []
     with pytest.raises(DatafreeError, match="not found"):
         _distiller({"weight": 1.0, "teacher_layers": ["features.2"], "student_layers": ["layer9"]})
     with pytest.raises(DatafreeError, match="equally long"):

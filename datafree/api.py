@@ -1,0 +1,108 @@
+"""The Python API: the CLI's flows for notebooks and scripts.
+
+    import datafree
+    teacher = datafree.load_teacher("module", model=MyNet(), checkpoint="my_teacher.pt")
+    synthesizer = datafree.synthesizers.DeepInversion(batch_size=64, iterations=200)
+    result = datafree.distill(teacher, "resnet18", synthesizer, rounds=50)
+    result.save("student.pt")
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from datafree.data import DeviceBatches, ImageDataset
+from datafree.distill.trainer import Distiller, DistillResult
+from datafree.errors import DatafreeError
+from datafree.models import create_model
+from datafree.synthesizers.base import Synthesizer
+from datafree.teachers import ClassifierInfo, Normalized, Teacher, check_logits, probe_logits, save_classifier
+from datafree.utils.logging import RunLogger
+from datafree.utils.seeding import seed_everything
+
+
+@dataclasses.dataclass
+class Distilled:
+    """A distilled student (takes images in [0, 1]), what it is, and how the run went."""
+
+    student: Normalized
+    info: ClassifierInfo
+    result: DistillResult
+
+    def save(self, path: str | Path) -> Path:
+        """A datafree checkpoint: ``torch.load(path, weights_only=True)`` reads it, ``load_teacher`` loads it."""
+        info = dataclasses.replace(self.info, test_accuracy=self.result.student_accuracy)
+        return save_classifier(path, self.student, info)
+
+
+def make_student(student: str | nn.Module, teacher: ClassifierInfo, device: torch.device | str,
+                 num_classes: int | None = None) -> tuple[Normalized, ClassifierInfo]:
+    """A zoo model by name (built for the teacher's classes) or the user's module, checked on the teacher's input."""
+    if num_classes is not None and int(num_classes) != teacher.num_classes:
+        raise DatafreeError(
+            f"the student is set to {num_classes} classes but the teacher has {teacher.num_classes}: "
+            f"set student.num_classes={teacher.num_classes} (or null to follow the teacher)."
+        )
+    if isinstance(student, str):
+        arch, net = student, create_model(student, num_classes=teacher.num_classes)
+    elif isinstance(student, nn.Module):
+        arch, net = f"{type(student).__module__}.{type(student).__name__}", student
+    else:
+        raise DatafreeError(f"student must be a zoo model name or an nn.Module, got {type(student).__name__}.")
+    model = Normalized(net, teacher.mean, teacher.std).to(device)
+    check_logits(probe_logits(model, teacher.input_size, device, who="student"), teacher.num_classes, who="student")
+    info = dataclasses.replace(teacher, arch=arch, test_accuracy=None,
+                               extra={"teacher_arch": teacher.arch, "teacher_accuracy": teacher.test_accuracy})
+    return model, info
+
+
+def distill(
+    teacher: Teacher,
+    student: str | nn.Module,
+    synthesizer: Synthesizer,
+    *,
+    test_set: ImageDataset | None = None,
+    device: str | torch.device | None = None,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    amp: bool = True,
+    progress: bool = False,
+    **trainer_options,
+) -> Distilled:
+    """Distil ``teacher`` into ``student`` on ``synthesizer``'s images.
+
+    ``trainer_options`` are :class:`~datafree.distill.trainer.Distiller`'s (``rounds``,
+    ``student_steps``, ``batch_size``, ``lr``, ``time_budget_s``, ``attention``, ``hint``, ...).
+    ``test_set`` (real labelled images) only measures accuracy; ``out_dir`` receives
+    ``summary.csv``, TensorBoard scalars and ``student.pt`` when given.
+    """
+    if not isinstance(teacher, Teacher):
+        raise DatafreeError(f"teacher must come from datafree.load_teacher(...), got {type(teacher).__name__}.")
+    device = torch.device(device) if device is not None else next(iter(teacher.model.buffers())).device
+    teacher.model.to(device)
+    seed_everything(seed)
+    model, info = make_student(student, teacher.info, device)
+    tests = None
+    if test_set is not None:
+        if test_set.num_classes != teacher.info.num_classes or tuple(test_set.images.shape[1:]) != teacher.info.input_size:
+            raise DatafreeError(
+                f"test_set is {test_set!r} but the teacher takes {list(teacher.info.input_size)} with "
+                f"{teacher.info.num_classes} classes: pass test images of the teacher's task."
+            )
+        tests = DeviceBatches(test_set, batch_size=1000, device=device, shuffle=False, augment=False, drop_last=False)
+    logger = RunLogger(out_dir, tensorboard=True) if out_dir is not None else None
+    try:
+        distiller = Distiller(
+            teacher.model, model, synthesizer, device=device, num_classes=teacher.info.num_classes,
+            input_size=teacher.info.input_size, amp=amp, test_batches=tests, logger=logger, student_info=info,
+            checkpoint_path=None if out_dir is None else Path(out_dir) / "student.pt", progress=progress,
+            **trainer_options,
+        )
+        result = distiller.fit()
+    finally:
+        if logger is not None:
+            logger.close()
+    return Distilled(model, info, result)

@@ -1,0 +1,137 @@
+"""Classifier checkpoints (teachers and students): save, load, validate.
+
+A checkpoint is a plain dict of tensors, strings and numbers, so that
+``torch.load(path, weights_only=True)`` reads it::
+
+    {"format": "datafree.classifier", "version": 1, "arch": "resnet34",
+     "num_classes": 10, "input_size": [3, 32, 32], "mean": [...], "std": [...],
+     "classes": [...], "test_accuracy": 0.95 | None, "state_dict": {...}, "extra": {...}}
+
+Images everywhere in datafree are in [0, 1]; the :class:`Normalized` wrapper
+(``teachers/network.py``) applies the checkpoint's mean/std.
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from datafree.errors import DatafreeError
+from datafree.teachers.network import Normalized
+from datafree.utils.checkpoint import atomic_save, cpu_state_dict
+
+FORMAT = "datafree.classifier"
+log = logging.getLogger("datafree")
+
+
+@dataclass
+class ClassifierInfo:
+    """What a checkpoint says about its network, beside the weights."""
+
+    arch: str
+    num_classes: int
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: list[str] = field(default_factory=list)
+    test_accuracy: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.input_size = tuple(int(v) for v in self.input_size)
+        if len(self.input_size) != 3 or min(self.input_size) < 1:
+            raise DatafreeError(
+                f"input_size must be [channels, height, width] with positive values, got {list(self.input_size)}: "
+                "e.g. teacher.input_size=[3,32,32] (or [1,28,28] for grey images)."
+            )
+        if int(self.num_classes) < 1:
+            raise DatafreeError(f"num_classes must be >= 1, got {self.num_classes}: set it to the teacher's number of outputs.")
+        self.num_classes = int(self.num_classes)
+        self.mean = tuple(float(v) for v in self.mean)
+        self.std = tuple(float(v) for v in self.std)
+        if len(self.mean) != self.input_size[0] or len(self.std) != self.input_size[0]:
+            raise DatafreeError(
+                f"mean/std have {len(self.mean)}/{len(self.std)} values but the input has "
+                f"{self.input_size[0]} channels: give one value per channel."
+            )
+        if any(s <= 0 for s in self.std):
+            raise DatafreeError(f"std must be positive, got {self.std}: fix the normalisation values.")
+
+
+def save_classifier(path: str | Path, model: nn.Module, info: ClassifierInfo) -> Path:
+    """Write ``model`` (bare or :class:`Normalized`) with ``info``, atomically."""
+    net = model.model if isinstance(model, Normalized) else model
+    return atomic_save(
+        {
+            "format": FORMAT,
+            "version": 1,
+            "arch": info.arch,
+            "num_classes": int(info.num_classes),
+            "input_size": list(info.input_size),
+            "mean": list(info.mean),
+            "std": list(info.std),
+            "classes": list(info.classes),
+            "test_accuracy": None if info.test_accuracy is None else float(info.test_accuracy),
+            "state_dict": cpu_state_dict(net),
+            "extra": dict(info.extra),
+        },
+        path,
+    )
+
+
+def read_checkpoint(path: str | Path, trust: bool = False, what: str = "teacher.checkpoint"):
+    """``torch.load`` with ``weights_only=True``, unless the user trusts the file.
+
+    A pickle can run arbitrary code while it loads, so files that hold whole
+    modules or other Python objects are refused unless ``trust`` is set.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatafreeError(f"{what} {str(path)!r} does not exist: point {what} at the weights file.")
+    if is_torchscript_archive(path):
+        raise DatafreeError(
+            f"{str(path)!r} is a TorchScript archive, not a checkpoint: load it with teacher.source=torchscript."
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, foreign objects
+        first_line = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        if not _refused_as_unsafe(exc):
+            raise DatafreeError(
+                f"{what} {str(path)!r} cannot be read ({type(exc).__name__}: {first_line}): the file is damaged or "
+                "not a PyTorch checkpoint; save it again with torch.save(model.state_dict(), path)."
+            ) from None
+        if not trust:
+            raise DatafreeError(
+                f"{what} {str(path)!r} holds pickled Python objects (e.g. a whole nn.Module), and unpickling them "
+                "runs code stored in the file, which is unsafe for files you did not make yourself: save "
+                "model.state_dict() instead, or set teacher.trust_checkpoint=true if you trust its origin."
+            ) from None
+    log.warning("loading %s with weights_only=False because trust_checkpoint=true: this runs any code the file holds", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise DatafreeError(
+            f"{what} {str(path)!r} cannot be unpickled ({type(exc).__name__}: {str(exc)[:160]}): the classes it "
+            "names must be importable (put their package on PYTHONPATH)."
+        ) from None
+
+
+def _refused_as_unsafe(exc: Exception) -> bool:
+    # torch raises UnpicklingError("Weights only load failed ... Unsupported global ...") for objects outside
+    # its allow-list; a damaged or foreign file fails with another reason (e.g. "Unsupported operand").
+    text = str(exc).lower()
+    return isinstance(exc, pickle.UnpicklingError) and "weights only" in text and "global" in text
+
+
+def is_torchscript_archive(path: Path) -> bool:
+    """TorchScript archives are zip files with a ``code/`` folder; torch.save checkpoints have none."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name or name.startswith("code/") for name in archive.namelist())

@@ -1,0 +1,197 @@
+"""One entry point for every teacher source: build, settle the input spec, wrap, freeze, check.
+
+Sources (``source=``):
+
+* ``datafree``: a checkpoint written by datafree (it carries its metadata), or
+  a bare state dict of a zoo model (``arch``);
+* ``module``: the user's own class or factory (``model``, a ``_target_`` node in
+  recipes) plus a state dict, plain or nested, ``module.`` prefixes stripped; or,
+  with ``trust_checkpoint``, a whole pickled module;
+* ``torchvision``: any torchvision classification model by ``name``, with a local
+  weights file;
+* ``torchscript``: an archive from ``torch.jit.save``;
+* ``ensemble``: ``members``, each one of the above; logits are averaged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from datafree.errors import DatafreeError
+from datafree.models import create_model
+from datafree.teachers.checkpoint import FORMAT, ClassifierInfo, read_checkpoint
+from datafree.teachers.checks import check_logits, probe_logits
+from datafree.teachers.network import Ensemble, Normalized, freeze
+from datafree.teachers.sources import module_network, torchscript_network, torchvision_network
+from datafree.teachers.spec import IMAGENET_MEAN, IMAGENET_STD, DataHint, resolve_input_spec
+from datafree.teachers.state_dicts import extract_state_dict, load_weights
+
+SOURCES = ("datafree", "module", "torchvision", "torchscript", "ensemble")
+# Keys a teacher recipe node may hold; the rest of a node is a typo worth reporting.
+NODE_KEYS = {"source", "checkpoint", "arch", "model", "name", "members", "state_key", "trust_checkpoint",
+             "num_classes", "input_size", "mean", "std", "train_if_missing", "train"}
+
+
+@dataclass
+class Teacher:
+    """A frozen teacher ready for distillation: ``model`` takes images in [0, 1] and returns logits."""
+
+    model: nn.Module
+    info: ClassifierInfo
+    notes: list[str] = field(default_factory=list)
+
+    def __iter__(self):  # ``model, info = load_teacher(...)``
+        yield self.model
+        yield self.info
+
+
+def load_teacher(
+    source: str = "datafree",
+    *,
+    checkpoint: str | None = None,
+    arch: str | None = None,
+    model: Any = None,
+    name: str | None = None,
+    members: Sequence[Any] | None = None,
+    state_key: str | None = None,
+    trust_checkpoint: bool = False,
+    num_classes: int | None = None,
+    input_size: Sequence[int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    device: str | torch.device = "cpu",
+    data_hint: DataHint | None = None,
+) -> Teacher:
+    """Load, validate and freeze a teacher from any source (see the module docstring)."""
+    if source not in SOURCES:
+        raise DatafreeError(f"unknown teacher.source {source!r}: choose one of {', '.join(SOURCES)}.")
+    device = torch.device(device)
+    if source == "ensemble":
+        return _ensemble(members, device, data_hint, num_classes)
+    declared = {"input_size": _list(input_size), "mean": _list(mean), "std": _list(std)}
+    convention: dict = {}
+    if source == "datafree":
+        net, meta, notes = _datafree_network(checkpoint, arch, num_classes, data_hint)
+        label = str(arch or meta.get("arch"))
+    elif source == "module":
+        net, meta, notes = module_network(model, checkpoint, state_key, bool(trust_checkpoint))
+        label = _target_name(model, net)
+    elif source == "torchvision":
+        if not name:
+            raise DatafreeError("teacher.source=torchvision needs teacher.name, e.g. resnet50 (torchvision.models.list_models()).")
+        net, meta, notes = torchvision_network(str(name), checkpoint, num_classes, state_key, bool(trust_checkpoint))
+        label = f"torchvision:{name}"
+        convention = {"name": "torchvision", "input_size": (3, 224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    else:
+        net, meta, notes = torchscript_network(checkpoint)
+        label = f"torchscript:{checkpoint}"
+    net = net.to(device).eval()
+    size, mean_, std_, spec_notes = resolve_input_spec(net, declared=declared, meta=meta, hint=data_hint,
+                                                       convention=convention)
+    wrapped = freeze(Normalized(net, mean_, std_).to(device))
+    logits = probe_logits(wrapped, size, device)
+    expected = num_classes if num_classes is not None else meta.get("num_classes")
+    found = check_logits(logits, expected)
+    if expected is None:
+        spec_notes.append(f"number of classes not given: the teacher returns {found} logits per image")
+    info = ClassifierInfo(
+        arch=label, num_classes=found, input_size=size, mean=mean_, std=std_,
+        classes=list(meta.get("classes") or []), test_accuracy=meta.get("test_accuracy"),
+        extra=dict(meta.get("extra") or {}),
+    )
+    return Teacher(wrapped, info, notes + spec_notes)
+
+
+def load_classifier(path, arch: str | None = None, num_classes: int | None = None, input_size=None, mean=None,
+                    std=None, device: str | torch.device = "cpu") -> tuple[nn.Module, ClassifierInfo]:
+    """A datafree checkpoint (teacher or student), or a zoo model's bare state dict, as a frozen (model, info)."""
+    teacher = load_teacher("datafree", checkpoint=path, arch=arch, num_classes=num_classes, input_size=input_size,
+                           mean=mean, std=std, device=device)
+    return teacher.model, teacher.info
+
+
+def teacher_from_config(node, device: str | torch.device = "cpu", data_hint: DataHint | None = None) -> Teacher:
+    """:func:`load_teacher` for a recipe's ``teacher`` node (``train`` settings are not its business)."""
+    unknown = sorted(set(node.keys()) - NODE_KEYS)
+    if unknown:
+        raise DatafreeError(f"unknown key(s) {unknown} in the teacher recipe: the keys are {sorted(NODE_KEYS)}.")
+    get = node.get
+    return load_teacher(
+        str(get("source") or "datafree"), checkpoint=_str_or_none(get("checkpoint")), arch=get("arch"),
+        model=get("model"), name=get("name"), members=get("members"), state_key=get("state_key"),
+        trust_checkpoint=bool(get("trust_checkpoint") or False), num_classes=get("num_classes"),
+        input_size=get("input_size"), mean=get("mean"), std=get("std"), device=device, data_hint=data_hint,
+    )
+
+
+def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None) -> tuple[nn.Module, dict, list[str]]:
+    if not checkpoint:
+        raise DatafreeError(
+            "no teacher: set teacher.checkpoint=PATH to a checkpoint from 'datafree train-teacher' "
+            "(or teacher.train_if_missing=true to train one on data.train first)."
+        )
+    blob = read_checkpoint(checkpoint)
+    meta = blob if isinstance(blob, dict) and blob.get("format") == FORMAT else {}
+    state = meta["state_dict"] if meta else extract_state_dict(blob, f"teacher.checkpoint {checkpoint!r}")
+    arch = arch or meta.get("arch")
+    classes = num_classes or meta.get("num_classes") or (hint.num_classes if hint else None)
+    if arch is None or classes is None:
+        raise DatafreeError(
+            f"{checkpoint!r} is a bare state dict: set teacher.arch (a zoo name) and teacher.num_classes, or use "
+            "teacher.source=module with teacher.model for your own class."
+        )
+    net = create_model(str(arch), num_classes=int(classes))
+    saved = meta.get("arch")
+    said = f" The checkpoint says it holds {saved!r} with {meta.get('num_classes')} classes." if saved else ""
+    load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"architecture {arch!r} with {classes} classes",
+                 f"{said.strip()} Set teacher.arch / teacher.num_classes to the network the weights came from.".strip())
+    return net, meta, []
+
+
+def _ensemble(members, device: torch.device, hint: DataHint | None, num_classes) -> Teacher:
+    if not members or len(members) < 2:
+        raise DatafreeError("teacher.source=ensemble needs teacher.members, a list of at least 2 teacher nodes.")
+    loaded: list[Teacher] = []
+    for index, member in enumerate(members):
+        if isinstance(member, Teacher):
+            loaded.append(member)
+            continue
+        try:
+            loaded.append(teacher_from_config(member, device, hint) if hasattr(member, "keys") else
+                          _refuse_member(member))
+        except DatafreeError as error:
+            raise DatafreeError(f"ensemble member {index}: {error}") from None
+    shapes = {(t.info.num_classes, t.info.input_size) for t in loaded}
+    if len(shapes) > 1:
+        listed = "; ".join(f"member {i}: {t.info.num_classes} classes, input {list(t.info.input_size)}" for i, t in enumerate(loaded))
+        raise DatafreeError(f"ensemble members must share classes and input size ({listed}): give members of one task.")
+    first = loaded[0].info
+    if num_classes is not None and int(num_classes) != first.num_classes:
+        raise DatafreeError(f"the ensemble's members have {first.num_classes} classes but teacher.num_classes={num_classes}.")
+    model = freeze(Ensemble([t.model for t in loaded]).to(device))
+    info = ClassifierInfo(
+        arch="ensemble[" + ", ".join(t.info.arch for t in loaded) + "]", num_classes=first.num_classes,
+        input_size=first.input_size, mean=first.mean, std=first.std, classes=list(first.classes),
+    )
+    notes = [f"member {i}: {note}" for i, t in enumerate(loaded) for note in t.notes]
+    return Teacher(model, info, notes)
+
+
+def _refuse_member(member) -> Teacher:
+    raise DatafreeError(f"each ensemble member is a teacher node (a mapping) or a Teacher, got {type(member).__name__}.")
+
+
+def _target_name(model: Any, net: nn.Module) -> str:
+    target = model.get("_target_") if hasattr(model, "get") else None
+    return str(target or f"{type(net).__module__}.{type(net).__name__}")
+
+
+def _list(value):
+    return None if value is None else list(value)
+
+
+def _str_or_none(value) -> str | None:
+    return None if value in (None, "") else str(value)

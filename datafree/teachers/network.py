@@ -1,0 +1,67 @@
+"""The modules a loaded teacher becomes: normalisation wrapper, ensemble, frozen state."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from datafree.errors import DatafreeError
+
+
+class Normalized(nn.Module):
+    """Applies per-channel (x - mean) / std, then the wrapped network.
+
+    Images everywhere in datafree are in [0, 1]; this wrapper is the only place
+    that knows a network's normalisation, so synthesizers never need it.
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.model = model
+        # Not persistent: the state dict stays the bare network's, as users expect.
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model((images - self.mean) / self.std)
+
+
+class Ensemble(nn.Module):
+    """Several teachers as one: the mean of their logits.
+
+    Each member keeps its own normalisation (members are :class:`Normalized`).
+    BatchNorm-statistics losses see every member's BN layers, so the loss is
+    summed over members; ``members`` lets them find where each member starts.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        if len(members) < 2:
+            raise DatafreeError(f"an ensemble teacher needs at least 2 members, got {len(members)}: list them under teacher.members.")
+        self.members = nn.ModuleList(members)
+        first = members[0]
+        # The first member's normalisation stands for the ensemble where one is needed (the L2 prior's centre).
+        if isinstance(first, Normalized):
+            self.register_buffer("mean", first.mean.clone(), persistent=False)
+            self.register_buffer("std", first.std.clone(), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        total = None
+        for member in self.members:
+            logits = member(images).float()
+            total = logits if total is None else total + logits
+        return total / len(self.members)
+
+
+def network_of(model: nn.Module) -> nn.Module:
+    """The user's network inside a :class:`Normalized` wrapper (names in recipes refer to it)."""
+    return model.model if isinstance(model, Normalized) else model
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Eval mode, no parameter gradients: the teacher is never trained during distillation."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -1,0 +1,86 @@
+"""Weights as users actually save them: nested dicts, DataParallel prefixes, partial matches.
+
+Everything here raises one :class:`DatafreeError` that lists the first few
+offending keys, before ``load_state_dict`` would print a page of them.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from datafree.errors import DatafreeError
+
+# Where training scripts commonly nest the weights, tried in this order when no key is named.
+NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params", "module")
+# Added by nn.DataParallel / DistributedDataParallel and by torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_SHOWN = 5  # keys listed in an error message
+
+
+def is_state_dict(blob) -> bool:
+    return isinstance(blob, dict) and bool(blob) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in blob.items()
+    )
+
+
+def extract_state_dict(blob, where: str, state_key: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of ``blob``: itself, ``blob[state_key]``, or the first of :data:`NESTED_KEYS` that holds them."""
+    if isinstance(blob, nn.Module):  # a pickled module, loaded only with trust_checkpoint=true
+        return blob.state_dict()
+    if state_key:
+        if not isinstance(blob, dict) or state_key not in blob:
+            keys = list(blob)[:_SHOWN] if isinstance(blob, dict) else []
+            raise DatafreeError(
+                f"{where} has no key {state_key!r} (top-level keys: {keys}): set teacher.state_key to the one holding "
+                "the weights, or null to find it automatically."
+            )
+        blob = blob[state_key]
+        if isinstance(blob, nn.Module):
+            return blob.state_dict()
+    if is_state_dict(blob):
+        return strip_wrapper_prefixes(blob)
+    if isinstance(blob, dict):
+        for key in NESTED_KEYS:
+            if is_state_dict(blob.get(key)):
+                return strip_wrapper_prefixes(blob[key])
+    keys = list(blob)[:8] if isinstance(blob, dict) else type(blob).__name__
+    raise DatafreeError(
+        f"{where} holds no state dict of tensors (found {keys}): save model.state_dict(), or set teacher.state_key "
+        "to the key that holds it."
+    )
+
+
+def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop a ``module.`` (DataParallel) or ``_orig_mod.`` (torch.compile) prefix carried by every key."""
+    for prefix in WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, model: str, fix: str) -> None:
+    """``net.load_state_dict(state)`` after checking keys and shapes.
+
+    The error reads "``where`` does not match ``model``: <what differs>. ``fix``".
+    """
+    state = strip_wrapper_prefixes(state)
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [
+        f"{k}: {tuple(state[k].shape)} in the file vs {tuple(v.shape)} in the model"
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or mismatched:
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing keys ({', '.join(missing[:_SHOWN])}{', ...' if len(missing) > _SHOWN else ''})")
+        if unexpected:
+            details.append(
+                f"{len(unexpected)} unexpected keys ({', '.join(unexpected[:_SHOWN])}{', ...' if len(unexpected) > _SHOWN else ''})"
+            )
+        if mismatched:
+            details.append(f"{len(mismatched)} shape mismatches ({'; '.join(mismatched[:3])})")
+        raise DatafreeError(f"{where} does not match {model}: {'; '.join(details)}. {fix}")
+    net.load_state_dict(state)
