@@ -3,8 +3,8 @@
     import datafree
     teacher = datafree.load_teacher("module", model=MyNet(), checkpoint="my_teacher.pt")
     synthesizer = datafree.synthesizers.DeepInversion(batch_size=64, iterations=200)
-    result = datafree.distill(teacher, "resnet18", synthesizer, rounds=50)
-    result.save("student.pt")
+    distilled = datafree.distill_student(teacher, "resnet18", synthesizer, rounds=50)
+    distilled.save("student.pt")
 """
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ class Distilled:
     student: Normalized
     info: ClassifierInfo
     result: DistillResult
+
+    @property
+    def accuracy(self) -> float | None:
+        """The student's accuracy on ``test_set`` at the end (None without one)."""
+        return self.result.student_accuracy
 
     def save(self, path: str | Path) -> Path:
         """A datafree checkpoint: ``torch.load(path, weights_only=True)`` reads it, ``load_teacher`` loads it."""
@@ -59,7 +64,7 @@ def make_student(student: str | nn.Module, teacher: ClassifierInfo, device: torc
     return model, info
 
 
-def distill(
+def distill_student(
     teacher: Teacher,
     student: str | nn.Module,
     synthesizer: Synthesizer,

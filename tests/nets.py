@@ -29,3 +29,31 @@ def calibrated_bn_net(num_classes: int = 4, size: int = 8) -> nn.Module:
             ramp = torch.linspace(0, 1, size).view(1, 1, 1, size)
             net(base * ramp + 0.1)
     return net.eval()
+
+
+class GroupNormNet(nn.Module):
+    """A teacher without BatchNorm (GroupNorm and LayerNorm only): DeepInversion has nothing to match."""
+
+    def __init__(self, num_classes: int = 4, channels: int = 3):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.GroupNorm(4, 16), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(16),
+        )
+        self.head = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class GreyWideNet(nn.Module):
+    """1-channel, 12x20 inputs only: its flat head fixes the input size, as many user models do."""
+
+    def __init__(self, num_classes: int = 3):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Linear(6 * 6 * 10, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))

@@ -1,4 +1,5 @@
 """The CLI in a subprocess, as users run it: a tiny distillation and every bad input."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,12 @@ TINY = [
 ]
 
 
-def run_cli(*args, cwd=None):
+def run_cli(*args, cwd=None, pythonpath=None):
+    env = None
+    if pythonpath:  # where the user's own modules live (teacher.model._target_)
+        env = dict(os.environ, PYTHONPATH=pythonpath)
     return subprocess.run([sys.executable, "-m", "datafree", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+                          cwd=cwd, timeout=300, env=env)
 
 
 def _info(arch="microcnn"):

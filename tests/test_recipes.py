@@ -47,13 +47,27 @@ def test_trainers_instantiate(trainer):
 def test_every_model_recipe_names_a_zoo_model(group):
     for option in _options(group):
         cfg = _compose("distill", [f"{group}={option}"])
+        if cfg[group].get("source", "datafree") != "datafree":
+            continue  # teachers from the user's own sources: tests/teachers/
         create_model(cfg[group].arch, num_classes=10)
+
+
+def test_every_teacher_recipe_names_a_known_source():
+    from datafree.teachers import SOURCES
+    from datafree.teachers.loader import NODE_KEYS
+
+    for option in _options("teacher"):
+        node = _compose("distill", [f"teacher={option}"]).teacher
+        assert node.source in SOURCES and set(node.keys()) <= NODE_KEYS, option
 
 
 @pytest.mark.parametrize("data", _options("data"))
 def test_data_recipes_compose(data):
     overrides = [f"data={data}"] + (["data.root=/x", "data.num_classes=3"] if data == "imagefolder" else [])
     cfg = _compose("distill", overrides)
+    if data == "none":  # the teacher alone: no labelled data, no accuracy
+        assert cfg.data.train is None and cfg.data.test is None and cfg.data.num_classes is None
+        return
     assert cfg.data.train._target_ == "datafree.data.build_dataset"
     assert cfg.data.num_classes > 0
 

@@ -11,21 +11,27 @@ from datafree.registry import register_model
 _MAX_INIT_SIZE = 8
 
 
-def _plan_upsampling(image_size: int) -> tuple[int, int]:
-    """(init_size, n_blocks) with image_size == init_size * 2**n_blocks, n_blocks >= 2."""
-    if image_size % 4 != 0 or image_size < 8:
+def _plan_upsampling(image_size) -> tuple[tuple[int, int], int]:
+    """((init_h, init_w), n_blocks) with each side == init * 2**n_blocks, n_blocks >= 2.
+
+    ``image_size`` is one side (square) or (height, width): both sides double the same number of times.
+    """
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
+    if any(side % 4 != 0 or side < 8 for side in (height, width)):
         raise DatafreeError(
-            f"generator image_size={image_size} cannot be reached by doubling: it must be a multiple of 4 "
-            f"and at least 8 (e.g. 16, 32, 64, 224); change image_size."
+            f"generator image_size={image_size} cannot be reached by doubling: each side must be a multiple of 4 "
+            f"and at least 8 (e.g. 16, 32, 64, 224, or [height, width] such as [32, 64]); change image_size."
         )
-    init_size, blocks = image_size // 4, 2
-    while init_size > _MAX_INIT_SIZE and init_size % 2 == 0:
-        init_size, blocks = init_size // 2, blocks + 1
-    return init_size, blocks
+    init, blocks = (height // 4, width // 4), 2
+    while max(init) > _MAX_INIT_SIZE and init[0] % 2 == 0 and init[1] % 2 == 0:
+        init, blocks = (init[0] // 2, init[1] // 2), blocks + 1
+    return init, blocks
 
 
 class Generator(nn.Module):
-    """z (optionally with a class) -> image in [0, 1] of shape (N, channels, image_size, image_size).
+    """z (optionally with a class) -> image in [0, 1] of shape (N, channels, height, width).
+
+    ``image_size`` is one side (square images) or ``(height, width)``.
 
     Linear -> (2*base_width, s, s) -> BN, then [Upsample x2 -> conv3x3 -> BN -> LeakyReLU(0.2)] until
     image_size, then conv3x3 -> [BN without affine] -> sigmoid. The sigmoid matches the [0, 1] pixel
@@ -40,7 +46,7 @@ class Generator(nn.Module):
     def __init__(
         self,
         latent_dim: int = 100,
-        image_size: int = 32,
+        image_size: int | tuple[int, int] = 32,
         channels: int = 3,
         base_width: int = 64,
         conditional: bool = False,
@@ -69,7 +75,7 @@ class Generator(nn.Module):
         wide = base_width * 2
         self.embed = nn.Embedding(num_classes, latent_dim) if self.conditional else None
         in_features = latent_dim * (2 if self.conditional else 1)
-        self.l1 = nn.Linear(in_features, wide * self.init_size**2)
+        self.l1 = nn.Linear(in_features, wide * self.init_size[0] * self.init_size[1])
         self.bn0 = nn.BatchNorm2d(wide)
         blocks: list[nn.Module] = []
         for i in range(n_blocks):
@@ -100,7 +106,7 @@ class Generator(nn.Module):
                 raise DatafreeError("this generator is conditional: pass labels, e.g. generator(z, labels).")
             z = torch.cat([z, self.embed(labels.to(z.device).long())], dim=1)
         # Labels passed to an unconditional generator are ignored so callers can pass them uniformly.
-        out = self.l1(z).view(z.shape[0], -1, self.init_size, self.init_size)
+        out = self.l1(z).view(z.shape[0], -1, *self.init_size)
         return self.head(self.blocks(self.bn0(out)))
 
     def reset_first_layer(self) -> None:
@@ -120,7 +126,7 @@ class Generator(nn.Module):
 def dcgan_generator(
     num_classes: int = 10,
     latent_dim: int = 100,
-    image_size: int = 32,
+    image_size: int | tuple[int, int] = 32,
     channels: int = 3,
     base_width: int = 64,
     conditional: bool = False,

@@ -185,11 +185,9 @@ class GeneratorSynthesizer(Synthesizer):
     def validate(self) -> None:
         channels, height, width = self.input_size
         if self.generator is None:
-            if height != width:
-                raise DatafreeError(f"the built-in generator makes square images but the teacher takes {height}x{width}: "
-                                    "pass synthesizer.generator (an nn.Module producing that size).")
             self.generator = create_model("dcgan_generator", num_classes=self.num_classes, latent_dim=self.latent_dim,
-                                          image_size=height, channels=channels, conditional=self.conditional)
+                                          image_size=height if height == width else (height, width), channels=channels,
+                                          conditional=self.conditional)
         if self.conditional and getattr(self.generator, "num_classes", self.num_classes) != self.num_classes:
             raise DatafreeError(f"the conditional generator knows {self.generator.num_classes} classes but the teacher has "
                                 f"{self.num_classes}: build it with num_classes={self.num_classes}.")

@@ -128,3 +128,11 @@ def test_reset_parameters_reinitialises_everything():
             assert after[key] == 0
         else:
             assert not torch.equal(before[key], after[key]), key
+
+
+def test_non_square_images_and_sides_that_cannot_double():
+    gen = Generator(latent_dim=8, image_size=(12, 20), channels=1, base_width=4)
+    assert gen(gen.sample_latent(3)).shape == (3, 1, 12, 20)
+    assert Generator(latent_dim=8, image_size=[64, 224], base_width=4)(torch.randn(2, 8)).shape == (2, 3, 64, 224)
+    with pytest.raises(DatafreeError, match=r"each side must be a multiple of 4.*\[height, width\]"):
+        Generator(latent_dim=8, image_size=(12, 18))

@@ -1,0 +1,176 @@
+"""Every teacher source loads the same network to the same outputs."""
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from nets import TinyBNNet, calibrated_bn_net
+from datafree.errors import DatafreeError
+from datafree.teachers import Ensemble, Teacher, load_teacher, teacher_from_config
+from datafree.synthesizers.hooks import BatchNormStatistics
+
+X = torch.rand(5, 3, 8, 8)
+
+
+def _reference():
+    torch.manual_seed(3)
+    return calibrated_bn_net(num_classes=4)
+
+
+def _same_outputs(teacher: Teacher, net: nn.Module, mean=0.0, std=1.0):
+    with torch.no_grad():
+        assert torch.allclose(teacher.model(X), net((X - mean) / std), atol=1e-6)
+
+
+def test_own_class_with_dataparallel_prefix_nested_under_state_dict(tmp_path):
+    net = _reference()
+    wrapped = nn.DataParallel(net)  # keys become "module.features.0.weight", ...
+    torch.save({"epoch": 3, "state_dict": wrapped.state_dict()}, tmp_path / "w.pt")
+    teacher = load_teacher("module", model={"_target_": "nets.TinyBNNet", "num_classes": 4},
+                           checkpoint=str(tmp_path / "w.pt"), input_size=[3, 8, 8], mean=[0.5] * 3, std=[0.25] * 3)
+    _same_outputs(teacher, net, 0.5, 0.25)
+    assert teacher.info.arch == "nets.TinyBNNet" and teacher.info.num_classes == 4
+    assert not any(p.requires_grad for p in teacher.model.parameters()) and not teacher.model.training
+    assert any("4 logits" in note for note in teacher.notes)  # classes found by the probe, and said so
+
+
+def test_own_class_instance_and_named_state_key(tmp_path):
+    net = _reference()
+    torch.save({"ema": net.state_dict(), "model": {"junk": 1}}, tmp_path / "w.pt")
+    teacher = load_teacher("module", model=TinyBNNet(4), checkpoint=str(tmp_path / "w.pt"), state_key="ema",
+                           input_size=[3, 8, 8])
+    _same_outputs(teacher, net)
+    with pytest.raises(DatafreeError, match="no key 'nope'.*teacher.state_key"):
+        load_teacher("module", model=TinyBNNet(4), checkpoint=str(tmp_path / "w.pt"), state_key="nope")
+
+
+def test_unimportable_target_says_pythonpath(tmp_path):
+    torch.save(_reference().state_dict(), tmp_path / "w.pt")
+    with pytest.raises(DatafreeError, match="cannot be imported.*PYTHONPATH"):
+        load_teacher("module", model={"_target_": "no_such_pkg.Net"}, checkpoint=str(tmp_path / "w.pt"))
+    with pytest.raises(DatafreeError, match="needs teacher.model"):
+        load_teacher("module", checkpoint=str(tmp_path / "w.pt"))
+
+
+def test_pickled_module_needs_trust_and_says_why(tmp_path):
+    net = _reference()
+    torch.save(net, tmp_path / "whole.pt")
+    with pytest.raises(DatafreeError, match="unpickling them runs code.*trust_checkpoint=true"):
+        load_teacher("module", checkpoint=str(tmp_path / "whole.pt"))
+    teacher = load_teacher("module", checkpoint=str(tmp_path / "whole.pt"), trust_checkpoint=True, input_size=[3, 8, 8])
+    _same_outputs(teacher, net)
+    # With a class given, the pickled module's weights go into it.
+    teacher = load_teacher("module", model=TinyBNNet(4), checkpoint=str(tmp_path / "whole.pt"), trust_checkpoint=True)
+    _same_outputs(teacher, net)
+
+
+def test_torchvision_model_with_local_weights_file(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=7).eval()
+    torch.save(net.state_dict(), tmp_path / "r18.pt")
+    teacher = load_teacher("torchvision", name="resnet18", checkpoint=str(tmp_path / "r18.pt"), input_size=[3, 64, 64])
+    assert teacher.info.num_classes == 7  # read from fc.weight
+    assert teacher.info.mean == pytest.approx((0.485, 0.456, 0.406))  # torchvision's convention, noted
+    assert any("7 classes" in n for n in teacher.notes) and any("ImageNet" in n or "torchvision" in n for n in teacher.notes)
+    x = torch.rand(2, 3, 64, 64)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(teacher.model(x), net((x - mean) / std), atol=1e-5)
+    assert len(BatchNormStatistics(teacher.model).layers) == 20
+    with pytest.raises(DatafreeError, match="no classification model 'resnet81'.*resnet18"):
+        load_teacher("torchvision", name="resnet81", checkpoint=str(tmp_path / "r18.pt"))
+    with pytest.raises(DatafreeError, match="does not match torchvision resnet34.*missing keys"):
+        load_teacher("torchvision", name="resnet34", checkpoint=str(tmp_path / "r18.pt"))
+
+
+def test_torchvision_default_input_is_224_rgb(tmp_path):
+    import torchvision
+
+    torch.save(torchvision.models.mobilenet_v3_small(num_classes=3).state_dict(), tmp_path / "m.pt")
+    teacher = load_teacher("torchvision", name="mobilenet_v3_small", checkpoint=str(tmp_path / "m.pt"))
+    assert teacher.info.input_size == (3, 224, 224) and teacher.info.num_classes == 3
+
+
+def test_torchscript_archive(tmp_path):
+    net = _reference()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(net), str(tmp_path / "t.ts"))
+    teacher = load_teacher("torchscript", checkpoint=str(tmp_path / "t.ts"), input_size=[3, 8, 8])
+    _same_outputs(teacher, net)
+    assert teacher.info.num_classes == 4 and teacher.info.arch.startswith("torchscript:")
+    assert any("hooks cannot attach" in n for n in teacher.notes)
+    # A TorchScript file given as a checkpoint says which source to use.
+    with pytest.raises(DatafreeError, match="TorchScript archive.*teacher.source=torchscript"):
+        load_teacher("module", model=TinyBNNet(4), checkpoint=str(tmp_path / "t.ts"))
+    (tmp_path / "junk.ts").write_bytes(b"junk")
+    with pytest.raises(DatafreeError, match="not a TorchScript archive"):
+        load_teacher("torchscript", checkpoint=str(tmp_path / "junk.ts"))
+
+
+def test_datafree_checkpoint_carries_its_metadata(tmp_path):
+    from datafree.models import create_model
+    from datafree.teachers import ClassifierInfo, save_classifier
+
+    net = create_model("microcnn", num_classes=10).eval()
+    info = ClassifierInfo("microcnn", 10, (3, 16, 16), (0.4,) * 3, (0.2,) * 3, classes=[str(i) for i in range(10)],
+                          test_accuracy=0.5)
+    save_classifier(tmp_path / "t.pt", net, info)
+    teacher = load_teacher(checkpoint=str(tmp_path / "t.pt"))
+    assert teacher.info.input_size == (3, 16, 16) and teacher.info.mean == (0.4,) * 3
+    assert teacher.info.test_accuracy == 0.5 and teacher.notes == []  # nothing had to be guessed
+
+
+def _member(tmp_path, seed, name):
+    torch.manual_seed(seed)
+    net = calibrated_bn_net(num_classes=4)
+    torch.save(net.state_dict(), tmp_path / name)
+    return net, {"source": "module", "model": {"_target_": "nets.TinyBNNet", "num_classes": 4},
+                 "checkpoint": str(tmp_path / name), "input_size": [3, 8, 8]}
+
+
+def test_ensemble_averages_logits_and_sums_bn_losses(tmp_path):
+    from omegaconf import OmegaConf
+
+    a, node_a = _member(tmp_path, 1, "a.pt")
+    b, node_b = _member(tmp_path, 2, "b.pt")
+    node = OmegaConf.create({"source": "ensemble", "members": [node_a, node_b]})
+    teacher = teacher_from_config(node)
+    assert isinstance(teacher.model, Ensemble) and teacher.info.num_classes == 4
+    with torch.no_grad():
+        assert torch.allclose(teacher.model(X), (a(X) + b(X)) / 2, atol=1e-6)
+    # The BN loss covers both members' layers; each member's first layer gets the multiplier.
+    single = [load_teacher(**{k: v for k, v in n.items()}) for n in (node_a, node_b)]
+    with BatchNormStatistics(teacher.model, first_multiplier=3.0) as both, torch.no_grad():
+        teacher.model(X)
+        total = both.loss()
+    parts = []
+    for member in single:
+        with BatchNormStatistics(member.model, first_multiplier=3.0) as stats, torch.no_grad():
+            member.model(X)
+            parts.append(stats.loss())
+    assert total.item() == pytest.approx(sum(p.item() for p in parts), rel=1e-5)
+
+
+def test_ensemble_members_must_agree(tmp_path):
+    _, node_a = _member(tmp_path, 1, "a.pt")
+    torch.save(TinyBNNet(5).state_dict(), tmp_path / "c.pt")
+    node_c = dict(node_a, model={"_target_": "nets.TinyBNNet", "num_classes": 5}, checkpoint=str(tmp_path / "c.pt"))
+    with pytest.raises(DatafreeError, match="share classes and input size.*member 1: 5 classes"):
+        load_teacher("ensemble", members=[node_a, node_c])
+    with pytest.raises(DatafreeError, match="at least 2"):
+        load_teacher("ensemble", members=[node_a])
+    with pytest.raises(DatafreeError, match="ensemble member 1: .*does not exist"):
+        load_teacher("ensemble", members=[node_a, dict(node_a, checkpoint=str(tmp_path / "gone.pt"))])
+
+
+def test_unknown_source_and_recipe_keys():
+    from omegaconf import OmegaConf
+
+    with pytest.raises(DatafreeError, match="unknown teacher.source 'onnx'"):
+        load_teacher("onnx")
+    with pytest.raises(DatafreeError, match=r"unknown key\(s\) \['checkpont'\]"):
+        teacher_from_config(OmegaConf.create({"source": "datafree", "checkpont": "x.pt"}))

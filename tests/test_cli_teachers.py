@@ -1,0 +1,81 @@
+"""Teachers from outside the zoo through the CLI: TorchScript, ensembles, the user's class."""
+import warnings
+
+import torch
+
+from nets import GroupNormNet, calibrated_bn_net
+from test_cli import _assert_clean_failure, _info, run_cli
+from datafree.models import create_model
+from datafree.teachers import save_classifier
+
+FAST_DFAD = ["synthesizer=dfad", "synthesizer.batch_size=16", "synthesizer.latent_dim=16", "trainer=adversarial_demo",
+             "trainer.rounds=2", "trainer.student_steps=2", "trainer.batch_size=16", "student=microcnn",
+             "noise_baseline=false", "device=cpu", "progress=false"]
+
+
+def _torchscript(tmp_path):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(calibrated_bn_net(num_classes=4, size=16)), str(tmp_path / "t.ts"))
+    return tmp_path / "t.ts"
+
+
+def test_torchscript_teacher_without_any_data(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("distill", "data=none", "teacher=torchscript", f"teacher.checkpoint={_torchscript(tmp_path)}",
+                   "teacher.input_size=[3,16,16]", *FAST_DFAD, f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "student microcnn: test accuracy n/a" in proc.stdout and "hooks cannot attach" in proc.stdout + proc.stderr
+    student = torch.load(out / "student.pt", weights_only=True)
+    assert student["num_classes"] == 4 and student["input_size"] == [3, 16, 16]
+
+
+def test_torchscript_teacher_refused_by_deepinversion(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("distill", "data=none", "teacher=torchscript", f"teacher.checkpoint={_torchscript(tmp_path)}",
+                   "teacher.input_size=[3,16,16]", "synthesizer=deepinversion", "device=cpu", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "cannot attach to a TorchScript teacher", "synthesizer=dfad")
+
+
+def test_groupnorm_teacher_refused_by_deepinversion_distilled_by_dfad(tmp_path):
+    torch.manual_seed(0)
+    torch.save({"model": GroupNormNet(10).state_dict()}, tmp_path / "gn.pt")
+    common = ["data.test.n=100", "teacher=module", "teacher.model._target_=nets.GroupNormNet",
+              "+teacher.model.num_classes=10", f"teacher.checkpoint={tmp_path / 'gn.pt'}"]
+    env_cwd = str((tmp_path / "..").resolve())
+    out = tmp_path / "run"
+    proc = run_cli("distill", *common, "synthesizer=deepinversion", "device=cpu", f"hydra.run.dir={out}",
+                   pythonpath=_tests_dir(), cwd=env_cwd)
+    _assert_clean_failure(proc, out, "DeepInversion", "GroupNorm, LayerNorm", "synthesizer=dfad")
+    proc = run_cli("distill", *common, *FAST_DFAD, f"hydra.run.dir={out}", pythonpath=_tests_dir(), cwd=env_cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "teacher nets.GroupNormNet: test accuracy" in proc.stdout and (out / "student.pt").is_file()
+
+
+def test_ensemble_of_two_checkpoints(tmp_path):
+    paths = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        paths.append(save_classifier(tmp_path / f"t{seed}.pt", create_model("microcnn", num_classes=10), _info()))
+    members = "[" + ", ".join(f"{{source: datafree, checkpoint: '{p}'}}" for p in paths) + "]"
+    out = tmp_path / "run"
+    proc = run_cli("distill", "data.image_size=8", "data.test.n=100", "teacher=ensemble", f"teacher.members={members}",
+                   "synthesizer.batch_size=16", "synthesizer.iterations=2", "trainer.rounds=2", "trainer.student_steps=2",
+                   "trainer.batch_size=16", "noise_baseline=false", "device=cpu", "progress=false", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "teacher ensemble[microcnn, microcnn]: test accuracy" in proc.stdout
+
+
+def test_unimportable_user_class_fails_cleanly(tmp_path):
+    torch.save(calibrated_bn_net().state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "run"
+    proc = run_cli("distill", "teacher=module", "teacher.model._target_=my_missing_pkg.Net",
+                   f"teacher.checkpoint={tmp_path / 'w.pt'}", "device=cpu", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "my_missing_pkg.Net", "PYTHONPATH")
+
+
+def _tests_dir() -> str:
+    from pathlib import Path
+
+    return str(Path(__file__).parent)
