@@ -29,6 +29,8 @@ Examples:
   datafree distill
   datafree train-teacher teacher=resnet34 data=cifar10_jpeg
   datafree distill experiment=cifar10_resnet34_resnet18 teacher.checkpoint=PATH
+  datafree distill teacher=module teacher.model._target_=my_pkg.MyNet teacher.checkpoint=PATH
+  (teacher sources: datafree checkpoints, module, torchvision, torchscript, ensemble; see docs/custom_teacher.md)
 Hydra's own flags work too: --cfg job, --help, -m (multirun)."""
 
 

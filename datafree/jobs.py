@@ -62,6 +62,14 @@ def normalisation(data_cfg: DictConfig, train_set: ImageDataset) -> tuple[tuple[
 
 def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: RunLogger) -> tuple[Normalized, ClassifierInfo]:
     """Train ``cfg.teacher.arch`` on ``cfg.data`` and write ``teacher.pt``; bad input fails before training."""
+    source = cfg.teacher.get("source") or "datafree"
+    if source != "datafree" or not cfg.teacher.get("arch"):
+        raise DatafreeError(
+            f"train-teacher trains a zoo model (teacher=resnet34, wrn40_2, ...), not a teacher.source={source} teacher, "
+            "which is already trained: distil it with 'datafree distill'."
+        )
+    if cfg.data.get("num_classes") is None or cfg.data.get("train") is None:
+        raise DatafreeError("training a teacher needs labelled data: choose a data recipe with data.train (e.g. data=cifar10_jpeg).")
     num_classes = int(cfg.data.num_classes)
     net = create_model(cfg.teacher.arch, num_classes=num_classes)
     train_set = load_split(cfg.data, "train")
@@ -134,7 +142,8 @@ def obtain_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, hint: D
     node = cfg.teacher
     if (node.get("source") or "datafree") == "datafree" and not node.get("checkpoint") and node.get("train_if_missing"):
         if cfg.data.get("num_classes") is None:
-            raise DatafreeError("training a teacher first needs data with labels: choose a data recipe with data.train.")
+            raise DatafreeError("no teacher.checkpoint, and no labelled data to train a teacher on (data.train): "
+                                "set teacher.checkpoint=PATH, or choose a data recipe with a training split.")
         logger.info("no teacher checkpoint given: training one first (teacher.train_if_missing=true)")
         model, info = train_teacher(cfg, out_dir, device, RunLogger(out_dir / "teacher"))
         return Teacher(model, info)

@@ -1,6 +1,8 @@
 """Teachers from outside the zoo through the CLI: TorchScript, ensembles, the user's class."""
 import warnings
 
+import pytest
+
 import torch
 
 from nets import GroupNormNet, calibrated_bn_net
@@ -79,3 +81,15 @@ def _tests_dir() -> str:
     from pathlib import Path
 
     return str(Path(__file__).parent)
+
+
+@pytest.mark.parametrize("command, overrides, needles", [
+    ("distill", ["teacher=module"], ["teacher.checkpoint, teacher.model._target_ must be set"]),
+    ("distill", ["data=none"], ["no teacher.checkpoint, and no labelled data"]),
+    ("distill", ["teacher=torchvision", "teacher.checkpoint=/no/such.pt"], ["does not exist"]),
+    ("train-teacher", ["teacher=module"], ["train-teacher trains a zoo model", "datafree distill"]),
+])
+def test_teacher_recipe_mistakes_fail_cleanly(tmp_path, command, overrides, needles):
+    out = tmp_path / "run"
+    proc = run_cli(command, *overrides, "device=cpu", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, *needles)

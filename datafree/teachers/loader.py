@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from datafree.errors import DatafreeError
@@ -118,6 +119,15 @@ def teacher_from_config(node, device: str | torch.device = "cpu", data_hint: Dat
     unknown = sorted(set(node.keys()) - NODE_KEYS)
     if unknown:
         raise DatafreeError(f"unknown key(s) {unknown} in the teacher recipe: the keys are {sorted(NODE_KEYS)}.")
+    if OmegaConf.is_config(node):
+        # Keys are full paths when the node sits in a recipe ("teacher.checkpoint"), bare when it stands alone.
+        missing = sorted(k if k.startswith("teacher.") else f"teacher.{k}" for k in OmegaConf.missing_keys(node))
+        if missing:
+            example = {"_target_": "my_package.MyNet", "members": "[{...}, {...}]"}.get(missing[0].rsplit(".", 1)[-1], "PATH")
+            raise DatafreeError(
+                f"{', '.join(missing)} must be set (the teacher={node.get('source')} recipe leaves "
+                f"{'it' if len(missing) == 1 else 'them'} as ???): e.g. {missing[0]}={example}."
+            )
     get = node.get
     return load_teacher(
         str(get("source") or "datafree"), checkpoint=_str_or_none(get("checkpoint")), arch=get("arch"),
