@@ -21,13 +21,9 @@ def _nets(device):
     return teacher.to(memory_format=torch.channels_last), student.to(memory_format=torch.channels_last)
 
 
-def test_synthesis_and_student_steps_do_not_sync_with_the_host():
-    device = torch.device("cuda")
-    teacher, student = _nets(device)
-    synth = DeepInversion(batch_size=64, iterations=3, adi_weight=1.0)
-    distiller = Distiller(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
-                          batch_size=64, progress=False)
-    batch = synth.synthesize()  # warm-up (cuDNN autotuning may sync)
+def _round_without_sync(distiller, synth):
+    """One warm-up round (cuDNN autotuning may sync), then a round that fails on any host sync."""
+    batch = synth.synthesize()
     distiller.pool.add(batch.images)
     distiller._student_step(batch.images)
     torch.cuda.synchronize()
@@ -39,7 +35,28 @@ def test_synthesis_and_student_steps_do_not_sync_with_the_host():
             distiller._student_step(batch.images)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+    return batch
+
+
+def test_synthesis_and_student_steps_do_not_sync_with_the_host():
+    device = torch.device("cuda")
+    teacher, student = _nets(device)
+    synth = DeepInversion(batch_size=64, iterations=3, adi_weight=1.0)
+    distiller = Distiller(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
+                          batch_size=64, progress=False)
+    batch = _round_without_sync(distiller, synth)
     assert batch.images.is_cuda and batch.images.shape == (64, 3, 32, 32)
+
+
+def test_feature_terms_do_not_sync_with_the_host():
+    device = torch.device("cuda")
+    teacher, student = _nets(device)  # resnet18 (64..512 channels) -> wrn16_1 (16..64): hint adapters
+    synth = DeepInversion(batch_size=64, iterations=2)
+    layers = {"teacher_layers": ["layer2", "layer3"], "student_layers": ["block2", "block3"]}
+    distiller = Distiller(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
+                          batch_size=64, progress=False, attention={"weight": 250.0, **layers}, hint={"weight": 1.0, **layers})
+    assert [type(a).__name__ for a in distiller.feature_terms[1].adapters] == ["Conv2d", "Conv2d"]
+    _round_without_sync(distiller, synth)
 
 
 def test_device_batches_iterate_without_sync():
@@ -77,16 +94,30 @@ def test_generator_rounds_and_student_steps_do_not_sync_with_the_host():
                                  adv_loss="masked_kl")
     distiller = Distiller(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
                           batch_size=64, replay=0.5, loss=LogitL1Loss(), progress=False)
-    batch = synth.synthesize()  # warm-up: cuDNN autotuning may sync
-    distiller.pool.add(batch.images)
-    distiller._student_step(batch.images)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        batch = synth.synthesize()
-        distiller.pool.add(batch.images)
-        for _ in range(3):
-            distiller._student_step(batch.images)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    batch = _round_without_sync(distiller, synth)
     assert batch.images.shape == (64, 3, 32, 32) and torch.isfinite(batch.teacher_logits).all()
+
+
+def test_torchscript_and_torchvision_teachers_on_the_gpu(tmp_path):
+    import warnings
+
+    import torchvision
+
+    from datafree.distill.losses import LogitL1Loss
+    from datafree.synthesizers import GeneratorSynthesizer
+    from datafree.teachers import load_teacher
+
+    device = torch.device("cuda")
+    torch.save(torchvision.models.resnet50(num_classes=10).state_dict(), tmp_path / "r50.pt")
+    tv = load_teacher("torchvision", name="resnet50", checkpoint=str(tmp_path / "r50.pt"), device=device)
+    assert tv.info.input_size == (3, 224, 224) and next(tv.model.parameters()).is_cuda
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(create_model("resnet18", num_classes=10).eval()), str(tmp_path / "t.ts"))
+    ts = load_teacher("torchscript", checkpoint=str(tmp_path / "t.ts"), input_size=[3, 32, 32], device=device)
+    _, student = _nets(device)
+    synth = GeneratorSynthesizer(batch_size=64, latent_dim=32)
+    distiller = Distiller(ts.model, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
+                          batch_size=64, replay=0.5, loss=LogitL1Loss(), progress=False)
+    batch = _round_without_sync(distiller, synth)
+    assert torch.isfinite(batch.teacher_logits).all()
