@@ -210,9 +210,17 @@ class Distiller:
             self._restore(saved)
             self.logger.info(f"resumed from {self.state.last_saved}: round {first_round}, student step {step}")
 
-        def save_state(round_index: int, round_step: int, images: torch.Tensor | None, is_best: bool = False):
-            """The full state at a step boundary: what is needed to continue exactly from here."""
+        def save_state(round_index: int, round_step: int, images: torch.Tensor | None, is_best: bool = False,
+                       force: bool = False):
+            """The full state at a step boundary: what is needed to continue exactly from here.
+
+            Saving syncs anyway, so the non-finite streak is free to read here: a state taken in the
+            middle of a run of skipped steps is not written over the last good one (unless ``force``).
+            """
             if self.state is None:
+                return None
+            if not force and int(self.guard.streak.item()):
+                self.logger.info(f"checkpoint at student step {step} skipped: the last steps were not finite")
                 return None
             return self.state.save({
                 "kind": "distill", "round": round_index, "round_step": round_step, "fresh": images,
@@ -223,7 +231,7 @@ class Distiller:
             }, best=is_best)
 
         def stop_here(stop: StopRequest, round_index: int, round_step: int, images) -> None:
-            path = save_state(round_index, round_step, images)
+            path = save_state(round_index, round_step, images, force=True)
             where = f"full state saved to {path}" if path else "no state saved (checkpoints are off)"
             raise Interrupted(f"stopped by {stop.name} after student step {step} (round {round_index}): {where}; "
                               f"run the same command with resume=true (or resume=RUN_DIR) to continue.", stop.signum)
@@ -266,7 +274,7 @@ class Distiller:
                         if stop.requested:
                             stop_here(stop, round_index, round_step + 1, images)
                         if self.checkpoint_every and step % self.checkpoint_every == 0:
-                            self._periodic_save(save_state, round_index, round_step + 1, images)
+                            save_state(round_index, round_step + 1, images)
                         if self.time_budget_s and step % 10 == 0 and time.perf_counter() - started >= self.time_budget_s:
                             break
                     rounds_done += 1
@@ -282,7 +290,7 @@ class Distiller:
                 if rounds_done % self.eval_every != 0 or not metrics:
                     metrics = self._evaluate_and_save(rounds_done, step, synthesized, started)
                 skipped = int(self.guard.skipped.item())
-                save_state(rounds_done, 0, None)  # resuming a finished run re-evaluates; more rounds continue it
+                save_state(rounds_done, 0, None, force=True)  # resuming a finished run re-evaluates; more rounds continue it
         finally:
             bar.close()
         if self.grid_path is not None and len(self.pool):
@@ -306,14 +314,6 @@ class Distiller:
         if state and student_path:
             return f"{state} (student weights: {student_path})"
         return str(state or student_path) if (state or student_path) else None
-
-    def _periodic_save(self, save_state, round_index: int, round_step: int, images: torch.Tensor) -> None:
-        # Saving syncs anyway, so the streak is free to read here: a state taken in the middle of a run of
-        # non-finite steps is not written over the last good one.
-        if int(self.guard.streak.item()):
-            self.logger.info("checkpoint skipped: the last student steps were not finite")
-            return
-        save_state(round_index, round_step, images)
 
     # -- state ------------------------------------------------------------------------------------
     def _state_dicts(self) -> dict:
