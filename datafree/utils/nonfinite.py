@@ -42,12 +42,16 @@ class NonFiniteGuard:
         self.term_bad = zeros(len(self.terms))  # steps with this term non-finite, in all
         self._one = torch.ones((), device=device)
 
-    def step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
-        """``optimizer.step()`` unless ``loss`` or a gradient is not finite; no host sync either way."""
+    def step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``optimizer.step()`` unless ``loss`` or a gradient is not finite; no host sync either way.
+
+        Returns the device flag: 1.0 when the step was skipped.
+        """
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         found = self.flag(loss, grads)
         self.apply(optimizer, found)
         self.count(found, terms)
+        return found
 
     def flag(self, loss: torch.Tensor, grads: list[torch.Tensor]) -> torch.Tensor:
         """1.0 on the device when ``loss`` or any of ``grads`` has a NaN or Inf, else 0.0."""
