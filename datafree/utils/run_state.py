@@ -168,3 +168,31 @@ class StateFiles:
 
     def exists(self) -> bool:
         return any((self.directory / name).is_file() for name in (LAST, PREV))
+
+
+def resume_requested(resume, out_dir: str | os.PathLike) -> bool:
+    """Whether this run continues a saved one in ``out_dir``; refuses what cannot be meant.
+
+    ``resume`` is the recipe's value: null/false (a new run), true (continue the run in
+    this run directory) or a run directory (the CLI makes it the run directory).
+    """
+    out_dir = Path(out_dir)
+    found = sorted(str(p.relative_to(out_dir)) for p in out_dir.glob("**/state_*.pt")) if out_dir.is_dir() else []
+    if not resume:
+        if found:
+            raise DatafreeError(
+                f"{out_dir} already holds the saved state of a run ({found[0]}): add resume=true to continue it, "
+                "or choose another hydra.run.dir for a new run."
+            )
+        return False
+    if isinstance(resume, str) and Path(resume).resolve() != out_dir.resolve():
+        raise DatafreeError(
+            f"resume={resume} but the run directory is {out_dir}: give only resume=RUN_DIR (it sets the run directory), "
+            "or resume=true with hydra.run.dir=RUN_DIR."
+        )
+    if not found:
+        raise DatafreeError(
+            f"resume={resume} but {out_dir} holds no saved state (state_last.pt): point resume at the run directory "
+            "of the interrupted run (it holds state_last.pt), or leave resume out to start a new run."
+        )
+    return True
