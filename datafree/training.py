@@ -16,7 +16,7 @@ from datafree.utils.device import autocast
 from datafree.utils.logging import RunLogger
 from datafree.utils.nonfinite import NonFiniteGuard, fused_sgd
 from datafree.utils.run_state import StateFiles, rng_state, set_rng_state
-from datafree.utils.signals import Interrupted, StopRequest
+from datafree.utils.signals import StopRequest, interrupted
 
 
 def lr_at(progress: float, schedule: str, warmup: float) -> float:
@@ -116,9 +116,7 @@ def train_classifier(
 
     def stop_here(stop: StopRequest, epoch: int):
         path = save_state(epoch, force=True)
-        where = f"full state saved to {path}" if path else "no state saved (checkpoints are off)"
-        raise Interrupted(f"stopped by {stop.name} after step {step} (epoch {epoch + 1}): {where}; run the same command "
-                          "with resume=true (or resume=RUN_DIR) to continue.", stop.signum)
+        raise interrupted(stop.signum, f"step {step} (epoch {epoch + 1})", path)
 
     def check_guard() -> None:
         # One device-to-host copy: stops the run after max_nonfinite skipped steps in a row.

@@ -30,7 +30,7 @@ from datafree.utils.device import autocast
 from datafree.utils.logging import RunLogger
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam, fused_sgd
 from datafree.utils.run_state import StateFiles, rng_state, set_rng_state
-from datafree.utils.signals import Interrupted, StopRequest
+from datafree.utils.signals import StopRequest, interrupted
 
 
 @dataclasses.dataclass
@@ -232,9 +232,7 @@ class Distiller:
 
         def stop_here(stop: StopRequest, round_index: int, round_step: int, images) -> None:
             path = save_state(round_index, round_step, images, force=True)
-            where = f"full state saved to {path}" if path else "no state saved (checkpoints are off)"
-            raise Interrupted(f"stopped by {stop.name} after student step {step} (round {round_index}): {where}; "
-                              f"run the same command with resume=true (or resume=RUN_DIR) to continue.", stop.signum)
+            raise interrupted(stop.signum, f"student step {step} (round {round_index + 1})", path)
 
         self.student.train()
         bar = tqdm(total=total_steps, initial=step, desc="distill", disable=not (self.progress and self.logger.enabled),

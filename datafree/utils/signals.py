@@ -22,6 +22,13 @@ class Interrupted(DatafreeError):
         self.exit_code = 128 + int(signum)
 
 
+def interrupted(signum: int, where: str, path) -> Interrupted:
+    """The error a loop raises after saving its state on a signal; ``where`` says how far it got."""
+    saved = f"full state saved to {path}" if path else "no state saved (checkpoints are off)"
+    return Interrupted(f"stopped by {signal.Signals(signum).name} after {where}: {saved}; run the same command with "
+                       "resume=true (or resume=RUN_DIR) to continue.", signum)
+
+
 class StopRequest:
     """While entered, SIGTERM and SIGINT set :attr:`signum` instead of ending the process.
 
@@ -38,10 +45,6 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signum is not None
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum else ""
 
     def _handle(self, signum, frame) -> None:
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
