@@ -94,7 +94,7 @@ def _assert_clean_failure(proc, out: Path, *needles):
         (["device=tpu"], ["device must be auto, cpu, cuda or cuda:N, got 'tpu'"]),
         (["trainer.optimizer=lion"], ["trainer.optimizer must be 'sgd' or 'adam', got 'lion'"]),
         (["synthesizer.iterations=0"], ["synthesizer.iterations must be an int >= 1"]),
-        (["resume=true"], ["resume=True but", "holds no saved state (state_last.pt)"]),
+        (["resume=true"], ["resume=true but", "holds no saved state (state_last.pt)"]),
         (["resume=/no/such/run"], ["resume=/no/such/run but the run directory is", "give only resume=RUN_DIR"]),
     ],
 )

@@ -22,7 +22,15 @@ from datafree.errors import DatafreeError
 
 
 def fused_sgd(params, *, lr: float, momentum: float, weight_decay: float, nesterov: bool) -> torch.optim.SGD:
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, fused=True)
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, fused=True)
+    if momentum:
+        # Fused SGD allocates its momentum buffers uninitialised (empty_like) on the first step and fills them in
+        # the kernel, which a skipped first step never runs: garbage momentum from then on. Zeros from the start
+        # give the same first update (buffer = 0 * momentum + grad = grad, dampening is 0) and survive a skip.
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return optimizer
 
 
 def fused_adam(params, *, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999)) -> torch.optim.Adam:

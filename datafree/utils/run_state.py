@@ -177,6 +177,7 @@ def resume_requested(resume, out_dir: str | os.PathLike) -> bool:
     this run directory) or a run directory (the CLI makes it the run directory).
     """
     out_dir = Path(out_dir)
+    shown = "true" if resume is True else resume
     found = sorted(str(p.relative_to(out_dir)) for p in out_dir.glob("**/state_*.pt")) if out_dir.is_dir() else []
     if not resume:
         if found:
@@ -187,12 +188,12 @@ def resume_requested(resume, out_dir: str | os.PathLike) -> bool:
         return False
     if isinstance(resume, str) and Path(resume).resolve() != out_dir.resolve():
         raise DatafreeError(
-            f"resume={resume} but the run directory is {out_dir}: give only resume=RUN_DIR (it sets the run directory), "
+            f"resume={shown} but the run directory is {out_dir}: give only resume=RUN_DIR (it sets the run directory), "
             "or resume=true with hydra.run.dir=RUN_DIR."
         )
     if not found:
         raise DatafreeError(
-            f"resume={resume} but {out_dir} holds no saved state (state_last.pt): point resume at the run directory "
+            f"resume={shown} but {out_dir} holds no saved state (state_last.pt): point resume at the run directory "
             "of the interrupted run (it holds state_last.pt), or leave resume out to start a new run."
         )
     return True
