@@ -177,7 +177,7 @@ def train_classifier(
                 logger.scalars(epoch + 1, {"teacher/train_loss": train_loss, "teacher/test_accuracy": accuracy})
                 logger.summary(row)
                 logger.info(f"epoch {epoch + 1}/{epochs}: loss {train_loss:.4f} test accuracy {accuracy:.4f} ({row['time_s']:.0f}s)")
-                if accuracy > best:  # NaN (no test set) is never better
+                if accuracy > best and checkpoint_every:  # NaN (no test set) is never better
                     best = accuracy
                     save_state(epoch + 1, is_best=True)
                 if out_of_time:

@@ -280,7 +280,7 @@ class Distiller:
                         metrics = self._evaluate_and_save(rounds_done, step, synthesized, started)
                         last_good = self.checkpoint_path
                         accuracy = metrics.get("student_accuracy")
-                        if accuracy is not None and accuracy > best and self.state is not None:
+                        if accuracy is not None and accuracy > best and self.checkpoint_every and self.state is not None:
                             best = accuracy
                             save_state(round_index + 1, 0, None, is_best=True)
                     if stop.requested:

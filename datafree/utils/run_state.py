@@ -122,17 +122,21 @@ class StateFiles:
         return self.directory / LAST
 
     def save(self, state: dict, best: bool = False) -> Path | None:
-        """Write ``state`` as the new last state (the old one becomes prev); also as best when asked."""
+        """Write ``state`` as the new last state (the old one becomes prev), or with ``best`` as the best state.
+
+        A best state is not also written as last: one write per evaluation is enough, and the
+        last state moves on with the periodic checkpoints anyway.
+        """
         if not self.enabled:
             return None
         blob = {"format": FORMAT, "config": self.config, **to_cpu(state)}
+        if best:
+            return atomic_save(blob, self.directory / BEST)
         last = self.directory / LAST
         if last.exists():
             # A rename is atomic: at every moment at least one complete state is on disk.
             os.replace(last, self.directory / PREV)
         atomic_save(blob, last)
-        if best:
-            atomic_save(blob, self.directory / BEST)
         self.last_saved = last
         return last
 

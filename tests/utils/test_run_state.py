@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from datafree.errors import DatafreeError
-from datafree.utils.run_state import (LAST, StateFiles, config_differences, resume_requested, rng_state,
+from datafree.utils.run_state import (BEST, LAST, StateFiles, config_differences, resume_requested, rng_state,
                                       set_rng_state)
 
 
@@ -27,8 +27,10 @@ def test_only_run_length_and_logging_may_differ():
 def test_state_files_rotate_and_refuse_what_cannot_be_meant(tmp_path):
     files = StateFiles(tmp_path, config={"a": 1})
     files.save({"step": 1})
-    files.save({"step": 2}, best=True)
+    files.save({"step": 2})
+    files.save({"step": 3}, best=True)  # best is its own file; last and prev stay
     assert torch.load(tmp_path / LAST, weights_only=True)["step"] == 2
+    assert torch.load(tmp_path / BEST, weights_only=True)["step"] == 3
     assert StateFiles(tmp_path, config={"a": 1}).load() is None  # resume not asked for
     assert StateFiles(tmp_path, config={"a": 1}, resume=True).load()["step"] == 2
     assert StateFiles(tmp_path, config={"a": 1}, enabled=False).save({"step": 3}) is None  # not rank 0
