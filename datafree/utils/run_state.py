@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -109,12 +110,12 @@ class StateFiles:
     """
 
     def __init__(self, directory: str | os.PathLike, *, config: dict | None = None, resume: bool = False,
-                 enabled: bool = True, notice=print):
+                 enabled: bool = True, notice=None):
         self.directory = Path(directory)
         self.config = config or {}
         self.resume = bool(resume)
         self.enabled = bool(enabled)
-        self.notice = notice
+        self.notice = notice or (lambda message: print(message, file=sys.stderr))
         self.last_saved: Path | None = None  # the newest state this process wrote or read
 
     @property

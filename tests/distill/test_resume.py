@@ -80,6 +80,20 @@ def test_sigterm_and_resume_is_bitwise_identical(tmp_path, synth):
     assert blob["config"] == {"lr": 0.05} and blob["step"] == 12 and "rng" in blob and "pool" in blob
 
 
+def test_ctrl_c_saves_and_exits_with_130(tmp_path):
+    d = _make(tmp_path)
+    step_fn = d._student_step
+
+    def step(fresh):
+        os.kill(os.getpid(), signal.SIGINT)
+        return step_fn(fresh)
+
+    d._student_step = step
+    with pytest.raises(Interrupted, match=r"SIGINT after student step 1 \(round 1\): full state saved to") as info:
+        d.fit()
+    assert info.value.exit_code == 130 and torch.load(tmp_path / LAST, weights_only=True)["step"] == 1
+
+
 def test_periodic_checkpoints_keep_last_prev_and_best(tmp_path):
     d = _make(tmp_path, checkpoint_every=3)
     d.fit()
@@ -89,6 +103,8 @@ def test_periodic_checkpoints_keep_last_prev_and_best(tmp_path):
 
 
 def test_truncated_last_state_falls_back_to_previous(tmp_path):
+    reference = _make(tmp_path / "ref", checkpoint_every=3)
+    reference.fit()
     d = _make(tmp_path, checkpoint_every=3)
     _kill_at(d, 7)
     with pytest.raises(Interrupted):
@@ -99,6 +115,15 @@ def test_truncated_last_state_falls_back_to_previous(tmp_path):
     state = StateFiles(tmp_path, config={"lr": 0.05}, resume=True, notice=notices.append).load()
     assert state["step"] == 6  # the periodic checkpoint before the interrupted one
     assert len(notices) == 1 and "state_last.pt cannot be read" in notices[0] and "previous" in notices[0]
+    # The run resumed from the previous state ends where the uninterrupted one did.
+    resumed = _make(tmp_path, resume=True, checkpoint_every=3)
+    resumed.state.notice = notices.append
+    resumed.fit()
+    assert len(notices) == 2
+    expected = _weights(reference)
+    assert all(torch.equal(v, expected[k]) for k, v in _weights(resumed).items())
+    data = (tmp_path / LAST).read_bytes()
+    (tmp_path / LAST).write_bytes(data[: len(data) // 2])
     (tmp_path / PREV).write_bytes(b"not a checkpoint")
     assert StateFiles(tmp_path, resume=True, notice=notices.append).load() is None
 
