@@ -366,7 +366,8 @@ class Distiller:
 
     def _evaluate_and_save(self, rounds_done: int, step: int, synthesized: int, started: float) -> dict[str, float]:
         row: dict[str, float] = {"round": rounds_done, "step": step, "images": synthesized,
-                                 "time_s": round(time.perf_counter() - started, 2)}
+                                 "time_s": round(time.perf_counter() - started, 2),
+                                 "skipped_steps": int(self.guard.skipped.item())}  # evaluation syncs anyway
         if self.test_batches is not None:
             result = evaluate(self.student, self.test_batches, self.device, self.amp, reference=self.teacher)
             row.update(student_accuracy=result["accuracy"], teacher_accuracy=result["reference_accuracy"],

@@ -202,3 +202,15 @@ def test_out_of_memory_names_the_batch_size_or_halves_it(tmp_path):
     d._student_step = no_memory
     with pytest.raises(DatafreeError, match=r"student step with trainer.batch_size=8: lower it \(e.g. trainer.batch_size=4\)"):
         d.fit()
+
+
+def test_out_of_memory_in_evaluation_names_the_eval_batch_size():
+    from datafree.evaluate import evaluate
+
+    class Hungry(torch.nn.Module):
+        def forward(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(DatafreeError, match=r"evaluating batches of 16 images: lower data.eval_batch_size \(e.g. "
+                                            r"data.eval_batch_size=8\)"):
+        evaluate(Hungry(), [(torch.rand(16, 3, 8, 8), torch.zeros(16, dtype=torch.long))], torch.device("cpu"))
