@@ -1,11 +1,16 @@
 """``datafree <command> [hydra overrides]``: the command picks the recipe, hydra the rest.
 
 Bad input ends with one line on stderr, exit status 2, and no half-written
-run directory; hydra's own errors (unknown recipe names, bad overrides) keep
-hydra's message, which already lists the valid choices.
+run directory. Hydra's own errors (unknown keys and recipe names, bad override
+syntax) and an output folder that cannot be written are caught by composing
+the recipe once before hydra runs, and reported the same way, with hydra's
+list of valid choices kept. A run stopped by SIGTERM/SIGINT saves its state and
+exits with 128 + the signal number.
 """
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -52,8 +57,9 @@ def _guarded(job: Callable, cfg) -> dict | None:
         if cause is None:
             raise
         _remove_if_only_hydra_files(out_dir)
-        print(f"datafree: error: {cause}", file=sys.stderr)
-        sys.exit(2)
+        code = getattr(cause, "exit_code", 2)  # Interrupted: 128 + signal, after saving the state
+        print(f"datafree: {'error' if code == 2 else 'interrupted'}: {cause}", file=sys.stderr)
+        sys.exit(code)
 
 
 def _datafree_cause(error: BaseException, kind: type) -> BaseException | None:
@@ -76,6 +82,75 @@ def _remove_if_only_hydra_files(out_dir: Path) -> None:
     shutil.rmtree(out_dir, ignore_errors=True)
 
 
+def _with_resume(overrides: list[str]) -> list[str]:
+    """``resume=RUN_DIR`` runs in RUN_DIR; a resumed run keeps the first run's .hydra record and adds its own."""
+    values = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}
+    resume = values.get("resume", "")
+    if resume.lower() in ("", "null", "none", "false"):
+        return overrides
+    extra = []
+    if resume.lower() != "true" and "hydra.run.dir" not in values:
+        extra.append(f"hydra.run.dir={resume}")
+    if "hydra.output_subdir" not in values:
+        extra.append("hydra.output_subdir=.hydra/resumed_${now:%Y-%m-%d_%H-%M-%S}")
+    return [*overrides, *extra]
+
+
+def _one_line(error: BaseException) -> str:
+    """Hydra's multi-line message as one line; the list of valid choices kept, the search path dropped."""
+    kept = []
+    override = getattr(error, "override", None)
+    if override:
+        kept.append(f"cannot parse the override {override!r}:")
+    message = str(error)
+    if error.__cause__ is not None and str(error.__cause__) not in message:
+        message += "\n" + str(error.__cause__)  # e.g. "Key 'x' is not in struct" behind "Could not override"
+    for line in message.splitlines():
+        text = line.strip()
+        if text.startswith(("Config search path", "provider=", "full_key:", "object_type=", "reference_type=")):
+            continue
+        if text:
+            kept.append(text)
+    text = " ".join(kept)
+    text = re.sub(r"(Available options in '[^']+':) (.*)$", lambda m: f"{m.group(1)} {', '.join(m.group(2).split())}.", text)
+    if "is not in struct" in text:
+        text += ". Check the spelling: 'datafree <command> --cfg job' prints every key."
+    return text
+
+
+def _unwritable(run_dir: str) -> str | None:
+    """Why ``run_dir`` cannot be created and written, or None when it can."""
+    path = Path(run_dir).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return (f"the run directory {path} cannot be created: {existing} is a file, not a folder. "
+                "Set hydra.run.dir to a writable folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return (f"the run directory {path} cannot be written ({existing} is read-only for this user): "
+                "set hydra.run.dir to a writable folder, or run from a writable working directory.")
+    return None
+
+
+def _preflight(recipe: str, overrides: list[str]) -> str | None:
+    """Compose the recipe as hydra will and check the run directory: the error line, or None."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_module(config_module="datafree.recipes", version_base="1.3"):
+            cfg = compose(config_name=recipe, overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as error:
+        return _one_line(error)
+    try:
+        run_dir = str(cfg.hydra.run.dir)
+    except OmegaConfBaseException:  # an interpolation only hydra's run can resolve: hydra reports it
+        return None
+    return _unwritable(run_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -87,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     recipe, job_name, _ = COMMANDS[command]
+    overrides = _with_resume(overrides)
+    if not any(o.startswith("-") for o in overrides):  # hydra's flags (--cfg, -m, --help) go to hydra as they are
+        problem = _preflight(recipe, overrides)
+        if problem:
+            print(f"datafree: error: {problem}", file=sys.stderr)
+            return 2
 
     import hydra
 

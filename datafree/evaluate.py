@@ -6,6 +6,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from datafree.errors import DatafreeError
 from datafree.utils.device import autocast
 
 
@@ -24,10 +25,14 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
     total = 0
     try:
         for images, labels in batches:
-            with autocast(device, amp):
-                pred = model(images).argmax(1)
-                if reference is not None:
-                    ref_pred = reference(images).argmax(1)
+            try:
+                with autocast(device, amp):
+                    pred = model(images).argmax(1)
+                    if reference is not None:
+                        ref_pred = reference(images).argmax(1)
+            except torch.OutOfMemoryError:
+                raise DatafreeError(f"out of GPU memory evaluating batches of {images.shape[0]} images: lower "
+                                    f"data.eval_batch_size (e.g. data.eval_batch_size={max(1, images.shape[0] // 2)}).") from None
             correct += (pred == labels).sum()
             if reference is not None:
                 agree += (pred == ref_pred).sum()

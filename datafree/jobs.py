@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from datafree.config_checks import check_config
 from datafree.data import DeviceBatches, ImageDataset
 from datafree.distill.trainer import DistillResult
 from datafree.errors import DatafreeError
@@ -20,8 +21,9 @@ from datafree.api import make_student
 from datafree.teachers import (ClassifierInfo, DataHint, Normalized, Teacher, check_agreement, freeze, save_classifier,
                                teacher_from_config)
 from datafree.training import train_classifier
-from datafree.utils.device import resolve_device
+from datafree.utils.device import resolve_device, set_deterministic
 from datafree.utils.logging import RunLogger
+from datafree.utils.run_state import StateFiles, resume_requested
 from datafree.utils.seeding import seed_everything
 
 
@@ -60,8 +62,8 @@ def normalisation(data_cfg: DictConfig, train_set: ImageDataset) -> tuple[tuple[
     return train_set.channel_stats()
 
 
-def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: RunLogger) -> tuple[Normalized, ClassifierInfo]:
-    """Train ``cfg.teacher.arch`` on ``cfg.data`` and write ``teacher.pt``; bad input fails before training."""
+def check_trainable(cfg: DictConfig) -> None:
+    """train-teacher trains zoo models on labelled data; other teacher sources come trained."""
     source = cfg.teacher.get("source") or "datafree"
     if source != "datafree" or not cfg.teacher.get("arch"):
         raise DatafreeError(
@@ -70,6 +72,15 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         )
     if cfg.data.get("num_classes") is None or cfg.data.get("train") is None:
         raise DatafreeError("training a teacher needs labelled data: choose a data recipe with data.train (e.g. data=cifar10_jpeg).")
+
+
+def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: RunLogger) -> tuple[Normalized, ClassifierInfo]:
+    """Train ``cfg.teacher.arch`` on ``cfg.data`` and write ``teacher.pt``; bad input fails before training.
+
+    The full training state lives next to the logger's output (``state_*.pt``), so a
+    resumed run continues the training, or, when it had finished, rebuilds the same teacher.
+    """
+    check_trainable(cfg)
     num_classes = int(cfg.data.num_classes)
     net = create_model(cfg.teacher.arch, num_classes=num_classes)
     train_set = load_split(cfg.data, "train")
@@ -100,6 +111,9 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         time_budget_s=train.get("time_budget_s"),
         logger=logger,
         progress=bool(cfg.progress),
+        state=run_state(cfg, logger.out_dir, logger.enabled),
+        checkpoint_every=int(train.get("checkpoint_every", 1000)),
+        max_nonfinite=int(train.get("max_nonfinite", 20)),
     )
     info = ClassifierInfo(
         arch=str(cfg.teacher.arch),
@@ -117,9 +131,25 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
 
 
 # -- commands ------------------------------------------------------------------------------------
-def train_teacher_job(cfg: DictConfig, out_dir: Path) -> dict:
+def run_state(cfg: DictConfig, directory: Path, enabled: bool) -> StateFiles:
+    """The full-state files of one loop of this run; ``cfg.resume`` was checked by :func:`prepare`."""
+    return StateFiles(directory, config=OmegaConf.to_container(cfg, resolve=True), resume=bool(cfg.get("resume")),
+                      enabled=enabled)
+
+
+def prepare(cfg: DictConfig, out_dir: Path) -> torch.device:
+    """Every check that needs no work: recipe types and sizes, resume, device; then seeds."""
+    check_config(cfg)
+    resume_requested(cfg.get("resume"), out_dir)
     device = resolve_device(cfg.device)
+    set_deterministic(bool(cfg.get("deterministic", False)))
     seed_everything(int(cfg.seed))
+    return device
+
+
+def train_teacher_job(cfg: DictConfig, out_dir: Path) -> dict:
+    check_trainable(cfg)  # before the generic checks: a module teacher's unset keys are not the point here
+    device = prepare(cfg, out_dir)
     with RunLogger(out_dir) as logger:
         _, info = train_teacher(cfg, out_dir, device, logger)
     wall = info.extra["train_wall_time_s"]
@@ -151,8 +181,7 @@ def obtain_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, hint: D
 
 
 def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
-    device = resolve_device(cfg.device)
-    seed_everything(int(cfg.seed))
+    device = prepare(cfg, out_dir)
 
     # Everything that can be wrong with the recipe is checked here, before any work.
     data_classes = cfg.data.get("num_classes")
@@ -183,7 +212,8 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
         distiller = make_distiller(
             teacher=teacher.model, student=student, synthesizer=synth, device=device, num_classes=num_classes,
             input_size=info.input_size, amp=bool(cfg.amp), test_batches=test_batches, logger=run_logger,
-            student_info=student_info, progress=bool(cfg.progress), **overrides,
+            student_info=student_info, progress=bool(cfg.progress), state=run_state(cfg, run_dir, run_logger.enabled),
+            **overrides,
         )
         return distiller.fit()
 

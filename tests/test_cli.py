@@ -82,12 +82,82 @@ def _assert_clean_failure(proc, out: Path, *needles):
         (["data=tarball_missing"], ["data/tarball_missing"]),
         (["teacher.checkpoint=/no/such/teacher.pt"], ["does not exist", "teacher.checkpoint"]),
         (["synthesizer.tv_l2_weight=-1"], ["must be >= 0"]),
+        # Checked before any work (datafree.config_checks, the CLI's pre-flight composition, resume):
+        (["trainer.lrr=0.1"], ["Could not override 'trainer.lrr'", "not in struct", "--cfg job"]),
+        (["trainer.lr=[0.1"], ["cannot parse the override 'trainer.lr=[0.1'"]),
+        (["trainer.lr=abc"], ["trainer.lr must be a number > 0, got 'abc' (str): set e.g. trainer.lr=0.1."]),
+        (["trainer.batch_size=-4"], ["trainer.batch_size must be an int >= 1, got -4"]),
+        (["data.num_classes=0"], ["data.num_classes must be null or an int >= 2, got 0"]),
+        (["trainer.replay=1.5"], ["trainer.replay must be a number in [0, 1], got 1.5"]),
+        (["data.image_size=4"], ["data.image_size must be null or an int >= 8, got 4"]),
+        (["trainer.time_budget_s=-5"], ["trainer.time_budget_s must be null or a number > 0"]),
+        (["seed=abc"], ["seed must be an int >= 0, got 'abc'"]),
+        (["amp=maybe"], ["amp must be true or false, got 'maybe'"]),
+        (["trainer.max_nonfinite=0"], ["trainer.max_nonfinite must be an int >= 1"]),
+        (["device=tpu"], ["device must be auto, cpu, cuda or cuda:N, got 'tpu'"]),
+        (["trainer.optimizer=lion"], ["trainer.optimizer must be 'sgd' or 'adam', got 'lion'"]),
+        (["synthesizer.iterations=0"], ["synthesizer.iterations must be an int >= 1"]),
+        (["resume=true"], ["resume=true but", "holds no saved state (state_last.pt)"]),
+        (["resume=/no/such/run"], ["resume=/no/such/run but the run directory is", "give only resume=RUN_DIR"]),
     ],
 )
 def test_bad_input_fails_cleanly(tmp_path, overrides, needles):
     out = tmp_path / "run"
     proc = run_cli("distill", *TINY, *overrides, f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, *needles)
+
+
+def test_gpu_asked_for_without_one_fails_cleanly(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    out = tmp_path / "run"
+    proc = run_cli("distill", *TINY[:-2], "device=cuda", "progress=false", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "no CUDA GPU is visible", "device=cpu")
+
+
+def test_bad_teacher_training_setting_fails_cleanly(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("train-teacher", "teacher.train.epochs=0", "device=cpu", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "teacher.train.epochs must be an int >= 1, got 0")
+
+
+def test_corrupt_teacher_checkpoint_fails_cleanly(tmp_path):
+    bad = tmp_path / "teacher.pt"
+    bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    out = tmp_path / "run"
+    proc = run_cli("distill", *TINY, f"teacher.checkpoint={bad}", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "cannot be read", "damaged or not a PyTorch checkpoint")
+
+
+def test_unwritable_output_dir_is_refused_before_work(tmp_path):
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        if os.access(read_only, os.W_OK):
+            # Running as root: permission bits do not stop root, so block the path with a file instead
+            # (the read-only case itself is covered in-process below).
+            blocker = tmp_path / "a_file"
+            blocker.write_text("x")
+            out, needle = blocker / "run", "is a file, not a folder"
+        else:
+            out, needle = read_only / "run", "is read-only for this user"
+        proc = run_cli("distill", *TINY, f"hydra.run.dir={out}")
+        _assert_clean_failure(proc, out, needle, "hydra.run.dir")
+        assert proc.stdout == ""  # not even the teacher was trained
+    finally:
+        read_only.chmod(0o755)
+
+
+def test_read_only_output_dir_is_refused_in_process(tmp_path, monkeypatch, capsys):
+    from datafree import cli
+
+    real_access = os.access
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False if str(path) == str(tmp_path) else real_access(path, mode))
+    assert cli.main(["distill", *TINY, f"hydra.run.dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path} is read-only for this user" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_data_path_fails_cleanly(tmp_path):

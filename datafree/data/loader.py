@@ -76,6 +76,10 @@ class DeviceBatches:
         self._rows = torch.arange(h, device=self.device)
         self._cols = torch.arange(w, device=self.device)
         self._flipped_cols = torch.arange(w - 1, -1, -1, device=self.device)
+        # Where the epoch in progress stands, for state_dict(); _resume is a loaded position not yet used.
+        self._order: torch.Tensor | None = None
+        self._next = 0
+        self._resume: tuple[torch.Tensor | None, int] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -87,10 +91,13 @@ class DeviceBatches:
         return -(-self.num_samples // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = None
-        if self.shuffle:
+        order, first = None, 0
+        if self._resume is not None:
+            (order, first), self._resume = self._resume, None
+        elif self.shuffle:
             order = torch.randperm(self.num_samples, device=self.device, generator=self.generator)
-        for b in range(len(self)):
+        self._order = order
+        for b in range(first, len(self)):
             start = b * self.batch_size
             stop = min(start + self.batch_size, self.num_samples)
             if order is None:
@@ -105,7 +112,21 @@ class DeviceBatches:
             x = x.float().div_(255.0)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            self._next = b + 1  # every random draw for this batch is made: a state taken now continues after it
             yield x, y
+        self._order, self._next = None, 0
+
+    def state_dict(self) -> dict:
+        """The generator state, this epoch's order and the next batch: iteration continues exactly there."""
+        return {"generator": None if self.generator is None else self.generator.get_state(),
+                "order": self._order, "next": self._next}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("generator") is not None and self.generator is not None:
+            self.generator.set_state(state["generator"])
+        order = state.get("order")
+        if order is not None or state.get("next"):
+            self._resume = (None if order is None else order.to(self.device), int(state["next"]))
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         """Random flip + padded random crop of a uint8 batch: one pad and one gather, no per-sample loop."""

@@ -34,6 +34,8 @@ class KDLoss(nn.Module):
     A zero weight skips its term entirely (no work, no NaN from unused terms).
     """
 
+    name = "kd"  # how messages (e.g. about a non-finite loss) call this term
+
     def __init__(self, temperature: float = 4.0, kd_weight: float = 1.0, hard_weight: float = 0.0):
         super().__init__()
         if temperature <= 0:
@@ -89,6 +91,8 @@ class LogitL1Loss(nn.Module):
     ``temperature`` divides both logits first; 1 is DFAD. It also keeps the interface of
     KDLoss, which recipes and the trainer read.
     """
+
+    name = "logit_l1"
 
     def __init__(self, temperature: float = 1.0):
         super().__init__()

@@ -51,3 +51,14 @@ class SyntheticPool:
         if self._size < self.capacity:
             return self._images[: self._size]
         return torch.cat([self._images[self._next:], self._images[: self._next]])
+
+    def state_dict(self) -> dict:
+        """The stored images (uint8, in storage order) and the write position: enough to continue exactly."""
+        return {"images": self._images[: self._size], "size": self._size, "next": self._next}
+
+    def load_state_dict(self, state: dict) -> None:
+        size = int(state["size"])
+        if size > self.capacity:
+            raise ValueError(f"a saved pool of {size} images does not fit a pool of capacity {self.capacity}")
+        self._images[:size] = state["images"].to(self.device)
+        self._size, self._next = size, int(state["next"])

@@ -35,6 +35,7 @@ from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, balanced_targets, check_loss_weights
 from datafree.synthesizers.hooks import BatchNormStatistics, check_batchnorm_teacher, require_hookable
 from datafree.utils.device import autocast
+from datafree.utils.nonfinite import NonFiniteGuard, fused_adam
 
 # Each maps (student_logits, teacher_logits) to a disagreement the generator maximises.
 DISAGREEMENTS = {
@@ -203,6 +204,7 @@ class GeneratorSynthesizer(Synthesizer):
         if self.augment is not None:
             self.augment.to(self.device)
         self.optimizer = self._adam(self.generator.parameters())
+        self._guard = NonFiniteGuard(self.device, ())
         self._active = self.generator
         if self._pending_state is not None:
             state, self._pending_state = self._pending_state, None
@@ -225,7 +227,7 @@ class GeneratorSynthesizer(Synthesizer):
                                 "make data.num_classes match the teacher.")
 
     def _adam(self, params) -> torch.optim.Optimizer:
-        return torch.optim.Adam(params, lr=self.lr, betas=self.betas)
+        return fused_adam(params, lr=self.lr, betas=self.betas)
 
     def _latent(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         z = torch.randn(n, self.latent_dim, device=self.device)
@@ -265,12 +267,16 @@ class GeneratorSynthesizer(Synthesizer):
                     parts, disagreement = self._objective(generator, z, labels, bn_stats, features)
                     # autograd.grad, not backward: teacher and student gradient buffers stay untouched,
                     # so the student's optimiser never sees a generator-step gradient.
-                    grads = torch.autograd.grad(sum(parts.values()), params, allow_unused=True)
+                    total = sum(parts.values())
+                    grads = torch.autograd.grad(total, params, allow_unused=True)
                     for p, g in zip(params, grads):
                         p.grad = g
-                    optimizer.step()
+                    # A NaN/Inf loss or gradient skips this update on the device (counted, no host sync).
+                    found = self._guard.flag(total, [g for g in grads if g is not None])
+                    self._guard.apply(optimizer, found)
                     if latent_optimizer is not None:
-                        latent_optimizer.step()
+                        self._guard.apply(latent_optimizer, found)
+                    self._guard.count(found, {})
         finally:
             self.student.train(student_was_training)
         self.last_losses = {k: v.detach() for k, v in parts.items()}
@@ -343,6 +349,11 @@ class GeneratorSynthesizer(Synthesizer):
             if b.is_floating_point():
                 b.lerp_(c, self.meta_lr)
 
+    @property
+    def skipped_steps(self) -> torch.Tensor:
+        """Generator updates skipped for a non-finite loss or gradient (a device tensor: no sync)."""
+        return self._guard.skipped
+
     # -- cheap fresh samples for the student step ----------------------------------------------------------
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
@@ -352,8 +363,12 @@ class GeneratorSynthesizer(Synthesizer):
     def state_dict(self) -> dict:
         if self.optimizer is None:
             raise RuntimeError("GeneratorSynthesizer.state_dict() before bind(): there is no generator yet")
-        return {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rounds_done": self.rounds_done}
+        state = {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "rounds_done": self.rounds_done, "batch_size": self.batch_size, "guard": self._guard.state_dict()}
+        if self._active is not None and self._active is not self.generator:
+            # clone_per_batch: sample() draws from this round's adapted clone, not from the base.
+            state["active"] = self._active.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         if self.optimizer is None:  # not bound yet: the generator may not exist; apply in validate()
@@ -362,4 +377,10 @@ class GeneratorSynthesizer(Synthesizer):
         self.generator.load_state_dict(state["generator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.rounds_done = int(state.get("rounds_done", 0))
+        self.batch_size = int(state.get("batch_size", self.batch_size))
+        if "guard" in state:
+            self._guard.load_state_dict(state["guard"])
         self._active = self.generator
+        if "active" in state:
+            self._active = copy.deepcopy(self.generator)
+            self._active.load_state_dict(state["active"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -23,6 +24,20 @@ def resolve_device(name: str = "auto") -> torch.device:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     return device
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Deterministic kernels where torch has them (``deterministic=true``): repeatable GPU runs, somewhat slower.
+
+    CPU runs repeat bitwise without it; on a GPU some kernels (atomics in scatter/index_add, cuDNN
+    algorithm search) vary from run to run unless switched off here.
+    """
+    if not enabled:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 
 def autocast(device: torch.device, enabled: bool = True):

@@ -46,6 +46,10 @@ class RunLogger:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / "summary.csv"
+        if self._csv_fields is None and path.exists():
+            # A resumed run appends to the rows written before the interruption.
+            with path.open(newline="") as handle:
+                self._csv_fields = next(csv.reader(handle), None) or None
         fields = list(row) if self._csv_fields is None else self._csv_fields + [k for k in row if k not in self._csv_fields]
         if self._csv_fields is not None and fields != self._csv_fields and path.exists():
             with path.open(newline="") as handle:

@@ -1,0 +1,119 @@
+"""Types and sizes of the recipe keys that every run reads, checked before any work.
+
+Recipes are plain YAML, so hydra accepts ``trainer.lr=abc`` as the string
+'abc'; without this check it would surface as a traceback deep inside torch.
+Each rule applies only where the key exists in the composed recipe.
+"""
+from __future__ import annotations
+
+import re
+
+from omegaconf import DictConfig, OmegaConf
+
+from datafree.errors import DatafreeError
+from datafree.teachers.loader import SOURCES as TEACHER_SOURCES
+from datafree.utils.run_state import flatten
+
+
+def _int(low: int):
+    return (f"an int >= {low}", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low)
+
+
+def _number(low: float, high: float | None = None, low_open: bool = False, high_open: bool = True):
+    def ok(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            return False
+        above = v > low if low_open else v >= low
+        below = high is None or (v < high if high_open else v <= high)
+        return above and below
+
+    if high is None:
+        what = f"a number {'>' if low_open else '>='} {low}"
+    else:
+        what = f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    return what, ok
+
+
+def _or_null(rule):
+    what, ok = rule
+    return f"null or {what}", lambda v: v is None or ok(v)
+
+
+BOOL = ("true or false", lambda v: isinstance(v, bool))
+POSITIVE = _number(0, low_open=True)
+FRACTION = _number(0, 1, high_open=False)
+MOMENTUM = _number(0, 1)
+DEVICE = ("auto, cpu, cuda or cuda:N", lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v))
+
+# key: ((what it must be, test), an example value for the message)
+RULES: dict[str, tuple[tuple, str]] = {
+    "seed": (_int(0), "0"),
+    "device": (DEVICE, "auto"),
+    "amp": (BOOL, "true"),
+    "progress": (BOOL, "false"),
+    "noise_baseline": (BOOL, "false"),
+    "deterministic": (BOOL, "true"),
+    "resume": (("null, true, false or the run directory to continue",
+                lambda v: v is None or isinstance(v, (bool, str))), "true"),
+    "data.num_classes": (_or_null(_int(2)), "10"),  # null: data=none, the teacher alone
+    "data.image_size": (_or_null(_int(8)), "32"),
+    "data.batch_size": (_int(1), "128"),
+    "data.eval_batch_size": (_int(1), "1000"),
+    "data.crop_padding": (_int(0), "4"),
+    "teacher.train_if_missing": (BOOL, "true"),
+    "teacher.source": (("one of " + ", ".join(TEACHER_SOURCES), lambda v: v in TEACHER_SOURCES), "module"),
+    "teacher.trust_checkpoint": (BOOL, "false"),
+    "teacher.num_classes": (_or_null(_int(1)), "10"),
+    "teacher.input_size": (("null or [channels, height, width] of positive ints", lambda v: v is None or (
+        isinstance(v, list) and len(v) == 3 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v))),
+        "[3,32,32]"),
+    "student.num_classes": (_or_null(_int(1)), "10"),
+    "teacher.train.epochs": (_int(1), "30"),
+    "teacher.train.lr": (POSITIVE, "0.1"),
+    "teacher.train.momentum": (MOMENTUM, "0.9"),
+    "teacher.train.weight_decay": (_number(0), "5e-4"),
+    "teacher.train.label_smoothing": (MOMENTUM, "0.1"),
+    "teacher.train.warmup": (MOMENTUM, "0.15"),
+    "teacher.train.time_budget_s": (_or_null(POSITIVE), "600"),
+    "teacher.train.checkpoint_every": (_int(0), "1000"),
+    "teacher.train.max_nonfinite": (_int(1), "20"),
+    "trainer.rounds": (_int(1), "100"),
+    "trainer.student_steps": (_int(0), "20"),
+    "trainer.batch_size": (_int(1), "256"),
+    "trainer.optimizer": (("'sgd' or 'adam'", lambda v: v in ("sgd", "adam")), "sgd"),
+    "trainer.lr": (POSITIVE, "0.1"),
+    "trainer.momentum": (MOMENTUM, "0.9"),
+    "trainer.weight_decay": (_number(0), "5e-4"),
+    "trainer.replay": (FRACTION, "0.5"),
+    "trainer.pool_capacity": (_int(0), "50000"),
+    "trainer.eval_every": (_int(1), "10"),
+    "trainer.log_every": (_int(1), "50"),
+    "trainer.time_budget_s": (_or_null(POSITIVE), "480"),
+    "trainer.checkpoint_every": (_int(0), "1000"),
+    "trainer.max_nonfinite": (_int(1), "20"),
+    "trainer.halve_synthesis_on_oom": (BOOL, "true"),
+    "synthesizer.batch_size": (_int(1), "256"),
+    "synthesizer.iterations": (_int(1), "2000"),
+    "synthesizer.g_steps": (_int(1), "1"),
+    "synthesizer.lr": (POSITIVE, "0.05"),
+}
+
+
+def check_config(cfg: DictConfig) -> dict:
+    """Raise a DatafreeError naming the first bad key; returns the resolved recipe as plain containers."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        example = {"_target_": "my_package.MyNet", "members": "[{...}, {...}]"}.get(missing[0].rsplit(".", 1)[-1], "PATH")
+        raise DatafreeError(f"{', '.join(missing)} must be set (the recipe leaves {'it' if len(missing) == 1 else 'them'} "
+                            f"as ???): e.g. {missing[0]}={example}.")
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as exc:  # noqa: BLE001 - an interpolation that points nowhere
+        raise DatafreeError(f"the recipe cannot be resolved ({str(exc).splitlines()[0]}): fix or remove that "
+                            "${...} reference.") from None
+    flat = flatten(resolved)
+    for key, ((what, ok), example) in RULES.items():
+        if key in flat and not ok(flat[key]):
+            value = flat[key]
+            raise DatafreeError(f"{key} must be {what}, got {value!r} ({type(value).__name__}): set e.g. {key}={example}.")
+    return resolved

@@ -1,0 +1,102 @@
+"""SIGTERM in a subprocess at random steps, resume, and the same weights bit for bit (CPU)."""
+import random
+import subprocess
+import sys
+
+import torch
+
+from test_cli import TINY, run_cli
+
+# The CLI with one patch: the process sends itself SIGTERM during the N-th student (or teacher) step.
+# The signal and its handling are real; only the moment is chosen, so that the test hits chosen steps.
+KILLER = """
+import os, signal, sys
+import torch.nn.functional as F
+from datafree.distill import trainer
+from datafree.cli import main
+
+kind, at = sys.argv[1], int(sys.argv[2])
+calls = [0]
+
+def tick():
+    calls[0] += 1
+    if calls[0] == at:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+if kind == "distill":
+    step = trainer.Distiller._student_step
+    def student_step(self, fresh):
+        tick()
+        return step(self, fresh)
+    trainer.Distiller._student_step = student_step
+else:
+    cross_entropy = F.cross_entropy
+    def counted(*args, **kwargs):
+        tick()
+        return cross_entropy(*args, **kwargs)
+    F.cross_entropy = counted
+sys.exit(main(sys.argv[3:]))
+"""
+
+DISTILL = [a for a in TINY if not a.startswith("trainer.")] + [
+    "trainer.rounds=4", "trainer.student_steps=3", "trainer.batch_size=16", "trainer.eval_every=2",
+    "trainer.log_every=2", "trainer.checkpoint_every=5", "noise_baseline=false",
+]
+TEACHER = [a for a in TINY if a.split(".")[0] in ("data", "teacher", "device", "progress")] + [
+    "teacher.train.epochs=2", "teacher.train.checkpoint_every=3"]
+
+
+def run_killed(kind, at, *args):
+    return subprocess.run([sys.executable, "-c", KILLER, kind, str(at), kind, *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def _student(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def _interrupt_and_resume(tmp_path, command, args, total_steps, checkpoint):
+    reference = tmp_path / "reference"
+    proc = run_cli(command, *args, f"hydra.run.dir={reference}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = _student(reference / checkpoint)
+
+    steps = sorted(random.Random(len(args)).sample(range(1, total_steps), 3))
+    run = tmp_path / "run"
+    done = 0
+    for n, at in enumerate(steps):
+        # The first run is new; then resume=RUN_DIR, and last resume=true with hydra.run.dir.
+        resume = [] if n == 0 else [f"resume={run}"]
+        proc = run_killed(command, at - done, *args, *resume, f"hydra.run.dir={run}" if n == 0 else "progress=false")
+        assert proc.returncode == 143, (steps, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr
+        assert f"interrupted: stopped by SIGTERM after {'student ' if command == 'distill' else ''}step {at} " in proc.stderr
+        assert "resume=true" in proc.stderr and (run / "state_last.pt").is_file()
+        done = at
+    proc = run_cli(command, *args, "resume=true", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = _student(run / checkpoint)
+    assert got.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), (steps, name)
+    return run
+
+
+def test_distill_interrupted_at_random_steps_resumes_bitwise(tmp_path):
+    # The teacher is trained inside the run: its state is reused on resume, not trained again.
+    run = _interrupt_and_resume(tmp_path, "distill", DISTILL, 12, "student.pt")
+    assert (run / "teacher" / "state_last.pt").is_file() and (run / ".hydra").is_dir()
+    assert sorted(p.name for p in (run / ".hydra").iterdir() if p.name.startswith("resumed_"))
+    # A resume may run longer, but nothing else may change.
+    proc = run_cli("distill", *DISTILL, f"resume={run}", "trainer.lr=0.2")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "differs from the checkpoint's in trainer.lr: 0.05 -> 0.2" in proc.stderr
+    # The same run directory without resume would overwrite a run: refused.
+    proc = run_cli("distill", *DISTILL, f"hydra.run.dir={run}")
+    assert proc.returncode == 2 and "already holds the saved state" in proc.stderr and "resume=true" in proc.stderr
+    assert (run / "student.pt").is_file()
+
+
+def test_train_teacher_interrupted_at_random_steps_resumes_bitwise(tmp_path):
+    # 400 images / batch 64 = 6 steps per epoch, 2 epochs.
+    _interrupt_and_resume(tmp_path, "train-teacher", TEACHER, 12, "teacher.pt")
