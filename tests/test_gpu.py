@@ -121,3 +121,55 @@ def test_torchscript_and_torchvision_teachers_on_the_gpu(tmp_path):
                           batch_size=64, replay=0.5, loss=LogitL1Loss(), progress=False)
     batch = _round_without_sync(distiller, synth)
     assert torch.isfinite(batch.teacher_logits).all()
+
+
+def test_real_out_of_memory_halves_the_synthesis_batch(tmp_path):
+    device = torch.device("cuda")
+    teacher, student = _nets(device)
+    synth = DeepInversion(batch_size=2**17, iterations=1)  # ~17 GB per bf16 activation of the first stage: cannot fit
+    distiller = Distiller(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32), rounds=1,
+                          student_steps=1, batch_size=64, progress=False, halve_synthesis_on_oom=True)
+    result = distiller.fit()
+    assert result.rounds == 1 and 1 <= synth.batch_size < 2**17
+    synth.batch_size = 2**17
+    distiller = Distiller(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32), rounds=1,
+                          student_steps=1, batch_size=64, progress=False)
+    from datafree.errors import DatafreeError
+
+    with pytest.raises(DatafreeError, match=r"out of GPU memory while synthesizing a batch of synthesizer.batch_size=131072"):
+        distiller.fit()
+
+
+def test_sigterm_and_resume_on_the_gpu(tmp_path):
+    import os
+    import signal
+
+    from datafree.synthesizers import GeneratorSynthesizer
+    from datafree.utils.logging import RunLogger
+    from datafree.utils.run_state import StateFiles
+    from datafree.utils.signals import Interrupted
+
+    device = torch.device("cuda")
+
+    def make(resume):
+        torch.manual_seed(0)
+        teacher, student = _nets(device)
+        return Distiller(teacher, student, GeneratorSynthesizer(batch_size=64, latent_dim=32), device=device,
+                         num_classes=10, input_size=(3, 32, 32), rounds=4, student_steps=3, batch_size=64,
+                         progress=False, logger=RunLogger(tmp_path, tensorboard=False, enabled=False),
+                         state=StateFiles(tmp_path, config={"x": 1}, resume=resume, notice=lambda m: None))
+
+    first = make(False)
+    step_fn, calls = first._student_step, [0]
+
+    def step(fresh):
+        calls[0] += 1
+        if calls[0] == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step_fn(fresh)
+
+    first._student_step = step
+    with pytest.raises(Interrupted):
+        first.fit()
+    result = make(True).fit()
+    assert result.student_steps == 12 and result.rounds == 4
