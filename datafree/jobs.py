@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datafree.config_checks import check_config
 from datafree.data import DeviceBatches, ImageDataset
+from datafree.distill.features import check_layer_names
 from datafree.distill.trainer import DistillResult
 from datafree.errors import DatafreeError
 from datafree.models import create_model
@@ -167,10 +168,15 @@ def data_hint(data_cfg: DictConfig, test_set: ImageDataset | None) -> DataHint:
     return DataHint(channels=channels, height=height, width=width, num_classes=test_set.num_classes)
 
 
+def will_train_teacher(cfg: DictConfig) -> bool:
+    node = cfg.teacher
+    return (node.get("source") or "datafree") == "datafree" and not node.get("checkpoint") and bool(node.get("train_if_missing"))
+
+
 def obtain_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, hint: DataHint, logger: RunLogger) -> Teacher:
     """The recipe's teacher, from any source; a zoo teacher is trained first when asked to and none is given."""
     node = cfg.teacher
-    if (node.get("source") or "datafree") == "datafree" and not node.get("checkpoint") and node.get("train_if_missing"):
+    if will_train_teacher(cfg):
         if cfg.data.get("num_classes") is None:
             raise DatafreeError("no teacher.checkpoint, and no labelled data to train a teacher on (data.train): "
                                 "set teacher.checkpoint=PATH, or choose a data recipe with a training split.")
@@ -186,7 +192,12 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
     # Everything that can be wrong with the recipe is checked here, before any work.
     data_classes = cfg.data.get("num_classes")
     student_node = cfg.student
-    create_model(student_node.arch, num_classes=int(data_classes or 10))  # a bad name fails before a teacher is trained
+    # A bad name (model or layer) fails before a teacher is trained.
+    features = {"attention": cfg.trainer.get("attention"), "hint": cfg.trainer.get("hint")}
+    check_layer_names(create_model(student_node.arch, num_classes=int(data_classes or 10)), "student", **features)
+    if will_train_teacher(cfg):
+        with torch.random.fork_rng(devices=[]):  # the check must not move the seed the teacher is trained from
+            check_layer_names(create_model(cfg.teacher.arch, num_classes=int(data_classes or 10)), "teacher", **features)
     synthesizer = instantiate(cfg.synthesizer)
     make_distiller = instantiate(cfg.trainer)
     test_set = load_split(cfg.data, "test")

@@ -93,3 +93,10 @@ def test_teacher_recipe_mistakes_fail_cleanly(tmp_path, command, overrides, need
     out = tmp_path / "run"
     proc = run_cli(command, *overrides, "device=cpu", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, *needles)
+
+
+def test_unknown_feature_layer_fails_before_the_teacher_is_trained(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("distill", "experiment=demo_zskt", "trainer.attention.teacher_layers=[features.2, features.77]",
+                   "device=cpu", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "teacher layer(s) ['features.77'] not found")

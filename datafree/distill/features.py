@@ -20,7 +20,7 @@ from torch import nn
 
 from datafree.distill.losses import attention_transfer
 from datafree.errors import DatafreeError
-from datafree.synthesizers.hooks import FeatureCapture
+from datafree.synthesizers.hooks import FeatureCapture, resolve_layers
 from datafree.teachers.checks import probe_inputs
 
 KINDS = ("attention", "hint")
@@ -116,6 +116,13 @@ def build_feature_terms(teacher: nn.Module, student: nn.Module, input_size, devi
                                  teacher_layers=config.get("teacher_layers"), student_layers=config.get("student_layers"),
                                  input_size=tuple(input_size), device=device))
     return terms
+
+
+def check_layer_names(model: nn.Module, side: str, **configs) -> None:
+    """Refuse unknown ``{side}_layers`` names of the feature terms early (before a teacher is trained, say)."""
+    for config in configs.values():
+        if config and float(config.get("weight", 0.0) or 0.0):
+            resolve_layers(model, list(config.get(f"{side}_layers") or []), side)
 
 
 def taps(terms: list[FeatureTerm], side: str) -> contextlib.ExitStack:

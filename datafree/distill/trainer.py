@@ -191,7 +191,7 @@ class Distiller:
             fresh = None if fresh is None else fresh.to(self.device)
             started -= saved["elapsed_s"]
             self._restore(saved)
-            self.logger.info(f"resumed from {self.state.last_saved}: round {first_round}, student step {step}")
+            self.logger.info(f"resumed from {self.state.last_saved}: in round {first_round + 1}, after student step {step}")
 
         def save_state(round_index: int, round_step: int, images: torch.Tensor | None, is_best: bool = False,
                        force: bool = False):
