@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import sys
 from pathlib import Path
 from typing import Callable
@@ -119,7 +120,11 @@ def _one_line(error: BaseException) -> str:
 
 
 def _unwritable(run_dir: str) -> str | None:
-    """Why ``run_dir`` cannot be created and written, or None when it can."""
+    """Why ``run_dir`` cannot be created and written, or None when it can.
+
+    Permission bits say nothing for root or on read-only mounts, so the folder is
+    really created and a file written in it; whatever this created is removed again.
+    """
     path = Path(run_dir).expanduser().absolute()
     existing = path
     while not existing.exists() and existing != existing.parent:
@@ -130,6 +135,20 @@ def _unwritable(run_dir: str) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         return (f"the run directory {path} cannot be written ({existing} is read-only for this user): "
                 "set hydra.run.dir to a writable folder, or run from a writable working directory.")
+    created = [parent for parent in [path, *path.parents] if not parent.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        return (f"the run directory {path} cannot be written ({error.strerror or type(error).__name__}): "
+                "set hydra.run.dir to a writable folder, or run from a writable working directory.")
+    finally:
+        for folder in created:  # deepest first; only the folders this check made, and only while empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
     return None
 
 

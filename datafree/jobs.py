@@ -192,7 +192,11 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
     # Everything that can be wrong with the recipe is checked here, before any work.
     data_classes = cfg.data.get("num_classes")
     student_node = cfg.student
-    # A bad name (model or layer) fails before a teacher is trained.
+    # A bad name (model or layer) or class count fails before a teacher is trained.
+    student_classes = student_node.get("num_classes")
+    if student_classes is not None and data_classes is not None and int(student_classes) != int(data_classes):
+        raise DatafreeError(f"student.num_classes={student_classes} but the data has {data_classes} classes "
+                            f"(data.num_classes): set student.num_classes={data_classes}, or null to follow the teacher.")
     features = {"attention": cfg.trainer.get("attention"), "hint": cfg.trainer.get("hint")}
     check_layer_names(create_model(student_node.arch, num_classes=int(data_classes or 10)), "student", **features)
     if will_train_teacher(cfg):

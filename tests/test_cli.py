@@ -149,6 +149,14 @@ def test_unwritable_output_dir_is_refused_before_work(tmp_path):
         read_only.chmod(0o755)
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where nobody can create folders")
+def test_output_dir_that_even_root_cannot_create_is_refused(tmp_path):
+    out = Path("/proc/datafree_run")  # permission bits allow root everything; /proc refuses anyway
+    proc = run_cli("distill", *TINY, f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, f"the run directory {out} cannot be written", "hydra.run.dir")
+    assert proc.stdout == ""
+
+
 def test_read_only_output_dir_is_refused_in_process(tmp_path, monkeypatch, capsys):
     from datafree import cli
 

@@ -100,3 +100,10 @@ def test_unknown_feature_layer_fails_before_the_teacher_is_trained(tmp_path):
     proc = run_cli("distill", "experiment=demo_zskt", "trainer.attention.teacher_layers=[features.2, features.77]",
                    "device=cpu", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "teacher layer(s) ['features.77'] not found")
+
+
+def test_student_class_count_is_checked_before_the_teacher_is_trained(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("distill", "student.num_classes=3", "device=cpu", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "student.num_classes=3 but the data has 10 classes")
+    assert "training one first" not in proc.stdout
