@@ -25,8 +25,9 @@ class Interrupted(DatafreeError):
 def interrupted(signum: int, where: str, path) -> Interrupted:
     """The error a loop raises after saving its state on a signal; ``where`` says how far it got."""
     saved = f"full state saved to {path}" if path else "no state saved (checkpoints are off)"
-    return Interrupted(f"stopped by {signal.Signals(signum).name} after {where}: {saved}; run the same command with "
-                       "resume=true (or resume=RUN_DIR) to continue.", signum)
+    return Interrupted(f"stopped by {signal.Signals(signum).name} after {where}: {saved}; to continue, run the same "
+                       "command with resume=RUN_DIR (the run's folder), or resume=true where hydra.run.dir is fixed.",
+                       signum)
 
 
 class StopRequest:
