@@ -19,7 +19,8 @@ from datafree.distill.trainer import Distiller, DistillResult
 from datafree.errors import DatafreeError
 from datafree.models import create_model
 from datafree.synthesizers.base import Synthesizer
-from datafree.teachers import ClassifierInfo, Normalized, Teacher, check_logits, probe_logits, save_classifier
+from datafree.teachers import (ClassifierInfo, Normalized, Teacher, check_agreement, check_logits, probe_logits,
+                               save_classifier)
 from datafree.utils.logging import RunLogger
 from datafree.utils.seeding import seed_everything
 
@@ -46,11 +47,7 @@ class Distilled:
 def make_student(student: str | nn.Module, teacher: ClassifierInfo, device: torch.device | str,
                  num_classes: int | None = None) -> tuple[Normalized, ClassifierInfo]:
     """A zoo model by name (built for the teacher's classes) or the user's module, checked on the teacher's input."""
-    if num_classes is not None and int(num_classes) != teacher.num_classes:
-        raise DatafreeError(
-            f"the student is set to {num_classes} classes but the teacher has {teacher.num_classes}: "
-            f"set student.num_classes={teacher.num_classes} (or null to follow the teacher)."
-        )
+    check_agreement(teacher.num_classes, teacher.input_size, student_classes=num_classes)
     if isinstance(student, str):
         arch, net = student, create_model(student, num_classes=teacher.num_classes)
     elif isinstance(student, nn.Module):

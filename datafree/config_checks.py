@@ -99,13 +99,18 @@ RULES: dict[str, tuple[tuple, str]] = {
 }
 
 
-def check_config(cfg: DictConfig) -> dict:
-    """Raise a DatafreeError naming the first bad key; returns the resolved recipe as plain containers."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
+def check_no_unset(node: DictConfig, prefix: str = "") -> None:
+    """Refuse values a recipe leaves as ``???`` (e.g. teacher=module's model and checkpoint), naming them all."""
+    missing = sorted(k if k.startswith(prefix) else prefix + k for k in OmegaConf.missing_keys(node))
     if missing:
         example = {"_target_": "my_package.MyNet", "members": "[{...}, {...}]"}.get(missing[0].rsplit(".", 1)[-1], "PATH")
         raise DatafreeError(f"{', '.join(missing)} must be set (the recipe leaves {'it' if len(missing) == 1 else 'them'} "
                             f"as ???): e.g. {missing[0]}={example}.")
+
+
+def check_config(cfg: DictConfig) -> dict:
+    """Raise a DatafreeError naming the first bad key; returns the resolved recipe as plain containers."""
+    check_no_unset(cfg)
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except Exception as exc:  # noqa: BLE001 - an interpolation that points nowhere

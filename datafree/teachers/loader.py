@@ -26,7 +26,7 @@ from datafree.models import create_model
 from datafree.teachers.checkpoint import FORMAT, ClassifierInfo, read_checkpoint
 from datafree.teachers.checks import check_logits, probe_logits
 from datafree.teachers.network import Ensemble, Normalized, freeze
-from datafree.teachers.sources import module_network, torchscript_network, torchvision_network
+from datafree.teachers.sources import module_network, target_of, torchscript_network, torchvision_network
 from datafree.teachers.spec import IMAGENET_MEAN, IMAGENET_STD, DataHint, resolve_input_spec
 from datafree.teachers.state_dicts import extract_state_dict, load_weights
 
@@ -120,14 +120,10 @@ def teacher_from_config(node, device: str | torch.device = "cpu", data_hint: Dat
     if unknown:
         raise DatafreeError(f"unknown key(s) {unknown} in the teacher recipe: the keys are {sorted(NODE_KEYS)}.")
     if OmegaConf.is_config(node):
+        from datafree.config_checks import check_no_unset  # imported here: config_checks reads SOURCES from this module
+
         # Keys are full paths when the node sits in a recipe ("teacher.checkpoint"), bare when it stands alone.
-        missing = sorted(k if k.startswith("teacher.") else f"teacher.{k}" for k in OmegaConf.missing_keys(node))
-        if missing:
-            example = {"_target_": "my_package.MyNet", "members": "[{...}, {...}]"}.get(missing[0].rsplit(".", 1)[-1], "PATH")
-            raise DatafreeError(
-                f"{', '.join(missing)} must be set (the teacher={node.get('source')} recipe leaves "
-                f"{'it' if len(missing) == 1 else 'them'} as ???): e.g. {missing[0]}={example}."
-            )
+        check_no_unset(node, prefix="teacher.")
     get = node.get
     return load_teacher(
         str(get("source") or "datafree"), checkpoint=_str_or_none(get("checkpoint")), arch=get("arch"),
@@ -195,8 +191,7 @@ def _refuse_member(member) -> Teacher:
 
 
 def _target_name(model: Any, net: nn.Module) -> str:
-    target = model.get("_target_") if hasattr(model, "get") else None
-    return str(target or f"{type(net).__module__}.{type(net).__name__}")
+    return str(target_of(model) or f"{type(net).__module__}.{type(net).__name__}")
 
 
 def _list(value):

@@ -22,7 +22,7 @@ def build_user_module(model: Any) -> nn.Module:
     """An ``nn.Module``, a factory returning one, or a recipe node ``{_target_: pkg.Class, ...}``."""
     if isinstance(model, nn.Module):
         return model
-    target = _target_of(model)
+    target = target_of(model)
     if target is not None:
         from hydra.utils import instantiate
 
@@ -53,7 +53,7 @@ def build_user_module(model: Any) -> nn.Module:
     return built
 
 
-def _target_of(node: Any) -> str | None:
+def target_of(node: Any) -> str | None:
     try:
         return node.get("_target_") if hasattr(node, "get") else None
     except Exception:  # noqa: BLE001 - omegaconf raises on some missing-key accesses
