@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
     job = getattr(jobs, job_name)
 
-    @hydra.main(config_path="recipes", config_name=recipe, version_base="1.3")
+    @hydra.main(config_path="pkg://datafree.recipes", config_name=recipe, version_base="1.3")
     def task(cfg):
         return _guarded(job, cfg)
 

@@ -5,15 +5,16 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
-import datafree
 from datafree.models import create_model
 from datafree.synthesizers import Synthesizer
 
-RECIPES = Path(datafree.__file__).parent / "recipes"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"  # the source tree; installed as datafree.recipes
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (RECIPES / group).glob("*.yaml"))
+    options = sorted(p.stem for p in (RECIPES / group).glob("*.yaml"))
+    assert options, f"no recipes found in {RECIPES / group}"  # an empty list would silently test nothing
+    return options
 
 
 def _compose(name: str, overrides: list[str]):
