@@ -152,14 +152,27 @@ def _unwritable(run_dir: str) -> str | None:
     return None
 
 
+def recipes_location() -> str:
+    """Where hydra reads the recipes: in a source checkout (editable install, or ``python -m datafree``
+    from the repository without installing) the top-level ``recipes/`` folder beside the package; in a
+    regular install the package ``datafree.recipes`` that the wheel built from that folder."""
+    folder = Path(__file__).resolve().parents[1] / "recipes"
+    return str(folder) if (folder / "distill.yaml").is_file() else "pkg://datafree.recipes"
+
+
 def _preflight(recipe: str, overrides: list[str]) -> str | None:
     """Compose the recipe as hydra will and check the run directory: the error line, or None."""
-    from hydra import compose, initialize_config_module
+    from hydra import compose, initialize_config_dir, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    location = recipes_location()
+    if location.startswith("pkg://"):
+        context = initialize_config_module(config_module=location[len("pkg://"):], version_base="1.3")
+    else:
+        context = initialize_config_dir(config_dir=location, version_base="1.3")
     try:
-        with initialize_config_module(config_module="datafree.recipes", version_base="1.3"):
+        with context:
             cfg = compose(config_name=recipe, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as error:
         return _one_line(error)
@@ -194,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
     job = getattr(jobs, job_name)
 
-    @hydra.main(config_path="pkg://datafree.recipes", config_name=recipe, version_base="1.3")
+    @hydra.main(config_path=recipes_location(), config_name=recipe, version_base="1.3")
     def task(cfg):
         return _guarded(job, cfg)
 

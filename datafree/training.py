@@ -134,6 +134,7 @@ def train_classifier(
                 if epoch != first_epoch or saved is None:
                     loss_sum = torch.zeros((), device=device)
                     good = torch.zeros((), device=device)
+                epoch_start = step
                 for images, labels in train_batches:
                     fraction = step / total if total else epoch / epochs
                     if time_budget_s:
@@ -162,6 +163,10 @@ def train_classifier(
                     if checkpoint_every and step % checkpoint_every == 0:
                         check_guard()
                         save_state(epoch)
+                if out_of_time and step == epoch_start:
+                    # The budget ran out at an epoch boundary: there is no epoch to evaluate (and no loss to average).
+                    logger.info(f"time budget of {time_budget_s}s spent after {epochs_run} epochs")
+                    break
                 epochs_run += 1
                 check_guard()
                 train_loss = (loss_sum / good).item()

@@ -70,3 +70,28 @@ def test_teacher_training_skips_nan_then_stops(tmp_path):
     finally:
         training.F = F
     assert torch.load(tmp_path / "state_last.pt", weights_only=True)["step"] == 8
+
+
+def test_a_time_budget_spent_at_an_epoch_boundary_ends_training_cleanly(tmp_path, monkeypatch):
+    """The budget runs out just as epoch 3 begins: two epochs count, and no empty epoch is averaged (0/0)."""
+    data = make_shapes(64, image_size=8, seed=0)
+    batches = DeviceBatches(data, batch_size=16, shuffle=True, drop_last=True, seed=3)
+    clock = [0.0]
+    monkeypatch.setattr(training.time, "perf_counter", lambda: clock[0])
+
+    class Epochs:  # one epoch of batches per iteration; the clock passes the budget when epoch 3 starts
+        epochs = 0
+
+        def __len__(self):
+            return len(batches)
+
+        def __iter__(self):
+            self.epochs += 1
+            if self.epochs == 3:
+                clock[0] = 100.0
+            return iter(batches)
+
+    model = create_model("microcnn", num_classes=10)
+    result = training.train_classifier(model, Epochs(), batches, torch.device("cpu"), epochs=5, lr=0.05, amp=False,
+                                       progress=False, time_budget_s=50.0)
+    assert result["epochs"] == 2 and 0.0 <= result["test_accuracy"] <= 1.0
