@@ -1,10 +1,14 @@
 """Speed of datafree's hot paths as ratios to a plain teacher forward+backward, in one process.
 
-    python benchmarks/speed.py [--teacher resnet34] [--student resnet18] [--batch 256]
+    python benchmarks/speed.py [--teacher resnet34] [--student resnet18] [--batch 256] [--profile]
 
 Every figure is the mean over timed repetitions after warm-up, with the device
 synchronised only around each timed block. Ratios, not seconds, are what to
-compare across machines.
+compare across machines. The reference is measured twice: eagerly (what a research
+script does) and captured in a CUDA graph (the same arithmetic without launch
+overhead), so a graphed step can be compared with either. ``--profile`` adds, for the
+fast method's round (generator steps + student steps, both graphed), the share of wall
+time the GPU spends in kernels and the kernels that take the most time.
 """
 from __future__ import annotations
 
@@ -14,12 +18,14 @@ import time
 import torch
 import torch.nn.functional as F
 
+from datafree.distill.losses import KDLoss
 from datafree.distill.trainer import Distiller
 from datafree.models import create_model
-from datafree.synthesizers import DeepInversion, NoiseSynthesizer
+from datafree.synthesizers import Augment, DeepInversion, FastSynthesizer, NoiseSynthesizer
 from datafree.synthesizers.hooks import BatchNormStatistics
 from datafree.teachers import Normalized, freeze
 from datafree.utils.device import autocast, resolve_device
+from datafree.utils.graphs import CapturedStep
 
 
 def timed(fn, device, warmup=5, reps=20) -> float:
@@ -35,6 +41,27 @@ def timed(fn, device, warmup=5, reps=20) -> float:
     return (time.perf_counter() - start) / reps
 
 
+def kernel_share(fn, device, reps: int) -> tuple[float, list[tuple[str, float]]]:
+    """Share of wall time covered by GPU kernels over ``reps`` calls, and the five costliest kernels (ms per call)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        torch.cuda.synchronize(device)
+        wall = time.perf_counter() - start
+    kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
+    busy = sum(e.device_time for e in kernels) / 1e6  # us -> s
+    by_name: dict[str, float] = {}
+    for e in kernels:
+        by_name[e.name] = by_name.get(e.name, 0.0) + e.device_time / 1e3 / reps
+    top = sorted(by_name.items(), key=lambda kv: -kv[1])[:5]
+    return busy / wall, top
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", default="resnet34")
@@ -43,13 +70,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--reps", type=int, default=20, help="timed repetitions of each step")
+    parser.add_argument("--profile", action="store_true", help="kernel share of the fast method's round (CUDA)")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    cuda = device.type == "cuda"
     mean, std = (0.5,) * 3, (0.25,) * 3
 
     def net(name):
         model = Normalized(create_model(name, num_classes=10), mean, std).to(device)
-        return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+        return model.to(memory_format=torch.channels_last) if cuda else model
 
     teacher, student = freeze(net(args.teacher)), net(args.student)
     shape = (args.batch, 3, args.size, args.size)
@@ -59,7 +88,7 @@ def main() -> None:
     def plain():  # the reference: teacher forward + backward to the input, nothing else
         with autocast(device):
             loss = F.cross_entropy(teacher(pixels).float(), targets)
-        torch.autograd.grad(loss, [pixels])
+        return torch.autograd.grad(loss, [pixels])
 
     def synth_step(adi: float):
         synth = DeepInversion(batch_size=args.batch, iterations=1, adi_weight=adi)
@@ -78,38 +107,64 @@ def main() -> None:
         with stats:
             return timed(step, device, reps=args.reps)
 
-    noise = NoiseSynthesizer(batch_size=args.batch)
-    distiller = Distiller(teacher, student, noise, device=device, num_classes=10, input_size=shape[1:],
-                          batch_size=args.batch, replay=0.5, pool_capacity=10 * args.batch, progress=False)
-    distiller.pool.add(torch.rand(shape, device=device))
-    fresh = torch.rand(shape, device=device)
+    def fast_step(graphs: bool) -> tuple[float, FastSynthesizer]:
+        """One generator step of the fast synthesizer (BN statistics, CE, masked-KL adversary, Adam)."""
+        synth = FastSynthesizer(batch_size=args.batch, g_steps=1, cuda_graphs=graphs)
+        synth.bind(teacher, student, 10, shape[1:], device)
+        synth._new_round()
+        student.eval()
+        with synth._bn:
+            t = timed(synth._step, device, reps=args.reps)
+        student.train()
+        return t, synth
 
-    t_plain = timed(plain, device, reps=args.reps)
-    t_di = synth_step(0.0)
-    t_adi = synth_step(1.0)
-    # The guarded step against the same step as before the NaN guard (a plain foreach SGD step, no finite
-    # check), measured alternately and the fastest of three kept, so that drift on the machine hits both alike.
-    plain_sgd = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    guarded = distiller.guard.step
-    student_times, unguarded_times = [], []
-    for _ in range(3):
-        distiller.guard.step = guarded
-        student_times.append(timed(lambda: distiller._student_step(fresh), device, reps=args.reps))
-        distiller.guard.step = lambda optimizer, loss, terms: plain_sgd.step()
-        unguarded_times.append(timed(lambda: distiller._student_step(fresh), device, reps=args.reps))
-    distiller.guard.step = guarded
-    t_student, t_unguarded = min(student_times), min(unguarded_times)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device: {name}; teacher {args.teacher}, student {args.student}, batch {args.batch}, {args.size}x{args.size}")
-    print(f"{'step':<48}{'ms':>9}{'x plain':>9}")
-    for label, t in [
-        ("teacher forward+backward to the input (plain)", t_plain),
-        ("DeepInversion iteration (BN hooks, aug, TV, CE)", t_di),
-        ("  + ADI competition term (student fwd+bwd)", t_adi),
-        ("student KD step (teacher fwd, student fwd+bwd)", t_student),
-        ("  same, plain SGD step without the NaN guard", t_unguarded),
-    ]:
-        print(f"{label:<48}{1000 * t:>9.2f}{t / t_plain:>9.2f}")
+    def student_step(graphs: bool) -> tuple[float, Distiller]:
+        distiller = Distiller(teacher, student, NoiseSynthesizer(batch_size=args.batch), device=device, num_classes=10,
+                              input_size=shape[1:], batch_size=args.batch, replay=1.0, pool_capacity=20 * args.batch,
+                              loss=KDLoss(temperature=4.0), augment=Augment(flip=True, crop_padding=4),
+                              progress=False, cuda_graphs=graphs)
+        distiller.pool.add(torch.rand(20 * args.batch, *shape[1:], device=device))
+        fresh = torch.rand(shape, device=device)
+        return timed(lambda: distiller._student_update(fresh), device, reps=args.reps), distiller
+
+    rows = [("teacher forward+backward to the input (plain)", timed(plain, device, reps=args.reps))]
+    if cuda:
+        rows.append(("  the same, one CUDA graph", timed(CapturedStep(plain, device), device, reps=args.reps)))
+    rows += [("DeepInversion iteration (BN hooks, aug, TV, CE)", synth_step(0.0)),
+             ("  + ADI competition term (student fwd+bwd)", synth_step(1.0))]
+    t_fast_eager, _ = fast_step(graphs=False)
+    rows.append(("fast generator step, eager", t_fast_eager))
+    t_student_eager, _ = student_step(graphs=False)
+    if cuda:
+        t_fast, synth = fast_step(graphs=True)
+        rows.append(("fast generator step, one CUDA graph", t_fast))
+    rows.append(("student KD step from the bank (crop+flip), eager", t_student_eager))
+    if cuda:
+        t_student, distiller = student_step(graphs=True)
+        rows.append(("  the same, one CUDA graph", t_student))
+    name = torch.cuda.get_device_name(device) if cuda else "CPU"
+    print(f"device: {name}; torch {torch.__version__}; teacher {args.teacher}, student {args.student}, "
+          f"batch {args.batch}, {args.size}x{args.size}, bf16 autocast, channels_last")
+    reference = rows[0][1]
+    graphed_reference = rows[1][1] if cuda else reference
+    print(f"{'step':<52}{'ms':>9}{'x plain':>9}{'x plain graphed':>17}")
+    for label, t in rows:
+        print(f"{label:<52}{1000 * t:>9.2f}{t / reference:>9.2f}{t / graphed_reference:>17.2f}")
+    if args.profile and cuda:
+        def fast_round():  # the recipe's round: 10 generator steps, then 10 student steps
+            student.eval()
+            with synth._bn:
+                for _ in range(10):
+                    synth._step()
+            student.train()
+            for _ in range(10):
+                distiller._student_update(distiller._fresh)
+
+        share, top = kernel_share(fast_round, device, reps=5)
+        print(f"fast round (10 graphed generator steps + 10 graphed student steps): GPU busy in kernels "
+              f"{100 * share:.1f}% of wall time; costliest kernels (ms per round):")
+        for kernel, ms in top:
+            print(f"  {ms:8.2f}  {kernel[:110]}")
 
 
 if __name__ == "__main__":

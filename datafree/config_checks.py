@@ -92,6 +92,8 @@ RULES: dict[str, tuple[tuple, str]] = {
     "trainer.checkpoint_every": (_int(0), "1000"),
     "trainer.max_nonfinite": (_int(1), "20"),
     "trainer.halve_synthesis_on_oom": (BOOL, "true"),
+    "trainer.cuda_graphs": (BOOL, "false"),
+    "synthesizer.cuda_graphs": (BOOL, "false"),
     "synthesizer.batch_size": (_int(1), "256"),
     "synthesizer.iterations": (_int(1), "2000"),
     "synthesizer.g_steps": (_int(1), "1"),

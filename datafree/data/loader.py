@@ -11,6 +11,7 @@ from typing import Iterator
 
 import torch
 
+from datafree.data.augment import shift_flip
 from datafree.data.dataset import ImageDataset
 from datafree.errors import DatafreeError
 
@@ -72,10 +73,6 @@ class DeviceBatches:
         if seed is not None:
             self.generator = torch.Generator(device=self.device)
             self.generator.manual_seed(int(seed))
-        h, w = self.images.shape[2:]
-        self._rows = torch.arange(h, device=self.device)
-        self._cols = torch.arange(w, device=self.device)
-        self._flipped_cols = torch.arange(w - 1, -1, -1, device=self.device)
         # Where the epoch in progress stands, for state_dict(); _resume is a loaded position not yet used.
         self._order: torch.Tensor | None = None
         self._next = 0
@@ -130,28 +127,7 @@ class DeviceBatches:
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         """Random flip + padded random crop of a uint8 batch: one pad and one gather, no per-sample loop."""
-        b, c, h, w = x.shape
-        pad = self.crop_padding
-        if pad == 0 and not self.flip:
-            return x
-        if self.flip:
-            flip = torch.rand(b, 1, device=self.device, generator=self.generator) < 0.5
-            # Flipping the crop == reading its columns right to left.
-            cols = torch.where(flip, self._flipped_cols, self._cols)  # b x w
-        else:
-            cols = self._cols.expand(b, w)
-        if pad:
-            x = torch.nn.functional.pad(x, (pad, pad, pad, pad))  # zeros
-            offsets = torch.randint(0, 2 * pad + 1, (2, b, 1), device=self.device, generator=self.generator)
-            rows = offsets[0] + self._rows  # b x h
-            cols = cols + offsets[1]
-        else:
-            rows = self._rows.expand(b, h)
-        width = w + 2 * pad
-        # Flat (row * width + col) index into each padded image, shared by its channels.
-        index = (rows * width).unsqueeze(2) + cols.unsqueeze(1)  # b x h x w
-        index = index.view(b, 1, h * w).expand(b, c, h * w)
-        return x.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
+        return shift_flip(x, self.crop_padding, self.flip, "zeros", self.generator)
 
     def __repr__(self) -> str:
         return (

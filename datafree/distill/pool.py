@@ -10,13 +10,16 @@ import torch
 
 class SyntheticPool:
     def __init__(self, capacity: int, image_shape: tuple[int, int, int], device: torch.device | str = "cpu"):
-        if capacity < 0:
-            raise ValueError(f"pool capacity must be >= 0, got {capacity}")
+        if not 0 <= capacity <= 2**24:  # sampling scales a float32 uniform by the fill level: exact up to 2**24
+            raise ValueError(f"pool capacity must be in [0, 2**24], got {capacity}")
         self.capacity = int(capacity)
         self.device = torch.device(device)
         self._images = torch.empty((self.capacity, *image_shape), dtype=torch.uint8, device=self.device)
-        self._size = 0  # host-side counters: sampling never asks the device how full it is
+        self._size = 0  # host-side counters: adding never asks the device how full it is
         self._next = 0
+        # The fill level again, on the device: sampling reads it there, so a sampling step captured in a
+        # CUDA graph draws from the whole pool as it grows.
+        self._fill = torch.zeros((), device=self.device)
 
     def __len__(self) -> int:
         return self._size
@@ -38,13 +41,19 @@ class SyntheticPool:
             self._images[: n - first] = quantised[first:]
         self._next = end % self.capacity
         self._size = min(self.capacity, self._size + n)
+        self._fill.fill_(self._size)
 
     def sample(self, n: int) -> torch.Tensor:
         """``n`` stored images drawn uniformly with replacement, as float in [0, 1]."""
+        return self.sample_uint8(n).float().div_(255)
+
+    def sample_uint8(self, n: int) -> torch.Tensor:
+        """``n`` stored images drawn uniformly with replacement, as stored (uint8)."""
         if self._size == 0:
             raise RuntimeError("cannot sample from an empty pool")
-        index = torch.randint(self._size, (n,), device=self.device)
-        return self._images[index].float().div_(255)
+        # floor(u * fill) with u in [0, 1): uniform over the filled slots, with the fill level read on the device.
+        index = (torch.rand(n, device=self.device) * self._fill).long()
+        return self._images[index]
 
     def images(self) -> torch.Tensor:
         """All stored images (uint8), oldest first once the buffer has wrapped."""
@@ -62,3 +71,4 @@ class SyntheticPool:
             raise ValueError(f"a saved pool of {size} images does not fit a pool of capacity {self.capacity}")
         self._images[:size] = state["images"].to(self.device)
         self._size, self._next = size, int(state["next"])
+        self._fill.fill_(size)

@@ -26,6 +26,7 @@ from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Synthesizer
 from datafree.teachers import ClassifierInfo, save_classifier
 from datafree.utils.device import autocast
+from datafree.utils.graphs import CapturedStep, set_lr, tensor_lr
 from datafree.utils.logging import RunLogger
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam, fused_sgd
 from datafree.utils.run_state import StateFiles, rng_state, set_rng_state
@@ -82,6 +83,7 @@ class Distiller:
         max_nonfinite: int = 20,
         halve_synthesis_on_oom: bool = False,
         state: StateFiles | None = None,
+        cuda_graphs: bool = False,
     ):
         if rounds < 1 or student_steps < 0 or batch_size < 1:
             raise DatafreeError(
@@ -122,6 +124,7 @@ class Distiller:
         else:
             raise DatafreeError(f"unknown trainer.optimizer {optimizer!r}: choose 'sgd' or 'adam'.")
         self.base_lr = float(lr)
+        self._captured = self._capture_plan(cuda_graphs)
         self.loss_name = getattr(self.loss, "name", type(self.loss).__name__.lower())
         self.guard = NonFiniteGuard(device, (self.loss_name, *(term.kind for term in self.feature_terms)),
                                     max_nonfinite, what="student step")
@@ -136,9 +139,44 @@ class Distiller:
         return done
 
     def _set_lr(self, progress: float) -> None:
-        lr = 0.5 * self.base_lr * (1 + math.cos(math.pi * min(1.0, progress)))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.optimizer, 0.5 * self.base_lr * (1 + math.cos(math.pi * min(1.0, progress))))
+
+    # -- the student step as one CUDA graph -----------------------------------------------------------------
+    def _capture_plan(self, wanted: bool) -> CapturedStep | None:
+        """A captured student step when asked for, on a GPU, and when every part of the step can be captured."""
+        if not wanted or self.device.type != "cuda":
+            return None
+        blockers = []
+        if not self.augment.capturable:
+            blockers.append("the student augmentation has extra (kornia) modules")
+        if self.feature_terms:
+            blockers.append("feature terms (attention/hint) are on")
+        if not self.synthesizer.sample_capturable:
+            blockers.append(f"{type(self.synthesizer).__name__}.sample changes generator between rounds")
+        if blockers:
+            self.logger.info(f"trainer.cuda_graphs: the student step runs eagerly because {'; '.join(blockers)}")
+            return None
+        tensor_lr(self.optimizer)  # the captured step reads the learning rate from the device
+        self._fresh: torch.Tensor | None = None  # the round's images, copied in place for the captured step
+        self._fresh_from: torch.Tensor | None = None
+        return CapturedStep(lambda: self._student_step(self._fresh), self.device)
+
+    def _student_update(self, fresh: torch.Tensor) -> torch.Tensor:
+        try:
+            if self._captured is None:
+                return self._student_step(fresh)
+            if self._fresh is None or self._fresh.shape != fresh.shape:
+                self._fresh = torch.empty_like(fresh)
+                self._captured.reset()  # a new buffer (e.g. a halved synthesis batch): capture again
+            if self._fresh_from is not fresh:  # once per round
+                self._fresh.copy_(fresh)
+                self._fresh_from = fresh
+            return self._captured()
+        except torch.OutOfMemoryError:
+            raise DatafreeError(
+                f"out of GPU memory in a student step with trainer.batch_size={self.batch_size}: lower it "
+                f"(e.g. trainer.batch_size={max(1, self.batch_size // 2)})."
+            ) from None
 
     # -- one student update ---------------------------------------------------------------------
     def _student_batch(self, fresh: torch.Tensor) -> torch.Tensor:
@@ -153,6 +191,8 @@ class Distiller:
     def _student_step(self, fresh: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             inputs = self.augment(self._student_batch(fresh))
+            if self.device.type == "cuda":
+                inputs = inputs.contiguous(memory_format=torch.channels_last)  # the networks' layout
             with autocast(self.device, self.amp), taps(self.feature_terms, "teacher"):
                 teacher_logits = self.teacher(inputs).float()
         with autocast(self.device, self.amp), taps(self.feature_terms, "student"):
@@ -333,14 +373,6 @@ class Distiller:
                 torch.cuda.empty_cache()
             self.logger.info(f"out of GPU memory at synthesizer.batch_size={size}: retrying with {size // 2}")
 
-    def _student_update(self, fresh: torch.Tensor) -> torch.Tensor:
-        try:
-            return self._student_step(fresh)
-        except torch.OutOfMemoryError:
-            raise DatafreeError(
-                f"out of GPU memory in a student step with trainer.batch_size={self.batch_size}: lower it "
-                f"(e.g. trainer.batch_size={max(1, self.batch_size // 2)})."
-            ) from None
 
     def _read_back(self, loss_sum: torch.Tensor) -> tuple[list[float], dict[str, float]]:
         """The loss sum, the guard's counters and the synthesizer's last loss terms, in one device-to-host copy."""

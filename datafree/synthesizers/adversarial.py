@@ -293,9 +293,7 @@ class GeneratorSynthesizer(Synthesizer):
             z, labels = self._latent(self.batch_size)
         with torch.no_grad():
             images = self._generate(generator, z.detach(), labels)
-            with autocast(self.device, self.amp):
-                logits = self.teacher(images).float()
-        return Batch(images=images, targets=labels, teacher_logits=logits)
+        return Batch(images=images, targets=labels)
 
     def _objective(self, generator, z, labels, bn_stats, features):
         images = self._generate(generator, z, labels)
@@ -348,6 +346,12 @@ class GeneratorSynthesizer(Synthesizer):
         for b, c in zip(base.buffers(), clone.buffers()):
             if b.is_floating_point():
                 b.lerp_(c, self.meta_lr)
+
+    @property
+    def sample_capturable(self) -> bool:
+        """sample() draws from the same generator module every round, updated in place, unless each round
+        adapts its own clone: only then may a student step that calls it be captured in a CUDA graph."""
+        return not self.clone_per_batch
 
     @property
     def skipped_steps(self) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Batched, differentiable augmentation in pixel space ([0, 1] in, [0, 1] out).
 
 Gradients flow through every op to the pixels (DeepInversion optimises them);
-random draws are made on the tensor's device so no host sync is needed.
+random draws are made on the tensor's device, so no host sync is needed and, without
+``extra`` modules, the whole augmentation can be captured in a CUDA graph.
 """
 from __future__ import annotations
 
@@ -10,33 +11,41 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from datafree.data.augment import shift_flip
+
 
 class Augment(nn.Module):
-    """Random jitter (roll), horizontal flip, then optional extra modules (e.g. kornia).
+    """Per-image random jitter (a roll) or padded random crop, horizontal flip, then optional extra modules.
 
-    ``jitter`` rolls the whole batch by up to that many pixels (DeepInversion's
-    jitter); ``flip`` flips each sample with probability 1/2; ``extra`` modules
-    (kornia augmentations from a recipe) run last and the result is clamped to
-    [0, 1] so that colour augmentations cannot leave pixel space.
+    ``jitter`` rolls each image by its own offset of up to that many pixels (DeepInversion's
+    jitter; nothing is cut off); ``crop_padding`` instead crops each image from a copy padded
+    with that many zero pixels (the CIFAR training augmentation); ``flip`` flips each image
+    with probability 1/2; ``extra`` modules (kornia augmentations from a recipe) run last and
+    the result is clamped to [0, 1] so that colour augmentations cannot leave pixel space.
     """
 
-    def __init__(self, jitter: int = 0, flip: bool = True, extra: Sequence[nn.Module] | None = None):
+    def __init__(self, jitter: int = 0, flip: bool = True, extra: Sequence[nn.Module] | None = None,
+                 crop_padding: int = 0):
         super().__init__()
-        if jitter < 0:
-            raise ValueError(f"jitter must be >= 0, got {jitter}")
-        self.jitter = int(jitter)
+        if jitter < 0 or crop_padding < 0:
+            raise ValueError(f"jitter and crop_padding must be >= 0, got jitter={jitter}, crop_padding={crop_padding}")
+        if jitter and crop_padding:
+            raise ValueError(f"choose jitter (a roll) or crop_padding (a padded crop), not both "
+                             f"(got jitter={jitter}, crop_padding={crop_padding})")
+        self.jitter, self.crop_padding = int(jitter), int(crop_padding)
         self.flip = bool(flip)
         self.extra = nn.Sequential(*(extra or []))
 
+    @property
+    def capturable(self) -> bool:
+        """True when every draw happens on the device with fixed shapes (no ``extra`` modules)."""
+        return not len(self.extra)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images
-        if self.jitter > 0:
-            # One offset pair for the batch, drawn on the host from torch's CPU generator: no device sync.
-            dx, dy = torch.randint(-self.jitter, self.jitter + 1, (2,)).tolist()
-            x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-        if self.flip:
-            mask = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
-            x = torch.where(mask, x.flip(3), x)
+        if self.crop_padding:
+            x = shift_flip(images, self.crop_padding, self.flip, "zeros")
+        else:
+            x = shift_flip(images, self.jitter, self.flip, "wrap")
         if len(self.extra):
             x = self.extra(x).clamp(0, 1)
         return x

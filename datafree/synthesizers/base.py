@@ -15,13 +15,13 @@ class Batch:
     """Synthetic inputs as handed to the trainer (and, later, to an exporter).
 
     ``images`` are detached, in [0, 1], on the synthesizer's device; ``targets``
-    are the classes the synthesizer aimed for (None if it aimed for none);
-    ``teacher_logits`` are the teacher's outputs on ``images`` without augmentation.
+    are the classes the synthesizer aimed for (None if it aimed for none). The
+    teacher's logits are not part of it: the student step recomputes them on its
+    augmented inputs, so computing them here would cost a teacher pass per round for nothing.
     """
 
     images: torch.Tensor
     targets: torch.Tensor | None = None
-    teacher_logits: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -61,6 +61,12 @@ class Synthesizer(ABC):
     def sample(self, n: int) -> torch.Tensor | None:
         """Fresh images without a synthesis update, or None where that is not cheap."""
         return None
+
+    @property
+    def sample_capturable(self) -> bool:
+        """Whether a student step that calls :meth:`sample` may be captured in a CUDA graph (the same
+        modules and buffers every round, updated in place)."""
+        return True
 
     def state_dict(self) -> dict:
         return {}

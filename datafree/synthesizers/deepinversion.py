@@ -97,10 +97,7 @@ class DeepInversion(Synthesizer):
         finally:
             self.student.train(student_was_training)
         self.last_losses = {k: v.detach() for k, v in parts.items()}
-        images = pixels.detach()
-        with torch.no_grad(), autocast(self.device, self.amp):
-            logits = self.teacher(images).float()
-        return Batch(images=images, targets=targets, teacher_logits=logits)
+        return Batch(images=pixels.detach(), targets=targets)
 
     def _objective(self, pixels, targets, bn_stats):
         inputs = self.augment(pixels)

@@ -49,11 +49,18 @@ class BatchNormStatistics:
 
     Inside the ``with`` block every forward pass of ``model`` records, per BN
     layer, ``||mean_batch - running_mean||_2 + ||var_batch - running_var||_2``
-    (DeepInversion's feature-distribution regulariser). :meth:`loss` sums
-    them, with ``first_multiplier`` on the first layer.
+    (DeepInversion's feature-distribution regulariser), in float32 whatever the
+    autocast dtype. :meth:`loss` sums them, with ``first_multiplier`` on the first layer.
+
+    With ``momentum`` > 0 (FastDFKD's statistics momentum) the batch statistics are first
+    blended with a running average of earlier batches' statistics,
+    ``(1 - momentum) * batch + momentum * average``, so that each batch need only move the
+    average towards the teacher's statistics rather than match them alone: batches may
+    differ from one another. :meth:`update_average` folds the last batch into the average
+    (the first call takes it as it is). All of it stays on the device.
     """
 
-    def __init__(self, model: nn.Module, first_multiplier: float = 1.0):
+    def __init__(self, model: nn.Module, first_multiplier: float = 1.0, momentum: float = 0.0):
         self.layers = batchnorm_layers(model)
         if not self.layers:
             norms = sorted({type(m).__name__ for m in model.modules()
@@ -65,26 +72,63 @@ class BatchNormStatistics:
                 "statistics to match: use an adversarial synthesizer, which needs no BatchNorm (synthesizer=dfad, "
                 "zskt or dafl), or set the synthesizer's bn_weight=0."
             )
+        if not 0.0 <= momentum < 1.0:
+            raise DatafreeError(f"the BatchNorm-statistics momentum must be in [0, 1), got {momentum}.")
         # The first BN layer of each ensemble member gets the multiplier, so members are treated alike.
         members = getattr(model, "members", None)
         firsts = [batchnorm_layers(m)[:1] for m in members] if isinstance(members, nn.ModuleList) else [self.layers[:1]]
         first_ids = {id(layer) for group in firsts for layer in group}
         self._first = [id(layer) in first_ids for layer in self.layers]
         self.first_multiplier = float(first_multiplier)
+        self.momentum = float(momentum)
         self._handles: list = []
         self._losses: list[torch.Tensor | None] = [None] * len(self.layers)
+        self._batch: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.layers)
+        if self.momentum:
+            # Running average of batch means and variances; the blend weight is 0 until a first batch is in.
+            self._average = [(torch.zeros_like(m.running_mean, dtype=torch.float32),
+                              torch.zeros_like(m.running_var, dtype=torch.float32)) for m in self.layers]
+            self._blend = torch.zeros((), device=self.layers[0].running_mean.device)
 
     def _hook(self, index: int):
         def record(module, inputs, output):
-            x = inputs[0].float()
+            x = inputs[0]
             dims = [0] + list(range(2, x.dim()))
-            mean = x.mean(dim=dims)
-            var = x.var(dim=dims, unbiased=False)
+            var, mean = torch.var_mean(x.float(), dim=dims, correction=0)  # one fused reduction
+            if self.momentum:
+                self._batch[index] = (mean, var)
+                average_mean, average_var = self._average[index]
+                mean = torch.lerp(mean, average_mean, self._blend)
+                var = torch.lerp(var, average_var, self._blend)
             self._losses[index] = torch.linalg.vector_norm(mean - module.running_mean, 2) + torch.linalg.vector_norm(
                 var - module.running_var, 2
             )
 
         return record
+
+    @torch.no_grad()
+    def update_average(self) -> None:
+        """Fold the statistics of the last batch seen into the running average (``momentum`` > 0 only)."""
+        if not self.momentum:
+            return
+        if any(batch is None for batch in self._batch):
+            raise RuntimeError("BatchNormStatistics.update_average() called before a forward pass inside the with block")
+        weight = 1.0 - self._blend  # 1 for the first batch: the average starts at it
+        for (mean, var), (average_mean, average_var) in zip(self._batch, self._average):
+            average_mean.lerp_(mean.detach(), weight)
+            average_var.lerp_(var.detach(), weight)
+        self._blend.fill_(self.momentum)
+
+    def state_dict(self) -> dict:
+        return {"average": self._average, "blend": self._blend} if self.momentum else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not self.momentum or not state:
+            return
+        for (mean, var), (saved_mean, saved_var) in zip(self._average, state["average"]):
+            mean.copy_(saved_mean)
+            var.copy_(saved_var)
+        self._blend.copy_(state["blend"])
 
     def __enter__(self) -> "BatchNormStatistics":
         self._handles = [layer.register_forward_hook(self._hook(i)) for i, layer in enumerate(self.layers)]

@@ -33,8 +33,10 @@ def fused_sgd(params, *, lr: float, momentum: float, weight_decay: float, nester
     return optimizer
 
 
-def fused_adam(params, *, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999)) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=betas, fused=True)
+def fused_adam(params, *, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999),
+               capturable: bool = False) -> torch.optim.Adam:
+    """``capturable``: the step count lives on the device, so the step can be captured in a CUDA graph."""
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=betas, fused=True, capturable=capturable)
 
 
 class NonFiniteGuard:

@@ -39,7 +39,8 @@ def test_cross_entropy_steers_to_targets(bn_teacher):
         bn_teacher.head.weight.mul_(10)
     synth = _bind(DeepInversion(batch_size=16, iterations=150, lr=0.1, bn_weight=0.01, ce_weight=1.0, amp=False), bn_teacher)
     batch = synth.synthesize()
-    agree = (batch.teacher_logits.argmax(1) == batch.targets).float().mean().item()
+    with torch.no_grad():
+        agree = (bn_teacher(batch.images).argmax(1) == batch.targets).float().mean().item()
     on_noise = (bn_teacher(torch.rand(16, 3, 8, 8)).argmax(1) == batch.targets).float().mean().item()
     # This random teacher can never output one of its 4 classes, so 0.75 is the ceiling.
     assert agree >= 0.7 and agree > on_noise + 0.3
@@ -92,8 +93,8 @@ def test_bad_settings_fail_before_work():
         _bind(DeepInversion(), create_model("nobn_cnn", num_classes=4))
 
 
-def test_noise_synthesizer_labels_with_teacher(bn_teacher):
+def test_noise_synthesizer_draws_uniform_pixels(bn_teacher):
     synth = _bind(NoiseSynthesizer(batch_size=6), bn_teacher)
     batch = synth.synthesize()
-    assert batch.images.shape == (6, 3, 8, 8) and batch.teacher_logits.shape == (6, 4)
+    assert batch.images.shape == (6, 3, 8, 8) and 0 <= batch.images.min() and batch.images.max() <= 1
     assert synth.sample(3).shape == (3, 3, 8, 8)

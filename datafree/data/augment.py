@@ -1,0 +1,53 @@
+"""Per-image random translation and horizontal flip of a whole batch in one gather.
+
+Used for real batches (:class:`~datafree.data.DeviceBatches`, on uint8) and for the
+student's synthetic batches (:class:`~datafree.synthesizers.Augment`, on float pixels).
+Every random draw is made on the tensor's device, and the shapes never change, so the
+op needs no host sync and can be captured in a CUDA graph.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+BORDERS = ("zeros", "wrap")
+
+
+def shift_flip(x: torch.Tensor, shift: int, flip: bool, border: str = "zeros",
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image moved by its own random offset in [-shift, shift] on both axes, then flipped left-right
+    with probability 1/2 (when ``flip``).
+
+    ``border="zeros"`` is the padded random crop of CIFAR training (padding ``shift``, zero fill);
+    ``border="wrap"`` rolls the image around (DeepInversion's jitter), so no pixel is lost and gradients
+    reach every pixel. Works on any dtype (uint8 is a quarter of float's memory traffic).
+    """
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
+    b, c, h, w = x.shape
+    if shift == 0 and not flip:
+        return x
+    device = x.device
+    rows, cols = torch.arange(h, device=device), torch.arange(w, device=device)
+    if flip:
+        flipped = torch.rand(b, 1, device=device, generator=generator) < 0.5
+        # Flipping the crop == reading its columns right to left.
+        cols = torch.where(flipped, cols.flip(0), cols)  # b x w
+    else:
+        cols = cols.expand(b, w)
+    if shift:
+        offsets = torch.randint(0, 2 * shift + 1, (2, b, 1), device=device, generator=generator)
+        rows, cols = offsets[0] + rows, cols + offsets[1]  # b x h, b x w: positions in the padded image
+        if border == "zeros":
+            x = F.pad(x, (shift, shift, shift, shift))
+            h_in, w_in = h + 2 * shift, w + 2 * shift
+        else:
+            rows, cols = (rows - shift) % h, (cols - shift) % w
+            h_in, w_in = h, w
+    else:
+        rows, h_in, w_in = rows.expand(b, h), h, w
+    # Flat (row * width + col) index into each source image, shared by its channels.
+    index = (rows * w_in).unsqueeze(2) + cols.unsqueeze(1)  # b x h x w
+    index = index.view(b, 1, h * w).expand(b, c, h * w)
+    out = x.reshape(b, c, h_in * w_in).gather(2, index).view(b, c, h, w)
+    return out
