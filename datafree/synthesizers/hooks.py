@@ -44,13 +44,52 @@ def check_batchnorm_teacher(model: nn.Module, what: str = "the BatchNorm-statist
         log.info("BatchNorm layers without running statistics are skipped by %s: %s", what, ", ".join(skipped[:8]))
 
 
+class _ChannelStats(torch.autograd.Function):
+    """Per-channel mean and (population) variance of an (N, C, ...) tensor, in float32, with a hand-written backward.
+
+    On CUDA the forward is the fused kernel SyncBatchNorm uses (``torch.batch_norm_stats``: one pass, any
+    memory layout, bf16 read as it is); autograd through ``var_mean`` would instead copy every activation to
+    float32 and run a slow strided Welford reduction, which made these statistics the costliest part of a
+    generator step. The backward is one fused multiply-add in the input's dtype:
+    d/dx = (g_mean + 2 g_var (x - mean)) / m = a x + b, with per-channel a, b.
+    """
+
+    _EPS = 1e-12  # batch_norm_stats returns 1 / sqrt(var + eps); var comes back exactly enough for any real layer
+
+    @staticmethod
+    def forward(ctx, x):
+        if x.is_cuda:
+            mean, invstd = torch.batch_norm_stats(x, _ChannelStats._EPS)
+            mean, var = mean.float(), invstd.float().pow(-2) - _ChannelStats._EPS
+        else:
+            var, mean = torch.var_mean(x.float(), dim=[0, *range(2, x.dim())], correction=0)
+        ctx.save_for_backward(x, mean)
+        return mean, var
+
+    @staticmethod
+    def backward(ctx, g_mean, g_var):
+        x, mean = ctx.saved_tensors
+        m = x.numel() // x.shape[1]
+        shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)
+        g_mean = torch.zeros_like(mean) if g_mean is None else g_mean
+        g_var = torch.zeros_like(mean) if g_var is None else g_var
+        a = (2.0 / m) * g_var
+        b = g_mean / m - a * mean
+        return torch.addcmul(b.to(x.dtype).view(shape), a.to(x.dtype).view(shape), x)
+
+
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, population variance) of ``x`` over every dimension but the second, in float32."""
+    return _ChannelStats.apply(x)
+
+
 class BatchNormStatistics:
     """Measures how far the batch statistics at each BatchNorm input are from its running statistics.
 
     Inside the ``with`` block every forward pass of ``model`` records, per BN
     layer, ``||mean_batch - running_mean||_2 + ||var_batch - running_var||_2``
     (DeepInversion's feature-distribution regulariser), in float32 whatever the
-    autocast dtype. :meth:`loss` sums them, with ``first_multiplier`` on the first layer.
+    autocast dtype (:func:`channel_stats`). :meth:`loss` sums them, with ``first_multiplier`` on the first layer.
 
     With ``momentum`` > 0 (FastDFKD's statistics momentum) the batch statistics are first
     blended with a running average of earlier batches' statistics,
@@ -92,9 +131,7 @@ class BatchNormStatistics:
 
     def _hook(self, index: int):
         def record(module, inputs, output):
-            x = inputs[0]
-            dims = [0] + list(range(2, x.dim()))
-            var, mean = torch.var_mean(x.float(), dim=dims, correction=0)  # one fused reduction
+            mean, var = channel_stats(inputs[0])
             if self.momentum:
                 self._batch[index] = (mean, var)
                 average_mean, average_var = self._average[index]
