@@ -79,8 +79,8 @@ def main() -> None:
             return timed(step, device, reps=args.reps)
 
     noise = NoiseSynthesizer(batch_size=args.batch)
-    distiller = Distiller(teacher, student, noise, device=device, num_classes=10, input_size=shape[1:],
-                          batch_size=args.batch, replay=0.5, pool_capacity=10 * args.batch, progress=False)
+    distiller = Distiller.from_options(teacher, student, noise, device=device, num_classes=10, input_size=shape[1:],
+                                       batch_size=args.batch, replay=0.5, pool_capacity=10 * args.batch, progress=False)
     distiller.pool.add(torch.rand(shape, device=device))
     fresh = torch.rand(shape, device=device)
 
