@@ -119,10 +119,10 @@ def main() -> None:
         return t, synth
 
     def student_step(graphs: bool) -> tuple[float, Distiller]:
-        distiller = Distiller(teacher, student, NoiseSynthesizer(batch_size=args.batch), device=device, num_classes=10,
-                              input_size=shape[1:], batch_size=args.batch, replay=1.0, pool_capacity=20 * args.batch,
-                              loss=KDLoss(temperature=4.0), augment=Augment(flip=True, crop_padding=4),
-                              progress=False, cuda_graphs=graphs)
+        distiller = Distiller.from_options(teacher, student, NoiseSynthesizer(batch_size=args.batch), device=device, num_classes=10,
+                                           input_size=shape[1:], batch_size=args.batch, replay=1.0,
+                                           pool_capacity=20 * args.batch, loss=KDLoss(temperature=4.0),
+                                           augment=Augment(flip=True, crop_padding=4), progress=False, cuda_graphs=graphs)
         distiller.pool.add(torch.rand(20 * args.batch, *shape[1:], device=device))
         fresh = torch.rand(shape, device=device)
         return timed(lambda: distiller._student_update(fresh), device, reps=args.reps), distiller

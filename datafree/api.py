@@ -76,7 +76,7 @@ def distill_student(
 ) -> Distilled:
     """Distil ``teacher`` into ``student`` on ``synthesizer``'s images.
 
-    ``trainer_options`` are :class:`~datafree.distill.trainer.Distiller`'s (``rounds``,
+    ``trainer_options`` are the trainer recipe's keys (``rounds``,
     ``student_steps``, ``batch_size``, ``lr``, ``time_budget_s``, ``attention``, ``hint``, ...).
     ``test_set`` (real labelled images) only measures accuracy; ``out_dir`` receives
     ``summary.csv``, TensorBoard scalars and ``student.pt`` when given.
@@ -97,7 +97,7 @@ def distill_student(
         tests = DeviceBatches(test_set, batch_size=1000, device=device, shuffle=False, augment=False, drop_last=False)
     logger = RunLogger(out_dir, tensorboard=True) if out_dir is not None else None
     try:
-        distiller = Distiller(
+        distiller = Distiller.from_options(
             teacher.model, model, synthesizer, device=device, num_classes=teacher.info.num_classes,
             input_size=teacher.info.input_size, amp=amp, test_batches=tests, logger=logger, student_info=info,
             checkpoint_path=None if out_dir is None else Path(out_dir) / "student.pt", progress=progress,

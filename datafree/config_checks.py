@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datafree.errors import DatafreeError
 from datafree.teachers.loader import SOURCES as TEACHER_SOURCES
+from datafree.utils.config_nodes import check_no_unset
 from datafree.utils.run_state import flatten
 
 
@@ -99,15 +100,6 @@ RULES: dict[str, tuple[tuple, str]] = {
     "synthesizer.g_steps": (_int(1), "1"),
     "synthesizer.lr": (POSITIVE, "0.05"),
 }
-
-
-def check_no_unset(node: DictConfig, prefix: str = "") -> None:
-    """Refuse values a recipe leaves as ``???`` (e.g. teacher=module's model and checkpoint), naming them all."""
-    missing = sorted(k if k.startswith(prefix) else prefix + k for k in OmegaConf.missing_keys(node))
-    if missing:
-        example = {"_target_": "my_package.MyNet", "members": "[{...}, {...}]"}.get(missing[0].rsplit(".", 1)[-1], "PATH")
-        raise DatafreeError(f"{', '.join(missing)} must be set (the recipe leaves {'it' if len(missing) == 1 else 'them'} "
-                            f"as ???): e.g. {missing[0]}={example}.")
 
 
 def check_config(cfg: DictConfig) -> dict:

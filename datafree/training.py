@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Iterable, Sized
 
 import torch
@@ -14,9 +13,9 @@ from datafree.errors import DatafreeError
 from datafree.evaluate import evaluate
 from datafree.utils.device import autocast
 from datafree.utils.logging import RunLogger
+from datafree.utils.loop import Loop, Snapshot, check_loop_settings
 from datafree.utils.nonfinite import NonFiniteGuard, fused_sgd
-from datafree.utils.run_state import StateFiles, rng_state, set_rng_state
-from datafree.utils.signals import StopRequest, interrupted
+from datafree.utils.run_state import StateFiles
 
 
 def lr_at(progress: float, schedule: str, warmup: float) -> float:
@@ -72,63 +71,45 @@ def train_classifier(
     """
     if epochs < 1:
         raise DatafreeError(f"teacher.train.epochs must be >= 1, got {epochs}.")
-    if time_budget_s is not None and time_budget_s <= 0:
-        raise DatafreeError(f"teacher.train.time_budget_s must be positive or null, got {time_budget_s}.")
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
-        raise DatafreeError(f"teacher.train.checkpoint_every counts steps between full-state checkpoints: give an int >= 0 "
-                            f"(0 = only on a signal and at the end), not {checkpoint_every!r}.")
+    check_loop_settings("teacher.train.", "step", time_budget_s=time_budget_s, checkpoint_every=checkpoint_every)
     lr_at(0.5, schedule, warmup)  # fail on a bad schedule name before any work
     logger = logger or RunLogger(".", tensorboard=False, enabled=False)
     optimizer = fused_sgd(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
     guard = NonFiniteGuard(device, ("ce",), max_nonfinite, what="step")
+    # Epoch losses are read back only at epoch ends, so the guard is also read before each periodic save.
+    loop = Loop("train-teacher", state, guard, logger, hint="Lower teacher.train.lr, or check the data for broken images.",
+                time_budget_s=time_budget_s, checkpoint_every=checkpoint_every, check_at_checkpoints=True)
     steps_per_epoch = len(train_batches) if isinstance(train_batches, Sized) else None
     total = epochs * steps_per_epoch if steps_per_epoch else None
-    started = time.perf_counter()
     step = 0
     epochs_run = 0
     out_of_time = False
     accuracy = float("nan")
     first_epoch, loss_sum, good = 0, torch.zeros((), device=device), torch.zeros((), device=device)
-    saved = state.load() if state is not None else None
+
+    def restore(saved: dict) -> None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        train_batches.load_state_dict(saved["batches_state"])
+
+    saved = loop.resume(restore)
     if saved is not None:
         first_epoch, step, epochs_run, accuracy = saved["epoch"], saved["step"], saved["epochs_run"], saved["accuracy"]
         loss_sum, good = saved["loss_sum"].to(device), saved["good"].to(device)
-        started -= saved["elapsed_s"]
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        guard.load_state_dict(saved["guard"])
-        train_batches.load_state_dict(saved["batches_state"])
-        set_rng_state(saved["rng"])
         logger.info(f"resumed from {state.last_saved}: epoch {first_epoch + 1}, step {step}")
 
-    def save_state(epoch: int, force: bool = False, is_best: bool = False):
+    def snapshot(epoch: int) -> Snapshot:
         """Everything needed to continue exactly after the last step (or at the start of ``epoch``)."""
-        if state is None:
-            return None
-        if not force and int(guard.streak.item()):  # saving syncs anyway; never replace a good state by a bad one
-            return None
-        return state.save({
-            "kind": "train-teacher", "epoch": epoch, "step": step, "epochs_run": epochs_run, "accuracy": accuracy,
-            "loss_sum": loss_sum, "good": good, "best": best, "elapsed_s": time.perf_counter() - started,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "guard": guard.state_dict(),
-            "batches_state": train_batches.state_dict(), "rng": rng_state(),
-        }, best=is_best)
-
-    def stop_here(stop: StopRequest, epoch: int):
-        path = save_state(epoch, force=True)
-        raise interrupted(stop.signum, f"step {step} (epoch {epoch + 1})", path)
-
-    def check_guard() -> None:
-        # One device-to-host copy: stops the run after max_nonfinite skipped steps in a row.
-        last_good = str(state.last_saved) if state is not None and state.last_saved else None
-        guard.check(torch.stack(guard.tensors()).tolist(), step, last_good,
-                    "Lower teacher.train.lr, or check the data for broken images.")
+        return lambda: {
+            "epoch": epoch, "step": step, "epochs_run": epochs_run, "accuracy": accuracy, "loss_sum": loss_sum,
+            "good": good, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "batches_state": train_batches.state_dict(),
+        }
 
     bar = tqdm(total=total, initial=step, desc="train-teacher", disable=not (progress and logger.enabled),
                dynamic_ncols=True, leave=False)
-    best = saved["best"] if saved is not None else -math.inf
     try:
-        with StopRequest() as stop:
+        with loop:
             for epoch in range(first_epoch, epochs):
                 model.train()
                 if epoch != first_epoch or saved is None:
@@ -136,12 +117,10 @@ def train_classifier(
                     good = torch.zeros((), device=device)
                 epoch_start = step
                 for images, labels in train_batches:
-                    fraction = step / total if total else epoch / epochs
-                    if time_budget_s:
-                        fraction = max(fraction, (time.perf_counter() - started) / time_budget_s)
-                        if fraction >= 1.0:
-                            out_of_time = True
-                            break
+                    if loop.spent():
+                        out_of_time = True
+                        break
+                    fraction = loop.fraction(step, total) if total else loop.fraction(epoch, epochs)
                     for group in optimizer.param_groups:
                         group["lr"] = lr * lr_at(fraction, schedule, warmup)
                     try:
@@ -158,19 +137,15 @@ def train_classifier(
                     good += 1 - found
                     step += 1
                     bar.update(1)
-                    if stop.requested:
-                        stop_here(stop, epoch)
-                    if checkpoint_every and step % checkpoint_every == 0:
-                        check_guard()
-                        save_state(epoch)
+                    loop.step_done(step, f"step {step} (epoch {epoch + 1})", snapshot(epoch))
                 if out_of_time and step == epoch_start:
                     # The budget ran out at an epoch boundary: there is no epoch to evaluate (and no loss to average).
                     logger.info(f"time budget of {time_budget_s}s spent after {epochs_run} epochs")
                     break
                 epochs_run += 1
-                check_guard()
+                loop.check(step)
                 train_loss = (loss_sum / good).item()
-                row = {"epoch": epoch + 1, "train_loss": train_loss, "time_s": round(time.perf_counter() - started, 2)}
+                row = {"epoch": epoch + 1, "train_loss": train_loss, "time_s": round(loop.elapsed(), 2)}
                 if test_batches is not None:
                     accuracy = evaluate(model, test_batches, device, amp)["accuracy"]
                     row["test_accuracy"] = accuracy
@@ -182,15 +157,12 @@ def train_classifier(
                 logger.scalars(epoch + 1, {"teacher/train_loss": train_loss, "teacher/test_accuracy": accuracy})
                 logger.summary(row)
                 logger.info(f"epoch {epoch + 1}/{epochs}: loss {train_loss:.4f} test accuracy {accuracy:.4f} ({row['time_s']:.0f}s)")
-                if accuracy > best and checkpoint_every:  # NaN (no test set) is never better
-                    best = accuracy
-                    save_state(epoch + 1, is_best=True)
+                loop.save_if_best(accuracy, snapshot(epoch + 1))
                 if out_of_time:
                     logger.info(f"time budget of {time_budget_s}s spent after {epochs_run} epochs")
                     break
-                if stop.requested:
-                    stop_here(stop, epoch + 1)
-            save_state(epochs_run if not out_of_time else epoch, force=True)
+                loop.stop_point(f"step {step} (end of epoch {epoch + 1})", snapshot(epoch + 1))
+            loop.save(snapshot(epochs_run if not out_of_time else epoch), force=True)
     finally:
         bar.close()
-    return {"test_accuracy": accuracy, "epochs": epochs_run, "wall_time_s": time.perf_counter() - started}
+    return {"test_accuracy": accuracy, "epochs": epochs_run, "wall_time_s": loop.elapsed()}

@@ -42,8 +42,8 @@ def test_synthesis_and_student_steps_do_not_sync_with_the_host():
     device = torch.device("cuda")
     teacher, student = _nets(device)
     synth = DeepInversion(batch_size=64, iterations=3, adi_weight=1.0)
-    distiller = Distiller(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
-                          batch_size=64, progress=False)
+    distiller = Distiller.from_options(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
+                                       batch_size=64, progress=False)
     batch = _round_without_sync(distiller, synth)
     assert batch.images.is_cuda and batch.images.shape == (64, 3, 32, 32)
 
@@ -53,8 +53,8 @@ def test_feature_terms_do_not_sync_with_the_host():
     teacher, student = _nets(device)  # resnet18 (64..512 channels) -> wrn16_1 (16..64): hint adapters
     synth = DeepInversion(batch_size=64, iterations=2)
     layers = {"teacher_layers": ["layer2", "layer3"], "student_layers": ["block2", "block3"]}
-    distiller = Distiller(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
-                          batch_size=64, progress=False, attention={"weight": 250.0, **layers}, hint={"weight": 1.0, **layers})
+    distiller = Distiller.from_options(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
+                                       batch_size=64, progress=False, attention={"weight": 250.0, **layers}, hint={"weight": 1.0, **layers})
     assert [type(a).__name__ for a in distiller.feature_terms[1].adapters] == ["Conv2d", "Conv2d"]
     _round_without_sync(distiller, synth)
 
@@ -92,8 +92,8 @@ def test_generator_rounds_and_student_steps_do_not_sync_with_the_host():
     teacher, student = _nets(device)
     synth = GeneratorSynthesizer(batch_size=64, latent_dim=32, bn_weight=1.0, oh_weight=1.0, ie_weight=1.0,
                                  adv_loss="masked_kl")
-    distiller = Distiller(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
-                          batch_size=64, replay=0.5, loss=LogitL1Loss(), progress=False)
+    distiller = Distiller.from_options(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
+                                       batch_size=64, replay=0.5, loss=LogitL1Loss(), progress=False)
     batch = _round_without_sync(distiller, synth)
     assert batch.images.shape == (64, 3, 32, 32) and torch.isfinite(batch.images).all()
 
@@ -117,8 +117,8 @@ def test_torchscript_and_torchvision_teachers_on_the_gpu(tmp_path):
     ts = load_teacher("torchscript", checkpoint=str(tmp_path / "t.ts"), input_size=[3, 32, 32], device=device)
     _, student = _nets(device)
     synth = GeneratorSynthesizer(batch_size=64, latent_dim=32)
-    distiller = Distiller(ts.model, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
-                          batch_size=64, replay=0.5, loss=LogitL1Loss(), progress=False)
+    distiller = Distiller.from_options(ts.model, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
+                                       batch_size=64, replay=0.5, loss=LogitL1Loss(), progress=False)
     batch = _round_without_sync(distiller, synth)
     assert torch.isfinite(batch.images).all()
 
@@ -127,13 +127,13 @@ def test_real_out_of_memory_halves_the_synthesis_batch(tmp_path):
     device = torch.device("cuda")
     teacher, student = _nets(device)
     synth = DeepInversion(batch_size=2**17, iterations=1)  # ~17 GB per bf16 activation of the first stage: cannot fit
-    distiller = Distiller(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32), rounds=1,
-                          student_steps=1, batch_size=64, progress=False, halve_synthesis_on_oom=True)
+    distiller = Distiller.from_options(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32), rounds=1,
+                                       student_steps=1, batch_size=64, progress=False, halve_synthesis_on_oom=True)
     result = distiller.fit()
     assert result.rounds == 1 and 1 <= synth.batch_size < 2**17
     synth.batch_size = 2**17
-    distiller = Distiller(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32), rounds=1,
-                          student_steps=1, batch_size=64, progress=False)
+    distiller = Distiller.from_options(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32), rounds=1,
+                                       student_steps=1, batch_size=64, progress=False)
     from datafree.errors import DatafreeError
 
     with pytest.raises(DatafreeError, match=r"out of GPU memory while synthesizing a batch of synthesizer.batch_size=131072"):
@@ -154,10 +154,10 @@ def test_sigterm_and_resume_on_the_gpu(tmp_path):
     def make(resume):
         torch.manual_seed(0)
         teacher, student = _nets(device)
-        return Distiller(teacher, student, GeneratorSynthesizer(batch_size=64, latent_dim=32), device=device,
-                         num_classes=10, input_size=(3, 32, 32), rounds=4, student_steps=3, batch_size=64,
-                         progress=False, logger=RunLogger(tmp_path, tensorboard=False, enabled=False),
-                         state=StateFiles(tmp_path, config={"x": 1}, resume=resume, notice=lambda m: None))
+        return Distiller.from_options(teacher, student, GeneratorSynthesizer(batch_size=64, latent_dim=32), device=device,
+                                      num_classes=10, input_size=(3, 32, 32), rounds=4, student_steps=3, batch_size=64,
+                                      progress=False, logger=RunLogger(tmp_path, tensorboard=False, enabled=False),
+                                      state=StateFiles(tmp_path, config={"x": 1}, resume=resume, notice=lambda m: None))
 
     first = make(False)
     step_fn, calls = first._student_step, [0]

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import datafree.training as training
+import datafree.utils.loop as loop_module
 from datafree.data import DeviceBatches
 from datafree.data.shapes import make_shapes
 from datafree.errors import DatafreeError
@@ -77,7 +78,7 @@ def test_a_time_budget_spent_at_an_epoch_boundary_ends_training_cleanly(tmp_path
     data = make_shapes(64, image_size=8, seed=0)
     batches = DeviceBatches(data, batch_size=16, shuffle=True, drop_last=True, seed=3)
     clock = [0.0]
-    monkeypatch.setattr(training.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(loop_module.time, "perf_counter", lambda: clock[0])
 
     class Epochs:  # one epoch of batches per iteration; the clock passes the budget when epoch 3 starts
         epochs = 0

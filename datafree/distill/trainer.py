@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from torch import nn
@@ -20,17 +18,17 @@ from tqdm.auto import tqdm
 from datafree.distill.features import build_feature_terms, taps
 from datafree.distill.losses import KDLoss
 from datafree.distill.pool import SyntheticPool
+from datafree.distill.settings import Optimiser, Outputs, Reliability, Schedule, Objective, group_options
 from datafree.errors import DatafreeError
 from datafree.evaluate import evaluate
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Synthesizer
-from datafree.teachers import ClassifierInfo, save_classifier
+from datafree.teachers import save_classifier
 from datafree.utils.device import autocast
 from datafree.utils.graphs import CapturedStep, set_lr, tensor_lr
 from datafree.utils.logging import RunLogger
+from datafree.utils.loop import Loop, Snapshot, check_loop_settings
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam, fused_sgd
-from datafree.utils.run_state import StateFiles, rng_state, set_rng_state
-from datafree.utils.signals import StopRequest, interrupted
 
 
 @dataclasses.dataclass
@@ -47,6 +45,11 @@ class DistillResult:
 
 
 class Distiller:
+    """The loop, given its settings in groups (:mod:`datafree.distill.settings`).
+
+    Recipes and the Python API give the settings as flat keys: :meth:`from_options`.
+    """
+
     def __init__(
         self,
         teacher: nn.Module,
@@ -56,88 +59,68 @@ class Distiller:
         device: torch.device,
         num_classes: int,
         input_size: tuple[int, int, int],
-        rounds: int = 100,
-        student_steps: int = 10,
-        batch_size: int = 256,
-        optimizer: str = "sgd",
-        lr: float = 0.1,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        loss: KDLoss | None = None,
-        replay: float = 0.5,
-        pool_capacity: int = 50_000,
-        augment: Augment | None = None,
-        eval_every: int = 10,
-        log_every: int = 50,
-        time_budget_s: float | None = None,
         amp: bool = True,
-        test_batches: Iterable | None = None,
-        logger: RunLogger | None = None,
-        student_info: ClassifierInfo | None = None,
-        checkpoint_path: str | Path | None = None,
-        grid_path: str | Path | None = None,
-        progress: bool = True,
-        attention: dict | None = None,
-        hint: dict | None = None,
-        checkpoint_every: int = 1000,
-        max_nonfinite: int = 20,
-        halve_synthesis_on_oom: bool = False,
-        state: StateFiles | None = None,
-        cuda_graphs: bool = False,
+        schedule: Schedule | None = None,
+        objective: Objective | None = None,
+        optimiser: Optimiser | None = None,
+        outputs: Outputs | None = None,
+        reliability: Reliability | None = None,
     ):
-        if rounds < 1 or student_steps < 0 or batch_size < 1:
+        schedule, step, optimiser = schedule or Schedule(), objective or Objective(), optimiser or Optimiser()
+        outputs, reliability = outputs or Outputs(), reliability or Reliability()
+        if schedule.rounds < 1 or schedule.student_steps < 0 or step.batch_size < 1:
             raise DatafreeError(
-                f"trainer needs rounds >= 1, student_steps >= 0, batch_size >= 1 (got {rounds}, {student_steps}, {batch_size})."
+                f"trainer needs rounds >= 1, student_steps >= 0, batch_size >= 1 (got {schedule.rounds}, "
+                f"{schedule.student_steps}, {step.batch_size})."
             )
-        if not 0.0 <= replay <= 1.0:
-            raise DatafreeError(f"trainer.replay is the replayed fraction of each student batch: give a value in [0, 1], not {replay}.")
-        if time_budget_s is not None and time_budget_s <= 0:
-            raise DatafreeError(f"trainer.time_budget_s must be positive or null, got {time_budget_s}.")
-        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
-            raise DatafreeError(f"trainer.checkpoint_every counts student steps between full-state checkpoints: give an "
-                                f"int >= 0 (0 = only on a signal and at the end), not {checkpoint_every!r}.")
+        if not 0.0 <= step.replay <= 1.0:
+            raise DatafreeError(f"trainer.replay is the replayed fraction of each student batch: give a value in [0, 1], "
+                                f"not {step.replay}.")
+        check_loop_settings("trainer.", "student step", time_budget_s=schedule.time_budget_s,
+                            checkpoint_every=reliability.checkpoint_every)
         self.teacher, self.student, self.synthesizer = teacher, student, synthesizer
-        self.device = device
-        self.rounds, self.student_steps, self.batch_size = int(rounds), int(student_steps), int(batch_size)
-        self.replay = float(replay)
-        self.loss = loss or KDLoss()
-        self.augment = (augment or Augment(jitter=2, flip=True)).to(device)
-        self.eval_every, self.log_every = max(1, int(eval_every)), max(1, int(log_every))
-        self.time_budget_s = time_budget_s
-        self.amp = amp
-        self.test_batches = test_batches
-        self.logger = logger or RunLogger(".", tensorboard=False, enabled=False)
-        self.student_info = student_info
-        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-        self.grid_path = Path(grid_path) if grid_path else None
-        self.progress = progress
-        self.checkpoint_every, self.halve_synthesis_on_oom, self.state = checkpoint_every, bool(halve_synthesis_on_oom), state
-        self.pool = SyntheticPool(pool_capacity, tuple(input_size), device)
+        self.device, self.amp = device, amp
+        self.schedule = dataclasses.replace(
+            schedule, rounds=int(schedule.rounds), student_steps=int(schedule.student_steps),
+            eval_every=max(1, int(schedule.eval_every)), log_every=max(1, int(schedule.log_every)),
+        )
+        self.objective = dataclasses.replace(step, batch_size=int(step.batch_size), replay=float(step.replay))
+        self.outputs = dataclasses.replace(
+            outputs, logger=outputs.logger or RunLogger(".", tensorboard=False, enabled=False),
+            checkpoint_path=Path(outputs.checkpoint_path) if outputs.checkpoint_path else None,
+            grid_path=Path(outputs.grid_path) if outputs.grid_path else None,
+        )
+        self.reliability = dataclasses.replace(reliability, halve_synthesis_on_oom=bool(reliability.halve_synthesis_on_oom))
+        self.loss = step.loss or KDLoss()
+        self.augment = (step.augment or Augment(jitter=2, flip=True)).to(device)
+        self.pool = SyntheticPool(step.pool_capacity, tuple(input_size), device)
         # Feature terms (ZSKT attention, FitNets hints) over named layers; hint adapters train with the student.
-        self.feature_terms = build_feature_terms(teacher, student, input_size, device, attention=attention, hint=hint)
+        self.feature_terms = build_feature_terms(teacher, student, input_size, device, attention=step.attention,
+                                                 hint=step.hint)
         params = [p for p in student.parameters() if p.requires_grad]
         params += [p for term in self.feature_terms for p in term.parameters()]
-        if optimizer == "sgd":
-            self.optimizer = fused_sgd(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
-        elif optimizer == "adam":
-            self.optimizer = fused_adam(params, lr=lr, weight_decay=weight_decay)
+        if optimiser.optimizer == "sgd":
+            self.optimizer = fused_sgd(params, lr=optimiser.lr, momentum=optimiser.momentum,
+                                       weight_decay=optimiser.weight_decay, nesterov=optimiser.momentum > 0)
+        elif optimiser.optimizer == "adam":
+            self.optimizer = fused_adam(params, lr=optimiser.lr, weight_decay=optimiser.weight_decay)
         else:
-            raise DatafreeError(f"unknown trainer.optimizer {optimizer!r}: choose 'sgd' or 'adam'.")
-        self.base_lr = float(lr)
-        self._captured = self._capture_plan(cuda_graphs)
+            raise DatafreeError(f"unknown trainer.optimizer {optimiser.optimizer!r}: choose 'sgd' or 'adam'.")
+        self.base_lr = float(optimiser.lr)
+        self._captured = self._capture_plan(step.cuda_graphs)
         self.loss_name = getattr(self.loss, "name", type(self.loss).__name__.lower())
         self.guard = NonFiniteGuard(device, (self.loss_name, *(term.kind for term in self.feature_terms)),
-                                    max_nonfinite, what="student step")
+                                    reliability.max_nonfinite, what="student step")
         synthesizer.bind(teacher, student, num_classes, tuple(input_size), device)
 
-    # -- schedule -------------------------------------------------------------------------
-    def _progress(self, step: int, total: int, started: float) -> float:
-        """Fraction of the run done: by steps, or by wall time when a budget is set, whichever is further."""
-        done = step / max(1, total)
-        if self.time_budget_s:
-            done = max(done, (time.perf_counter() - started) / self.time_budget_s)
-        return done
+    @classmethod
+    def from_options(cls, teacher: nn.Module, student: nn.Module, synthesizer: Synthesizer, *, device: torch.device,
+                     num_classes: int, input_size: tuple[int, int, int], amp: bool = True, **options) -> "Distiller":
+        """The Distiller from flat options, the keys recipes and ``distill_student`` take (``lr``, ``rounds``, ...)."""
+        return cls(teacher, student, synthesizer, device=device, num_classes=num_classes, input_size=input_size, amp=amp,
+                   **group_options(options))
 
+    # -- schedule -------------------------------------------------------------------------
     def _set_lr(self, progress: float) -> None:
         set_lr(self.optimizer, 0.5 * self.base_lr * (1 + math.cos(math.pi * min(1.0, progress))))
 
@@ -154,7 +137,7 @@ class Distiller:
         if not self.synthesizer.sample_capturable:
             blockers.append(f"{type(self.synthesizer).__name__}.sample changes generator between rounds")
         if blockers:
-            self.logger.info(f"trainer.cuda_graphs: the student step runs eagerly because {'; '.join(blockers)}")
+            self.outputs.logger.info(f"trainer.cuda_graphs: the student step runs eagerly because {'; '.join(blockers)}")
             return None
         tensor_lr(self.optimizer)  # the captured step reads the learning rate from the device
         self._fresh: torch.Tensor | None = None  # the round's images, copied in place for the captured step
@@ -174,14 +157,14 @@ class Distiller:
             return self._captured()
         except torch.OutOfMemoryError:
             raise DatafreeError(
-                f"out of GPU memory in a student step with trainer.batch_size={self.batch_size}: lower it "
-                f"(e.g. trainer.batch_size={max(1, self.batch_size // 2)})."
+                f"out of GPU memory in a student step with trainer.batch_size={self.objective.batch_size}: lower it "
+                f"(e.g. trainer.batch_size={max(1, self.objective.batch_size // 2)})."
             ) from None
 
     # -- one student update ---------------------------------------------------------------------
     def _student_batch(self, fresh: torch.Tensor) -> torch.Tensor:
-        n_replay = int(round(self.batch_size * self.replay)) if len(self.pool) else 0
-        n_fresh = self.batch_size - n_replay
+        n_replay = int(round(self.objective.batch_size * self.objective.replay)) if len(self.pool) else 0
+        n_fresh = self.objective.batch_size - n_replay
         sampled = self.synthesizer.sample(n_fresh) if n_fresh else None
         if sampled is None and n_fresh:
             sampled = fresh[torch.randint(fresh.shape[0], (n_fresh,), device=fresh.device)]
@@ -209,112 +192,92 @@ class Distiller:
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self) -> DistillResult:
-        started = time.perf_counter()
-        total_steps = self.rounds * max(1, self.student_steps)
+        schedule, outputs, logger = self.schedule, self.outputs, self.outputs.logger
+        loop = Loop("distill", self.reliability.state, self.guard, logger, hint=self._NAN_HINT,
+                    time_budget_s=schedule.time_budget_s, checkpoint_every=self.reliability.checkpoint_every)
+        total_steps = schedule.rounds * max(1, schedule.student_steps)
         step, rounds_done, synthesized = 0, 0, 0
         loss_sum = torch.zeros((), device=self.device)
         loss_count = 0
         skipped = 0  # student steps skipped so far, as of the last read-back
-        last_good = None
+        last_good = None  # student.pt, once written
         metrics: dict[str, float] = {}
-        best = -math.inf
         stopped_by = "rounds"
         # Where the run continues: the round in progress, the student steps done in it and its fresh batch.
         first_round, first_step, fresh = 0, 0, None
-        saved = self.state.load() if self.state is not None else None
+        saved = loop.resume(self._restore)
         if saved is not None:
             first_round, first_step, fresh = saved["round"], saved["round_step"], saved["fresh"]
             step, rounds_done, synthesized = saved["step"], saved["rounds_done"], saved["synthesized"]
             loss_count, skipped, last_good = saved["loss_count"], saved["skipped"], saved["last_good"]
-            metrics, best = dict(saved["metrics"]), saved["best"]
+            metrics = dict(saved["metrics"])
             loss_sum = saved["loss_sum"].to(self.device)
             fresh = None if fresh is None else fresh.to(self.device)
-            started -= saved["elapsed_s"]
-            self._restore(saved)
-            self.logger.info(f"resumed from {self.state.last_saved}: in round {first_round + 1}, after student step {step}")
+            logger.info(f"resumed from {loop.last_good()}: in round {first_round + 1}, after student step {step}")
 
-        def save_state(round_index: int, round_step: int, images: torch.Tensor | None, is_best: bool = False,
-                       force: bool = False):
-            """The full state at a step boundary: what is needed to continue exactly from here.
-
-            Saving syncs anyway, so the non-finite streak is free to read here: a state taken in the
-            middle of a run of skipped steps is not written over the last good one (unless ``force``).
-            """
-            if self.state is None:
-                return None
-            if not force and int(self.guard.streak.item()):
-                self.logger.info(f"checkpoint at student step {step} skipped: the last steps were not finite")
-                return None
-            return self.state.save({
-                "kind": "distill", "round": round_index, "round_step": round_step, "fresh": images,
+        def snapshot(round_index: int, round_step: int, images: torch.Tensor | None) -> Snapshot:
+            """The state at a step boundary: the round, the steps done in it and its fresh batch, and the counters."""
+            return lambda: {
+                "round": round_index, "round_step": round_step, "fresh": images,
                 "step": step, "rounds_done": rounds_done, "synthesized": synthesized,
                 "loss_sum": loss_sum, "loss_count": loss_count, "skipped": skipped,
-                "last_good": None if last_good is None else str(last_good), "metrics": metrics, "best": best,
-                "elapsed_s": time.perf_counter() - started, **self._state_dicts(),
-            }, best=is_best)
-
-        def stop_here(stop: StopRequest, round_index: int, round_step: int, images) -> None:
-            path = save_state(round_index, round_step, images, force=True)
-            raise interrupted(stop.signum, f"student step {step} (round {round_index + 1})", path)
+                "last_good": None if last_good is None else str(last_good), "metrics": metrics, **self._state_dicts(),
+            }
 
         self.student.train()
-        bar = tqdm(total=total_steps, initial=step, desc="distill", disable=not (self.progress and self.logger.enabled),
+        bar = tqdm(total=total_steps, initial=step, desc="distill", disable=not (outputs.progress and logger.enabled),
                    dynamic_ncols=True, leave=False)
         try:
-            with StopRequest() as stop:
-                for round_index in range(first_round, self.rounds):
+            with loop:
+                for round_index in range(first_round, schedule.rounds):
                     if round_index == first_round and fresh is not None:
                         images, start = fresh, first_step  # the round that was in progress
                     else:
-                        if self.time_budget_s and time.perf_counter() - started >= self.time_budget_s:
+                        if loop.spent():
                             stopped_by = "time budget"
                             break
                         batch = self._synthesize()
                         synthesized += len(batch)
                         self.pool.add(batch.images)
-                        if round_index == 0 and self.grid_path is not None:
+                        if round_index == 0 and outputs.grid_path is not None:
                             self._save_grid(batch.images)
                         images, start = batch.images, 0
-                    for round_step in range(start, self.student_steps):
-                        self._set_lr(self._progress(step, total_steps, started))
+                    for round_step in range(start, schedule.student_steps):
+                        self._set_lr(loop.fraction(step, total_steps))
                         loss_sum += self._student_update(images).nan_to_num(0.0, 0.0, 0.0)
                         loss_count += 1
                         step += 1
                         bar.update(1)
-                        if step % self.log_every == 0:
+                        if step % schedule.log_every == 0:
                             values, synth = self._read_back(loss_sum)
-                            new_skips = self.guard.check(values[1:], step, self._last_good(last_good), self._NAN_HINT,
-                                                         {k[len("synth/"):]: v for k, v in synth.items()}) - skipped
+                            new_skips = loop.check(step, values[1:], {k[len("synth/"):]: v for k, v in synth.items()},
+                                                   self._last_good(loop, last_good)) - skipped
                             mean_loss = values[0] / max(1, loss_count - new_skips)
                             skipped += new_skips
                             bar.set_postfix(loss=f"{mean_loss:.4f}", **({"acc": f"{metrics['student_accuracy']:.3f}"} if metrics else {}))
-                            self.logger.scalars(step, {"train/kd_loss": mean_loss, "train/lr": self.optimizer.param_groups[0]["lr"],
-                                                       "train/skipped_steps": skipped, **synth})
+                            logger.scalars(step, {"train/kd_loss": mean_loss, "train/lr": self.optimizer.param_groups[0]["lr"],
+                                                  "train/skipped_steps": skipped, **synth})
                             loss_sum.zero_()
                             loss_count = 0
-                        if stop.requested:
-                            stop_here(stop, round_index, round_step + 1, images)
-                        if self.checkpoint_every and step % self.checkpoint_every == 0:
-                            save_state(round_index, round_step + 1, images)
-                        if self.time_budget_s and step % 10 == 0 and time.perf_counter() - started >= self.time_budget_s:
+                        loop.step_done(step, f"student step {step} (round {round_index + 1})",
+                                       snapshot(round_index, round_step + 1, images))
+                        if step % 10 == 0 and loop.spent():
                             break
                     rounds_done += 1
-                    if rounds_done % self.eval_every == 0:
-                        metrics = self._evaluate_and_save(rounds_done, step, synthesized, started)
-                        last_good = self.checkpoint_path
-                        accuracy = metrics.get("student_accuracy")
-                        if accuracy is not None and accuracy > best and self.checkpoint_every and self.state is not None:
-                            best = accuracy
-                            save_state(round_index + 1, 0, None, is_best=True)
-                    if stop.requested:
-                        stop_here(stop, round_index + 1, 0, None)
-                if rounds_done % self.eval_every != 0 or not metrics:
-                    metrics = self._evaluate_and_save(rounds_done, step, synthesized, started)
+                    if rounds_done % schedule.eval_every == 0:
+                        metrics = self._evaluate_and_save(rounds_done, step, synthesized, loop.elapsed())
+                        last_good = outputs.checkpoint_path
+                        loop.save_if_best(metrics.get("student_accuracy"), snapshot(round_index + 1, 0, None))
+                    loop.stop_point(f"student step {step} (end of round {round_index + 1})",
+                                    snapshot(round_index + 1, 0, None))
+                if rounds_done % schedule.eval_every != 0 or not metrics:
+                    metrics = self._evaluate_and_save(rounds_done, step, synthesized, loop.elapsed())
                 skipped = int(self.guard.skipped.item())
-                save_state(rounds_done, 0, None, force=True)  # resuming a finished run re-evaluates; more rounds continue it
+                # Resuming a finished run re-evaluates; more rounds continue it.
+                loop.save(snapshot(rounds_done, 0, None), force=True)
         finally:
             bar.close()
-        if self.grid_path is not None and len(self.pool):
+        if outputs.grid_path is not None and len(self.pool):
             self._save_grid(self.pool.images()[-64:].float().div(255))
         return DistillResult(
             student_accuracy=metrics.get("student_accuracy"),
@@ -323,24 +286,25 @@ class Distiller:
             rounds=rounds_done,
             student_steps=step,
             images_synthesized=synthesized,
-            wall_time_s=time.perf_counter() - started,
+            wall_time_s=loop.elapsed(),
             stopped_by=stopped_by,
             skipped_steps=skipped,
         )
 
     _NAN_HINT = "Lower trainer.lr or the synthesizer's learning rate, or check the teacher on real inputs."
 
-    def _last_good(self, student_path) -> str | None:
-        state = self.state.last_saved if self.state is not None else None
+    @staticmethod
+    def _last_good(loop: Loop, student_path) -> str | None:
+        state = loop.last_good()
         if state and student_path:
             return f"{state} (student weights: {student_path})"
-        return str(state or student_path) if (state or student_path) else None
+        return state or (str(student_path) if student_path else None)
 
     # -- state ------------------------------------------------------------------------------------
     def _state_dicts(self) -> dict:
+        """The Distiller's parts in a state; the loop adds the guard, the RNG states and the clock."""
         return {"student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "synthesizer": self.synthesizer.state_dict(), "pool": self.pool.state_dict(),
-                "guard": self.guard.state_dict(), "rng": rng_state(),
                 # Hint adapters train with the student; their weights are not in the student's state dict.
                 "features": [term.state_dict() for term in self.feature_terms]}
 
@@ -349,10 +313,8 @@ class Distiller:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.synthesizer.load_state_dict(saved["synthesizer"])
         self.pool.load_state_dict(saved["pool"])
-        self.guard.load_state_dict(saved["guard"])
         for term, term_state in zip(self.feature_terms, saved.get("features", [])):
             term.load_state_dict(term_state)
-        set_rng_state(saved["rng"])  # last: nothing after it may draw random numbers
 
     # -- out of memory ----------------------------------------------------------------------------
     def _synthesize(self):
@@ -361,7 +323,7 @@ class Distiller:
                 return self.synthesizer.synthesize()
             except torch.OutOfMemoryError:
                 size = getattr(self.synthesizer, "batch_size", None)
-                if not (self.halve_synthesis_on_oom and size and size > 1):
+                if not (self.reliability.halve_synthesis_on_oom and size and size > 1):
                     raise DatafreeError(
                         f"out of GPU memory while synthesizing a batch of synthesizer.batch_size={size}: lower it "
                         f"(e.g. synthesizer.batch_size={max(1, (size or 2) // 2)}), or set "
@@ -371,7 +333,7 @@ class Distiller:
             self.synthesizer.batch_size = size // 2
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            self.logger.info(f"out of GPU memory at synthesizer.batch_size={size}: retrying with {size // 2}")
+            self.outputs.logger.info(f"out of GPU memory at synthesizer.batch_size={size}: retrying with {size // 2}")
 
 
     def _read_back(self, loss_sum: torch.Tensor) -> tuple[list[float], dict[str, float]]:
@@ -383,31 +345,31 @@ class Distiller:
         values = torch.stack([*own, *(v.float().to(loss_sum.device) for v in losses.values())]).tolist()
         return values[: len(own)], {f"synth/{k}": v for k, v in zip(losses, values[len(own):])}
 
-    def _evaluate_and_save(self, rounds_done: int, step: int, synthesized: int, started: float) -> dict[str, float]:
-        row: dict[str, float] = {"round": rounds_done, "step": step, "images": synthesized,
-                                 "time_s": round(time.perf_counter() - started, 2),
+    def _evaluate_and_save(self, rounds_done: int, step: int, synthesized: int, elapsed_s: float) -> dict[str, float]:
+        outputs, logger = self.outputs, self.outputs.logger
+        row: dict[str, float] = {"round": rounds_done, "step": step, "images": synthesized, "time_s": round(elapsed_s, 2),
                                  "skipped_steps": int(self.guard.skipped.item())}  # evaluation syncs anyway
-        if self.test_batches is not None:
-            result = evaluate(self.student, self.test_batches, self.device, self.amp, reference=self.teacher)
+        if outputs.test_batches is not None:
+            result = evaluate(self.student, outputs.test_batches, self.device, self.amp, reference=self.teacher)
             row.update(student_accuracy=result["accuracy"], teacher_accuracy=result["reference_accuracy"],
                        agreement=result["agreement"])
-            self.logger.scalars(step, {"eval/student_accuracy": result["accuracy"], "eval/agreement": result["agreement"]})
+            logger.scalars(step, {"eval/student_accuracy": result["accuracy"], "eval/agreement": result["agreement"]})
             _, synth_losses = self._read_back(torch.zeros((), device=self.device))
             synth = " ".join(f"{k} {v:.3g}" for k, v in synth_losses.items())
-            self.logger.info(
+            logger.info(
                 f"round {rounds_done} step {step}: student {result['accuracy']:.4f} teacher {result['reference_accuracy']:.4f} "
                 f"agreement {result['agreement']:.4f} ({row['time_s']:.0f}s){' | ' + synth if synth else ''}"
             )
-        self.logger.summary(row)
-        if self.checkpoint_path is not None and self.student_info is not None and self.logger.enabled:
-            info = dataclasses.replace(self.student_info, test_accuracy=row.get("student_accuracy"))
-            save_classifier(self.checkpoint_path, self.student, info)
+        logger.summary(row)
+        if outputs.checkpoint_path is not None and outputs.student_info is not None and logger.enabled:
+            info = dataclasses.replace(outputs.student_info, test_accuracy=row.get("student_accuracy"))
+            save_classifier(outputs.checkpoint_path, self.student, info)
         return row
 
     def _save_grid(self, images: torch.Tensor) -> None:
-        if not self.logger.enabled:
+        if not self.outputs.logger.enabled:
             return
         from torchvision.utils import save_image
 
-        self.grid_path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(images[:64].float().cpu(), str(self.grid_path), nrow=8)
+        self.outputs.grid_path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(images[:64].float().cpu(), str(self.outputs.grid_path), nrow=8)

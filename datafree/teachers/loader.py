@@ -29,6 +29,7 @@ from datafree.teachers.network import Ensemble, Normalized, freeze
 from datafree.teachers.sources import module_network, target_of, torchscript_network, torchvision_network
 from datafree.teachers.spec import IMAGENET_MEAN, IMAGENET_STD, DataHint, resolve_input_spec
 from datafree.teachers.state_dicts import extract_state_dict, load_weights
+from datafree.utils.config_nodes import check_no_unset
 
 SOURCES = ("datafree", "module", "torchvision", "torchscript", "ensemble")
 # Keys a teacher recipe node may hold; the rest of a node is a typo worth reporting.
@@ -120,8 +121,6 @@ def teacher_from_config(node, device: str | torch.device = "cpu", data_hint: Dat
     if unknown:
         raise DatafreeError(f"unknown key(s) {unknown} in the teacher recipe: the keys are {sorted(NODE_KEYS)}.")
     if OmegaConf.is_config(node):
-        from datafree.config_checks import check_no_unset  # imported here: config_checks reads SOURCES from this module
-
         # Keys are full paths when the node sits in a recipe ("teacher.checkpoint"), bare when it stands alone.
         check_no_unset(node, prefix="teacher.")
     get = node.get

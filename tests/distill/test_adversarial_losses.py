@@ -91,7 +91,7 @@ def _distiller(attention, **kw):
     options = dict(device=torch.device("cpu"), num_classes=4, input_size=(3, 8, 8), rounds=1, student_steps=2,
                    batch_size=16, replay=0.0, amp=False, progress=False, augment=Augment(jitter=0, flip=False))
     options.update(kw)
-    return Distiller(freeze(calibrated_bn_net()), TinyBNNet(), NoiseSynthesizer(batch_size=16), attention=attention, **options)
+    return Distiller.from_options(freeze(calibrated_bn_net()), TinyBNNet(), NoiseSynthesizer(batch_size=16), attention=attention, **options)
 
 
 LAYERS = {"teacher_layers": ["features.2", "features.5"], "student_layers": ["features.2", "features.5"]}

@@ -34,7 +34,7 @@ def _make(state_dir, synth="deepinversion", resume=False, config=None, **kw):
                    state=StateFiles(state_dir, config=config or {"lr": 0.05}, resume=resume, notice=lambda m: None))
     options.update(kw)
     synthesizer = options.pop("synthesizer", None) or SYNTHS[synth]()
-    return Distiller(teacher, TinyBNNet(), synthesizer, **options)
+    return Distiller.from_options(teacher, TinyBNNet(), synthesizer, **options)
 
 
 def _kill_at(distiller, at_step):
@@ -134,7 +134,7 @@ def test_truncated_last_state_falls_back_to_previous(tmp_path):
     assert len(notices) == 1 and "state_last.pt cannot be read" in notices[0] and "previous" in notices[0]
     # The run resumed from the previous state ends where the uninterrupted one did.
     resumed = _make(tmp_path, resume=True, checkpoint_every=3)
-    resumed.state.notice = notices.append
+    resumed.reliability.state.notice = notices.append
     resumed.fit()
     assert len(notices) == 2
     expected = _weights(reference)

@@ -20,7 +20,7 @@ def _distiller(tmp_path, synth, teacher=None, **kw):
                    batch_size=16, lr=0.05, eval_every=2, log_every=2, amp=False, test_batches=test,
                    logger=RunLogger(tmp_path, tensorboard=True), progress=False)
     options.update(kw)
-    return Distiller(teacher, TinyBNNet(), synth, **options)
+    return Distiller.from_options(teacher, TinyBNNet(), synth, **options)
 
 
 def test_fit_lowers_kd_loss_and_writes_outputs(tmp_path):
@@ -33,7 +33,7 @@ def test_fit_lowers_kd_loss_and_writes_outputs(tmp_path):
     before = KDLoss()(d.student.eval()(probe), d.teacher(probe)).item()
     result = d.fit()
     after = KDLoss()(d.student.eval()(probe), d.teacher(probe)).item()
-    d.logger.close()
+    d.outputs.logger.close()
     assert after < before
     assert result.rounds == 6 and result.student_steps == 60 and result.images_synthesized == 96
     assert 0 <= result.student_accuracy <= 1 and 0 <= result.agreement <= 1
@@ -89,3 +89,12 @@ def test_bad_trainer_settings_are_refused(tmp_path):
         _distiller(tmp_path, NoiseSynthesizer(), replay=1.5)
     with pytest.raises(DatafreeError, match="optimizer"):
         _distiller(tmp_path, NoiseSynthesizer(), optimizer="lion")
+
+
+def test_flat_options_reach_their_groups_and_typos_are_named(tmp_path):
+    d = _distiller(tmp_path, NoiseSynthesizer(), rounds=7, replay=0.25, momentum=0.5, grid_path=tmp_path / "g.png",
+                   checkpoint_every=3)
+    assert (d.schedule.rounds, d.objective.replay, d.reliability.checkpoint_every) == (7, 0.25, 3)
+    assert d.optimizer.param_groups[0]["momentum"] == 0.5 and d.outputs.grid_path == tmp_path / "g.png"
+    with pytest.raises(DatafreeError, match=r"unknown trainer option\(s\) \['lr_rate'\]: the options are .*lr,"):
+        _distiller(tmp_path, NoiseSynthesizer(), lr_rate=0.1)

@@ -119,9 +119,9 @@ def test_groupnorm_teacher_distils_with_an_adversarial_synthesizer(tmp_path):
     student, _ = make_student(TinyBNNet(4), teacher.info, CPU)
     before = [p.detach().clone() for p in student.parameters()]
     synth = GeneratorSynthesizer(latent_dim=8, batch_size=8, amp=False)  # DFAD: L1 disagreement, no BN prior
-    result = Distiller(teacher.model, student, synth, device=CPU, num_classes=4, input_size=(3, 8, 8), rounds=3,
-                       student_steps=2, batch_size=8, replay=0.0, amp=False, progress=False,
-                       augment=Augment(jitter=0, flip=False)).fit()
+    result = Distiller.from_options(teacher.model, student, synth, device=CPU, num_classes=4, input_size=(3, 8, 8), rounds=3,
+                                    student_steps=2, batch_size=8, replay=0.0, amp=False, progress=False,
+                                    augment=Augment(jitter=0, flip=False)).fit()
     assert result.student_steps == 6 and torch.isfinite(synth.last_losses["adv"])
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
 
@@ -139,9 +139,9 @@ def test_grey_non_square_teacher_end_to_end(tmp_path):
     for synth in (DeepInversion(batch_size=6, iterations=3, amp=False),
                   GeneratorSynthesizer(latent_dim=8, batch_size=6, amp=False)):  # the generator makes 12x20 images
         student, _ = make_student(GreyWideNet(), teacher.info, CPU)
-        result = Distiller(teacher.model, student, synth, device=CPU, num_classes=3, input_size=teacher.info.input_size,
-                           rounds=2, student_steps=1, batch_size=6, amp=False, progress=False,
-                           augment=Augment(jitter=1, flip=True)).fit()
+        result = Distiller.from_options(teacher.model, student, synth, device=CPU, num_classes=3, input_size=teacher.info.input_size,
+                                        rounds=2, student_steps=1, batch_size=6, amp=False, progress=False,
+                                        augment=Augment(jitter=1, flip=True)).fit()
         assert result.images_synthesized == 12
         assert synth.sample(2) is None or synth.sample(2).shape == (2, 1, 12, 20)
 

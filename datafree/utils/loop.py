@@ -1,0 +1,165 @@
+"""What every training loop needs besides its own step: a clock, stop requests, full-state saves.
+
+A loop (teacher training, distillation, synthesis, ...) owns its step and its
+bookkeeping; :class:`Loop` owns what must behave the same in all of them for a
+resume to be exact and a pre-empted run to lose nothing:
+
+* the clock: time elapsed, including the time before a resume; the fraction of
+  the run done, by steps or by the time budget, whichever is further along (what
+  a schedule follows); whether the budget is spent;
+* stop requests (SIGTERM/SIGINT), honoured only at step boundaries: save, then raise;
+* full-state saves (periodic, forced, best) that never replace a good state with
+  one taken in the middle of a run of non-finite (skipped) steps;
+* resume: the newest readable state back, with the clock, the best score, the
+  :class:`~datafree.utils.nonfinite.NonFiniteGuard` and the RNG states restored.
+
+The shape of a loop::
+
+    check_loop_settings("mine.", "step", time_budget_s=..., checkpoint_every=...)
+    loop = Loop("mine", state, guard, logger, hint="Lower mine.lr.", time_budget_s=..., checkpoint_every=...)
+    saved = loop.resume(restore)          # restore(saved) puts the loop's own parts back
+    def snapshot():                       # the loop's own bookkeeping, at a step boundary
+        return {"step": step, "model": model.state_dict(), ...}
+    with loop:                            # SIGTERM/SIGINT now only set a flag
+        while step < steps and not loop.spent():
+            ...one step; lr = peak * schedule(loop.fraction(step, steps))...
+            step += 1
+            loop.step_done(step, f"step {step}", snapshot)
+        loop.save(snapshot, force=True)   # the end: resuming a finished run continues it
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from datafree.errors import DatafreeError
+from datafree.utils.logging import RunLogger
+from datafree.utils.nonfinite import NonFiniteGuard
+from datafree.utils.run_state import StateFiles, rng_state, set_rng_state
+from datafree.utils.signals import StopRequest, interrupted
+
+Snapshot = Callable[[], dict]
+
+
+def check_loop_settings(prefix: str, what: str, *, time_budget_s, checkpoint_every) -> None:
+    """Refuse a time budget or checkpoint interval a loop cannot follow; ``prefix`` is the recipe node's path."""
+    if time_budget_s is not None and time_budget_s <= 0:
+        raise DatafreeError(f"{prefix}time_budget_s must be positive or null, got {time_budget_s}.")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 0:
+        raise DatafreeError(f"{prefix}checkpoint_every counts {what}s between full-state checkpoints: give an int >= 0 "
+                            f"(0 = only on a signal and at the end), not {checkpoint_every!r}.")
+
+
+class Loop:
+    """Clock, stop requests, non-finite checks and full-state saves of one loop over ``guard``'s steps.
+
+    ``kind`` names the loop in its state files; ``hint`` is what the user should change
+    when too many steps in a row were not finite. ``check_at_checkpoints``: read the
+    guard before each periodic save, for loops that read nothing back between saves.
+    """
+
+    def __init__(self, kind: str, state: StateFiles | None, guard: NonFiniteGuard, logger: RunLogger, *, hint: str,
+                 time_budget_s: float | None = None, checkpoint_every: int = 0, check_at_checkpoints: bool = False):
+        self.kind, self.state, self.guard, self.logger, self.hint = kind, state, guard, logger, hint
+        self.time_budget_s, self.checkpoint_every = time_budget_s, checkpoint_every
+        self.check_at_checkpoints = check_at_checkpoints
+        self.best = -math.inf  # the best evaluation so far: what state_best.pt holds
+        self._started = time.perf_counter()
+        self._stop = StopRequest()
+
+    # -- the clock ------------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        """Seconds this run has been going, the time before a resume included."""
+        return time.perf_counter() - self._started
+
+    def fraction(self, done: float, total: float) -> float:
+        """Fraction of the run done: ``done / total``, or by the clock when a budget is set, whichever is further."""
+        fraction = done / max(1, total)
+        if self.time_budget_s:
+            fraction = max(fraction, self.elapsed() / self.time_budget_s)
+        return fraction
+
+    def spent(self) -> bool:
+        """Whether the time budget (if any) is used up."""
+        return bool(self.time_budget_s) and self.elapsed() >= self.time_budget_s
+
+    # -- resume -----------------------------------------------------------------------------------------
+    def resume(self, restore: Callable[[dict], None]) -> dict | None:
+        """The newest readable saved state (None for a new run), after ``restore(saved)`` put the loop's parts back.
+
+        The RNG states are set last: nothing after them may draw random numbers.
+        """
+        saved = self.state.load() if self.state is not None else None
+        if saved is None:
+            return None
+        self._started -= saved["elapsed_s"]
+        self.best = saved["best"]
+        restore(saved)
+        self.guard.load_state_dict(saved["guard"])
+        set_rng_state(saved["rng"])
+        return saved
+
+    # -- saving -----------------------------------------------------------------------------------------
+    def save(self, snapshot: Snapshot, *, force: bool = False, best: bool = False) -> Path | None:
+        """Write the full state: ``snapshot()`` plus the clock, the best score, the guard and the RNG states.
+
+        Saving syncs anyway, so the non-finite streak is free to read here: a state taken in
+        the middle of a run of skipped steps does not replace the last good one (unless ``force``).
+        """
+        if self.state is None:
+            return None
+        if not force and int(self.guard.streak.item()):
+            self.logger.info(f"checkpoint skipped: the last {self.guard.what}s were not finite")
+            return None
+        return self.state.save({"kind": self.kind, **snapshot(), "best": self.best, "elapsed_s": self.elapsed(),
+                                "guard": self.guard.state_dict(), "rng": rng_state()}, best=best)
+
+    def save_if_best(self, score: float | None, snapshot: Snapshot) -> None:
+        """After an evaluation: a better ``score`` becomes the best, and its state ``state_best.pt``."""
+        if score is None or not score > self.best or not self.checkpoint_every or self.state is None:
+            return  # NaN (nothing to evaluate on) is never better
+        self.best = score
+        self.save(snapshot, best=True)
+
+    # -- step boundaries ----------------------------------------------------------------------------------
+    def __enter__(self) -> "Loop":
+        self._stop.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.__exit__(*exc)
+
+    def stop_point(self, where: str, snapshot: Snapshot) -> None:
+        """On SIGTERM/SIGINT: save the full state and raise Interrupted; ``where`` says how far the run got."""
+        if self._stop.requested:
+            path = self.save(snapshot, force=True)
+            raise interrupted(self._stop.signum, where, path)
+
+    def step_done(self, step: int, where: str, snapshot: Snapshot) -> None:
+        """After each step: honour a stop request, and save every ``checkpoint_every`` steps."""
+        self.stop_point(where, snapshot)
+        if self.checkpoint_every and step % self.checkpoint_every == 0:
+            if self.check_at_checkpoints:
+                self.check(step)
+            self.save(snapshot)
+
+    # -- non-finite steps ---------------------------------------------------------------------------------
+    def check(self, step: int, values: list[float] | None = None, synth_terms: dict[str, float] | None = None,
+              last_good: str | None = None) -> int:
+        """Stop the run after too many non-finite steps in a row; returns the steps skipped so far.
+
+        ``values`` are the guard's tensors already read back with the loop's losses (read here
+        when None); ``last_good`` names what to go back to, by default :meth:`last_good`.
+        """
+        if values is None:
+            values = torch.stack(self.guard.tensors()).tolist()
+        return self.guard.check(values, step, last_good or self.last_good(), self.hint, synth_terms)
+
+    def last_good(self) -> str | None:
+        """The newest state written or read, the one a failed run should go back to."""
+        state = self.state.last_saved if self.state is not None else None
+        return str(state) if state else None
