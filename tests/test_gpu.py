@@ -173,3 +173,34 @@ def test_sigterm_and_resume_on_the_gpu(tmp_path):
         first.fit()
     result = make(True).fit()
     assert result.student_steps == 12 and result.rounds == 4
+
+
+def test_fast_rounds_replay_as_cuda_graphs_without_host_sync():
+    """The fast recipe's hot path: captured generator steps and captured student steps from the bank."""
+    from datafree.distill.losses import KDLoss
+    from datafree.synthesizers import Augment, FastSynthesizer
+
+    device = torch.device("cuda")
+    teacher, student = _nets(device)
+    synth = FastSynthesizer(batch_size=64, g_steps=5, cuda_graphs=True)
+    distiller = Distiller.from_options(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
+                                       batch_size=64, replay=1.0, pool_capacity=1024, progress=False, cuda_graphs=True,
+                                       loss=KDLoss(temperature=4.0), augment=Augment(flip=True, crop_padding=4))
+    for _ in range(2):  # warm-up and capture (cuDNN autotuning may sync)
+        batch = synth.synthesize()
+        distiller.pool.add(batch.images)
+        for _ in range(4):
+            distiller._student_update(batch.images)
+    assert synth._step.graph is not None and distiller._captured.graph is not None
+    before = [p.clone() for p in student.parameters()]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        batch = synth.synthesize()
+        distiller.pool.add(batch.images)
+        distiller._set_lr(0.5)  # a new learning rate reaches the captured step through its tensor
+        losses = [distiller._student_update(batch.images).clone() for _ in range(3)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(torch.isfinite(loss) for loss in losses) and len(distiller.pool) == 192
+    assert any(not torch.equal(p, q) for p, q in zip(before, student.parameters()))  # the replays train the student

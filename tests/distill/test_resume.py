@@ -9,7 +9,7 @@ from nets import TinyBNNet, calibrated_bn_net
 from datafree.distill.losses import KDLoss
 from datafree.distill.trainer import Distiller
 from datafree.errors import DatafreeError
-from datafree.synthesizers import DeepInversion, GeneratorSynthesizer, NoiseSynthesizer
+from datafree.synthesizers import DeepInversion, FastSynthesizer, GeneratorSynthesizer, NoiseSynthesizer
 from datafree.teachers import freeze
 from datafree.utils.logging import RunLogger
 from datafree.utils.run_state import LAST, PREV, StateFiles
@@ -18,6 +18,8 @@ from datafree.utils.signals import Interrupted
 SYNTHS = {
     "deepinversion": lambda: DeepInversion(batch_size=8, iterations=2, amp=False),
     "generator": lambda: GeneratorSynthesizer(latent_dim=8, batch_size=8, g_steps=1, amp=False),
+    # The memory bank (the pool, replay 1.0 in the fast recipe) and the BN-statistics momentum travel in the state.
+    "fast": lambda: FastSynthesizer(batch_size=8, g_steps=2, latent_dim=8, base_width=4, amp=False),
     "generator_clone": lambda: GeneratorSynthesizer(latent_dim=8, batch_size=8, g_steps=2, amp=False, clone_per_batch=True,
                                                     meta_lr=0.5, optimize_latent=True),
 }

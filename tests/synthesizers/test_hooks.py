@@ -69,3 +69,37 @@ def test_feature_capture_records_and_names_unknown_layers():
     with pytest.raises(DatafreeError, match="not found"):
         FeatureCapture(net, ["nope"])
     assert isinstance(net.head, nn.Linear)
+
+
+def test_channel_stats_match_var_mean_in_value_and_gradient():
+    from datafree.synthesizers.hooks import channel_stats
+
+    x = torch.randn(3, 4, 5, 6, dtype=torch.double, requires_grad=True)
+    g_mean, g_var = torch.randn(4, dtype=torch.double), torch.randn(4, dtype=torch.double)
+    mean, var = channel_stats(x)
+    (grad,) = torch.autograd.grad((mean * g_mean).sum() + (var * g_var).sum(), x)
+    ref_var, ref_mean = torch.var_mean(x, dim=[0, 2, 3], correction=0)
+    (ref_grad,) = torch.autograd.grad((ref_mean * g_mean).sum() + (ref_var * g_var).sum(), x)
+    assert mean.dtype == torch.float32  # statistics in float32 whatever the input
+    assert torch.allclose(mean.double(), ref_mean, atol=1e-6) and torch.allclose(var.double(), ref_var, atol=1e-6)
+    assert torch.allclose(grad, ref_grad, atol=1e-9)
+    (only_mean,) = torch.autograd.grad(channel_stats(x)[0].sum(), x)  # one output unused: its gradient is None
+    assert torch.allclose(only_mean, torch.full_like(x, 1 / 90))
+
+
+def test_statistics_momentum_matches_the_average_not_each_batch():
+    net = TinyBNNet().eval()
+    stats = BatchNormStatistics(net, momentum=0.5)
+    with stats:
+        net(torch.randn(32, 3, 8, 8))
+        alone = stats.loss().item()
+        stats.update_average()  # the first batch becomes the average
+        net(torch.randn(32, 3, 8, 8) * 3)
+        blended = stats.loss().item()
+    with BatchNormStatistics(net) as plain:
+        net(torch.randn(32, 3, 8, 8) * 3)
+        unblended = plain.loss().item()
+    assert stats._blend.item() == 0.5 and alone > 0
+    assert blended < unblended  # half of the distance is carried by the (closer) first batch
+    with pytest.raises(DatafreeError, match="momentum"):
+        BatchNormStatistics(net, momentum=1.0)

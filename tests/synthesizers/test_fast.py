@@ -1,0 +1,103 @@
+"""The fast synthesizer: its losses fall, its hooks are gone afterwards, its state round-trips, bad settings fail."""
+import copy
+
+import pytest
+import torch
+
+from datafree.errors import DatafreeError
+from datafree.models import create_model
+from datafree.synthesizers import FastSynthesizer
+from nets import TinyBNNet
+
+
+def _hook_count(model):
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
+def _bind(synth, teacher, student=None):
+    synth.bind(teacher, student or TinyBNNet(), 4, (3, 8, 8), torch.device("cpu"))
+    return synth
+
+
+def _fast(**kw):
+    options = dict(batch_size=16, g_steps=4, latent_dim=8, base_width=8, amp=False)
+    options.update(kw)
+    return FastSynthesizer(**options)
+
+
+def test_losses_fall_over_rounds_and_images_are_pixels(bn_teacher):
+    synth = _bind(_fast(adv_weight=0.0, ce_weight=0.0, bn_momentum=0.0, lr=2e-2), bn_teacher)
+    losses = []
+    for _ in range(12):
+        batch = synth.synthesize()
+        losses.append(synth.last_losses["bn"].item())
+    # The persistent body learns across rounds, although each round's input layer is new.
+    assert max(losses[-3:]) < 0.8 * losses[0]
+    assert batch.images.shape == (16, 3, 8, 8) and not batch.images.requires_grad
+    assert 0 <= batch.images.min() and batch.images.max() <= 1
+    assert sorted(batch.targets.tolist()) == sorted([k % 4 for k in range(16)])  # class-balanced
+
+
+def test_each_round_draws_a_new_noisy_layer_and_keeps_the_body(bn_teacher):
+    synth = _bind(_fast(), bn_teacher)
+    synth.synthesize()
+    noisy, body = synth.noisy.weight.clone(), synth.generator.l1.weight.clone()
+    synth._new_round()
+    assert not torch.allclose(synth.noisy.weight, noisy) and torch.equal(synth.generator.l1.weight, body)
+    moments = [v for p in synth.noisy.parameters() for k, v in synth.optimizer.state[p].items() if k != "step"]
+    assert moments and all(not v.any() for v in moments)  # Adam moments of the old layer cleared
+
+
+def test_hooks_are_gone_after_a_round_and_after_an_error(bn_teacher):
+    student = TinyBNNet()
+    synth = _bind(_fast(), bn_teacher, student)
+    synth.synthesize()
+    assert _hook_count(bn_teacher) == 0 and student.training
+
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    synth._step.fn = broken
+    with pytest.raises(RuntimeError, match="boom"):
+        synth.synthesize()
+    assert _hook_count(bn_teacher) == 0 and student.training
+
+
+def test_state_round_trip_continues_identically(bn_teacher):
+    torch.manual_seed(0)
+    student = TinyBNNet()  # the adversarial term reads it: the same network for both
+    a = _bind(_fast(), bn_teacher, student)
+    a.synthesize()
+    state = copy.deepcopy(a.state_dict())  # state_dict() holds the live tensors, which the next round updates
+    rng = torch.get_rng_state()
+    expected = a.synthesize().images
+    torch.manual_seed(5)
+    b = _fast()
+    b.load_state_dict(state)  # before bind: applied when the generator exists
+    _bind(b, bn_teacher, student)
+    torch.set_rng_state(rng)
+    assert torch.equal(b.synthesize().images, expected)
+
+
+def test_bn_momentum_blends_with_earlier_batches(bn_teacher):
+    synth = _bind(_fast(bn_momentum=0.9, adv_weight=0.0, ce_weight=0.0), bn_teacher)
+    assert synth._bn._blend.item() == 0.0  # the first batch is matched alone
+    synth.synthesize()
+    assert synth._bn._blend.item() == pytest.approx(0.9)
+    assert all(mean.abs().sum() > 0 for mean, _ in synth._bn._average)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(g_steps=0), "g_steps"), (dict(lr=0.0), "lr"), (dict(bn_momentum=1.0), "bn_momentum"),
+    (dict(bn_weight=0.0, ce_weight=0.0, adv_weight=0.0), "nothing would be optimised"),
+    (dict(jitter=-1), "jitter"), (dict(bn_weight=-1.0), ">= 0"),
+])
+def test_bad_settings_say_what_to_change(bad, match):
+    with pytest.raises(DatafreeError, match=match):
+        _fast(**bad)
+
+
+def test_a_teacher_without_batchnorm_is_pointed_elsewhere():
+    with pytest.raises(DatafreeError, match="no BatchNorm"):
+        _bind(_fast(), create_model("nobn_cnn", num_classes=4))
+    _bind(_fast(bn_weight=0.0), create_model("nobn_cnn", num_classes=4))  # without the BN prior it works
