@@ -217,6 +217,8 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
                     student_classes=student_node.get("num_classes"))
     make_student(student_node.arch, info, device)  # runs on the teacher's input, gives its classes
     num_classes = info.num_classes
+    if device.type == "cuda":
+        teacher.model.to(memory_format=torch.channels_last)  # the layout the student and the batches use
     test_batches = None if test_set is None else batches(test_set, cfg.data, device, train=False, seed=int(cfg.seed))
 
     def run(synth, run_dir: Path, run_logger: RunLogger, **overrides) -> DistillResult:

@@ -51,6 +51,7 @@ class Optimiser:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    clip_grad_norm: float | None = None  # rescale the gradient to at most this L2 norm (ZSKT: 5); None: off
 
 
 @dataclass

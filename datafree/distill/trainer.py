@@ -93,12 +93,14 @@ class Distiller:
         self.reliability = dataclasses.replace(reliability, halve_synthesis_on_oom=bool(reliability.halve_synthesis_on_oom))
         self.loss = step.loss or KDLoss()
         self.augment = (step.augment or Augment(jitter=2, flip=True)).to(device)
-        self.pool = SyntheticPool(step.pool_capacity, tuple(input_size), device)
+        # With replay 0 nothing is ever drawn from the pool: keep none (no memory, nothing in every state file).
+        self.pool = SyntheticPool(step.pool_capacity if step.replay > 0 else 0, tuple(input_size), device)
         # Feature terms (ZSKT attention, FitNets hints) over named layers; hint adapters train with the student.
         self.feature_terms = build_feature_terms(teacher, student, input_size, device, attention=step.attention,
                                                  hint=step.hint)
         params = [p for p in student.parameters() if p.requires_grad]
         params += [p for term in self.feature_terms for p in term.parameters()]
+        self._params, self.optimiser = params, optimiser
         if optimiser.optimizer == "sgd":
             self.optimizer = fused_sgd(params, lr=optimiser.lr, momentum=optimiser.momentum,
                                        weight_decay=optimiser.weight_decay, nesterov=optimiser.momentum > 0)
@@ -122,7 +124,9 @@ class Distiller:
 
     # -- schedule -------------------------------------------------------------------------
     def _set_lr(self, progress: float) -> None:
-        set_lr(self.optimizer, 0.5 * self.base_lr * (1 + math.cos(math.pi * min(1.0, progress))))
+        factor = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        set_lr(self.optimizer, self.base_lr * factor)
+        self.synthesizer.follow_schedule(factor)
 
     # -- the student step as one CUDA graph -----------------------------------------------------------------
     def _capture_plan(self, wanted: bool) -> CapturedStep | None:
@@ -187,6 +191,8 @@ class Distiller:
             loss = loss + terms[term.kind]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.optimiser.clip_grad_norm:  # ZSKT clips at 5; a device-side rescale, no host sync
+            torch.nn.utils.clip_grad_norm_(self._params, self.optimiser.clip_grad_norm, foreach=True)
         self.guard.step(self.optimizer, loss, terms)  # skipped on the device when not finite
         return loss.detach()
 

@@ -14,8 +14,11 @@ with priors that keep the images teacher-like:
 
 The student trains on fresh ``sample()`` draws between generator rounds, as in
 DFAD. Options cover the generator life cycle: keep it, re-initialise it (or its
-first layer) every k rounds, or adapt a clone of a meta-learned base each round
-(FastDFKD/CMI style, with a reptile step back into the base).
+first layer) every k rounds, or adapt a clone of a base generator each round with a
+Reptile step back into the base (``clone_per_batch``, ``meta_lr``). That is in the spirit
+of FastDFKD's meta-generator, not FastDFKD itself: FastDFKD uses a first-order MAML step
+with its own optimiser, a separate latent learning rate, a warm-up and statistics momentum;
+the fast synthesizer (``synthesizers/fast.py``) is datafree's few-step method.
 """
 from __future__ import annotations
 
@@ -117,6 +120,8 @@ class GeneratorSynthesizer(Synthesizer):
         clone_per_batch: bool = False,
         optimize_latent: bool = False,
         meta_lr: float = 0.0,
+        anneal: bool = True,
+        clip_grad_norm: float | None = None,
         amp: bool = True,
         augment: Sequence[nn.Module] | None = None,
     ):
@@ -174,6 +179,10 @@ class GeneratorSynthesizer(Synthesizer):
         self.conditional, self.ce_weight = bool(conditional), float(ce_weight)
         self.lifecycle, self.reinit_every = str(lifecycle), int(reinit_every)
         self.clone_per_batch, self.optimize_latent, self.meta_lr = bool(clone_per_batch), bool(optimize_latent), float(meta_lr)
+        if clip_grad_norm is not None and clip_grad_norm <= 0:
+            raise DatafreeError(f"clip_grad_norm must be > 0 or null (off), got {clip_grad_norm}.")
+        self.anneal, self.clip_grad_norm = bool(anneal), clip_grad_norm
+        self._lr_now = self.lr
         self.amp = bool(amp)
         self.augment = Augment(jitter=0, flip=False, extra=augment) if augment else None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -227,7 +236,18 @@ class GeneratorSynthesizer(Synthesizer):
                                 "make data.num_classes match the teacher.")
 
     def _adam(self, params) -> torch.optim.Optimizer:
-        return fused_adam(params, lr=self.lr, betas=self.betas)
+        return fused_adam(params, lr=self._lr_now, betas=self.betas)
+
+    def follow_schedule(self, factor: float) -> None:
+        """With ``anneal``, the generator's learning rate follows the student's schedule (as DFAD decays both):
+        at the end of a run the generator stops moving, so the student's BatchNorm statistics, which follow the
+        images it sees, settle on the final images instead of drifting after the student's learning rate is 0."""
+        if not self.anneal:
+            return
+        self._lr_now = self.lr * factor
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._lr_now
 
     def _latent(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         z = torch.randn(n, self.latent_dim, device=self.device)
@@ -271,6 +291,8 @@ class GeneratorSynthesizer(Synthesizer):
                     grads = torch.autograd.grad(total, params, allow_unused=True)
                     for p, g in zip(params, grads):
                         p.grad = g
+                    if self.clip_grad_norm:  # ZSKT clips the generator's gradient at 5
+                        torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm, foreach=True)
                     # A NaN/Inf loss or gradient skips this update on the device (counted, no host sync).
                     found = self._guard.flag(total, [g for g in grads if g is not None])
                     self._guard.apply(optimizer, found)
@@ -368,7 +390,7 @@ class GeneratorSynthesizer(Synthesizer):
         if self.optimizer is None:
             raise RuntimeError("GeneratorSynthesizer.state_dict() before bind(): there is no generator yet")
         state = {"generator": self.generator.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "rounds_done": self.rounds_done, "batch_size": self.batch_size, "guard": self._guard.state_dict()}
+                 "rounds_done": self.rounds_done, "lr_now": self._lr_now, "batch_size": self.batch_size, "guard": self._guard.state_dict()}
         if self._active is not None and self._active is not self.generator:
             # clone_per_batch: sample() draws from this round's adapted clone, not from the base.
             state["active"] = self._active.state_dict()
@@ -381,6 +403,7 @@ class GeneratorSynthesizer(Synthesizer):
         self.generator.load_state_dict(state["generator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.rounds_done = int(state.get("rounds_done", 0))
+        self._lr_now = float(state.get("lr_now", self.lr))
         self.batch_size = int(state.get("batch_size", self.batch_size))
         if "guard" in state:
             self._guard.load_state_dict(state["guard"])

@@ -62,6 +62,10 @@ class Synthesizer(ABC):
         """Fresh images without a synthesis update, or None where that is not cheap."""
         return None
 
+    def follow_schedule(self, factor: float) -> None:
+        """Called with the student's learning-rate multiplier (1 at the start, 0 at the end) before each
+        student step; synthesizers whose own optimiser should anneal with the student override it."""
+
     @property
     def sample_capturable(self) -> bool:
         """Whether a student step that calls :meth:`sample` may be captured in a CUDA graph (the same

@@ -98,3 +98,30 @@ def test_flat_options_reach_their_groups_and_typos_are_named(tmp_path):
     assert d.optimizer.param_groups[0]["momentum"] == 0.5 and d.outputs.grid_path == tmp_path / "g.png"
     with pytest.raises(DatafreeError, match=r"unknown trainer option\(s\) \['lr_rate'\]: the options are .*lr,"):
         _distiller(tmp_path, NoiseSynthesizer(), lr_rate=0.1)
+
+
+def test_review_fixes_generator_anneals_no_unused_pool_and_clipping():
+    """The generator's learning rate follows the student's to 0; replay 0 keeps no pool; clipping bounds the update."""
+    from datafree.distill.trainer import Distiller
+    from datafree.synthesizers import GeneratorSynthesizer
+    from nets import TinyBNNet
+
+    torch.manual_seed(0)
+    synth = GeneratorSynthesizer(latent_dim=8, batch_size=8, amp=False)
+    d = Distiller.from_options(TinyBNNet().eval(), TinyBNNet(), synth, device=torch.device("cpu"), num_classes=4,
+                               input_size=(3, 8, 8), rounds=3, student_steps=2, batch_size=8, replay=0.0,
+                               pool_capacity=1000, amp=False, progress=False, clip_grad_norm=1e-3)
+    assert d.pool.capacity == 0
+    d.fit()
+    assert len(d.pool) == 0 and synth.optimizer.param_groups[0]["lr"] < 0.2 * synth.lr  # annealed with the student
+    d._set_lr(0.0)
+    assert synth.optimizer.param_groups[0]["lr"] == synth.lr
+    norms, step = [], d.guard.step
+
+    def record(optimizer, loss, terms):  # the gradient the optimiser is given
+        norms.append(torch.sqrt(sum(p.grad.pow(2).sum() for p in d._params if p.grad is not None)).item())
+        return step(optimizer, loss, terms)
+
+    d.guard.step = record
+    d._student_step(torch.rand(8, 3, 8, 8))
+    assert norms and norms[0] == pytest.approx(1e-3, rel=1e-3)
