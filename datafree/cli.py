@@ -1,5 +1,7 @@
 """``datafree <command> [hydra overrides]``: the command picks the recipe, hydra the rest.
 
+Commands that need no recipe (``inspect``) take their own flags (PLAIN_COMMANDS).
+
 Bad input ends with one line on stderr, exit status 2, and no half-written
 run directory. Hydra's own errors (unknown keys and recipe names, bad override
 syntax) and an output folder that cannot be written are caught by composing
@@ -21,9 +23,15 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     # command: (recipe, job function in datafree.jobs, help)
     "train-teacher": ("train_teacher", "train_teacher_job", "train a zoo model on real data; writes teacher.pt"),
     "distill": ("distill", "distill_job", "distil a teacher into a student on synthetic data; writes student.pt"),
+    "synthesize": ("synthesize", "synthesize_job", "write a synthetic data set labelled by the teacher (shards, PNGs)"),
+    "audit": ("audit", "audit_job", "find the nearest real training image of every synthetic image (privacy)"),
+}
+# Commands without a recipe, with their own flags: (module, function given the arguments, help).
+PLAIN_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "inspect": ("datafree.export.inspect", "main", "summarise a synthetic data set, verify its checksums, draw it"),
 }
 
-USAGE = """usage: datafree <command> [key=value ...]
+USAGE = """usage: datafree <command> [key=value ...]   (inspect: datafree inspect PATH [--out DIR])
 
 commands:
 {commands}
@@ -36,13 +44,31 @@ Examples:
   datafree train-teacher teacher=resnet34 data=cifar10_jpeg
   datafree distill experiment=cifar10_resnet34_resnet18 teacher.checkpoint=PATH
   datafree distill teacher=module teacher.model._target_=my_pkg.MyNet teacher.checkpoint=PATH
+  datafree synthesize teacher.checkpoint=PATH n=10000 out=DIR   (then: datafree inspect DIR)
+  datafree distill data=synthetic data.path=DIR   (a student from a synthetic data set, no teacher)
+  datafree audit synthetic=DIR data=cifar10_jpeg teacher.checkpoint=PATH   (did training images leak?)
   (teacher sources: datafree checkpoints, module, torchvision, torchscript, ensemble; see docs/custom_teacher.md)
 Hydra's own flags work too: --cfg job, --help, -m (multirun)."""
 
 
 def usage() -> str:
-    lines = "\n".join(f"  {name:<14} {text}" for name, (_, _, text) in COMMANDS.items())
+    every = {**COMMANDS, **PLAIN_COMMANDS}
+    lines = "\n".join(f"  {name:<14} {text}" for name, (_, _, text) in every.items())
     return USAGE.format(commands=lines)
+
+
+def _plain(command: str, arguments: list[str]) -> int:
+    """A command with its own flags (argparse): bad input is one line and exit status 2, as for the others."""
+    import importlib
+
+    from datafree.errors import DatafreeError
+
+    module, function, _ = PLAIN_COMMANDS[command]
+    try:
+        return int(getattr(importlib.import_module(module), function)(arguments) or 0)
+    except DatafreeError as error:
+        print(f"datafree: error: {error}", file=sys.stderr)
+        return 2
 
 
 def _guarded(job: Callable, cfg) -> dict | None:
@@ -189,9 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     command, overrides = argv[0], argv[1:]
+    if command in PLAIN_COMMANDS:
+        return _plain(command, overrides)
     if command not in COMMANDS:
-        print(f"datafree: error: unknown command {command!r}: choose one of {', '.join(COMMANDS)}.\n\n{usage()}",
-              file=sys.stderr)
+        print(f"datafree: error: unknown command {command!r}: choose one of {', '.join([*COMMANDS, *PLAIN_COMMANDS])}."
+              f"\n\n{usage()}", file=sys.stderr)
         return 2
     recipe, job_name, _ = COMMANDS[command]
     overrides = _with_resume(overrides)

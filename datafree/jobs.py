@@ -266,3 +266,92 @@ def _pct(value: float | None) -> str:
 
 def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
+def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
+    """Write ``cfg.n`` synthetic samples to ``cfg.out`` (hydra's run folder keeps only the log)."""
+    from datafree.export.synthesize import load_distill_run, synthesize_dataset
+
+    device = prepare(cfg, out_dir)
+    node = cfg.teacher
+    if (node.get("source") or "datafree") == "datafree" and not node.get("checkpoint"):
+        raise DatafreeError("synthesize needs a trained teacher: set teacher.checkpoint=PATH (the teacher.pt of "
+                            "'datafree train-teacher' or of a distill run), or choose another source (teacher=module, ...).")
+    synthesizer = instantiate(cfg.synthesizer)
+    teacher = teacher_from_config(node, device, data_hint(cfg.data, None))
+    for note in teacher.notes:
+        print(f"teacher: {note}")
+    student, _ = make_student(cfg.student.arch, teacher.info, device)
+    if cfg.get("from_run"):
+        file = load_distill_run(cfg.from_run, student, synthesizer, cfg.synthesizer.get("_target_"), cfg.student.get("arch"))
+        print(f"synthesizer and student from {file}")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    recipe = {k: v for k, v in resolved.items() if k not in ("data", "trainer", "noise_baseline")}  # unused here
+    result = synthesize_dataset(
+        teacher, synthesizer, cfg.out, cfg.n, class_counts=cfg.class_counts, classes=resolved.get("classes"),
+        student=student, draw=cfg.draw, batch_size=cfg.get("batch_size"), format=cfg.format, shard_size=cfg.shard_size,
+        max_draw_factor=float(cfg.max_draw_factor), seed=int(cfg.seed), amp=bool(cfg.amp), progress=bool(cfg.progress),
+        recipe=recipe, synthesizer_description=resolved["synthesizer"],
+    )
+    if not result.already_complete:
+        counts = ", ".join(str(c) for c in result.class_counts)
+        print(f"synthetic data set: {result.count} samples ({counts} per class) in {result.folder}: {result.shards} shards, "
+              f"{result.bytes / 1e6:.1f} MB; this run wrote {result.samples_this_run} in {result.wall_time_s:.1f}s "
+              f"({result.samples_per_s:.1f} samples/s, {result.drawn} images drawn in all) on {_device_name(device)}")
+    print(f"manifest: {result.folder / 'manifest.json'}")
+    print(f"next: datafree inspect {result.folder}   |   datafree distill data=synthetic data.path={result.folder}")
+    return {"count": result.count, "folder": str(result.folder), "bytes": result.bytes, "drawn": result.drawn,
+            "wall_time_s": result.wall_time_s, "samples_per_s": result.samples_per_s}
+
+
+def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
+    """Nearest real training image of every synthetic image, against the held-out baseline; writes audit.json."""
+    from datafree.export.audit import AuditSettings, run_audit, write_report
+    from datafree.export.manifest import teacher_fingerprint
+    from datafree.export.reader import SyntheticSet
+
+    device = prepare(cfg, out_dir)
+    synthetic = SyntheticSet(cfg.synthetic).require("audit it")
+    settings = AuditSettings(flips=bool(cfg.flips), features=bool(cfg.features), pixel_threshold=cfg.pixel_threshold,
+                             feature_threshold=cfg.feature_threshold, baseline_quantile=float(cfg.baseline_quantile),
+                             closest=int(cfg.closest), batch_size=int(cfg.batch_size or 1000), budget_mb=int(cfg.budget_mb),
+                             amp=bool(cfg.amp))
+    if not 0 <= settings.baseline_quantile <= 1:
+        raise DatafreeError(f"baseline_quantile must lie in [0, 1], got {settings.baseline_quantile}: e.g. 0.01.")
+    train = load_split(cfg.data, "train")
+    if train is None:
+        raise DatafreeError("the audit searches the real training set: choose a data recipe with data.train "
+                            "(the data the teacher was trained on, e.g. data=cifar10_jpeg).")
+    held_out = load_split(cfg.data, "test")
+    teacher, teacher_entry = None, None
+    if settings.features:
+        node = cfg.teacher
+        if (node.get("source") or "datafree") == "datafree" and not node.get("checkpoint"):
+            node = OmegaConf.create((synthetic.manifest.get("recipe") or {}).get("teacher") or {})
+            if not node.get("checkpoint") and not node.get("model"):
+                raise DatafreeError("the audit's feature space needs the teacher and the data set's manifest names no "
+                                    "teacher file: set teacher.checkpoint=PATH, or features=false for pixels only.")
+        teacher = teacher_from_config(node, device, data_hint(cfg.data, held_out)).model
+        sha = teacher_fingerprint(teacher)
+        teacher_entry = {"sha256": sha, "matches_synthetic_set": sha == synthetic.teacher.get("sha256")}
+        if not teacher_entry["matches_synthetic_set"]:
+            print("warning: this teacher is not the one that wrote the synthetic set (its sha256 differs): the "
+                  "feature space is this teacher's")
+    result = run_audit(synthetic, train, held_out, teacher, device, settings, log=print)
+    result.report["teacher"] = teacher_entry
+    paths = write_report(result, out_dir)
+    report = result.report
+    print(f"audit of {report['synthetic']['count']} synthetic images against {report['real']['train']} training images"
+          f"{'' if held_out is None else f' (baseline: {len(held_out)} held-out images)'}: "
+          f"{report['search_time_s']:.1f}s on {_device_name(device)}")
+    for space, values in report["distances"].items():
+        line = f"  {space:<7} nearest distance: synthetic median {values['synthetic']['q0.5']:.4g}, min {values['synthetic']['q0']:.4g}"
+        if "baseline" in values:
+            line += f"; held-out real median {values['baseline']['q0.5']:.4g}, min {values['baseline']['q0']:.4g}"
+        print(f"{line}; threshold {report['thresholds'][space]['value']:.4g}")
+    for space, flagged in report["flagged"].items():
+        print(f"flagged near-duplicates ({space}): {flagged['count']} ({100 * flagged['fraction']:.2f}%)"
+              + (f", closest first: {[e['index'] for e in flagged['samples'][:10]]}" if flagged["count"] else ""))
+    print(f"report: {paths['report']}; pictures: {paths['pairs']}, {paths['distances']}")
+    return {"flagged": report["flagged"]["any"]["count"], "report": str(paths["report"]),
+            "search_time_s": report["search_time_s"]}

@@ -35,7 +35,7 @@ from datafree.distill.losses import jensen_shannon, kd_kl, logit_l1, masked_kl
 from datafree.errors import DatafreeError
 from datafree.models import create_model
 from datafree.synthesizers.augment import Augment
-from datafree.synthesizers.base import Batch, Synthesizer, balanced_targets, check_loss_weights
+from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
 from datafree.synthesizers.hooks import BatchNormStatistics, check_batchnorm_teacher, require_hookable
 from datafree.utils.device import autocast
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam
@@ -251,7 +251,7 @@ class GeneratorSynthesizer(Synthesizer):
 
     def _latent(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         z = torch.randn(n, self.latent_dim, device=self.device)
-        labels = balanced_targets(n, self.num_classes, self.device) if self.conditional else None
+        labels = self.draw_targets(n) if self.conditional else None
         return z, labels
 
     def _generate(self, generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
+from datafree.export.samples import quantise
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Batch:
 
     def to_uint8(self) -> torch.Tensor:
         """The images as they would be written to disk."""
-        return (self.images.clamp(0, 1) * 255).round().to(torch.uint8)
+        return quantise(self.images)
 
 
 class Synthesizer(ABC):
@@ -44,6 +45,8 @@ class Synthesizer(ABC):
     num_classes: int
     input_size: tuple[int, int, int]
     device: torch.device
+    # Room left per class when a data set is written (datafree synthesize sets it): see draw_targets.
+    class_weights: torch.Tensor | None = None
 
     def bind(self, teacher: nn.Module, student: nn.Module, num_classes: int,
              input_size: tuple[int, int, int], device: torch.device) -> None:
@@ -57,6 +60,16 @@ class Synthesizer(ABC):
     @abstractmethod
     def synthesize(self) -> Batch:
         """Do one round of synthesis work and return the new batch."""
+
+    def draw_targets(self, n: int) -> torch.Tensor:
+        """The classes to aim the next ``n`` images at, for synthesizers that aim at classes.
+
+        Every class equally often, or, while a data set with a class histogram is written,
+        in proportion to ``class_weights`` (the room left per class).
+        """
+        if self.class_weights is None or not float(self.class_weights.sum()) > 0:
+            return balanced_targets(n, self.num_classes, self.device)
+        return proportional_targets(n, self.class_weights, self.device)
 
     def sample(self, n: int) -> torch.Tensor | None:
         """Fresh images without a synthesis update, or None where that is not cheap."""
@@ -92,3 +105,14 @@ def balanced_targets(n: int, num_classes: int, device, generator: torch.Generato
     """Every class equally often (up to one), in random order: better coverage than randint."""
     targets = torch.arange(n, device=device) % num_classes
     return targets[torch.randperm(n, device=device, generator=generator)]
+
+
+def proportional_targets(n: int, weights: torch.Tensor, device) -> torch.Tensor:
+    """``n`` classes in proportion to ``weights`` (CPU; largest remainders round), in random order."""
+    share = weights.double() / weights.double().sum() * n
+    counts = share.floor().long()
+    missing = n - int(counts.sum())
+    if missing:
+        counts[torch.argsort(share - counts, descending=True, stable=True)[:missing]] += 1
+    targets = torch.repeat_interleave(torch.arange(weights.numel()), counts).to(device)
+    return targets[torch.randperm(n, device=device)]

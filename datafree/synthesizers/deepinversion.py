@@ -25,7 +25,7 @@ from torch import nn
 from datafree.distill.losses import jensen_shannon
 from datafree.errors import DatafreeError
 from datafree.synthesizers.augment import Augment
-from datafree.synthesizers.base import Batch, Synthesizer, balanced_targets, check_loss_weights
+from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
 from datafree.synthesizers.hooks import BatchNormStatistics, check_batchnorm_teacher
 from datafree.synthesizers.priors import total_variation
 from datafree.utils.device import autocast
@@ -76,7 +76,7 @@ class DeepInversion(Synthesizer):
 
     def synthesize(self) -> Batch:
         n = self.batch_size
-        targets = balanced_targets(n, self.num_classes, self.device)
+        targets = self.draw_targets(n)
         pixels = (0.5 + self.init_std * torch.randn(n, *self.input_size, device=self.device)).clamp_(0, 1)
         pixels.requires_grad_(True)
         optimizer = torch.optim.Adam([pixels], lr=self.lr, betas=(0.5, 0.9))

@@ -4,23 +4,45 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import torch
 
 
-def atomic_save(obj, path: str | os.PathLike) -> Path:
-    """Write to a temp file in the same folder, then rename: a crash never leaves half a file."""
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], durable: bool = False,
+                 shared: bool = False) -> Path:
+    """``write(handle)`` into a temp file in the same folder, then rename: a crash never leaves half a file.
+
+    ``durable`` also flushes the file to the disk before the rename, so that after a power cut
+    the name points at the whole content (data set shards and their manifest need that).
+    ``shared`` makes the file readable by everyone (0644) instead of the temp file's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            write(handle)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        if shared:
+            os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_save(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` through :func:`atomic_write`."""
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Bytes through :func:`atomic_write`, flushed to the disk before the rename, readable by everyone."""
+    return atomic_write(path, lambda handle: handle.write(data), durable=True, shared=True)
 
 
 def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:

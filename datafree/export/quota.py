@@ -1,0 +1,114 @@
+"""How many samples of each class a synthetic data set gets, and which drawn samples it keeps.
+
+A sample's class is the teacher's label for it (the argmax of its stored logits), so the
+histogram a user asks for is the one a reader of the set will find. Samples are kept in
+the order they are drawn, while their class still has room.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from datafree.errors import DatafreeError
+
+BALANCED, AS_DRAWN = "balanced", "as_drawn"
+
+
+def class_targets(spec, n: int, classes: Sequence[str]) -> list[int] | None:
+    """Samples wanted per class: ``balanced`` (n / classes, the first classes one more when it does not divide),
+    ``as_drawn`` (None: keep whatever the synthesizer makes), a ``{class name or index: count}`` map or a list
+    of counts per class; maps and lists must add up to ``n``, and classes left out of a map get none.
+    """
+    num_classes = len(classes)
+    if isinstance(spec, str):
+        if spec == BALANCED:
+            return [n // num_classes + (1 if k < n % num_classes else 0) for k in range(num_classes)]
+        if spec == AS_DRAWN:
+            return None
+        raise DatafreeError(f"class_counts={spec!r} is not a choice: give balanced, as_drawn, a map "
+                            "{class: count, ...} or a list of one count per class.")
+    if isinstance(spec, Mapping):
+        counts = [0] * num_classes
+        unknown, seen = [], set()
+        for key, value in spec.items():
+            index = _class_index(key, classes)
+            if index is None:
+                unknown.append(str(key))
+                continue
+            if index in seen:
+                raise DatafreeError(f"class_counts names class {classes[index]!r} twice (by name and by index): give it once.")
+            seen.add(index)
+            counts[index] = _count(value, f"class_counts[{key}]")
+        if unknown:
+            raise DatafreeError(f"class_counts names unknown classes {unknown}: the teacher's classes are "
+                                f"{list(classes)} (or their indices 0..{num_classes - 1}).")
+    elif isinstance(spec, Sequence):
+        if len(spec) != num_classes:
+            raise DatafreeError(f"class_counts lists {len(spec)} counts but the teacher has {num_classes} classes: "
+                                "give one count per class, or a map {class: count}.")
+        counts = [_count(value, f"class_counts[{k}]") for k, value in enumerate(spec)]
+    else:
+        raise DatafreeError(f"class_counts must be balanced, as_drawn, a map or a list, got {type(spec).__name__}.")
+    if sum(counts) != n:
+        raise DatafreeError(f"class_counts add up to {sum(counts)} but n={n}: make them sum to n, or set n={sum(counts)}.")
+    return counts
+
+
+def _class_index(key, classes: Sequence[str]) -> int | None:
+    if isinstance(key, str) and key in classes:
+        return list(classes).index(key)
+    text = str(key)
+    if text.isdigit() and int(text) < len(classes):
+        return int(text)
+    return None
+
+
+def _count(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise DatafreeError(f"{name} must be an int >= 0, got {value!r}.")
+    return value
+
+
+class Quota:
+    """Room left per class (or in all, for ``as_drawn``) and the choice of drawn samples to keep."""
+
+    def __init__(self, targets: list[int] | None, n: int, num_classes: int, counts: Sequence[int] | None = None):
+        self.targets = None if targets is None else torch.tensor(targets, dtype=torch.int64)
+        self.n, self.num_classes = int(n), int(num_classes)
+        self.counts = torch.zeros(num_classes, dtype=torch.int64) if counts is None else torch.tensor(list(counts), dtype=torch.int64)
+
+    @property
+    def kept(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def done(self) -> bool:
+        return self.kept >= self.n
+
+    def accept(self, labels: torch.Tensor) -> torch.Tensor:
+        """Which of ``labels`` (a drawn batch, CPU int64; -1 for a sample without a label) to keep, in order;
+        the counts move on."""
+        valid = labels >= 0
+        if self.targets is None:
+            keep = valid & (valid.cumsum(0) <= self.n - self.kept)
+        else:
+            one_hot = F.one_hot(labels.clamp_min(0), self.num_classes) * valid.unsqueeze(1)
+            rank_in_class = (one_hot.cumsum(0) * one_hot).sum(1) - 1
+            keep = valid & (rank_in_class < (self.targets - self.counts)[labels.clamp_min(0)])
+        self.counts += torch.bincount(labels[keep], minlength=self.num_classes)
+        return keep
+
+    def weights(self) -> torch.Tensor | None:
+        """Room left per class, for a synthesizer that aims at classes; None when any class will do."""
+        if self.targets is None:
+            return None
+        return (self.targets - self.counts).clamp_min(0).float()
+
+    def shortfall(self) -> dict[int, tuple[int, int]]:
+        """Classes still short: index -> (kept, wanted)."""
+        if self.targets is None:
+            return {}
+        return {k: (int(self.counts[k]), int(self.targets[k])) for k in range(self.num_classes)
+                if self.counts[k] < self.targets[k]}

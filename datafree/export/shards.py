@@ -1,0 +1,65 @@
+"""Shard files: a block of samples in one ``torch.load(weights_only=True)``-readable file.
+
+A shard is a plain dict ``{"format", "version", "images", "logits", "labels", "indices"}``
+(uint8, float16, int64, int64), written under a temporary name, flushed and renamed,
+so that a shard name on disk always points at a whole file.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import torch
+
+from datafree.errors import DatafreeError
+from datafree.export.samples import Samples
+from datafree.utils.checkpoint import atomic_write_bytes
+
+SHARD_FORMAT = "datafree.synthetic-shard"
+SHARD_VERSION = 1
+# What a shard may hold at most: small enough to copy, load and hash in a few seconds.
+MAX_SHARD_BYTES = 256 << 20
+
+
+def shard_name(number: int) -> str:
+    return f"shard_{number:05d}.pt"
+
+
+def write_shard(path: str | Path, samples: Samples) -> dict:
+    """Write ``samples`` (on the CPU) as one shard; returns its manifest entry's ``sha256`` and ``bytes``."""
+    buffer = io.BytesIO()
+    tensors = {name: t.contiguous() for name, t in samples.as_dict().items()}
+    torch.save({"format": SHARD_FORMAT, "version": SHARD_VERSION, **tensors}, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(data, path)
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def read_shard(path: str | Path) -> Samples:
+    """The samples of one shard file; a DatafreeError when it is not one."""
+    path = Path(path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DatafreeError(f"shard {path} is missing: the data set is incomplete; copy it again, or write it again "
+                            "with the same datafree synthesize command.") from None
+    except Exception as exc:  # noqa: BLE001 - truncated, altered or foreign file
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise DatafreeError(f"shard {path} cannot be read ({reason}): it is damaged; 'datafree inspect' on its folder "
+                            "lists every file that differs from the manifest.") from None
+    if not isinstance(blob, dict) or blob.get("format") != SHARD_FORMAT:
+        raise DatafreeError(f"{path} is not a datafree shard (no format {SHARD_FORMAT!r}): point at a folder written "
+                            "by datafree synthesize.")
+    return Samples(blob.get("images"), blob.get("logits"), blob.get("labels"), blob.get("indices")).check(f"shard {path}")
+
+
+def sample_bytes(image_shape: tuple[int, int, int], num_classes: int) -> int:
+    """Bytes one sample takes in a shard: pixels, float16 logits, label and index."""
+    channels, height, width = image_shape
+    return channels * height * width + 2 * num_classes + 16
+
+
+def samples_per_shard(requested: int, image_shape: tuple[int, int, int], num_classes: int) -> int:
+    """``requested``, lowered so that a shard stays under :data:`MAX_SHARD_BYTES`."""
+    return max(1, min(int(requested), MAX_SHARD_BYTES // sample_bytes(image_shape, num_classes)))

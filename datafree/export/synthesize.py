@@ -1,0 +1,294 @@
+"""``datafree synthesize``: draw N samples from a synthesizer, label them with the teacher, write them to disk.
+
+Every drawn image is stored as uint8 pixels and the teacher's logits are computed on
+exactly those pixels (not on the float image before rounding), so a student trained
+on the stored set sees what the teacher saw. A sample's class is the teacher's label;
+the class histogram (balanced by default) is filled in the order samples are drawn,
+and synthesizers that aim at classes are steered towards the classes still short.
+The folder is written by :class:`~datafree.export.writer.SyntheticWriter`: a killed run
+started again continues after its last complete shard, with the same random state.
+"""
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+from tqdm.auto import tqdm
+
+from datafree.errors import DatafreeError
+from datafree.export.quota import Quota, class_targets
+from datafree.export.manifest import teacher_fingerprint
+from datafree.export.samples import Samples, dequantise, quantise
+from datafree.export.shards import samples_per_shard
+from datafree.export.writer import FORMATS, SyntheticWriter
+from datafree.synthesizers.base import Synthesizer
+from datafree.teachers import Teacher
+from datafree.utils.device import autocast
+from datafree.utils.run_state import rng_state, set_rng_state
+from datafree.utils.signals import Interrupted, StopRequest
+
+DRAWS = ("synthesize", "sample")
+
+
+@dataclasses.dataclass
+class SynthesisResult:
+    folder: Path
+    count: int
+    class_counts: list[int]
+    shards: int
+    bytes: int
+    drawn: int
+    wall_time_s: float  # this run's
+    samples_this_run: int
+    already_complete: bool = False
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples_this_run / self.wall_time_s if self.wall_time_s > 0 else 0.0
+
+
+def class_names(teacher_classes: list[str], num_classes: int, given: list[str] | None = None) -> list[str]:
+    """The names a data set's classes get: the ones given, else the teacher's, else class_00, class_01, ..."""
+    names = list(given) if given else list(teacher_classes)
+    if given and (len(names) != num_classes or len(set(names)) != len(names) or not all(isinstance(c, str) for c in names)):
+        raise DatafreeError(f"classes lists {len(names)} names for a teacher with {num_classes} classes: give "
+                            f"{num_classes} distinct names, or null to use the teacher's.")
+    if len(names) != num_classes:
+        width = len(str(num_classes - 1))
+        names = [f"class_{k:0{width}d}" for k in range(num_classes)]
+    return names
+
+
+@torch.no_grad()
+def label_with_teacher(teacher: nn.Module, images: torch.Tensor, amp: bool) -> Samples:
+    """The stored form of ``images`` (uint8) with the teacher's float16 logits on those pixels and its labels (CPU)."""
+    pixels = quantise(images)
+    with autocast(images.device, amp):
+        logits = teacher(dequantise(pixels)).float().half()
+    labels = logits.float().argmax(1)
+    finite = torch.isfinite(logits).all(1)
+    labels = torch.where(finite, labels, -1)  # never kept: a label the quota has no room for
+    # Indices are given to the samples that are kept.
+    return Samples(pixels, logits, labels, torch.full_like(labels, -1)).to("cpu")
+
+
+def describe(synthesizer: Synthesizer) -> dict:
+    """What the manifest says about a synthesizer built in Python: its class and its plain settings."""
+    settings = {k: v for k, v in vars(synthesizer).items()
+                if not k.startswith("_") and isinstance(v, (bool, int, float, str)) and k not in ("num_classes",)}
+    return {"_target_": f"{type(synthesizer).__module__}.{type(synthesizer).__qualname__}", **settings}
+
+
+def synthesize_dataset(
+    teacher: Teacher,
+    synthesizer: Synthesizer,
+    out: str | Path,
+    n: int,
+    *,
+    class_counts="balanced",
+    classes: list[str] | None = None,
+    student: nn.Module | None = None,
+    draw: str = "synthesize",
+    batch_size: int | None = None,
+    format: str = "shards",
+    shard_size: int = 10_000,
+    max_draw_factor: float = 20.0,
+    seed: int = 0,
+    amp: bool = True,
+    progress: bool = True,
+    recipe: dict | None = None,
+    synthesizer_description: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> SynthesisResult:
+    """Write ``n`` samples of ``synthesizer`` for ``teacher`` to the folder ``out`` (see the module docstring).
+
+    ``student`` is what synthesizers that play against a student (ADI, generator methods) see;
+    without one they see the teacher itself, which zeroes their disagreement terms, so give
+    one (e.g. the student and generator state of a distillation run) for those methods.
+    The synthesizer is bound here; on a continued run its saved state and the random state
+    are restored, so that the result is the one of an uninterrupted run. ``recipe`` (the
+    CLI's resolved recipe) is what a continuation must match; by default the arguments.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise DatafreeError(f"n must be an int >= 1 (the number of samples to write), got {n!r}: set e.g. n=50000.")
+    if draw not in DRAWS:
+        raise DatafreeError(f"draw={draw!r} is not a choice: 'synthesize' (a synthesis round per batch) or 'sample' "
+                            "(images from the synthesizer as it is, e.g. a trained generator).")
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise DatafreeError(f"shard_size must be an int >= 1 (samples per shard file), got {shard_size!r}.")
+    if not max_draw_factor or max_draw_factor < 1:
+        raise DatafreeError(f"max_draw_factor must be >= 1 (images drawn per sample kept, at most), got {max_draw_factor!r}.")
+    if format not in FORMATS:
+        raise DatafreeError(f"format={format!r} is not a choice: give one of {', '.join(FORMATS)}.")
+    info = teacher.info
+    device = next(iter([*teacher.model.parameters(), *teacher.model.buffers()])).device
+    names = class_names(info.classes, info.num_classes, classes)
+    targets = class_targets(class_counts, n, names)
+    if format != "shards":
+        from datafree.export.imagefolder import supports_channels
+
+        if not supports_channels(info.input_size[0]):
+            raise DatafreeError(f"format={format} writes PNGs, which hold 1 to 4 channels, but the teacher takes "
+                                f"{info.input_size[0]}: use format=shards.")
+    size = samples_per_shard(shard_size, info.input_size, info.num_classes)
+    if size < shard_size:
+        log(f"shards of {shard_size} samples would pass 256 MB: writing {size} per shard")
+    teacher_entry = {"sha256": teacher_fingerprint(teacher.model), "arch": info.arch, "num_classes": info.num_classes,
+                     "input_size": list(info.input_size), "mean": list(info.mean), "std": list(info.std),
+                     "classes": list(info.classes), "test_accuracy": info.test_accuracy}
+    settings = {"n": n, "class_counts": _plain(class_counts), "classes": names, "draw": draw, "batch_size": batch_size,
+                "format": format, "shard_size": shard_size, "max_draw_factor": max_draw_factor, "seed": seed}
+    description = {
+        "n": n, "classes": names, "image_size": list(info.input_size),
+        "class_counts": {"requested": _plain(class_counts), "target": targets},
+        "teacher": teacher_entry, "synthesizer": synthesizer_description or describe(synthesizer),
+        "draw": draw, "seed": seed, "format": format, "shard_size": size,
+        "recipe": recipe if recipe is not None else {**settings, "synthesizer": describe(synthesizer)},
+    }
+    writer = SyntheticWriter(out, description)
+    start = writer.open()
+    for notice in start.notices:
+        log(f"notice: {notice}")
+    if start.complete:
+        log(f"{writer.folder} already holds this data set, complete ({start.count} samples, checksums verified): nothing to do")
+        return _result(writer, start.count, 0, 0.0, already_complete=True)
+    student = student if student is not None else teacher.model
+    synthesizer.bind(teacher.model, student, info.num_classes, info.input_size, device)
+    per_draw = int(batch_size or getattr(synthesizer, "batch_size", 256))
+    if draw == "sample" and synthesizer.sample(1) is None:
+        raise DatafreeError(f"draw=sample needs a synthesizer that draws images without a synthesis round (a generator, "
+                            f"noise), but {type(synthesizer).__name__} optimises every batch: use draw=synthesize.")
+
+    carry = Samples.empty(info.input_size, info.num_classes)
+    drawn = 0
+    if start.state is not None:
+        state = start.state
+        synthesizer.load_state_dict(state["synthesizer"])
+        carry = Samples(**state["carry"])
+        drawn = int(state["drawn"])
+        set_rng_state(state["rng"])  # last: nothing after it may draw random numbers before the loop
+        log(f"continuing {writer.folder} after shard {start.shards} ({start.count} of {n} samples written)")
+    quota = Quota(targets, n, info.num_classes,
+                  [a + b for a, b in zip(start.class_counts, torch.bincount(carry.labels, minlength=info.num_classes).tolist())])
+    max_draws = int(max_draw_factor * n)
+
+    def next_images() -> torch.Tensor:
+        synthesizer.class_weights = quota.weights()
+        try:
+            if draw == "sample":
+                return synthesizer.sample(per_draw)
+            return synthesizer.synthesize().images
+        except torch.OutOfMemoryError:
+            raise DatafreeError(f"out of GPU memory drawing a batch of {per_draw} images: lower "
+                                f"{'batch_size' if draw == 'sample' else 'synthesizer.batch_size'} "
+                                f"(e.g. {max(1, per_draw // 2)}).") from None
+
+    started, first_count = time.perf_counter(), start.count
+    pending = [carry] if len(carry) else []
+    buffered = len(carry)
+    next_index = start.count + buffered
+    bar = tqdm(total=n, initial=quota.kept, desc="synthesize", unit="sample", disable=not progress, dynamic_ncols=True,
+               leave=False)
+    try:
+        with StopRequest() as stop:
+            while not quota.done:
+                if stop.requested:
+                    raise _stopped(stop.signum, writer)
+                if drawn >= max_draws:
+                    raise _short(quota, names, drawn, max_draw_factor, n)
+                batch = label_with_teacher(teacher.model, next_images(), amp)
+                drawn += len(batch)
+                keep = quota.accept(batch.labels)
+                kept = batch.select(keep)
+                kept.indices = torch.arange(next_index, next_index + len(kept))
+                next_index += len(kept)
+                pending.append(kept)
+                buffered += len(kept)
+                bar.update(len(kept))
+                while buffered >= size or (quota.done and buffered):
+                    block = Samples.cat(pending)
+                    shard, rest = block.slice(0, size), block.slice(size)
+                    state = {"synthesizer": synthesizer.state_dict(), "rng": rng_state(), "drawn": drawn,
+                             "carry": rest.as_dict()}
+                    writer.commit(shard, state, drawn)
+                    pending, buffered = ([rest] if len(rest) else []), len(rest)
+        writer.finish()
+    finally:
+        bar.close()
+        synthesizer.class_weights = None
+    return _result(writer, n, n - first_count, time.perf_counter() - started)
+
+
+def _plain(value):
+    """Recipe values (OmegaConf containers) as JSON-ready Python values."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _result(writer: SyntheticWriter, count: int, new: int, seconds: float, already_complete: bool = False) -> SynthesisResult:
+    manifest = writer.manifest
+    return SynthesisResult(folder=writer.folder, count=count, class_counts=list(manifest["class_counts"]["written"]),
+                           shards=len(manifest["shards"]), bytes=sum(int(f["bytes"]) for f in manifest["files"].values()),
+                           drawn=int(manifest["drawn"]), wall_time_s=seconds, samples_this_run=new,
+                           already_complete=already_complete)
+
+
+def _stopped(signum: int, writer: SyntheticWriter) -> Interrupted:
+    m = writer.manifest
+    return Interrupted(f"stopped by {signal.Signals(signum).name} after {len(m['shards'])} complete shards "
+                       f"({m['count']} of {m['n']} samples), which are kept: run the same command to continue.", signum)
+
+
+def _short(quota: Quota, names: list[str], drawn: int, factor: float, n: int) -> DatafreeError:
+    short = quota.shortfall()
+    listed = ", ".join(f"{names[k]} {have} of {want}" for k, (have, want) in list(short.items())[:5])
+    return DatafreeError(
+        f"after drawing {drawn} images ({factor:g} x n={n}, max_draw_factor) the teacher labelled too few as "
+        f"{listed}{', ...' if len(short) > 5 else ''}: the synthesizer rarely makes these classes. The complete shards "
+        "are kept. Use class_counts=as_drawn, a histogram closer to what it makes, a synthesizer that aims at classes "
+        "(deepinversion, a conditional generator), or a larger max_draw_factor."
+    )
+
+
+def load_distill_run(path: str | Path, student: nn.Module, synthesizer: Synthesizer, synthesizer_target: str | None,
+                     student_arch: str | None) -> Path:
+    """Load the trained student and synthesizer (e.g. its generator) of a distillation run; returns the state file.
+
+    ``path`` is the run folder (its ``state_last.pt`` is read) or a state file. The run must have
+    used the same synthesizer class and student architecture as this recipe.
+    """
+    from datafree.utils.run_state import FORMAT, LAST
+
+    path = Path(path).expanduser()
+    file = path / LAST if path.is_dir() else path
+    if not file.is_file():
+        raise DatafreeError(f"from_run={path} holds no {LAST}: point it at the folder of a distill run that saved its "
+                            "state (trainer.checkpoint_every > 0, or a finished run).")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - damaged or foreign file
+        raise DatafreeError(f"from_run: {file} cannot be read ({type(exc).__name__}): it is damaged or not a datafree "
+                            "state file.") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("kind") != "distill":
+        raise DatafreeError(f"from_run: {file} is not the state of a datafree distill run: point at a distill run's folder.")
+    config = state.get("config") or {}
+    run_target = (config.get("synthesizer") or {}).get("_target_")
+    run_arch = (config.get("student") or {}).get("arch")
+    if synthesizer_target and run_target and run_target != synthesizer_target:
+        raise DatafreeError(f"from_run: the run used synthesizer {run_target}, this recipe {synthesizer_target}: give the "
+                            "run's experiment or synthesizer recipe (e.g. the same experiment=...).")
+    if student_arch and run_arch and run_arch != student_arch:
+        raise DatafreeError(f"from_run: the run's student is {run_arch}, this recipe's {student_arch}: set "
+                            f"student={run_arch} (or the run's experiment=...).")
+    try:
+        student.load_state_dict(state["student"])
+        synthesizer.load_state_dict(state["synthesizer"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise DatafreeError(f"from_run: the student or synthesizer saved in {file} does not fit this recipe's "
+                            f"({str(exc).splitlines()[0][:200]}): give the run's own recipe settings.") from None
+    return file
