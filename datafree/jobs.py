@@ -306,7 +306,7 @@ def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
 
 def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
     """Nearest real training image of every synthetic image, against the held-out baseline; writes audit.json."""
-    from datafree.export.audit import AuditSettings, run_audit, write_report
+    from datafree.export.audit import AuditSettings, check_comparable, run_audit, write_report
     from datafree.export.manifest import teacher_fingerprint
     from datafree.export.reader import SyntheticSet
 
@@ -323,6 +323,9 @@ def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
         raise DatafreeError("the audit searches the real training set: choose a data recipe with data.train "
                             "(the data the teacher was trained on, e.g. data=cifar10_jpeg).")
     held_out = load_split(cfg.data, "test")
+    for real, what in ((train, "training"), (held_out, "held-out")):
+        if real is not None:
+            check_comparable(synthetic, real, what)  # before the teacher: the cheaper mistake first
     teacher, teacher_entry = None, None
     if settings.features:
         node = cfg.teacher

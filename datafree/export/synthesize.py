@@ -31,6 +31,7 @@ from datafree.synthesizers.base import Synthesizer
 from datafree.teachers import Teacher
 from datafree.utils.device import autocast
 from datafree.utils.run_state import rng_state, set_rng_state
+from datafree.utils.seeding import seed_everything
 from datafree.utils.signals import Interrupted, StopRequest
 
 DRAWS = ("synthesize", "sample")
@@ -151,6 +152,13 @@ def synthesize_dataset(
         "draw": draw, "seed": seed, "format": format, "shard_size": size,
         "recipe": recipe if recipe is not None else {**settings, "synthesizer": describe(synthesizer)},
     }
+    student = student if student is not None else teacher.model
+    seed_everything(seed)  # every draw from here on follows the seed; a continuation restores its state below
+    synthesizer.bind(teacher.model, student, info.num_classes, info.input_size, device)
+    per_draw = int(batch_size or getattr(synthesizer, "batch_size", 256))
+    if draw == "sample" and synthesizer.sample(1) is None:
+        raise DatafreeError(f"draw=sample needs a synthesizer that draws images without a synthesis round (a generator, "
+                            f"noise), but {type(synthesizer).__name__} optimises every batch: use draw=synthesize.")
     writer = SyntheticWriter(out, description)
     start = writer.open()
     for notice in start.notices:
@@ -158,12 +166,6 @@ def synthesize_dataset(
     if start.complete:
         log(f"{writer.folder} already holds this data set, complete ({start.count} samples, checksums verified): nothing to do")
         return _result(writer, start.count, 0, 0.0, already_complete=True)
-    student = student if student is not None else teacher.model
-    synthesizer.bind(teacher.model, student, info.num_classes, info.input_size, device)
-    per_draw = int(batch_size or getattr(synthesizer, "batch_size", 256))
-    if draw == "sample" and synthesizer.sample(1) is None:
-        raise DatafreeError(f"draw=sample needs a synthesizer that draws images without a synthesis round (a generator, "
-                            f"noise), but {type(synthesizer).__name__} optimises every batch: use draw=synthesize.")
 
     carry = Samples.empty(info.input_size, info.num_classes)
     drawn = 0

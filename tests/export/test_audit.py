@@ -1,0 +1,98 @@
+"""datafree audit: a planted copy and a mirrored copy of training images are found and ranked first."""
+import json
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from datafree import jobs
+from datafree.data import build_dataset
+from datafree.errors import DatafreeError
+from datafree.export import SyntheticSet, synthesize_dataset
+from datafree.export.audit import AuditSettings, nearest, run_audit
+from datafree.synthesizers import Synthesizer
+from datafree.synthesizers.base import Batch
+from datafree.teachers import load_teacher
+
+COPY, MIRROR = 13, 27  # positions of the planted training images among the synthetic ones
+REAL_COPY, REAL_MIRROR = 101, 702
+
+
+class Planted(Synthesizer):
+    """One batch of noise holding a training image and a mirrored training image."""
+
+    def __init__(self, train, n=40):
+        images = torch.rand(n, 3, 8, 8)
+        images[COPY] = train.images[REAL_COPY].float() / 255
+        images[MIRROR] = train.images[REAL_MIRROR].flip(-1).float() / 255
+        self.images, self.batch_size = images, n
+
+    def synthesize(self):
+        return Batch(images=self.images.to(self.device))
+
+
+@pytest.fixture(scope="module")
+def real():
+    return build_dataset("shapes", "train", n=1500, image_size=8), build_dataset("shapes", "test", n=300, image_size=8)
+
+
+@pytest.fixture
+def planted_set(tmp_path, real, shapes_teacher_path):
+    teacher = load_teacher("datafree", checkpoint=str(shapes_teacher_path))
+    synthesize_dataset(teacher, Planted(real[0]), tmp_path / "set", 40, class_counts="as_drawn", progress=False,
+                       log=lambda _: None)
+    return tmp_path / "set", teacher
+
+
+def test_planted_and_mirrored_copies_rank_first(planted_set, real):
+    folder, teacher = planted_set
+    result = run_audit(SyntheticSet(folder), real[0], real[1], teacher.model, torch.device("cpu"), AuditSettings(),
+                       log=lambda _: None)
+    report = result.report
+    for space in ("pixel", "feature"):
+        first_two = report["closest"][space][:2]
+        assert {e["index"] for e in first_two} == {COPY, MIRROR}, (space, first_two)
+        by_index = {e["index"]: e[space] for e in first_two}
+        assert by_index[COPY]["nearest"] == REAL_COPY and not by_index[COPY]["flipped"]
+        assert by_index[MIRROR]["nearest"] == REAL_MIRROR and by_index[MIRROR]["flipped"]
+    assert report["closest"]["pixel"][0]["pixel"]["distance"] == 0.0
+    assert [e["index"] for e in report["flagged"]["pixel"]["samples"]][:2] in ([COPY, MIRROR], [MIRROR, COPY])
+    assert report["flagged"]["pixel"]["count"] == 2  # the noise is far from every shape
+    assert report["nearest"]["pixel"]["index"][COPY] == REAL_COPY and len(report["nearest"]["feature"]["index"]) == 40
+    baseline = report["distances"]["pixel"]["baseline"]
+    assert 0 < baseline["q0"] <= baseline["q0.5"] and report["thresholds"]["pixel"]["value"] > 0
+
+
+def test_nearest_matches_a_brute_force_search():
+    torch.manual_seed(0)
+    queries, keys = torch.rand(37, 20), torch.rand(113, 20)
+    distance, index = nearest(queries, keys, "l2", budget_bytes=4 * 113 * 5)  # forces chunks of 5 rows
+    brute = torch.cdist(queries, keys) / 20 ** 0.5
+    assert torch.equal(index, brute.argmin(1)) and torch.allclose(distance, brute.min(1).values, atol=1e-6)
+    unit_q, unit_k = torch.nn.functional.normalize(queries, dim=1), torch.nn.functional.normalize(keys, dim=1)
+    distance, index = nearest(unit_q, unit_k, "cosine", budget_bytes=4 * 113 * 7)
+    assert torch.equal(index, (unit_q @ unit_k.T).argmax(1))
+
+
+def test_audit_command_writes_its_report(planted_set, tmp_path, shapes_teacher_path):
+    folder, _ = planted_set
+    with initialize_config_module("datafree.recipes", version_base="1.3"):
+        cfg = compose("audit", overrides=[f"synthetic={folder}", "data.image_size=8", "data.train.n=1500",
+                                          "data.test.n=300", "device=cpu", f"teacher.checkpoint={shapes_teacher_path}"])
+    summary = jobs.audit_job(cfg, tmp_path / "run")
+    report = json.loads((tmp_path / "run" / "audit.json").read_text())
+    assert report["teacher"]["matches_synthetic_set"] and summary["flagged"] >= 2
+    assert report["closest"]["pixel"][0]["index"] in (COPY, MIRROR)
+    assert (tmp_path / "run" / "closest_pairs.png").is_file() and (tmp_path / "run" / "distances.png").is_file()
+    with initialize_config_module("datafree.recipes", version_base="1.3"):
+        wrong_size = compose("audit", overrides=[f"synthetic={folder}", "data.train.n=50", "data.test.n=50", "device=cpu"])
+    with pytest.raises(DatafreeError, match=r"images of \[3, 16, 16\] but the synthetic set \[3, 8, 8\]"):
+        jobs.audit_job(wrong_size, tmp_path / "run2")
+
+
+def test_audit_refuses_another_class_list(planted_set, real):
+    folder, teacher = planted_set
+    train = real[0]
+    renamed = type(train)(images=train.images, labels=train.labels, classes=[f"x{k}" for k in range(10)])
+    with pytest.raises(DatafreeError, match="classes .* differ from the synthetic set's"):
+        run_audit(SyntheticSet(folder), renamed, None, teacher.model, torch.device("cpu"), AuditSettings())

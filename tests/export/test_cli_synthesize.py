@@ -1,0 +1,102 @@
+"""datafree synthesize as users run it: killed at random points and started again, and its refusals."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from datafree import jobs
+from datafree.errors import DatafreeError
+from datafree.export import SyntheticSet
+
+# DeepInversion on the 8x8 shapes teacher: about three seconds of synthesis on one core, ten shards.
+RECIPE = ["n=200", "shard_size=20", "class_counts=as_drawn", "synthesizer.batch_size=24", "synthesizer.iterations=60",
+          "device=cpu", "progress=false"]
+
+
+def _cli(*args, **kwargs):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "datafree", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, **kwargs)
+
+
+def _uninterrupted(overrides, out, run_dir):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the subprocesses: the same kernels, the same bytes
+    try:
+        with initialize_config_module("datafree.recipes", version_base="1.3"):
+            cfg = compose("synthesize", overrides=[*overrides, f"out={out}"])
+        jobs.synthesize_job(cfg, run_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_killed_at_random_points_and_continued_gives_the_uninterrupted_set(tmp_path, shapes_teacher_path):
+    overrides = [*RECIPE, f"teacher.checkpoint={shapes_teacher_path}"]
+    out = tmp_path / "set"
+    rng = random.Random(0)
+    kills = [signal.SIGTERM, signal.SIGKILL, signal.SIGTERM]
+    for number, sig in enumerate(kills):
+        proc = _cli("synthesize", *overrides, f"out={out}", f"hydra.run.dir={tmp_path / f'run{number}'}")
+        deadline = time.time() + 120
+        while not (out / "manifest.json").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.0))
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+        if sig == signal.SIGTERM and proc.returncode == 143:
+            assert "stopped by SIGTERM after" in stderr and "run the same command to continue" in stderr, stderr
+        else:
+            assert proc.returncode in (0, -signal.SIGKILL, -signal.SIGTERM, 143), stderr[-2000:]
+    proc = _cli("synthesize", *overrides, f"out={out}", f"hydra.run.dir={tmp_path / 'last'}")
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-2000:]
+    synthetic = SyntheticSet(out)
+    samples = synthetic.load()
+    assert synthetic.complete and len(samples) == 200 and samples.indices.tolist() == list(range(200))
+    assert synthetic.verify() == [] and not (out / ".resume").exists()
+
+    _uninterrupted(overrides, tmp_path / "whole", tmp_path / "whole_run")
+    for name in sorted(p.name for p in (tmp_path / "whole").glob("shard_*.pt")):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    assert json.loads((out / "manifest.json").read_text())["count"] == 200
+
+    # The owner audits the set; the teacher is the one its manifest names.
+    with initialize_config_module("datafree.recipes", version_base="1.3"):
+        cfg = compose("audit", overrides=[f"synthetic={out}", "data.image_size=8", "data.train.n=300", "data.test.n=100",
+                                          "device=cpu"])
+    jobs.audit_job(cfg, tmp_path / "audit")
+    assert json.loads((tmp_path / "audit" / "audit.json").read_text())["teacher"]["matches_synthetic_set"]
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, shapes_teacher_path):
+    out, run = tmp_path / "set", tmp_path / "run"
+    proc = _cli("synthesize", "n=10", "class_counts={disc: 3}", "device=cpu", f"teacher.checkpoint={shapes_teacher_path}",
+                f"out={out}", f"hydra.run.dir={run}")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in stderr, stderr[-2000:]
+    assert stderr.strip() == "datafree: error: class_counts add up to 3 but n=10: make them sum to n, or set n=3."
+    assert not out.exists() and not run.exists()
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["n=0"], "n must be an int >= 1"),
+    (["class_counts={cat: 10}"], "unknown classes ['cat']"),
+    (["draw=sample"], "draw=sample needs a synthesizer that draws images without a synthesis round"),
+    (["teacher.checkpoint=null"], "synthesize needs a trained teacher"),
+    (["from_run=/no/such/run"], "from_run=/no/such/run holds no state_last.pt"),
+])
+def test_recipe_mistakes_are_refused_before_the_folder_is_made(tmp_path, shapes_teacher_path, overrides, needle):
+    with initialize_config_module("datafree.recipes", version_base="1.3"):
+        cfg = compose("synthesize", overrides=["n=10", "device=cpu", f"teacher.checkpoint={shapes_teacher_path}",
+                                               f"out={tmp_path / 'set'}", *overrides])
+    with pytest.raises(DatafreeError) as error:
+        jobs.synthesize_job(cfg, tmp_path / "run")
+    assert needle in str(error.value)
+    assert not (tmp_path / "set").exists()
