@@ -187,6 +187,8 @@ def obtain_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, hint: D
 
 
 def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
+    if cfg.data.get("synthetic"):
+        return distill_offline_job(cfg, out_dir)
     device = prepare(cfg, out_dir)
 
     # Everything that can be wrong with the recipe is checked here, before any work.
@@ -358,3 +360,60 @@ def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
     print(f"report: {paths['report']}; pictures: {paths['pairs']}, {paths['distances']}")
     return {"flagged": report["flagged"]["any"]["count"], "report": str(paths["report"]),
             "search_time_s": report["search_time_s"]}
+
+
+def distill_offline_job(cfg: DictConfig, out_dir: Path) -> dict:
+    """``distill data=synthetic``: the student learns from a stored data set's teacher logits; no teacher runs."""
+    from datafree.distill.offline import distill_offline
+    from datafree.export.audit import check_comparable
+    from datafree.export.reader import SyntheticSet
+    from datafree.export.stream import SyntheticBatches
+
+    device = prepare(cfg, out_dir)
+    trainer = cfg.trainer
+    for key in ("attention", "hint"):
+        if trainer.get(key):
+            raise DatafreeError(f"trainer.{key} compares teacher and student features, but offline distillation has only "
+                                f"the stored logits: set trainer.{key}=null (or distil online with the teacher).")
+    synthetic = SyntheticSet(cfg.data.path).require("distil from it", verify=bool(cfg.data.get("verify", True)))
+    channels, height, _ = synthetic.image_shape
+    for key, value in (("num_classes", synthetic.num_classes), ("image_size", height)):
+        if cfg.data.get(key) is not None and int(cfg.data[key]) != value:
+            raise DatafreeError(f"data.{key}={cfg.data[key]} but the synthetic set has {value}: set data.{key}=null.")
+    loss = instantiate(trainer.loss)
+    test_set = load_split(cfg.data, "test")
+    if test_set is not None:
+        check_comparable(synthetic, test_set, "test")
+    teacher = synthetic.teacher
+    info = ClassifierInfo(arch=str(teacher.get("arch")), num_classes=synthetic.num_classes, input_size=synthetic.image_shape,
+                          mean=teacher["mean"], std=teacher["std"], classes=synthetic.classes,
+                          test_accuracy=teacher.get("test_accuracy"))
+    student, student_info = make_student(cfg.student.arch, info, device)
+    if device.type == "cuda":
+        student = student.to(memory_format=torch.channels_last)
+    student_info.extra["synthetic_set"] = str(synthetic.folder)
+    stream = SyntheticBatches(synthetic, int(trainer.batch_size), device, seed=int(cfg.seed),
+                              crop_padding=int(cfg.data.crop_padding),
+                              device_budget_mb=int(cfg.data.get("device_budget_mb", 2048)),
+                              channels_last=device.type == "cuda")
+    test_batches = None if test_set is None else batches(test_set, cfg.data, device, train=False, seed=int(cfg.seed))
+    steps_per_round = max(1, int(trainer.student_steps))
+    with RunLogger(out_dir) as logger:
+        result = distill_offline(
+            student, stream, loss, device=device, steps=int(trainer.rounds) * steps_per_round, lr=float(trainer.lr),
+            optimizer=str(trainer.optimizer), momentum=float(trainer.momentum), weight_decay=float(trainer.weight_decay),
+            eval_every=int(trainer.eval_every) * steps_per_round, log_every=int(trainer.log_every),
+            time_budget_s=trainer.get("time_budget_s"), checkpoint_every=int(trainer.checkpoint_every),
+            max_nonfinite=int(trainer.max_nonfinite), amp=bool(cfg.amp), test_batches=test_batches, logger=logger,
+            student_info=student_info, checkpoint_path=out_dir / "student.pt",
+            state=run_state(cfg, out_dir, logger.enabled), progress=bool(cfg.progress),
+        )
+    print(f"student {cfg.student.arch}: test accuracy {_pct(result.student_accuracy)} after {result.steps} steps "
+          f"({result.epochs} passes over {len(synthetic)} stored samples), {result.wall_time_s:.0f}s on "
+          f"{_device_name(device)}, stopped by {result.stopped_by}; no teacher ran (teacher {teacher.get('arch')}: "
+          f"{_pct(teacher.get('test_accuracy'))} when the set was made)")
+    if test_set is not None:
+        print(f"chance: {_pct(1 / synthetic.num_classes)}")
+    print(f"student checkpoint: {out_dir / 'student.pt'}")
+    return {"student_accuracy": result.student_accuracy, "steps": result.steps, "wall_time_s": round(result.wall_time_s, 1),
+            "checkpoint": str(out_dir / "student.pt")}

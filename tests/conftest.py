@@ -1,6 +1,10 @@
 import pytest
 import torch
 
+from datafree.data import DeviceBatches, build_dataset
+from datafree.models import create_model
+from datafree.teachers import ClassifierInfo, Normalized, save_classifier
+from datafree.training import train_classifier
 from nets import calibrated_bn_net
 
 
@@ -14,3 +18,18 @@ def _seed():
 def bn_teacher():
     torch.manual_seed(1)
     return calibrated_bn_net()
+
+
+@pytest.fixture(scope="session")
+def shapes_teacher_path(tmp_path_factory):
+    """A microcnn trained briefly on 8x8 shapes: a real teacher whose classes DeepInversion can hit."""
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        train = build_dataset("shapes", "train", n=1500, image_size=8)
+        mean, std = train.channel_stats()
+        model = Normalized(create_model("microcnn", num_classes=10), mean, std)
+        train_classifier(model, DeviceBatches(train, 50, shuffle=True, augment=True, drop_last=True, crop_padding=1, seed=0),
+                         None, torch.device("cpu"), epochs=3, lr=0.05, label_smoothing=0.0, progress=False)
+    save_classifier(path, model, ClassifierInfo("microcnn", 10, (3, 8, 8), mean, std, list(train.classes)))
+    return path

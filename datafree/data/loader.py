@@ -26,6 +26,8 @@ class DeviceBatches:
     ``crop_padding`` zero pixels on every side at a random offset. Given a ``seed``, a
     private generator on the device drives all randomness, so runs repeat; otherwise
     the device's global generator is used (seed it with ``torch.manual_seed``).
+    ``targets`` (one row per image, e.g. a synthetic set's stored teacher logits) are
+    yielded in place of the labels.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class DeviceBatches:
         flip: bool = True,
         seed: int | None = None,
         channels_last: bool = False,
+        targets: torch.Tensor | None = None,
     ):
         if not isinstance(dataset, ImageDataset):
             raise DatafreeError(
@@ -66,9 +69,11 @@ class DeviceBatches:
                 f"drop_last=True with batch_size={batch_size} but only {self.num_samples} images leaves no batch: "
                 "lower batch_size or set drop_last=False."
             )
+        if targets is not None and targets.shape[0] != len(dataset):
+            raise DatafreeError(f"DeviceBatches got {targets.shape[0]} targets for {len(dataset)} images: give one row per image.")
         # Moved once, kept as uint8; each batch is converted to float on the device.
         self.images = dataset.images.to(self.device)
-        self.labels = dataset.labels.to(self.device)
+        self.labels = (dataset.labels if targets is None else targets).to(self.device)
         self.generator = None
         if seed is not None:
             self.generator = torch.Generator(device=self.device)

@@ -1,0 +1,88 @@
+"""A synthetic data set as endless training batches on the device: (images, stored teacher logits).
+
+Shards go to the device in windows of at most ``device_budget_mb``; each window is batched
+by :class:`~datafree.data.DeviceBatches`, so the student sees the same batched crop-and-flip
+augmentation as on real data. A set that fits in one window is loaded once and reshuffled
+every epoch; a larger one visits its shards in a new random order every epoch, a window at
+a time. :meth:`SyntheticBatches.state_dict` holds the position, so a resumed run continues
+with the very next batch.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from datafree.data import DeviceBatches
+from datafree.data.dataset import ImageDataset
+from datafree.errors import DatafreeError
+from datafree.export.reader import SyntheticSet
+from datafree.export.samples import Samples
+from datafree.export.shards import sample_bytes
+
+
+class SyntheticBatches:
+    def __init__(self, synthetic: SyntheticSet, batch_size: int, device: torch.device | str, *, crop_padding: int,
+                 seed: int = 0, device_budget_mb: int = 2048, channels_last: bool = False):
+        self.synthetic, self.batch_size, self.device = synthetic, int(batch_size), torch.device(device)
+        self.crop_padding, self.seed, self.channels_last = int(crop_padding), int(seed), bool(channels_last)
+        # On the device a sample is its pixels and float32 logits.
+        per_sample = sample_bytes(synthetic.image_shape, synthetic.num_classes) + 2 * synthetic.num_classes
+        self.capacity = max(1, (int(device_budget_mb) << 20) // per_sample)
+        self.parts = synthetic.shard_parts()  # empty for an ImageFolder-only set: then it is loaded whole
+        self.single = len(synthetic) <= self.capacity or not self.parts
+        if not self.parts and len(synthetic) > self.capacity:
+            raise DatafreeError(f"{synthetic.folder} holds only PNGs ({len(synthetic)} samples), which do not fit "
+                                f"data.device_budget_mb={device_budget_mb}: raise it, or write the set with format=both.")
+        self.epoch, self.window = 0, 0
+        self._resume: dict | None = None
+        self._current: DeviceBatches | None = None
+        self._whole: DeviceBatches | None = None
+
+    def _batches(self, samples: Samples, seed: int) -> DeviceBatches:
+        dataset = ImageDataset(images=samples.images, labels=samples.labels, classes=self.synthetic.classes)
+        return DeviceBatches(dataset, self.batch_size, self.device, shuffle=True, augment=True,
+                             drop_last=len(samples) >= self.batch_size, crop_padding=self.crop_padding, seed=seed,
+                             channels_last=self.channels_last, targets=samples.logits.float())
+
+    def _windows(self, epoch: int) -> list[list[int]]:
+        """This epoch's shards in a random order, grouped greedily into windows that fit the budget."""
+        order = torch.randperm(len(self.parts), generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
+        windows, current, size = [], [], 0
+        for i in order.tolist():
+            count = self.parts[i][1]
+            if current and size + count > self.capacity:
+                windows.append(current)
+                current, size = [], 0
+            current.append(i)
+            size += count
+        return windows + [current]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            if self.single:
+                if self._whole is None:
+                    self._whole = self._batches(self.synthetic.load(), self.seed)
+                windows = [None]
+            else:
+                windows = self._windows(self.epoch)
+            while self.window < len(windows):
+                if self.single:
+                    batches = self._whole
+                else:
+                    samples = Samples.cat([self.synthetic.read(self.parts[i][0]) for i in windows[self.window]])
+                    batches = self._batches(samples, self.seed * 100_003 + self.epoch * 1_000 + self.window)
+                if self._resume is not None:
+                    batches.load_state_dict(self._resume)
+                    self._resume = None
+                self._current = batches
+                yield from batches
+                self.window += 1
+            self.epoch, self.window = self.epoch + 1, 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "window": self.window,
+                "batches": None if self._current is None else self._current.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.window, self._resume = int(state["epoch"]), int(state["window"]), state.get("batches")
