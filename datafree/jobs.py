@@ -297,7 +297,7 @@ def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
     )
     if not result.already_complete:
         counts = ", ".join(str(c) for c in result.class_counts)
-        print(f"synthetic data set: {result.count} samples ({counts} per class) in {result.folder}: {result.shards} shards, "
+        print(f"synthetic data set: {result.count} samples ({counts} per class) in {result.folder}: {result.shards} shard{'s' if result.shards != 1 else ''}, "
               f"{result.bytes / 1e6:.1f} MB; this run wrote {result.samples_this_run} in {result.wall_time_s:.1f}s "
               f"({result.samples_per_s:.1f} samples/s, {result.drawn} images drawn in all) on {_device_name(device)}")
     print(f"manifest: {result.folder / 'manifest.json'}")

@@ -27,7 +27,7 @@ def summary(synthetic: SyntheticSet) -> str:
     target = str(synth.get("_target_", "?")).rsplit(".", 1)[-1]
     settings = ", ".join(f"{k} {synth[k]}" for k in ("batch_size", "iterations", "g_steps") if k in synth)
     total = sum(int(f["bytes"]) for f in m["files"].values())
-    storage = [f"{len(m['shards'])} shards"] if m["shards"] else []
+    storage = [f"{len(m['shards'])} shard{'s' if len(m['shards']) != 1 else ''}"] if m["shards"] else []
     if m.get("imagefolder"):
         storage.append(f"ImageFolder of PNGs under {m['imagefolder']['root']}/")
     counts = synthetic.class_counts()

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterator
 
 from datafree.data.dataset import ImageDataset
 from datafree.errors import DatafreeError
 from datafree.export.imagefolder import read_image_folder
-from datafree.export.manifest import read_manifest, verify_files
+from datafree.export.manifest import data_set_folder, read_manifest, verify_files
 from datafree.export.samples import Samples
 from datafree.export.shards import read_shard
 
@@ -21,10 +20,8 @@ class SyntheticSet:
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.manifest = read_manifest(path)
-        self.folder = Path(path).expanduser()
-        if self.folder.is_file():
-            self.folder = self.folder.parent
+        self.folder = data_set_folder(path)
+        self.manifest = read_manifest(self.folder)
 
     # -- what it is ----------------------------------------------------------------------------------
     @property

@@ -183,8 +183,8 @@ def synthesize_dataset(
     def next_images() -> torch.Tensor:
         synthesizer.class_weights = quota.weights()
         try:
-            if draw == "sample":
-                return synthesizer.sample(per_draw)
+            if draw == "sample":  # no more than can still be kept: the last draw is not a whole batch wasted
+                return synthesizer.sample(min(per_draw, n - quota.kept))
             return synthesizer.synthesize().images
         except torch.OutOfMemoryError:
             raise DatafreeError(f"out of GPU memory drawing a batch of {per_draw} images: lower "
@@ -203,7 +203,7 @@ def synthesize_dataset(
                 if stop.requested:
                     raise _stopped(stop.signum, writer)
                 if drawn >= max_draws:
-                    raise _short(quota, names, drawn, max_draw_factor, n)
+                    raise _short(quota, names, drawn, max_draw_factor, n, writer.manifest["count"])
                 batch = label_with_teacher(teacher.model, next_images(), amp)
                 drawn += len(batch)
                 keep = quota.accept(batch.labels)
@@ -246,14 +246,14 @@ def _stopped(signum: int, writer: SyntheticWriter) -> Interrupted:
                        f"({m['count']} of {m['n']} samples), which are kept: run the same command to continue.", signum)
 
 
-def _short(quota: Quota, names: list[str], drawn: int, factor: float, n: int) -> DatafreeError:
+def _short(quota: Quota, names: list[str], drawn: int, factor: float, n: int, kept: int) -> DatafreeError:
     short = quota.shortfall()
     listed = ", ".join(f"{names[k]} {have} of {want}" for k, (have, want) in list(short.items())[:5])
     return DatafreeError(
         f"after drawing {drawn} images ({factor:g} x n={n}, max_draw_factor) the teacher labelled too few as "
-        f"{listed}{', ...' if len(short) > 5 else ''}: the synthesizer rarely makes these classes. The complete shards "
-        "are kept. Use class_counts=as_drawn, a histogram closer to what it makes, a synthesizer that aims at classes "
-        "(deepinversion, a conditional generator), or a larger max_draw_factor."
+        f"{listed}{', ...' if len(short) > 5 else ''}: the synthesizer rarely makes these classes ({kept} samples in "
+        "complete shards are kept). Use class_counts=as_drawn, a histogram closer to what it makes, a synthesizer "
+        "that aims at classes (deepinversion, a conditional generator), or a larger max_draw_factor."
     )
 
 
