@@ -47,6 +47,22 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
     raise DatafreeError(f"unknown trainer.optimizer {name!r}: choose 'sgd' or 'adam'.")
 
 
+def student_step(student: nn.Module, optimizer: torch.optim.Optimizer, loss: nn.Module, guard: NonFiniteGuard,
+                 images: torch.Tensor, teacher_logits: torch.Tensor, amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update on stored logits, skipped on the device when not finite; (loss, skipped flag), no host sync."""
+    try:
+        with autocast(images.device, amp):
+            student_logits = student(images).float()
+        value = loss(student_logits, teacher_logits)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+    except torch.OutOfMemoryError:
+        raise DatafreeError(f"out of GPU memory in a student step with trainer.batch_size={images.shape[0]}: "
+                            f"lower it (e.g. trainer.batch_size={max(1, images.shape[0] // 2)}).") from None
+    found = guard.step(optimizer, value, {guard.terms[0]: value})
+    return value.detach(), found
+
+
 def distill_offline(
     student: nn.Module,
     batches: SyntheticBatches,
@@ -131,18 +147,8 @@ def distill_offline(
                 done = max(step / steps, elapsed / time_budget_s if time_budget_s else 0.0)
                 for group in opt.param_groups:
                     group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * min(1.0, done)))
-                images, teacher_logits = next(stream)
-                try:
-                    with autocast(device, amp):
-                        student_logits = student(images).float()
-                    value = loss(student_logits, teacher_logits)
-                    opt.zero_grad(set_to_none=True)
-                    value.backward()
-                except torch.OutOfMemoryError:
-                    raise DatafreeError(f"out of GPU memory in a student step with trainer.batch_size={images.shape[0]}: "
-                                        f"lower it (e.g. trainer.batch_size={max(1, images.shape[0] // 2)}).") from None
-                found = guard.step(opt, value, {name: value})
-                loss_sum += torch.where(found.bool(), 0.0, value.detach())
+                value, found = student_step(student, opt, loss, guard, *next(stream), amp=amp)
+                loss_sum += torch.where(found.bool(), 0.0, value)
                 loss_count += 1
                 step += 1
                 bar.update(1)
