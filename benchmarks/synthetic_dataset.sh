@@ -4,10 +4,12 @@
 # DATA_DIR holds train.tar.gz and test.tar.gz (the CIFAR-10 JPEG copy); TEACHER is a ResNet-34
 # teacher.pt or a folder of its float16 pieces (benchmarks/shard_checkpoint.py). Stages, in order
 # (default: all four; later stages read what earlier ones left in .cache/runs/synthetic):
-#   online   DFQ distillation ResNet-34 -> ResNet-18 for ONLINE_S seconds: the online result, and the
-#            trained generator (and student) that the export starts from
-#   export   N samples (default 50,000) drawn from that generator and labelled by the teacher, written
-#            as shards with a manifest; then `datafree inspect` (checksums, grid per class, histogram)
+#   online   distillation ResNet-34 -> ResNet-18 (EXPERIMENT, default the fast synthesizer's recipe) for
+#            ONLINE_S seconds: the online result, and the trained generator (and student) the export starts from
+#   export   N samples (default 50,000) from that generator, labelled by the teacher (DRAW=synthesize: a few
+#            generator steps per batch, as the fast synthesizer needs; DRAW=sample for generator methods such
+#            as EXPERIMENT=cifar10_resnet34_resnet18_dfq), written as shards with a manifest; then
+#            `datafree inspect` (checksums, grid per class, histogram)
 #   offline  a fresh ResNet-18 trained from the stored set alone (no teacher), with the online run's
 #            trainer settings and OFFLINE_S seconds
 #   audit    the set against the 50,000 real training images (pixels and teacher features, mirrored
@@ -21,6 +23,7 @@ data=$(realpath "$1"); teacher=$2; shift 2
 stages=("$@"); [ ${#stages[@]} -gt 0 ] || stages=(online export offline audit)
 ONLINE_S=${ONLINE_S:-180}; OFFLINE_S=${OFFLINE_S:-180}; N=${N:-50000}; DEVICE=${DEVICE:-auto}
 CLASS_COUNTS=${CLASS_COUNTS:-balanced}  # as_drawn: keep the generator's own class mix
+EXPERIMENT=${EXPERIMENT:-cifar10_resnet34_resnet18_fast}; DRAW=${DRAW:-synthesize}
 read -r -a overrides <<< "${OVERRIDES:-}"
 runs=.cache/runs/synthetic
 mkdir -p "$runs" "$OUT"
@@ -28,7 +31,7 @@ if [ -d "$teacher" ]; then
   python3 benchmarks/shard_checkpoint.py join "$teacher" "$runs/teacher.pt"
   teacher="$runs/teacher.pt"
 fi
-experiment=(experiment=cifar10_resnet34_resnet18_dfq "teacher.checkpoint=$teacher" progress=false device="$DEVICE"
+experiment=("experiment=$EXPERIMENT" "teacher.checkpoint=$teacher" progress=false device="$DEVICE"
             ${overrides[@]+"${overrides[@]}"})
 csv="$OUT/synthetic_dataset.csv"
 [ -f "$csv" ] || echo "stage,wall_s,samples,MB,samples_per_s,student_accuracy,note" > "$csv"
@@ -43,7 +46,7 @@ def last_accuracy(run):
     return rows[-1]["student_accuracy"] if rows else ""
 samples = mb = rate = accuracy = note = ""
 if stage == "online":
-    accuracy, note = last_accuracy(runs / "online"), "DFQ, accuracy at the end of the run"
+    accuracy, note = last_accuracy(runs / "online"), "accuracy at the end of the run"
 elif stage == "export":
     m = json.load(open(runs / "set" / "manifest.json"))
     samples, mb = m["count"], round(sum(f["bytes"] for f in m["files"].values()) / 1e6, 1)
@@ -80,7 +83,7 @@ for stage in "${stages[@]}"; do
       cp "$runs/online/summary.csv" "$OUT/online_summary.csv" ;;
     export)
       rm -rf "$runs/set"
-      timed export python3 -m datafree synthesize "${experiment[@]}" from_run="$runs/online" draw=sample batch_size=1000 \
+      timed export python3 -m datafree synthesize "${experiment[@]}" from_run="$runs/online" draw="$DRAW" batch_size=1000 \
           n="$N" class_counts="$CLASS_COUNTS" out="$runs/set" hydra.run.dir="$runs/export_log"
       python3 -m datafree inspect "$runs/set" --out "$OUT/inspect" | tee "$OUT/inspect.log"
       cp "$runs/set/manifest.json" "$OUT/manifest.json" ;;

@@ -284,8 +284,9 @@ def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
     for note in teacher.notes:
         print(f"teacher: {note}")
     student, _ = make_student(cfg.student.arch, teacher.info, device)
+    saved = None
     if cfg.get("from_run"):
-        file = load_distill_run(cfg.from_run, student, synthesizer, cfg.synthesizer.get("_target_"), cfg.student.get("arch"))
+        file, saved = load_distill_run(cfg.from_run, student, cfg.synthesizer.get("_target_"), cfg.student.get("arch"))
         print(f"synthesizer and student from {file}")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     recipe = {k: v for k, v in resolved.items() if k not in ("data", "trainer", "noise_baseline")}  # unused here
@@ -293,7 +294,7 @@ def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
         teacher, synthesizer, cfg.out, cfg.n, class_counts=cfg.class_counts, classes=resolved.get("classes"),
         student=student, draw=cfg.draw, batch_size=cfg.get("batch_size"), format=cfg.format, shard_size=cfg.shard_size,
         max_draw_factor=float(cfg.max_draw_factor), seed=int(cfg.seed), amp=bool(cfg.amp), progress=bool(cfg.progress),
-        recipe=recipe, synthesizer_description=resolved["synthesizer"],
+        recipe=recipe, synthesizer_description=resolved["synthesizer"], synthesizer_state=saved,
     )
     if not result.already_complete:
         counts = ", ".join(str(c) for c in result.class_counts)

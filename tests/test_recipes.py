@@ -71,6 +71,10 @@ def test_data_recipes_compose(data):
     if data == "none":  # the teacher alone: no labelled data, no accuracy
         assert cfg.data.train is None and cfg.data.test is None and cfg.data.num_classes is None
         return
+    if data.startswith("synthetic"):  # a stored synthetic set: the manifest says classes and size (tests/distill)
+        assert cfg.data.synthetic and cfg.data.train is None
+        assert data == "synthetic" or cfg.data.test._target_ == "datafree.data.build_dataset"
+        return
     assert cfg.data.train._target_ == "datafree.data.build_dataset"
     assert cfg.data.num_classes > 0
 

@@ -105,13 +105,15 @@ def synthesize_dataset(
     progress: bool = True,
     recipe: dict | None = None,
     synthesizer_description: dict | None = None,
+    synthesizer_state: dict | None = None,
     log: Callable[[str], None] = print,
 ) -> SynthesisResult:
     """Write ``n`` samples of ``synthesizer`` for ``teacher`` to the folder ``out`` (see the module docstring).
 
     ``student`` is what synthesizers that play against a student (ADI, generator methods) see;
     without one they see the teacher itself, which zeroes their disagreement terms, so give
-    one (e.g. the student and generator state of a distillation run) for those methods.
+    one (e.g. the student and generator state of a distillation run) for those methods;
+    ``synthesizer_state`` (e.g. the trained generator of that run) is loaded once it is bound.
     The synthesizer is bound here; on a continued run its saved state and the random state
     are restored, so that the result is the one of an uninterrupted run. ``recipe`` (the
     CLI's resolved recipe) is what a continuation must match; by default the arguments.
@@ -155,6 +157,13 @@ def synthesize_dataset(
     student = student if student is not None else teacher.model
     seed_everything(seed)  # every draw from here on follows the seed; a continuation restores its state below
     synthesizer.bind(teacher.model, student, info.num_classes, info.input_size, device)
+    if synthesizer_state:
+        try:
+            synthesizer.load_state_dict(synthesizer_state)
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise DatafreeError(f"from_run: the synthesizer saved by the run does not fit this recipe's ({_first_line(exc)}): "
+                                "give the run's own settings (the same experiment and overrides, e.g. data.image_size, "
+                                "which sizes the demo generators).") from None
     per_draw = int(batch_size or getattr(synthesizer, "batch_size", 256))
     if draw == "sample" and synthesizer.sample(1) is None:
         raise DatafreeError(f"draw=sample needs a synthesizer that draws images without a synthesis round (a generator, "
@@ -257,9 +266,10 @@ def _short(quota: Quota, names: list[str], drawn: int, factor: float, n: int, ke
     )
 
 
-def load_distill_run(path: str | Path, student: nn.Module, synthesizer: Synthesizer, synthesizer_target: str | None,
-                     student_arch: str | None) -> Path:
-    """Load the trained student and synthesizer (e.g. its generator) of a distillation run; returns the state file.
+def load_distill_run(path: str | Path, student: nn.Module, synthesizer_target: str | None,
+                     student_arch: str | None) -> tuple[Path, dict]:
+    """Load the trained student of a distillation run; returns the state file and the synthesizer's saved state
+    (e.g. its generator), which :func:`synthesize_dataset` loads once the synthesizer is bound.
 
     ``path`` is the run folder (its ``state_last.pt`` is read) or a state file. The run must have
     used the same synthesizer class and student architecture as this recipe.
@@ -289,8 +299,12 @@ def load_distill_run(path: str | Path, student: nn.Module, synthesizer: Synthesi
                             f"student={run_arch} (or the run's experiment=...).")
     try:
         student.load_state_dict(state["student"])
-        synthesizer.load_state_dict(state["synthesizer"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise DatafreeError(f"from_run: the student or synthesizer saved in {file} does not fit this recipe's "
-                            f"({str(exc).splitlines()[0][:200]}): give the run's own recipe settings.") from None
-    return file
+    except (KeyError, RuntimeError) as exc:
+        raise DatafreeError(f"from_run: the student saved in {file} does not fit this recipe's "
+                            f"({_first_line(exc)}): give the run's own recipe settings.") from None
+    return file, state.get("synthesizer") or {}
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines[:2])[:240] or type(error).__name__

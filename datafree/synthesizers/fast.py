@@ -37,7 +37,7 @@ from datafree.distill.losses import masked_kl
 from datafree.errors import DatafreeError
 from datafree.models import create_model
 from datafree.synthesizers.augment import Augment
-from datafree.synthesizers.base import Batch, Synthesizer, balanced_targets, check_loss_weights
+from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
 from datafree.synthesizers.hooks import BatchNormStatistics, check_batchnorm_teacher
 from datafree.utils.device import autocast
 from datafree.utils.graphs import CapturedStep
@@ -130,7 +130,7 @@ class FastSynthesizer(Synthesizer):
             for value in self.optimizer.state.get(p, {}).values():
                 if isinstance(value, torch.Tensor):
                     value.zero_()
-        targets = balanced_targets(self.batch_size, self.num_classes, self.device)
+        targets = self.draw_targets(self.batch_size)
         self._targets.copy_(targets)
         self._code[:, : self.num_classes] = F.one_hot(targets, self.num_classes).float()
         self._code[:, self.num_classes:].normal_()

@@ -100,3 +100,32 @@ def test_recipe_mistakes_are_refused_before_the_folder_is_made(tmp_path, shapes_
         jobs.synthesize_job(cfg, tmp_path / "run")
     assert needle in str(error.value)
     assert not (tmp_path / "set").exists()
+
+
+@pytest.mark.parametrize("synthesizer, draw", [([], "sample"), (["synthesizer=fast", "synthesizer.g_steps=2"], "synthesize")],
+                         ids=["dfq", "fast"])
+def test_export_from_a_distill_run(tmp_path, shapes_teacher_path, synthesizer, draw):
+    """The generator (and student) a distillation trained, exported: draw=sample from a generator, or a few
+    generator steps per batch for the fast synthesizer (a new input layer every round)."""
+    run = tmp_path / "distill"
+    common = ["experiment=demo_dfq", f"teacher.checkpoint={shapes_teacher_path}", "device=cpu", "progress=false",
+              "synthesizer.batch_size=16", *synthesizer]
+    with initialize_config_module("datafree.recipes", version_base="1.3"):
+        distill = compose("distill", [*common, "teacher.arch=microcnn", "data.image_size=8", "data.train.n=100",
+                                      "data.test.n=100", "trainer.rounds=3", "trainer.student_steps=2",
+                                      "trainer.batch_size=16", "noise_baseline=false"])
+        synthesize = compose("synthesize", [*common, f"from_run={run}", f"draw={draw}", "n=40", "batch_size=16",
+                                            "class_counts=as_drawn", f"out={tmp_path / 'set'}", "data.image_size=8"])
+    jobs.distill_job(distill, run)
+    if draw == "sample":  # a generator of another width cannot take the run's weights
+        with initialize_config_module("datafree.recipes", version_base="1.3"):
+            wider = compose("synthesize", [*common, f"from_run={run}", "n=40", f"out={tmp_path / 'other'}",
+                                           "data.image_size=8", "synthesizer.generator.base_width=32"])
+        with pytest.raises(DatafreeError, match="from_run: the synthesizer saved by the run does not fit .*size mismatch"):
+            jobs.synthesize_job(wider, tmp_path / "synth_wrong")
+        assert not (tmp_path / "other").exists()
+    jobs.synthesize_job(synthesize, tmp_path / "synth")
+    synthetic = SyntheticSet(tmp_path / "set")
+    assert len(synthetic.load()) == 40 and synthetic.verify() == []
+    assert synthetic.manifest["synthesizer"]["_target_"] == distill.synthesizer._target_
+    assert synthetic.manifest["recipe"]["from_run"] == str(run)
