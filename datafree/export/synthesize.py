@@ -22,8 +22,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datafree.errors import DatafreeError
-from datafree.export.quota import Quota, class_targets
+from datafree.export.imagefolder import supports_channels
 from datafree.export.manifest import teacher_fingerprint
+from datafree.export.quota import Quota, class_targets
 from datafree.export.samples import Samples, dequantise, quantise
 from datafree.export.shards import samples_per_shard
 from datafree.export.writer import FORMATS, SyntheticWriter
@@ -118,27 +119,11 @@ def synthesize_dataset(
     are restored, so that the result is the one of an uninterrupted run. ``recipe`` (the
     CLI's resolved recipe) is what a continuation must match; by default the arguments.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise DatafreeError(f"n must be an int >= 1 (the number of samples to write), got {n!r}: set e.g. n=50000.")
-    if draw not in DRAWS:
-        raise DatafreeError(f"draw={draw!r} is not a choice: 'synthesize' (a synthesis round per batch) or 'sample' "
-                            "(images from the synthesizer as it is, e.g. a trained generator).")
-    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
-        raise DatafreeError(f"shard_size must be an int >= 1 (samples per shard file), got {shard_size!r}.")
-    if not max_draw_factor or max_draw_factor < 1:
-        raise DatafreeError(f"max_draw_factor must be >= 1 (images drawn per sample kept, at most), got {max_draw_factor!r}.")
-    if format not in FORMATS:
-        raise DatafreeError(f"format={format!r} is not a choice: give one of {', '.join(FORMATS)}.")
+    _check_arguments(n, draw, shard_size, max_draw_factor, format, teacher.info.input_size[0])
     info = teacher.info
     device = next(iter([*teacher.model.parameters(), *teacher.model.buffers()])).device
     names = class_names(info.classes, info.num_classes, classes)
     targets = class_targets(class_counts, n, names)
-    if format != "shards":
-        from datafree.export.imagefolder import supports_channels
-
-        if not supports_channels(info.input_size[0]):
-            raise DatafreeError(f"format={format} writes PNGs, which hold 1 to 4 channels, but the teacher takes "
-                                f"{info.input_size[0]}: use format=shards.")
     size = samples_per_shard(shard_size, info.input_size, info.num_classes)
     if size < shard_size:
         log(f"shards of {shard_size} samples would pass 256 MB: writing {size} per shard")
@@ -179,11 +164,10 @@ def synthesize_dataset(
     carry = Samples.empty(info.input_size, info.num_classes)
     drawn = 0
     if start.state is not None:
-        state = start.state
-        synthesizer.load_state_dict(state["synthesizer"])
-        carry = Samples(**state["carry"])
-        drawn = int(state["drawn"])
-        set_rng_state(state["rng"])  # last: nothing after it may draw random numbers before the loop
+        synthesizer.load_state_dict(start.state["synthesizer"])
+        carry = Samples(**start.state["carry"])
+        drawn = int(start.state["drawn"])
+        set_rng_state(start.state["rng"])  # last: nothing after it may draw random numbers before the loop
         log(f"continuing {writer.folder} after shard {start.shards} ({start.count} of {n} samples written)")
     quota = Quota(targets, n, info.num_classes,
                   [a + b for a, b in zip(start.class_counts, torch.bincount(carry.labels, minlength=info.num_classes).tolist())])
@@ -225,15 +209,32 @@ def synthesize_dataset(
                 while buffered >= size or (quota.done and buffered):
                     block = Samples.cat(pending)
                     shard, rest = block.slice(0, size), block.slice(size)
-                    state = {"synthesizer": synthesizer.state_dict(), "rng": rng_state(), "drawn": drawn,
+                    after = {"synthesizer": synthesizer.state_dict(), "rng": rng_state(), "drawn": drawn,
                              "carry": rest.as_dict()}
-                    writer.commit(shard, state, drawn)
+                    writer.commit(shard, after, drawn)
                     pending, buffered = ([rest] if len(rest) else []), len(rest)
         writer.finish()
     finally:
         bar.close()
         synthesizer.class_weights = None
     return _result(writer, n, n - first_count, time.perf_counter() - started)
+
+
+def _check_arguments(n, draw: str, shard_size, max_draw_factor, format: str, channels: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise DatafreeError(f"n must be an int >= 1 (the number of samples to write), got {n!r}: set e.g. n=50000.")
+    if draw not in DRAWS:
+        raise DatafreeError(f"draw={draw!r} is not a choice: 'synthesize' (a synthesis round per batch) or 'sample' "
+                            "(images from the synthesizer as it is, e.g. a trained generator).")
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise DatafreeError(f"shard_size must be an int >= 1 (samples per shard file), got {shard_size!r}.")
+    if not max_draw_factor or max_draw_factor < 1:
+        raise DatafreeError(f"max_draw_factor must be >= 1 (images drawn per sample kept, at most), got {max_draw_factor!r}.")
+    if format not in FORMATS:
+        raise DatafreeError(f"format={format!r} is not a choice: give one of {', '.join(FORMATS)}.")
+    if format != "shards" and not supports_channels(channels):
+        raise DatafreeError(f"format={format} writes PNGs, which hold 1 to 4 channels, but the teacher takes {channels}: "
+                            "use format=shards.")
 
 
 def _plain(value):

@@ -133,9 +133,13 @@ class SyntheticWriter:
             return Start(len(manifest["shards"]), manifest["count"], manifest["class_counts"]["written"], None, complete=True)
         notices = []
         shards = manifest["shards"]
-        damaged = next((k for k, entry in enumerate(shards) if verify_files(folder, manifest, [entry["file"]])), None)
+        damaged, problem = None, ""
+        for k, entry in enumerate(shards):
+            problems = verify_files(folder, manifest, [entry["file"]])
+            if problems:
+                damaged, problem = k, problems[0]
+                break
         if damaged is not None:
-            problem = verify_files(folder, manifest, [shards[damaged]["file"]])[0]
             if damaged and not self._state_path(damaged).is_file():
                 raise DatafreeError(f"out={folder}: {problem}, and the run state needed to write it again is gone: delete "
                                     "the folder and run the command again.")
@@ -173,7 +177,8 @@ class SyntheticWriter:
             shutil.rmtree(resume, ignore_errors=True)
         elif resume.is_dir():
             for path in resume.iterdir():
-                if path.suffix == ".tmp" or (path.name.startswith("after_") and int(path.stem[6:]) > shards):
+                number = path.stem[len("after_"):]
+                if path.suffix == ".tmp" or (path.name.startswith("after_") and number.isdigit() and int(number) > shards):
                     path.unlink(missing_ok=True)
 
     def _state_path(self, shards: int) -> Path:
