@@ -28,7 +28,7 @@ from datafree.utils.device import autocast
 from datafree.utils.graphs import CapturedStep, set_lr, tensor_lr
 from datafree.utils.logging import RunLogger
 from datafree.utils.loop import Loop, Snapshot, check_loop_settings
-from datafree.utils.nonfinite import NonFiniteGuard, fused_adam, fused_sgd
+from datafree.utils.nonfinite import NonFiniteGuard, fused_optimizer
 
 
 @dataclasses.dataclass
@@ -101,13 +101,8 @@ class Distiller:
         params = [p for p in student.parameters() if p.requires_grad]
         params += [p for term in self.feature_terms for p in term.parameters()]
         self._params, self.optimiser = params, optimiser
-        if optimiser.optimizer == "sgd":
-            self.optimizer = fused_sgd(params, lr=optimiser.lr, momentum=optimiser.momentum,
-                                       weight_decay=optimiser.weight_decay, nesterov=optimiser.momentum > 0)
-        elif optimiser.optimizer == "adam":
-            self.optimizer = fused_adam(params, lr=optimiser.lr, weight_decay=optimiser.weight_decay)
-        else:
-            raise DatafreeError(f"unknown trainer.optimizer {optimiser.optimizer!r}: choose 'sgd' or 'adam'.")
+        self.optimizer = fused_optimizer(optimiser.optimizer, params, lr=optimiser.lr, momentum=optimiser.momentum,
+                                         weight_decay=optimiser.weight_decay)
         self.base_lr = float(optimiser.lr)
         self._captured = self._capture_plan(step.cuda_graphs)
         self.loss_name = getattr(self.loss, "name", type(self.loss).__name__.lower())

@@ -33,6 +33,15 @@ def fused_sgd(params, *, lr: float, momentum: float, weight_decay: float, nester
     return optimizer
 
 
+def fused_optimizer(name: str, params, *, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    """A student's optimiser by its recipe name (``trainer.optimizer``): Nesterov SGD or Adam, fused."""
+    if name == "sgd":
+        return fused_sgd(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    if name == "adam":
+        return fused_adam(params, lr=lr, weight_decay=weight_decay)
+    raise DatafreeError(f"unknown trainer.optimizer {name!r}: choose 'sgd' or 'adam'.")
+
+
 def fused_adam(params, *, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999),
                capturable: bool = False) -> torch.optim.Adam:
     """``capturable``: the step count lives on the device, so the step can be captured in a CUDA graph."""

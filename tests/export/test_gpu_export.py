@@ -4,13 +4,13 @@ import torch
 
 from fakes import AimingSynthesizer, red_teacher
 from datafree.distill.losses import KDLoss
-from datafree.distill.offline import make_optimizer, student_step
+from datafree.distill.offline import student_step
 from datafree.export import SyntheticSet, synthesize_dataset
 from datafree.export.audit import nearest, penultimate_features, pixel_search
 from datafree.export.stream import SyntheticBatches
 from datafree.models import create_model
 from datafree.teachers import Normalized
-from datafree.utils.nonfinite import NonFiniteGuard
+from datafree.utils.nonfinite import NonFiniteGuard, fused_optimizer
 
 pytestmark = [
     pytest.mark.gpu,
@@ -59,7 +59,7 @@ def test_shard_stream_and_offline_step_do_not_sync(tmp_path):
     next(batches)  # loads the set onto the device once
     student = Normalized(create_model("resnet18", num_classes=4), (0.0,) * 3, (1.0,) * 3).to(device)
     student = student.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer("sgd", student.parameters(), 0.05, 0.9, 5e-4)
+    optimizer = fused_optimizer("sgd", student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     guard = NonFiniteGuard(device, ("kd",))
     loss = KDLoss(temperature=1.0)
     student_step(student, optimizer, loss, guard, *next(batches))  # warm-up
