@@ -309,7 +309,7 @@ def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
 
 def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
     """Nearest real training image of every synthetic image, against the held-out baseline; writes audit.json."""
-    from datafree.export.audit import AuditSettings, check_comparable, run_audit, write_report
+    from datafree.export.audit import AuditSettings, check_comparable, check_feature_teacher, run_audit, write_report
     from datafree.export.manifest import teacher_fingerprint
     from datafree.export.reader import SyntheticSet
 
@@ -338,6 +338,7 @@ def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
                 raise DatafreeError("the audit's feature space needs the teacher and the data set's manifest names no "
                                     "teacher file: set teacher.checkpoint=PATH, or features=false for pixels only.")
         teacher = teacher_from_config(node, device, data_hint(cfg.data, held_out)).model
+        check_feature_teacher(teacher)
         sha = teacher_fingerprint(teacher)
         teacher_entry = {"sha256": sha, "matches_synthetic_set": sha == synthetic.teacher.get("sha256")}
         if not teacher_entry["matches_synthetic_set"]:

@@ -107,6 +107,17 @@ def pixel_search(queries_u8: torch.Tensor, keys: torch.Tensor, flips: bool, budg
     return nearest_with_flips(search, queries_u8, queries_u8.flip(-1) if flips else None)
 
 
+def check_feature_teacher(model: nn.Module) -> None:
+    """The feature space is the input of the teacher's last ``nn.Linear``, read by a hook: refuse what has neither."""
+    if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
+        raise DatafreeError("the audit reads the teacher's penultimate features through a forward hook, which cannot "
+                            "attach to a TorchScript teacher: set features=false (pixel space only), or load the teacher "
+                            "from its Python class (teacher=module).")
+    if not any(isinstance(m, nn.Linear) for m in model.modules()):
+        raise DatafreeError(f"the audit's feature space is the input of the teacher's final nn.Linear, and "
+                            f"{type(model).__name__} has none: set features=false (pixel space only).")
+
+
 @torch.no_grad()
 def penultimate_features(model: nn.Module, images_u8: torch.Tensor, batch_size: int, amp: bool) -> torch.Tensor:
     """Unit-length inputs of the model's final ``nn.Linear`` for uint8 images on the model's device."""

@@ -1,5 +1,6 @@
 """datafree audit: a planted copy and a mirrored copy of training images are found and ranked first."""
 import json
+import warnings
 
 import pytest
 import torch
@@ -96,3 +97,16 @@ def test_audit_refuses_another_class_list(planted_set, real):
     renamed = type(train)(images=train.images, labels=train.labels, classes=[f"x{k}" for k in range(10)])
     with pytest.raises(DatafreeError, match="classes .* differ from the synthetic set's"):
         run_audit(SyntheticSet(folder), renamed, None, teacher.model, torch.device("cpu"), AuditSettings())
+
+
+def test_a_teacher_without_a_feature_layer_is_refused_for_the_feature_space():
+    from datafree.export.audit import check_feature_teacher
+
+    with pytest.raises(DatafreeError, match="has none: set features=false"):
+        check_feature_teacher(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script is deprecated, but users still hand in such teachers
+        scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2)))
+    with pytest.raises(DatafreeError, match="TorchScript teacher: set features=false"):
+        check_feature_teacher(scripted)
+

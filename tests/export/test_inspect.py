@@ -4,7 +4,8 @@ from PIL import Image
 
 from fakes import AimingSynthesizer, red_teacher
 from datafree import cli
-from datafree.export import synthesize_dataset
+from datafree.errors import DatafreeError
+from datafree.export import SyntheticSet, synthesize_dataset
 
 
 @pytest.fixture
@@ -35,6 +36,8 @@ def test_a_flipped_byte_is_caught(data_set, tmp_path, capsys, kind):
     assert cli.main(["inspect", str(data_set), "--no-pictures"]) == 1
     out = capsys.readouterr().out
     assert "checksums: 1 of 45 files do NOT match the manifest" in out and f"{victim} differs from the manifest" in out
+    with pytest.raises(DatafreeError, match=f"does not match its manifest .*{victim} differs"):
+        SyntheticSet(data_set).require("distil from it")  # what distill data=synthetic and audit check
 
 
 def test_inspect_refuses_what_is_not_a_data_set(tmp_path, capsys):

@@ -126,6 +126,8 @@ def test_a_full_disk_stops_with_a_clear_message_and_valid_shards(tmp_path, monke
     manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
     assert manifest["count"] == 32 and not manifest["complete"]
     assert SyntheticSet(tmp_path / "set").verify() == []
+    with pytest.raises(DatafreeError, match=r"is incomplete \(32 of 60 samples written\)"):
+        SyntheticSet(tmp_path / "set").require("distil from it")  # what distill data=synthetic and audit check
     monkeypatch.undo()
     result, _ = _write(tmp_path / "set", n=60)  # space freed: the same command finishes the set
     assert result.count == 60 and SyntheticSet(tmp_path / "set").verify() == []
