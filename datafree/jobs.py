@@ -283,6 +283,8 @@ def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
     teacher = teacher_from_config(node, device, data_hint(cfg.data, None))
     for note in teacher.notes:
         print(f"teacher: {note}")
+    if device.type == "cuda":  # every drawn batch goes through the teacher at least once
+        teacher.model.to(memory_format=torch.channels_last)
     student, _ = make_student(cfg.student.arch, teacher.info, device)
     saved = None
     if cfg.get("from_run"):
@@ -339,6 +341,8 @@ def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
                                     "teacher file: set teacher.checkpoint=PATH, or features=false for pixels only.")
         teacher = teacher_from_config(node, device, data_hint(cfg.data, held_out)).model
         check_feature_teacher(teacher)
+        if device.type == "cuda":
+            teacher = teacher.to(memory_format=torch.channels_last)
         sha = teacher_fingerprint(teacher)
         teacher_entry = {"sha256": sha, "matches_synthetic_set": sha == synthetic.teacher.get("sha256")}
         if not teacher_entry["matches_synthetic_set"]:
