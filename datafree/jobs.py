@@ -286,6 +286,8 @@ def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
     if device.type == "cuda":  # every drawn batch goes through the teacher at least once
         teacher.model.to(memory_format=torch.channels_last)
     student, _ = make_student(cfg.student.arch, teacher.info, device)
+    if device.type == "cuda":
+        student = student.to(memory_format=torch.channels_last)
     saved = None
     if cfg.get("from_run"):
         file, saved = load_distill_run(cfg.from_run, student, cfg.synthesizer.get("_target_"), cfg.student.get("arch"))
@@ -408,6 +410,7 @@ def distill_offline_job(cfg: DictConfig, out_dir: Path) -> dict:
         result = distill_offline(
             student, stream, loss, device=device, steps=int(trainer.rounds) * steps_per_round, lr=float(trainer.lr),
             optimizer=str(trainer.optimizer), momentum=float(trainer.momentum), weight_decay=float(trainer.weight_decay),
+            clip_grad_norm=trainer.get("clip_grad_norm"),
             eval_every=int(trainer.eval_every) * steps_per_round, log_every=int(trainer.log_every),
             time_budget_s=trainer.get("time_budget_s"), checkpoint_every=int(trainer.checkpoint_every),
             max_nonfinite=int(trainer.max_nonfinite), amp=bool(cfg.amp), test_batches=test_batches, logger=logger,

@@ -40,7 +40,8 @@ class OfflineResult:
 
 
 def student_step(student: nn.Module, optimizer: torch.optim.Optimizer, loss: nn.Module, guard: NonFiniteGuard,
-                 images: torch.Tensor, teacher_logits: torch.Tensor, amp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                 images: torch.Tensor, teacher_logits: torch.Tensor, amp: bool = True,
+                 clip_grad_norm: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One update on stored logits, skipped on the device when not finite; (loss, skipped flag), no host sync."""
     try:
         with autocast(images.device, amp):
@@ -48,6 +49,9 @@ def student_step(student: nn.Module, optimizer: torch.optim.Optimizer, loss: nn.
         value = loss(student_logits, teacher_logits)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
+        if clip_grad_norm:  # as the online loop does (trainer.clip_grad_norm): a device-side rescale
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, clip_grad_norm, foreach=True)
     except torch.OutOfMemoryError:
         raise DatafreeError(f"out of GPU memory in a student step with trainer.batch_size={images.shape[0]}: "
                             f"lower it (e.g. trainer.batch_size={max(1, images.shape[0] // 2)}).") from None
@@ -66,6 +70,7 @@ def distill_offline(
     optimizer: str = "sgd",
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
+    clip_grad_norm: float | None = None,
     eval_every: int = 1000,
     log_every: int = 50,
     time_budget_s: float | None = None,
@@ -131,7 +136,7 @@ def distill_offline(
                     stopped_by = "time budget"
                     break
                 set_lr(opt, lr * lr_at(loop.fraction(step, steps), "cosine", 0.0))
-                value, found = student_step(student, opt, loss, guard, *next(stream), amp=amp)
+                value, found = student_step(student, opt, loss, guard, *next(stream), amp=amp, clip_grad_norm=clip_grad_norm)
                 loss_sum += torch.where(found.bool(), 0.0, value)
                 loss_count += 1
                 step += 1
