@@ -105,9 +105,8 @@ class FastSynthesizer(Synthesizer):
         self._bn = (BatchNormStatistics(self.teacher, self.first_bn_multiplier, self.bn_momentum)
                     if self.bn_weight else None)
         # What each step reads; refilled in place every round, so a captured step sees the new round.
-        self._code = torch.zeros(self.batch_size, self.num_classes + self.latent_dim, device=self.device)
-        self._targets = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
         self._step = CapturedStep(self._generator_step, self.device, enabled=self._graphed)
+        self._size_buffers()
         if self._pending_state is not None:
             state, self._pending_state = self._pending_state, None
             self.load_state_dict(state)
@@ -121,10 +120,19 @@ class FastSynthesizer(Synthesizer):
     def _graphed(self) -> bool:
         return self.cuda_graphs and self.device.type == "cuda"
 
+    def _size_buffers(self) -> None:
+        """The step's input buffers at the current batch size; a new size (the trainer halves the batch after an
+        out-of-memory error) means new buffers and a new capture."""
+        self._code = torch.zeros(self.batch_size, self.num_classes + self.latent_dim, device=self.device)
+        self._targets = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)
+        self._step.reset()
+
     # -- one round --------------------------------------------------------------------------------------
     @torch.no_grad()
     def _new_round(self) -> None:
         """A fresh noisy layer (Adam moments cleared), fresh classes and latents: all in place."""
+        if self._code.shape[0] != self.batch_size:
+            self._size_buffers()
         self.noisy.reset_parameters()
         for p in self.noisy.parameters():
             for value in self.optimizer.state.get(p, {}).values():

@@ -101,3 +101,11 @@ def test_a_teacher_without_batchnorm_is_pointed_elsewhere():
     with pytest.raises(DatafreeError, match="no BatchNorm"):
         _bind(_fast(), create_model("nobn_cnn", num_classes=4))
     _bind(_fast(bn_weight=0.0), create_model("nobn_cnn", num_classes=4))  # without the BN prior it works
+
+
+def test_a_halved_batch_gets_new_buffers(bn_teacher):
+    """The trainer halves synthesizer.batch_size after an out-of-memory error: the next round uses the new size."""
+    synth = _bind(_fast(), bn_teacher)
+    synth.synthesize()
+    synth.batch_size = 8
+    assert synth.synthesize().images.shape[0] == 8
