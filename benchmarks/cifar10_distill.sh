@@ -6,7 +6,7 @@
 set -euo pipefail
 name=$1; pieces=$2; shift 2
 python3 benchmarks/shard_checkpoint.py join "$pieces" ".cache/runs/teacher_$name.pt"
-python3 -m datafree distill data.root=.cache/dev/data teacher.checkpoint=".cache/runs/teacher_$name.pt" \
+python3 -m datafree distill data=cifar10_jpeg data.root=.cache/dev/data teacher.checkpoint=".cache/runs/teacher_$name.pt" \
     progress=false hydra.run.dir=".cache/runs/$name" "$@" 2>&1 | grep -v -i warning | tee "$OUT/$name.log"
 cp ".cache/runs/$name/summary.csv" "$OUT/${name}_summary.csv"
 cp ".cache/runs/$name/samples.png" "$OUT/${name}_samples.png"

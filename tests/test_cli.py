@@ -9,6 +9,7 @@ import torch
 
 from datafree.models import create_model
 from datafree.teachers import ClassifierInfo, save_classifier
+from recipe_keys import missing_keys
 
 # A tiny but complete run: teacher trained first, DeepInversion, evaluation, noise baseline.
 TINY = [
@@ -28,6 +29,18 @@ def run_cli(*args, cwd=None, pythonpath=None):
                           cwd=cwd, timeout=300, env=env)
 
 
+def run_in_process(capsys, *args) -> tuple[int, str, str]:
+    """``datafree ARGS`` in this process (no interpreter start-up): exit status, stdout, stderr."""
+    from datafree import cli
+
+    try:
+        code = cli.main(list(args))
+    except SystemExit as stop:
+        code = stop.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def _info(arch="microcnn"):
     return ClassifierInfo(arch=arch, num_classes=10, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3)
 
@@ -37,7 +50,8 @@ def test_tiny_distill_end_to_end(tmp_path):
     proc = run_cli("distill", *TINY, "noise_baseline=true", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     for needle in ("teacher microcnn: test accuracy", "student microcnn: test accuracy", "random-noise images",
-                   "synthetic sample grid"):
+                   f"run folder: {out}", "student.pt ", "samples.png ", "summary.csv ", "tensorboard/ ",
+                   "noise_baseline/ ", "state_last.pt "):
         assert needle in proc.stdout
     for name in ("teacher.pt", "student.pt", "samples.png", "summary.csv"):
         assert (out / name).is_file(), name
@@ -63,6 +77,17 @@ def test_help_and_unknown_command():
     assert proc.returncode == 0 and "train-teacher" in proc.stdout
     proc = run_cli("distil")
     assert proc.returncode == 2 and "unknown command 'distil'" in proc.stderr
+
+
+def test_version(capsys):
+    import tomllib
+
+    import datafree
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert datafree.__version__ == pyproject["project"]["version"]
+    for flag in ("--version", "-V"):
+        assert run_in_process(capsys, flag) == (0, f"datafree {datafree.__version__}\n", "")
 
 
 def _assert_clean_failure(proc, out: Path, *needles):
@@ -101,10 +126,14 @@ def _assert_clean_failure(proc, out: Path, *needles):
         (["resume=/no/such/run"], ["resume=/no/such/run but the run directory is", "give only resume=RUN_DIR"]),
     ],
 )
-def test_bad_input_fails_cleanly(tmp_path, overrides, needles):
+def test_bad_input_fails_cleanly(tmp_path, capsys, overrides, needles):
+    # In this process: the same code as the command, without an interpreter start-up per case.
     out = tmp_path / "run"
-    proc = run_cli("distill", *TINY, *overrides, f"hydra.run.dir={out}")
-    _assert_clean_failure(proc, out, *needles)
+    code, stdout, stderr = run_in_process(capsys, "distill", *TINY, *overrides, f"hydra.run.dir={out}")
+    _assert_clean_failure(subprocess.CompletedProcess([], code, stdout, stderr), out, *needles)
+    assert stderr.count("\n") == 1, stderr
+    if not any(hydra_error in stderr for hydra_error in ("cannot parse", "Could not find", "Could not override")):
+        assert not missing_keys(stderr, "distill", [*TINY, *overrides]), stderr
 
 
 def test_gpu_asked_for_without_one_fails_cleanly(tmp_path):

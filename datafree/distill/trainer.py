@@ -26,10 +26,16 @@ from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Synthesizer
 from datafree.teachers import ClassifierInfo, save_classifier
 from datafree.utils.device import autocast
+from datafree.utils.dist import is_main_process
 from datafree.utils.logging import RunLogger
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam, fused_sgd
 from datafree.utils.run_state import StateFiles, rng_state, set_rng_state
+from datafree.utils.sample_grid import save_sample_grid
 from datafree.utils.signals import StopRequest, interrupted
+
+
+# The newest pool images the final sample grid sorts into rows by class.
+GRID_IMAGES = 512
 
 
 @dataclasses.dataclass
@@ -218,7 +224,7 @@ class Distiller:
             raise interrupted(stop.signum, f"student step {step} (round {round_index + 1})", path)
 
         self.student.train()
-        bar = tqdm(total=total_steps, initial=step, desc="distill", disable=not (self.progress and self.logger.enabled),
+        bar = tqdm(total=total_steps, initial=step, desc="distill", disable=not (self.progress and is_main_process()),
                    dynamic_ncols=True, leave=False)
         try:
             with StopRequest() as stop:
@@ -275,7 +281,7 @@ class Distiller:
         finally:
             bar.close()
         if self.grid_path is not None and len(self.pool):
-            self._save_grid(self.pool.images()[-64:].float().div(255))
+            self._save_grid(self.pool.images()[-GRID_IMAGES:].float().div(255))
         return DistillResult(
             student_accuracy=metrics.get("student_accuracy"),
             teacher_accuracy=metrics.get("teacher_accuracy"),
@@ -373,9 +379,10 @@ class Distiller:
         return row
 
     def _save_grid(self, images: torch.Tensor) -> None:
+        """The samples in rows by the class the teacher gives them."""
         if not self.logger.enabled:
             return
-        from torchvision.utils import save_image
-
-        self.grid_path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(images[:64].float().cpu(), str(self.grid_path), nrow=8)
+        with torch.no_grad(), autocast(self.device, self.amp):
+            logits = self.teacher(images).float()
+        classes = self.student_info.classes if self.student_info is not None else ()
+        save_sample_grid(images, logits.argmax(1), self.grid_path, classes, num_classes=logits.shape[1])

@@ -10,6 +10,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from datafree.errors import DatafreeError
+
 
 class Augment(nn.Module):
     """Random jitter (roll), horizontal flip, then optional extra modules (e.g. kornia).
@@ -23,7 +25,7 @@ class Augment(nn.Module):
     def __init__(self, jitter: int = 0, flip: bool = True, extra: Sequence[nn.Module] | None = None):
         super().__init__()
         if jitter < 0:
-            raise ValueError(f"jitter must be >= 0, got {jitter}")
+            raise DatafreeError(f"augmentation jitter (pixels of random shift) must be >= 0, got {jitter}: set it to 0 for none.")
         self.jitter = int(jitter)
         self.flip = bool(flip)
         self.extra = nn.Sequential(*(extra or []))
