@@ -41,6 +41,11 @@ def run_in_process(capsys, *args) -> tuple[int, str, str]:
     return code, out, err
 
 
+def in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """:func:`run_in_process` shaped like :func:`run_cli`'s result."""
+    return subprocess.CompletedProcess(list(args), *run_in_process(capsys, *args))
+
+
 def _info(arch="microcnn"):
     return ClassifierInfo(arch=arch, num_classes=10, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3)
 
@@ -129,8 +134,9 @@ def _assert_clean_failure(proc, out: Path, *needles):
 def test_bad_input_fails_cleanly(tmp_path, capsys, overrides, needles):
     # In this process: the same code as the command, without an interpreter start-up per case.
     out = tmp_path / "run"
-    code, stdout, stderr = run_in_process(capsys, "distill", *TINY, *overrides, f"hydra.run.dir={out}")
-    _assert_clean_failure(subprocess.CompletedProcess([], code, stdout, stderr), out, *needles)
+    proc = in_process(capsys, "distill", *TINY, *overrides, f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, *needles)
+    stderr = proc.stderr
     assert stderr.count("\n") == 1, stderr
     if not any(hydra_error in stderr for hydra_error in ("cannot parse", "Could not find", "Could not override")):
         assert not missing_keys(stderr, "distill", [*TINY, *overrides]), stderr
@@ -144,17 +150,17 @@ def test_gpu_asked_for_without_one_fails_cleanly(tmp_path):
     _assert_clean_failure(proc, out, "no CUDA GPU is visible", "device=cpu")
 
 
-def test_bad_teacher_training_setting_fails_cleanly(tmp_path):
+def test_bad_teacher_training_setting_fails_cleanly(tmp_path, capsys):
     out = tmp_path / "run"
-    proc = run_cli("train-teacher", "teacher.train.epochs=0", "device=cpu", f"hydra.run.dir={out}")
+    proc = in_process(capsys, "train-teacher", "teacher.train.epochs=0", "device=cpu", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "teacher.train.epochs must be an int >= 1, got 0")
 
 
-def test_corrupt_teacher_checkpoint_fails_cleanly(tmp_path):
+def test_corrupt_teacher_checkpoint_fails_cleanly(tmp_path, capsys):
     bad = tmp_path / "teacher.pt"
     bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
     out = tmp_path / "run"
-    proc = run_cli("distill", *TINY, f"teacher.checkpoint={bad}", f"hydra.run.dir={out}")
+    proc = in_process(capsys, "distill", *TINY, f"teacher.checkpoint={bad}", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "cannot be read", "damaged or not a PyTorch checkpoint")
 
 
@@ -197,22 +203,22 @@ def test_read_only_output_dir_is_refused_in_process(tmp_path, monkeypatch, capsy
     assert not (tmp_path / "run").exists()
 
 
-def test_missing_data_path_fails_cleanly(tmp_path):
+def test_missing_data_path_fails_cleanly(tmp_path, capsys):
     out = tmp_path / "run"
     args = [a for a in TINY if not a.startswith("data.")]
-    proc = run_cli("distill", *args, "data=cifar10_jpeg", "data.root=/no/such/folder", f"hydra.run.dir={out}")
+    proc = in_process(capsys, "distill", *args, "data=cifar10_jpeg", "data.root=/no/such/folder", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "/no/such/folder", "does not exist")
 
 
-def test_mismatched_checkpoint_fails_cleanly(tmp_path):
+def test_mismatched_checkpoint_fails_cleanly(tmp_path, capsys):
     ckpt = save_classifier(tmp_path / "t.pt", create_model("tinycnn", num_classes=10), _info("tinycnn"))
     out = tmp_path / "run"
-    proc = run_cli("distill", *TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=microcnn", f"hydra.run.dir={out}")
+    proc = in_process(capsys, "distill", *TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=microcnn", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "does not match architecture 'microcnn'", "holds 'tinycnn'")
 
 
-def test_teacher_without_batchnorm_fails_cleanly(tmp_path):
+def test_teacher_without_batchnorm_fails_cleanly(tmp_path, capsys):
     ckpt = save_classifier(tmp_path / "t.pt", create_model("nobn_cnn", num_classes=10), _info("nobn_cnn"))
     out = tmp_path / "run"
-    proc = run_cli("distill", *TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=nobn_cnn", f"hydra.run.dir={out}")
+    proc = in_process(capsys, "distill", *TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=nobn_cnn", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "no BatchNorm layer")
