@@ -159,7 +159,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def _quoting_hint(override: str) -> str | None:
-    """How to quote a value hydra cannot read as it is (spaces, brackets or non-ASCII characters in it)."""
+    """How to quote a value hydra cannot read as it is, when it holds spaces or non-ASCII characters."""
     key, sep, value = override.partition("=")
     if not sep or not re.search(r"\s|[^\x00-\x7f]", value) or value[:1] in "'\"":
         return None
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
-    if argv[0] in ("--version", "-V", "version"):
+    if argv[0] in ("--version", "-V"):
         from datafree import __version__
 
         print(f"datafree {__version__}")
