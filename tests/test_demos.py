@@ -32,6 +32,7 @@ def run_demo(tmp_path, *overrides) -> dict[str, float]:
         found = re.search(pattern + PERCENT + "%", proc.stdout, re.MULTILINE)
         assert found, proc.stdout
         printed[name] = float(found.group(1))
+    print(f"distill {' '.join(overrides)}: {printed}")  # shown with pytest -rA: the figures behind the README's
     return printed
 
 
@@ -48,7 +49,7 @@ def test_default_demo_matches_the_readme(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["dfq", "dafl", "zskt"])
+@pytest.mark.parametrize("method", ["dfq", "dafl"])  # the generator demos the README names as working
 def test_generator_demos_match_the_readme(tmp_path, method):
     assert f"demo_{method}" in README.read_text()
     printed = run_demo(tmp_path, f"experiment=demo_{method}")
