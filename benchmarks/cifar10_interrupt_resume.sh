@@ -8,7 +8,7 @@ name=$1; pieces=$2; kill_after=$3; shift 3
 run=".cache/runs/$name"
 rm -rf "$run"
 python3 benchmarks/shard_checkpoint.py join "$pieces" ".cache/runs/teacher_$name.pt" || exit 1
-common=(data.root=.cache/dev/data teacher.checkpoint=".cache/runs/teacher_$name.pt" progress=false "$@")
+common=(data=cifar10_jpeg data.root=.cache/dev/data teacher.checkpoint=".cache/runs/teacher_$name.pt" progress=false "$@")
 python3 -m datafree distill "${common[@]}" hydra.run.dir="$run" > "$OUT/${name}_first.log" 2>&1 &
 pid=$!
 sleep "$kill_after"

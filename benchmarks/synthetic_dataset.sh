@@ -78,7 +78,7 @@ for stage in "${stages[@]}"; do
   case $stage in
     online)
       rm -rf "$runs/online"
-      timed online python3 -m datafree distill "${experiment[@]}" data.root="$data" trainer.time_budget_s="$ONLINE_S" \
+      timed online python3 -m datafree distill "${experiment[@]}" data=cifar10_jpeg data.root="$data" trainer.time_budget_s="$ONLINE_S" \
           hydra.run.dir="$runs/online"
       cp "$runs/online/summary.csv" "$OUT/online_summary.csv" ;;
     export)

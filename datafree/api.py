@@ -48,8 +48,8 @@ def make_student(student: str | nn.Module, teacher: ClassifierInfo, device: torc
                  num_classes: int | None = None) -> tuple[Normalized, ClassifierInfo]:
     """A zoo model by name (built for the teacher's classes) or the user's module, checked on the teacher's input."""
     check_agreement(teacher.num_classes, teacher.input_size, student_classes=num_classes)
-    if isinstance(student, str):
-        arch, net = student, create_model(student, num_classes=teacher.num_classes)
+    if isinstance(student, str):  # built for the teacher's classes and input channels
+        arch, net = student, create_model(student, num_classes=teacher.num_classes, in_channels=teacher.input_size[0])
     elif isinstance(student, nn.Module):
         arch, net = f"{type(student).__module__}.{type(student).__name__}", student
     else:
@@ -71,7 +71,7 @@ def distill_student(
     out_dir: str | Path | None = None,
     seed: int = 0,
     amp: bool = True,
-    progress: bool = False,
+    progress: bool = True,
     **trainer_options,
 ) -> Distilled:
     """Distil ``teacher`` into ``student`` on ``synthesizer``'s images.
@@ -79,7 +79,8 @@ def distill_student(
     ``trainer_options`` are the trainer recipe's keys (``rounds``,
     ``student_steps``, ``batch_size``, ``lr``, ``time_budget_s``, ``attention``, ``hint``, ...).
     ``test_set`` (real labelled images) only measures accuracy; ``out_dir`` receives
-    ``summary.csv``, TensorBoard scalars and ``student.pt`` when given.
+    ``summary.csv``, TensorBoard scalars and ``student.pt`` when given. A tqdm progress bar
+    (which notebooks show as a widget) follows the student steps unless ``progress=False``.
     """
     if not isinstance(teacher, Teacher):
         raise DatafreeError(f"teacher must come from datafree.load_teacher(...), got {type(teacher).__name__}.")

@@ -32,6 +32,7 @@ PLAIN_COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 USAGE = """usage: datafree <command> [key=value ...]   (inspect: datafree inspect PATH [--out DIR])
+       datafree --version
 
 commands:
 {commands}
@@ -41,7 +42,7 @@ teacher on a generated shapes data set, then distils it data-free into a smaller
 student and compares it with a student distilled on random noise.
 Examples:
   datafree distill
-  datafree train-teacher teacher=resnet34 data=cifar10_jpeg
+  datafree train-teacher experiment=cifar10_resnet34_resnet18 data.download=true
   datafree distill experiment=cifar10_resnet34_resnet18 teacher.checkpoint=PATH
   datafree distill teacher=module teacher.model._target_=my_pkg.MyNet teacher.checkpoint=PATH
   datafree synthesize teacher.checkpoint=PATH n=10000 out=DIR   (then: datafree inspect DIR)
@@ -77,14 +78,18 @@ def _guarded(job: Callable, cfg) -> dict | None:
     from datafree.errors import DatafreeError
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    record = out_dir / HydraConfig.get().output_subdir if HydraConfig.get().output_subdir else None
+    before = _snapshot(out_dir, record)
     try:
         return job(cfg, out_dir)
     except Exception as error:  # noqa: BLE001 - only DatafreeError is handled, the rest re-raised
         cause = _datafree_cause(error, DatafreeError)
         if cause is None:
             raise
-        _remove_if_only_hydra_files(out_dir)
         code = getattr(cause, "exit_code", 2)  # Interrupted: 128 + signal, after saving the state
+        if code == 2:
+            _undo_if_nothing_done(out_dir, record, before)
+        _remove_if_only_hydra_files(out_dir)
         print(f"datafree: {'error' if code == 2 else 'interrupted'}: {cause}", file=sys.stderr)
         sys.exit(code)
 
@@ -98,6 +103,37 @@ def _datafree_cause(error: BaseException, kind: type) -> BaseException | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+def _snapshot(out_dir: Path, record: Path | None) -> dict[Path, tuple[int, int]]:
+    """(size, mtime) of every file in an existing run folder, except this invocation's own hydra record."""
+    if not out_dir.is_dir():
+        return {}
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in out_dir.rglob("*")
+            if p.is_file() and not (record is not None and record in p.parents)}
+
+
+def _undo_if_nothing_done(out_dir: Path, record: Path | None, before: dict[Path, tuple[int, int]]) -> None:
+    """A refused run in an existing folder (a resume) leaves it as it was: no new record, no log lines.
+
+    When the run wrote no output (the logs aside) before it stopped, its hydra record
+    (``.hydra/resumed_<time>``) is removed and the logs are cut back to their earlier length.
+    """
+    if not before:
+        return  # a new folder: _remove_if_only_hydra_files decides
+    after = _snapshot(out_dir, record)
+    changed = [p for p, stamp in after.items() if before.get(p) != stamp and p.suffix != ".log"]
+    if changed:
+        return  # real work happened: its record stays with it
+    for path, (size, _) in before.items():
+        if path.suffix == ".log" and path.is_file() and path.stat().st_size > size:
+            with path.open("r+b") as handle:
+                handle.truncate(size)
+    for path in after:
+        if path not in before and path.suffix == ".log":
+            path.unlink(missing_ok=True)
+    if record is not None and record != out_dir and record.is_dir() and record.name != ".hydra":
+        shutil.rmtree(record, ignore_errors=True)
 
 
 def _remove_if_only_hydra_files(out_dir: Path) -> None:
@@ -129,6 +165,7 @@ def _one_line(error: BaseException) -> str:
     override = getattr(error, "override", None)
     if override:
         kept.append(f"cannot parse the override {override!r}:")
+        quote = _quoting_hint(override)
     message = str(error)
     if error.__cause__ is not None and str(error.__cause__) not in message:
         message += "\n" + str(error.__cause__)  # e.g. "Key 'x' is not in struct" behind "Could not override"
@@ -142,7 +179,19 @@ def _one_line(error: BaseException) -> str:
     text = re.sub(r"(Available options in '[^']+':) (.*)$", lambda m: f"{m.group(1)} {', '.join(m.group(2).split())}.", text)
     if "is not in struct" in text:
         text += ". Check the spelling: 'datafree <command> --cfg job' prints every key."
+    if override and quote:
+        text += f" {quote}"
     return text
+
+
+def _quoting_hint(override: str) -> str | None:
+    """How to quote a value hydra cannot read as it is, when it holds spaces or non-ASCII characters."""
+    key, sep, value = override.partition("=")
+    if not sep or not re.search(r"\s|[^\x00-\x7f]", value) or value[:1] in "'\"":
+        return None
+    quoted = f"{key}='{value}'" if "'" not in value else f'{key}="{value}"'
+    shell = f'"{quoted}"' if "'" in quoted else f"'{quoted}'"
+    return (f"Values with spaces or non-ASCII characters must be quoted for hydra: write {quoted} (in a shell: {shell}).")
 
 
 def _unwritable(run_dir: str) -> str | None:
@@ -190,7 +239,11 @@ def _preflight(recipe: str, overrides: list[str]) -> str | None:
     """Compose the recipe as hydra will and check the run directory: the error line, or None."""
     from hydra import compose, initialize_config_dir, initialize_config_module
     from hydra.errors import HydraException
+    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
+
+    from datafree.errors import DatafreeError
+    from datafree.utils.run_state import check_resume
 
     location = recipes_location()
     if location.startswith("pkg://"):
@@ -206,13 +259,31 @@ def _preflight(recipe: str, overrides: list[str]) -> str | None:
         run_dir = str(cfg.hydra.run.dir)
     except OmegaConfBaseException:  # an interpolation only hydra's run can resolve: hydra reports it
         return None
-    return _unwritable(run_dir)
+    problem = _unwritable(run_dir)
+    if problem:
+        return problem
+    # A run that would be refused in its folder is refused before hydra writes its record there.
+    try:
+        job_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        config = OmegaConf.to_container(job_cfg, resolve=True)
+    except OmegaConfBaseException:
+        return None  # the job's own checks name what cannot be resolved
+    try:
+        check_resume(config.get("resume"), Path(run_dir), config)
+    except DatafreeError as error:
+        return str(error)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
+        return 0
+    if argv[0] in ("--version", "-V"):
+        from datafree import __version__
+
+        print(f"datafree {__version__}")
         return 0
     command, overrides = argv[0], argv[1:]
     if command in PLAIN_COMMANDS:

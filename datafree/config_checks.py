@@ -71,6 +71,7 @@ RULES: dict[str, tuple[tuple, str]] = {
                 lambda v: v is None or isinstance(v, (bool, str))), "true"),
     "data.num_classes": (_or_null(_int(2)), "10"),  # null: data=none, the teacher alone
     "data.image_size": (_or_null(_int(8)), "32"),
+    "data.channels": (("null, 1, 3 or 4", lambda v: v is None or (not isinstance(v, bool) and v in (1, 3, 4))), "1"),
     "data.batch_size": (_int(1), "128"),
     "data.eval_batch_size": (_int(1), "1000"),
     "data.crop_padding": (_int(0), "4"),

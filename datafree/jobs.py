@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from datafree.config_checks import check_config
@@ -16,7 +15,8 @@ from datafree.data import DeviceBatches, ImageDataset
 from datafree.distill.features import check_layer_names
 from datafree.distill.trainer import DistillResult
 from datafree.errors import DatafreeError
-from datafree.models import create_model
+from datafree.models import MODELS, create_model
+from datafree.recipe_nodes import instantiate_node
 from datafree.synthesizers.noise import NoiseSynthesizer
 from datafree.api import make_student
 from datafree.teachers import (ClassifierInfo, DataHint, Normalized, Teacher, check_agreement, freeze, save_classifier,
@@ -31,7 +31,7 @@ from datafree.utils.seeding import seed_everything
 # -- shared building blocks -------------------------------------------------------------------------
 def load_split(data_cfg: DictConfig, split: str) -> ImageDataset | None:
     node = data_cfg.get(split)
-    return None if node is None else instantiate(node)
+    return None if node is None else instantiate_node(node, f"data.{split}")
 
 
 def batches(dataset: ImageDataset, data_cfg: DictConfig, device: torch.device, train: bool, seed: int) -> DeviceBatches:
@@ -57,10 +57,32 @@ def check_classes(dataset: ImageDataset, num_classes: int, what: str) -> None:
 
 
 def normalisation(data_cfg: DictConfig, train_set: ImageDataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The recipe's mean/std, or the training set's own channel statistics when not given."""
+    """The recipe's mean/std (one value per channel), or the training set's own channel statistics when not given."""
     if data_cfg.get("mean") is not None and data_cfg.get("std") is not None:
-        return tuple(data_cfg.mean), tuple(data_cfg.std)
-    return train_set.channel_stats()
+        mean, std = tuple(data_cfg.mean), tuple(data_cfg.std)
+        if len(mean) != train_set.channels or len(std) != train_set.channels:
+            raise DatafreeError(
+                f"data.mean / data.std have {len(mean)} / {len(std)} value(s) but the training images have "
+                f"{train_set.channels} channel(s): give one value per channel, or set both to null to compute them "
+                "from the training images."
+            )
+        return mean, std
+    mean, std = train_set.channel_stats()
+    # A constant channel (an opaque alpha, say) has std 0: leave it unscaled rather than divide by zero.
+    return mean, tuple(v if v > 1e-3 else 1.0 for v in std)
+
+
+def same_channels(dataset: ImageDataset | None, channels: int, data_cfg: DictConfig, what: str,
+                  logger: RunLogger) -> ImageDataset | None:
+    """``dataset`` with ``channels`` channels: converted when data.channels leaves the count open (null)."""
+    if dataset is None or dataset.channels == channels:
+        return dataset
+    if data_cfg.get("channels") is not None:
+        raise DatafreeError(f"data.channels={data_cfg.channels} but {what} takes {channels}-channel images: set "
+                            f"data.channels={channels} (or null to follow {what}).")
+    logger.info(f"data: the test images have {dataset.channels} channel(s) and {what} takes {channels}: converted "
+                "(data.channels chooses)")
+    return dataset.with_channels(channels)
 
 
 def check_trainable(cfg: DictConfig) -> None:
@@ -72,7 +94,8 @@ def check_trainable(cfg: DictConfig) -> None:
             "which is already trained: distil it with 'datafree distill'."
         )
     if cfg.data.get("num_classes") is None or cfg.data.get("train") is None:
-        raise DatafreeError("training a teacher needs labelled data: choose a data recipe with data.train (e.g. data=cifar10_jpeg).")
+        raise DatafreeError("training a teacher needs labelled data: choose a data recipe with a training split "
+                            "(e.g. data=cifar10, data=imagefolder).")
 
 
 def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: RunLogger) -> tuple[Normalized, ClassifierInfo]:
@@ -83,11 +106,11 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     """
     check_trainable(cfg)
     num_classes = int(cfg.data.num_classes)
-    net = create_model(cfg.teacher.arch, num_classes=num_classes)
+    MODELS.get(str(cfg.teacher.arch))  # a bad name fails before the data is read
     train_set = load_split(cfg.data, "train")
-    if train_set is None:
-        raise DatafreeError("training a teacher needs data.train: choose a data recipe with a training split.")
-    test_set = load_split(cfg.data, "test")
+    # The teacher takes what its training images are: grey, RGB or RGBA.
+    net = create_model(cfg.teacher.arch, num_classes=num_classes, in_channels=train_set.channels)
+    test_set = same_channels(load_split(cfg.data, "test"), train_set.channels, cfg.data, "the training data", logger)
     check_classes(train_set, num_classes, "training")
     if test_set is not None:
         check_classes(test_set, num_classes, "test")
@@ -156,8 +179,9 @@ def train_teacher_job(cfg: DictConfig, out_dir: Path) -> dict:
     wall = info.extra["train_wall_time_s"]
     print(f"teacher {info.arch}: test accuracy {_pct(info.test_accuracy)} after {info.extra['epochs']} epochs "
           f"({wall:.0f}s on {_device_name(device)})")
-    print(f"checkpoint: {out_dir / 'teacher.pt'}")
-    return {"test_accuracy": info.test_accuracy, "wall_time_s": wall, "checkpoint": str(out_dir / "teacher.pt")}
+    print(describe_run_folder(out_dir))
+    return {"test_accuracy": info.test_accuracy, "wall_time_s": wall, "checkpoint": str(out_dir / "teacher.pt"),
+            "run_dir": str(out_dir)}
 
 
 def data_hint(data_cfg: DictConfig, test_set: ImageDataset | None) -> DataHint:
@@ -186,6 +210,17 @@ def obtain_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, hint: D
     return teacher_from_config(node, device, hint)
 
 
+# Keys a student recipe node may hold: its input (channels and size) always follows the teacher.
+STUDENT_KEYS = ("arch", "num_classes")
+
+
+def check_student_node(node: DictConfig) -> None:
+    unknown = sorted(set(node.keys()) - set(STUDENT_KEYS))
+    if unknown:
+        raise DatafreeError(f"unknown key(s) {unknown} in the student recipe: its keys are {list(STUDENT_KEYS)}; the "
+                            "student's input channels and size always follow the teacher's.")
+
+
 def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
     if cfg.data.get("synthetic"):
         return distill_offline_job(cfg, out_dir)
@@ -194,6 +229,7 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
     # Everything that can be wrong with the recipe is checked here, before any work.
     data_classes = cfg.data.get("num_classes")
     student_node = cfg.student
+    check_student_node(student_node)
     # A bad name (model or layer) or class count fails before a teacher is trained.
     student_classes = student_node.get("num_classes")
     if student_classes is not None and data_classes is not None and int(student_classes) != int(data_classes):
@@ -204,8 +240,8 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
     if will_train_teacher(cfg):
         with torch.random.fork_rng(devices=[]):  # the check must not move the seed the teacher is trained from
             check_layer_names(create_model(cfg.teacher.arch, num_classes=int(data_classes or 10)), "teacher", **features)
-    synthesizer = instantiate(cfg.synthesizer)
-    make_distiller = instantiate(cfg.trainer)
+    synthesizer = instantiate_node(cfg.synthesizer, "synthesizer")
+    make_distiller = instantiate_node(cfg.trainer, "trainer")
     test_set = load_split(cfg.data, "test")
     if test_set is not None and data_classes is not None:
         check_classes(test_set, int(data_classes), "test")
@@ -214,9 +250,12 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
     info = teacher.info
     for note in teacher.notes:
         logger.info(f"teacher: {note}")
+    test_set = same_channels(test_set, info.input_size[0], cfg.data, "the teacher", logger)
     check_agreement(info.num_classes, info.input_size, data_classes=None if data_classes is None else int(data_classes),
                     data_size=None if test_set is None else tuple(test_set.images.shape[1:]),
                     student_classes=student_node.get("num_classes"))
+    # What the method needs from the teacher (BatchNorm, hooks) before anything about the student.
+    synthesizer.check_teacher(teacher.model)
     make_student(student_node.arch, info, device)  # runs on the teacher's input, gives its classes
     num_classes = info.num_classes
     if device.type == "cuda":
@@ -241,7 +280,7 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
     summary = {"teacher_accuracy": info.test_accuracy, "student_accuracy": result.student_accuracy,
                "agreement": result.agreement, "images": result.images_synthesized,
                "wall_time_s": round(result.wall_time_s, 1), "checkpoint": str(out_dir / "student.pt"),
-               "samples": str(out_dir / "samples.png")}
+               "samples": str(out_dir / "samples.png"), "run_dir": str(out_dir)}
     teacher_acc = result.teacher_accuracy if result.teacher_accuracy is not None else info.test_accuracy
     print(f"teacher {info.arch}: test accuracy {_pct(teacher_acc)}")
     print(f"student {cfg.student.arch}: test accuracy {_pct(result.student_accuracy)} "
@@ -257,9 +296,30 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
               f"test accuracy {_pct(baseline.student_accuracy)}")
     if test_set is not None:
         print(f"chance: {_pct(1 / num_classes)}")
-    print(f"student checkpoint: {summary['checkpoint']}")
-    print(f"synthetic sample grid: {summary['samples']}")
+    print(describe_run_folder(out_dir))
     return summary
+
+
+# What each output of a run is, in the order the summary lists them.
+RUN_OUTPUTS = {
+    "student.pt": "the distilled student (load it with datafree.load_teacher('datafree', checkpoint=...))",
+    "teacher.pt": "the teacher (a datafree checkpoint)",
+    "samples.png": "synthetic images, one row per class the teacher gives them",
+    "summary.csv": "one row per evaluation",
+    "tensorboard": "TensorBoard scalars: tensorboard --logdir {run}",
+    "noise_baseline": "the same student distilled on random noise",
+    "state_last.pt": "the full state: resume=RUN_DIR continues the run (or runs it longer)",
+}
+
+
+def describe_run_folder(out_dir: Path) -> str:
+    """The run folder and what it holds, one line per output that was written."""
+    lines = [f"run folder: {out_dir}"]
+    for name, what in RUN_OUTPUTS.items():
+        if (out_dir / name).exists():
+            shown = name + ("/" if (out_dir / name).is_dir() else "")
+            lines.append(f"  {shown:<16} {what.format(run=out_dir)}")
+    return "\n".join(lines)
 
 
 def _pct(value: float | None) -> str:
@@ -279,7 +339,7 @@ def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
     if (node.get("source") or "datafree") == "datafree" and not node.get("checkpoint"):
         raise DatafreeError("synthesize needs a trained teacher: set teacher.checkpoint=PATH (the teacher.pt of "
                             "'datafree train-teacher' or of a distill run), or choose another source (teacher=module, ...).")
-    synthesizer = instantiate(cfg.synthesizer)
+    synthesizer = instantiate_node(cfg.synthesizer, "synthesizer")
     teacher = teacher_from_config(node, device, data_hint(cfg.data, None))
     for note in teacher.notes:
         print(f"teacher: {note}")
@@ -388,7 +448,7 @@ def distill_offline_job(cfg: DictConfig, out_dir: Path) -> dict:
     for key, value in (("num_classes", synthetic.num_classes), ("image_size", height)):
         if cfg.data.get(key) is not None and int(cfg.data[key]) != value:
             raise DatafreeError(f"data.{key}={cfg.data[key]} but the synthetic set has {value}: set data.{key}=null.")
-    loss = instantiate(trainer.loss)
+    loss = instantiate_node(trainer.loss, "trainer.loss")
     test_set = load_split(cfg.data, "test")
     if test_set is not None:
         check_comparable(synthetic, test_set, "test")

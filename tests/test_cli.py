@@ -9,6 +9,7 @@ import torch
 
 from datafree.models import create_model
 from datafree.teachers import ClassifierInfo, save_classifier
+from recipe_keys import missing_keys
 
 # A tiny but complete run: teacher trained first, DeepInversion, evaluation, noise baseline.
 TINY = [
@@ -28,6 +29,23 @@ def run_cli(*args, cwd=None, pythonpath=None):
                           cwd=cwd, timeout=300, env=env)
 
 
+def run_in_process(capsys, *args) -> tuple[int, str, str]:
+    """``datafree ARGS`` in this process (no interpreter start-up): exit status, stdout, stderr."""
+    from datafree import cli
+
+    try:
+        code = cli.main(list(args))
+    except SystemExit as stop:
+        code = stop.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """:func:`run_in_process` shaped like :func:`run_cli`'s result."""
+    return subprocess.CompletedProcess(list(args), *run_in_process(capsys, *args))
+
+
 def _info(arch="microcnn"):
     return ClassifierInfo(arch=arch, num_classes=10, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3)
 
@@ -37,7 +55,8 @@ def test_tiny_distill_end_to_end(tmp_path):
     proc = run_cli("distill", *TINY, "noise_baseline=true", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     for needle in ("teacher microcnn: test accuracy", "student microcnn: test accuracy", "random-noise images",
-                   "synthetic sample grid"):
+                   f"run folder: {out}", "student.pt ", "samples.png ", "summary.csv ", "tensorboard/ ",
+                   "noise_baseline/ ", "state_last.pt "):
         assert needle in proc.stdout
     for name in ("teacher.pt", "student.pt", "samples.png", "summary.csv"):
         assert (out / name).is_file(), name
@@ -63,6 +82,17 @@ def test_help_and_unknown_command():
     assert proc.returncode == 0 and "train-teacher" in proc.stdout
     proc = run_cli("distil")
     assert proc.returncode == 2 and "unknown command 'distil'" in proc.stderr
+
+
+def test_version(capsys):
+    import tomllib
+
+    import datafree
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert datafree.__version__ == pyproject["project"]["version"]
+    for flag in ("--version", "-V"):
+        assert run_in_process(capsys, flag) == (0, f"datafree {datafree.__version__}\n", "")
 
 
 def _assert_clean_failure(proc, out: Path, *needles):
@@ -101,10 +131,15 @@ def _assert_clean_failure(proc, out: Path, *needles):
         (["resume=/no/such/run"], ["resume=/no/such/run but the run directory is", "give only resume=RUN_DIR"]),
     ],
 )
-def test_bad_input_fails_cleanly(tmp_path, overrides, needles):
+def test_bad_input_fails_cleanly(tmp_path, capsys, overrides, needles):
+    # In this process: the same code as the command, without an interpreter start-up per case.
     out = tmp_path / "run"
-    proc = run_cli("distill", *TINY, *overrides, f"hydra.run.dir={out}")
+    proc = in_process(capsys, "distill", *TINY, *overrides, f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, *needles)
+    stderr = proc.stderr
+    assert stderr.count("\n") == 1, stderr
+    if not any(hydra_error in stderr for hydra_error in ("cannot parse", "Could not find", "Could not override")):
+        assert not missing_keys(stderr, "distill", [*TINY, *overrides]), stderr
 
 
 def test_gpu_asked_for_without_one_fails_cleanly(tmp_path):
@@ -115,17 +150,17 @@ def test_gpu_asked_for_without_one_fails_cleanly(tmp_path):
     _assert_clean_failure(proc, out, "no CUDA GPU is visible", "device=cpu")
 
 
-def test_bad_teacher_training_setting_fails_cleanly(tmp_path):
+def test_bad_teacher_training_setting_fails_cleanly(tmp_path, capsys):
     out = tmp_path / "run"
-    proc = run_cli("train-teacher", "teacher.train.epochs=0", "device=cpu", f"hydra.run.dir={out}")
+    proc = in_process(capsys, "train-teacher", "teacher.train.epochs=0", "device=cpu", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "teacher.train.epochs must be an int >= 1, got 0")
 
 
-def test_corrupt_teacher_checkpoint_fails_cleanly(tmp_path):
+def test_corrupt_teacher_checkpoint_fails_cleanly(tmp_path, capsys):
     bad = tmp_path / "teacher.pt"
     bad.write_bytes(b"PK\x03\x04 not really a checkpoint")
     out = tmp_path / "run"
-    proc = run_cli("distill", *TINY, f"teacher.checkpoint={bad}", f"hydra.run.dir={out}")
+    proc = in_process(capsys, "distill", *TINY, f"teacher.checkpoint={bad}", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "cannot be read", "damaged or not a PyTorch checkpoint")
 
 
@@ -168,22 +203,22 @@ def test_read_only_output_dir_is_refused_in_process(tmp_path, monkeypatch, capsy
     assert not (tmp_path / "run").exists()
 
 
-def test_missing_data_path_fails_cleanly(tmp_path):
+def test_missing_data_path_fails_cleanly(tmp_path, capsys):
     out = tmp_path / "run"
     args = [a for a in TINY if not a.startswith("data.")]
-    proc = run_cli("distill", *args, "data=cifar10_jpeg", "data.root=/no/such/folder", f"hydra.run.dir={out}")
+    proc = in_process(capsys, "distill", *args, "data=cifar10_jpeg", "data.root=/no/such/folder", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "/no/such/folder", "does not exist")
 
 
-def test_mismatched_checkpoint_fails_cleanly(tmp_path):
+def test_mismatched_checkpoint_fails_cleanly(tmp_path, capsys):
     ckpt = save_classifier(tmp_path / "t.pt", create_model("tinycnn", num_classes=10), _info("tinycnn"))
     out = tmp_path / "run"
-    proc = run_cli("distill", *TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=microcnn", f"hydra.run.dir={out}")
+    proc = in_process(capsys, "distill", *TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=microcnn", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "does not match architecture 'microcnn'", "holds 'tinycnn'")
 
 
-def test_teacher_without_batchnorm_fails_cleanly(tmp_path):
+def test_teacher_without_batchnorm_fails_cleanly(tmp_path, capsys):
     ckpt = save_classifier(tmp_path / "t.pt", create_model("nobn_cnn", num_classes=10), _info("nobn_cnn"))
     out = tmp_path / "run"
-    proc = run_cli("distill", *TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=nobn_cnn", f"hydra.run.dir={out}")
+    proc = in_process(capsys, "distill", *TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=nobn_cnn", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "no BatchNorm layer")

@@ -5,7 +5,7 @@ Recipes build data sets through :func:`build_dataset`::
     data:
       _target_: datafree.data.build_dataset
       kind: tarball
-      root: /work/shared/data/cifar10-jpeg   # holds train.tar.gz and test.tar.gz
+      root: /data/cifar10-jpeg   # holds train.tar.gz and test.tar.gz
       split: train
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from datafree.data.dataset import ImageDataset
-from datafree.data.folders import IMAGE_SUFFIXES, cache_dir, load_image_folder, load_tarball
+from datafree.data.dataset import CHANNEL_COUNTS, ImageDataset
+from datafree.data.folders import IMAGE_SUFFIXES, TAR_SUFFIXES, cache_dir, load_image_folder, load_tarball
 from datafree.data.loader import DeviceBatches
 from datafree.data.shapes import SHAPE_CLASSES, make_shapes
 from datafree.data.torchvision_sets import load_cifar
@@ -52,75 +52,70 @@ def build_dataset(
     n: int | None = None,
     seed: int = 0,
     num_classes: int = 10,
+    channels: int | None = None,
 ) -> ImageDataset:
     """Build a labelled image set; the one entry point recipes use (``_target_: datafree.data.build_dataset``).
 
     kind:
-      * ``tarball``: ``path`` to a .tar.gz/.tgz/.tar of class folders, or ``root`` holding ``<split>.tar.gz``.
-      * ``imagefolder``: ``path`` to a folder of class folders, or ``root`` holding ``<split>/``.
+      * ``tarball``: ``root`` holding ``<split>.tar.gz`` (or ``path`` to one .tar.gz/.tgz/.tar of class folders).
+      * ``imagefolder``: ``root`` holding ``<split>/`` (or ``path`` to one folder of class folders).
       * ``cifar10`` / ``cifar100``: torchvision's copy under ``root`` (default: the datafree
         cache folder); ``download=True`` fetches it.
       * ``shapes``: ``n`` generated images (default 10,000 train / 2,000 test) of ``image_size``
         (default 16) with ``num_classes`` classes; train and test use different seeds.
 
     ``image_size`` resizes every image to image_size x image_size (None keeps the native size).
+    ``channels`` 1, 3 or 4 gives grey, RGB or RGBA images; None keeps the images' own (image files:
+    grey when every image is grey, RGBA when every image has alpha, else RGB).
     """
     name = str(kind).lower()
     if name not in DATASET_KINDS:
-        raise DatafreeError(f"unknown data kind {kind!r}: set data.kind to one of {', '.join(DATASET_KINDS)}.")
+        raise DatafreeError(f"unknown data kind {kind!r}: choose one of {', '.join(DATASET_KINDS)}.")
+    if channels is not None and channels not in CHANNEL_COUNTS:
+        raise DatafreeError(f"data.channels must be null (the images' own), 1 (grey), 3 (RGB) or 4 (RGBA), got {channels!r}.")
     split = str(split)
 
     if name in ("tarball", "imagefolder"):
         source = _resolve_source(name, split, path, root)
         if name == "tarball":
-            return load_tarball(source, image_size=image_size)
-        return load_image_folder(source, image_size=image_size)
+            return load_tarball(source, image_size=image_size, channels=channels)
+        return load_image_folder(source, image_size=image_size, channels=channels)
 
     if split not in _SPLITS:
-        raise DatafreeError(f"unknown split {split!r} for data kind {name}: set data.split to train or test.")
+        raise DatafreeError(f"unknown split {split!r} for data kind {name}: use train or test.")
 
     if name in ("cifar10", "cifar100"):
         folder = Path(root).expanduser() if root is not None else cache_dir() / "torchvision"
         dataset = load_cifar(name, folder, train=split == "train", download=download)
         if image_size is not None and image_size != dataset.image_size:
             dataset = resize_dataset(dataset, image_size)
-        return dataset
-
-    # shapes
-    if n is None:
-        n = _SHAPES_DEFAULT_N[split]
-    # Offset the seed by split so the test images are new draws: seeds 2s / 2s+1 never collide.
-    split_seed = 2 * int(seed) + (0 if split == "train" else 1)
-    return make_shapes(int(n), image_size=16 if image_size is None else int(image_size), seed=split_seed,
-                       num_classes=int(num_classes))
+    else:  # shapes
+        if n is None:
+            n = _SHAPES_DEFAULT_N[split]
+        # Offset the seed by split so the test images are new draws: seeds 2s / 2s+1 never collide.
+        split_seed = 2 * int(seed) + (0 if split == "train" else 1)
+        dataset = make_shapes(int(n), image_size=16 if image_size is None else int(image_size), seed=split_seed,
+                              num_classes=int(num_classes))
+    return dataset if channels is None else dataset.with_channels(channels)
 
 
 def _resolve_source(kind: str, split: str, path: str | None, root: str | None) -> Path:
+    """The file or folder of one split: ``path`` itself, or ``root``'s ``<split>.tar.gz`` / ``<split>/``."""
+    layout = "train.tar.gz and test.tar.gz" if kind == "tarball" else "train/ and test/ (one sub-folder per class in each)"
     if path is not None:
         return Path(path).expanduser()
     if root is None:
-        example = "train.tar.gz" if kind == "tarball" else "train/"
-        raise DatafreeError(
-            f"data kind {kind} needs a location: set data.path=... to the {'archive' if kind == 'tarball' else 'folder'} "
-            f"itself, or data.root=... to the folder holding {example} (and the test split)."
-        )
+        raise DatafreeError(f"data kind {kind} needs a location: set data.root to the folder holding {layout}.")
     folder = Path(root).expanduser()
-    if kind == "imagefolder":
-        candidate = folder / split
-        if not candidate.is_dir():
-            raise DatafreeError(
-                f"data path {candidate} does not exist: set data.root=... to the folder holding {split}/ "
-                f"(one sub-folder per class), or data.path=... to the split's folder itself."
-            )
-        return candidate
-    for suffix in (".tar.gz", ".tgz", ".tar"):
-        candidate = folder / f"{split}{suffix}"
-        if candidate.is_file():
+    if not folder.exists():
+        raise DatafreeError(f"data.root {folder} does not exist: set data.root to the folder holding {layout}.")
+    if not folder.is_dir():
+        raise DatafreeError(f"data.root {folder} is a file, not a folder: set data.root to the folder holding {layout}.")
+    candidates = [folder / split] if kind == "imagefolder" else [folder / f"{split}{suffix}" for suffix in TAR_SUFFIXES]
+    for candidate in candidates:
+        if candidate.exists():
             return candidate
-    raise DatafreeError(
-        f"data path {folder / (split + '.tar.gz')} does not exist: set data.root=... to the folder holding "
-        f"{split}.tar.gz (train.tar.gz and test.tar.gz), or data.path=... to the archive itself."
-    )
+    raise DatafreeError(f"data.root {folder} holds no {candidates[0].name}: set data.root to the folder holding {layout}.")
 
 
 def resize_dataset(dataset: ImageDataset, image_size: int, chunk: int = 4096) -> ImageDataset:

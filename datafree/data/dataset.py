@@ -11,6 +11,8 @@ from datafree.errors import DatafreeError
 
 # Images per step of channel_stats: bounds the temporary int64 copy to ~25 MB at 32x32x3.
 _STATS_CHUNK = 1024
+# Channel counts images can be converted between: grey, RGB, RGB + alpha.
+CHANNEL_COUNTS = (1, 3, 4)
 
 
 @dataclass
@@ -126,6 +128,16 @@ class ImageDataset:
         """Number of images per class (int64, length num_classes)."""
         return torch.bincount(self.labels, minlength=self.num_classes)
 
+    # ------------------------------------------------------------------ channels
+    def with_channels(self, channels: int) -> "ImageDataset":
+        """The same images with ``channels`` channels, converted as PIL's ``Image.convert`` would.
+
+        Grey to RGB repeats the channel; RGB to grey is ITU-R 601 luminance (L = 0.299 R + 0.587 G
+        + 0.114 B); alpha is dropped, or added fully opaque. Returns ``self`` when nothing changes.
+        """
+        return self if channels == self.channels else ImageDataset(
+            images=convert_channels(self.images, channels), labels=self.labels, classes=list(self.classes))
+
     # ------------------------------------------------------------------ subsets
     def subset(self, indices: Sequence[int] | torch.Tensor | slice) -> "ImageDataset":
         """A new data set holding the chosen images (copies; same class list).
@@ -159,3 +171,28 @@ class ImageDataset:
             labels=self.labels.index_select(0, idx),
             classes=list(self.classes),
         )
+
+
+def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 N x C x H x W images converted to ``channels`` (1, 3 or 4) channels (see ImageDataset.with_channels)."""
+    have = int(images.shape[1])
+    if channels not in CHANNEL_COUNTS or have not in CHANNEL_COUNTS:
+        raise DatafreeError(
+            f"images can be converted between 1 (grey), 3 (RGB) and 4 (RGBA) channels, not from {have} to {channels}: "
+            "set data.channels to one of 1, 3, 4 (or null to keep the images' own)."
+        )
+    if channels == have:
+        return images
+    if have == 1:
+        colour = images.expand(-1, 3, -1, -1)
+    else:
+        colour = images[:, :3]
+    if channels == 1:
+        # PIL's fixed-point luminance, so converted tensors equal images decoded with convert("L").
+        weights = torch.tensor([19595, 38470, 7471], dtype=torch.int32).view(1, 3, 1, 1)
+        grey = (colour.to(torch.int32) * weights).sum(1, keepdim=True).add_(1 << 15).bitwise_right_shift_(16)
+        return grey.to(torch.uint8)
+    if channels == 3:
+        return colour.contiguous()
+    alpha = torch.full_like(images[:, :1], 255)
+    return torch.cat([colour, alpha], dim=1)

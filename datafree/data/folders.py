@@ -12,7 +12,7 @@ are skipped; files lying directly in ``<root>`` (not in a class folder) are igno
 The decoded set is cached in ``$DATAFREE_CACHE`` (default ``~/.cache/datafree``)
 as a ``torch.load(weights_only=True)``-readable file, keyed by the absolute path,
 size and modification time of the source (every file's, for a folder) and the
-requested ``image_size``; a second load of the same source takes well under a second.
+requested ``image_size`` and ``channels``; a second load of the same source takes well under a second.
 """
 from __future__ import annotations
 
@@ -114,9 +114,25 @@ def _write_cache(file: Path, dataset: ImageDataset) -> None:
 
 
 # ---------------------------------------------------------------------- decoding
-def _decode_chunk(items: list, names: list[str], image_size: int | None) -> np.ndarray:
-    """Decode a list of encoded images (bytes or file paths) into an N x H x W x 3 uint8 array.
+# PIL modes by the channel count they decode to when the caller asks for none (``channels=None``).
+_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
+
+def _natural_channels(im) -> int:
+    """1 for grey images, 4 for images with an alpha channel, 3 for every other (colour) image."""
+    if im.mode in _GREY_MODES:
+        return 1
+    if im.mode in ("RGBA", "RGBa", "PA") or (im.mode == "P" and "transparency" in im.info):
+        return 4
+    return 3
+
+
+def _decode_chunk(items: list, names: list[str], image_size: int | None, channels: int | None = 3) -> np.ndarray:
+    """Decode a list of encoded images (bytes or file paths) into an N x H x W x C uint8 array.
+
+    ``channels`` 1, 3 or 4 converts every image to grey, RGB or RGBA; None keeps each image's own
+    kind (:func:`_natural_channels`), and a chunk that mixes kinds becomes RGB (see :func:`_common_channels`).
     Runs in a worker process or thread; only touches PIL and numpy.
     """
     from PIL import Image, UnidentifiedImageError
@@ -126,15 +142,15 @@ def _decode_chunk(items: list, names: list[str], image_size: int | None) -> np.n
     for item, name in zip(items, names):
         try:
             with Image.open(io.BytesIO(item) if isinstance(item, (bytes, bytearray)) else item) as im:
-                if image_size is not None:
-                    if im.format == "JPEG":
-                        im.draft("RGB", (image_size, image_size))  # DCT-domain downscale of big JPEGs
-                    im = im.convert("RGB")
-                    if im.size != (image_size, image_size):
-                        im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
-                else:
-                    im = im.convert("RGB")
+                mode = _MODES[channels if channels is not None else _natural_channels(im)]
+                if image_size is not None and im.format == "JPEG":
+                    im.draft(mode if mode != "RGBA" else "RGB", (image_size, image_size))  # DCT-domain downscale
+                im = im.convert(mode)
+                if image_size is not None and im.size != (image_size, image_size):
+                    im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
                 arr = np.asarray(im, dtype=np.uint8)
+                if arr.ndim == 2:
+                    arr = arr[:, :, None]
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise DatafreeError(
                 f"could not decode image {name} ({type(exc).__name__}: {exc}): delete or replace that file "
@@ -142,10 +158,22 @@ def _decode_chunk(items: list, names: list[str], image_size: int | None) -> np.n
             ) from None
         if first_shape is None:
             first_shape = (arr.shape, name)
-        elif arr.shape != first_shape[0]:
+        elif arr.shape[:2] != first_shape[0][:2]:
             raise _size_error(first_shape[1], first_shape[0], name, arr.shape)
         arrays.append(arr)
-    return np.stack(arrays) if arrays else np.zeros((0, 1, 1, 3), np.uint8)
+    if not arrays:
+        return np.zeros((0, 1, 1, channels or 3), np.uint8)
+    return np.stack(_common_channels(arrays))
+
+
+def _common_channels(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """H x W x C arrays (one or several images each) brought to one channel count.
+
+    When they differ, everything becomes RGB as PIL's convert("RGB") makes it: grey repeated, alpha dropped.
+    """
+    if len({a.shape[-1] for a in arrays}) <= 1:
+        return arrays
+    return [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a[..., :3] for a in arrays]
 
 
 def _size_error(name_a: str, shape_a, name_b: str, shape_b) -> DatafreeError:
@@ -171,8 +199,10 @@ def _make_executor(workers: int) -> Executor:
 class _Decoder:
     """Collects encoded images into chunks and decodes them inline or in a pool, in order."""
 
-    def __init__(self, image_size: int | None, workers: int | None, expected: int | None = None):
+    def __init__(self, image_size: int | None, workers: int | None, expected: int | None = None,
+                 channels: int | None = 3):
         self.image_size = image_size
+        self.channels = channels
         self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
         self.expected = expected
         self.names: list[str] = []
@@ -200,7 +230,7 @@ class _Decoder:
         chunk = (self._items, self._chunk_names)
         self._items, self._chunk_names, self._chunk_bytes = [], [], 0
         if self._inline:
-            self._results.append(_decode_chunk(*chunk, self.image_size))
+            self._results.append(_decode_chunk(*chunk, self.image_size, self.channels))
             return
         self._pending.append(chunk)
         # Streams of unknown length start the pool once they are big enough to pay for it.
@@ -222,7 +252,7 @@ class _Decoder:
                 self._results.append(None)
                 continue
             try:
-                self._results.append(self._pool.submit(_decode_chunk, items, names, self.image_size))
+                self._results.append(self._pool.submit(_decode_chunk, items, names, self.image_size, self.channels))
             except (OSError, RuntimeError) as exc:  # cannot fork (sandbox, process limits), pool broken, ...
                 warnings.warn(f"image decoding workers failed ({exc}); decoding in this process", stacklevel=4)
                 self._broken = True
@@ -232,7 +262,7 @@ class _Decoder:
         """All decoded images, N x H x W x 3 uint8, in the order they were added."""
         self._flush()
         for chunk in self._pending:  # small stream: never worth a pool
-            self._results.append(_decode_chunk(*chunk, self.image_size))
+            self._results.append(_decode_chunk(*chunk, self.image_size, self.channels))
         self._pending = []
         arrays = None
         try:
@@ -244,22 +274,20 @@ class _Decoder:
         finally:
             self.close()
         if arrays is None:
-            arrays = [_decode_chunk(items, names, self.image_size) for items, names in self._chunks]
+            arrays = [_decode_chunk(items, names, self.image_size, self.channels) for items, names in self._chunks]
         self._chunks, self._results = [], []
         # Check sizes across chunks (each chunk is uniform already).
+        arrays = _common_channels([a for a in arrays if a.shape[0]])
         offset = 0
         first = None
         for arr in arrays:
-            if arr.shape[0] == 0:
-                continue
             if first is None:
                 first = (arr.shape[1:], self.names[offset])
-            elif arr.shape[1:] != first[0]:
+            elif arr.shape[1:3] != first[0][:2]:
                 raise _size_error(first[1], first[0], self.names[offset], arr.shape[1:])
             offset += arr.shape[0]
-        arrays = [a for a in arrays if a.shape[0]]
         if not arrays:
-            return np.zeros((0, self.image_size or 1, self.image_size or 1, 3), np.uint8)
+            return np.zeros((0, self.image_size or 1, self.image_size or 1, self.channels or 3), np.uint8)
         return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
 
     def close(self) -> None:
@@ -305,6 +333,13 @@ def _no_images(source: Path) -> DatafreeError:
     )
 
 
+def _check_channels(channels) -> int | None:
+    if channels is not None and channels not in _MODES:
+        raise DatafreeError(f"channels must be None (the images' own), 1 (grey), 3 (RGB) or 4 (RGBA), got {channels!r}: "
+                            "set data.channels to one of them.")
+    return None if channels is None else int(channels)
+
+
 def _check_image_size(image_size) -> int | None:
     if image_size is None:
         return None
@@ -314,10 +349,7 @@ def _check_image_size(image_size) -> int | None:
 
 
 def _missing(path: Path, what: str) -> DatafreeError:
-    return DatafreeError(
-        f"data path {path} does not exist: set data.path=... to {what} "
-        "(or data.root=... to the folder that holds it)."
-    )
+    return DatafreeError(f"data path {path} does not exist: give {what} (in a recipe: data.root, the folder holding it).")
 
 
 def _to_dataset(array: np.ndarray, keep: list[int], labels: list[int], classes: list[str]) -> ImageDataset:
@@ -344,21 +376,24 @@ def load_image_folder(
     path: str | os.PathLike,
     image_size: int | None = None,
     *,
+    channels: int | None = None,
     cache: bool = True,
     workers: int | None = None,
 ) -> ImageDataset:
     """Load an ImageFolder directory (one sub-folder per class) into an :class:`ImageDataset`.
 
-    Images are converted to RGB and resized to ``image_size`` x ``image_size`` when given;
-    otherwise they must all share one size. ``workers`` defaults to ``os.cpu_count()``.
+    Images are resized to ``image_size`` x ``image_size`` when given; otherwise they must all
+    share one size. ``channels`` 1, 3 or 4 converts them to grey, RGB or RGBA; None keeps their
+    own kind (grey if every image is grey, RGBA if every image has alpha, else RGB).
+    ``workers`` defaults to ``os.cpu_count()``.
     """
-    image_size = _check_image_size(image_size)
+    image_size, channels = _check_image_size(image_size), _check_channels(channels)
     root = Path(path).expanduser()
     if not root.exists():
         raise _missing(root, "an ImageFolder directory (one sub-folder per class)")
     if not root.is_dir():
-        hint = " (it looks like an archive: use kind=tarball / load_tarball)" if root.name.lower().endswith(TAR_SUFFIXES) else ""
-        raise DatafreeError(f"{root} is not a directory{hint}: point data.path at a folder with one sub-folder per class.")
+        hint = " (it looks like an archive: use data=cifar10_jpeg / kind=tarball for it)" if root.name.lower().endswith(TAR_SUFFIXES) else ""
+        raise DatafreeError(f"{root} is a file, not a folder{hint}: give the folder that holds one sub-folder per class.")
     root = root.resolve()
     found = list(_walk_images(root))
     classes, keep, labels = _assign_classes([p for p, _ in found], root)
@@ -370,12 +405,12 @@ def load_image_folder(
         for f in files:
             st = f.stat()
             listing.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-        cache_file = _cache_file(root, ("folder", str(root), listing.hexdigest(), str(image_size)))
+        cache_file = _cache_file(root, ("folder", str(root), listing.hexdigest(), str(image_size), str(channels)))
         cached = _read_cache(cache_file)
         if cached is not None:
             return cached
 
-    decoder = _Decoder(image_size, workers, expected=len(files))
+    decoder = _Decoder(image_size, workers, expected=len(files), channels=channels)
     try:
         for f in files:
             decoder.add(str(f), str(f))
@@ -393,6 +428,7 @@ def load_tarball(
     path: str | os.PathLike,
     image_size: int | None = None,
     *,
+    channels: int | None = None,
     cache: bool = True,
     workers: int | None = None,
 ) -> ImageDataset:
@@ -401,26 +437,28 @@ def load_tarball(
     Members are read straight from the archive (nothing is extracted to disk) and decoded
     in a pool of ``workers`` (default ``os.cpu_count()``) while the archive is still being
     read. The archive may wrap the class folders in one top-level folder (``train/<class>/``).
+    ``image_size`` and ``channels`` as in :func:`load_image_folder`.
     """
-    image_size = _check_image_size(image_size)
+    image_size, channels = _check_image_size(image_size), _check_channels(channels)
     file = Path(path).expanduser()
     if not file.exists():
         raise _missing(file, "a .tar.gz/.tgz/.tar of class folders such as train.tar.gz")
     if file.is_dir():
         raise DatafreeError(
-            f"{file} is a directory, not an archive: use kind=imagefolder (load_image_folder) for it, "
-            "or point data.path at the .tar.gz file."
+            f"{file} is a folder, not an archive: give the .tar.gz file, or read the folder as an ImageFolder "
+            "(data=imagefolder, load_image_folder)."
         )
     file = file.resolve()
     st = file.stat()
     cache_file = None
     if cache:
-        cache_file = _cache_file(file, ("tar", str(file), str(st.st_size), str(st.st_mtime_ns), str(image_size)))
+        cache_file = _cache_file(file, ("tar", str(file), str(st.st_size), str(st.st_mtime_ns), str(image_size),
+                                        str(channels)))
         cached = _read_cache(cache_file)
         if cached is not None:
             return cached
 
-    decoder = _Decoder(image_size, workers)
+    decoder = _Decoder(image_size, workers, channels=channels)
     paths: list[tuple[str, ...]] = []
     try:
         try:

@@ -31,19 +31,18 @@ def load_cifar(name: str, root: str | os.PathLike, train: bool, download: bool =
     except RuntimeError as exc:
         if download:
             raise DatafreeError(
-                f"{key} ({split}) under {root} is still missing or corrupt after download=true ({exc}): "
-                f"delete {root / _FOLDERS[key]} and retry, or point data.root at a good copy."
+                f"{key} ({split}) under {root} is still missing or corrupt after data.download=true ({exc}): "
+                f"delete {root / _FOLDERS[key]} and retry, or set data.root to a folder holding a good copy."
             ) from None
         raise DatafreeError(
-            f"{key} ({split}) not found under {root} (expected {root / _FOLDERS[key]}): pass data.download=true "
-            f"to fetch it (needs internet), set data.root=... to the folder that holds {_FOLDERS[key]}, or use "
-            "data.kind=tarball / imagefolder with data.path=... pointing at a local copy."
+            f"{key} ({split}) is not under {root} (expected {root / _FOLDERS[key]}): add data.download=true to fetch "
+            f"it (needs internet), or set data.root to the folder that holds {_FOLDERS[key]}."
         ) from None
     except OSError as exc:  # URLError, connection refused, permissions, ...
         raise DatafreeError(
             f"could not download {key} into {root} ({type(exc).__name__}: {exc}): check the internet connection and "
-            f"that {root} is writable, or fetch the data elsewhere and set data.root=... (or data.kind=tarball "
-            "with data.path=...)."
+            f"that {root} is writable, or copy {_FOLDERS[key]} there from a machine that has it (data.root chooses "
+            "the folder)."
         ) from None
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # N x H x W x C -> N x C x H x W
     labels = torch.as_tensor(ds.targets, dtype=torch.int64)

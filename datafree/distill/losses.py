@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datafree.errors import DatafreeError
+
 
 def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Hinton's KD: KL(softmax(t/T) || softmax(s/T)) * T^2, averaged over the batch.
@@ -39,9 +41,10 @@ class KDLoss(nn.Module):
     def __init__(self, temperature: float = 4.0, kd_weight: float = 1.0, hard_weight: float = 0.0):
         super().__init__()
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise DatafreeError(f"the KD loss temperature must be > 0, got {temperature}: set e.g. trainer.loss.temperature=4.")
         if kd_weight < 0 or hard_weight < 0:
-            raise ValueError(f"loss weights must be >= 0, got kd={kd_weight}, hard={hard_weight}")
+            raise DatafreeError(f"the KD loss weights must be >= 0, got kd_weight={kd_weight}, hard_weight={hard_weight}: "
+                                "set trainer.loss.kd_weight / trainer.loss.hard_weight to 0 or more.")
         self.temperature = float(temperature)
         self.kd_weight = float(kd_weight)
         self.hard_weight = float(hard_weight)
@@ -97,7 +100,7 @@ class LogitL1Loss(nn.Module):
     def __init__(self, temperature: float = 1.0):
         super().__init__()
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise DatafreeError(f"the logit L1 loss temperature must be > 0, got {temperature}: set e.g. trainer.loss.temperature=1.")
         self.temperature = float(temperature)
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import torch
 
+from datafree.errors import DatafreeError
+
 
 class SyntheticPool:
     def __init__(self, capacity: int, image_shape: tuple[int, int, int], device: torch.device | str = "cpu"):
         if not 0 <= capacity <= 2**24:  # sampling scales a float32 uniform by the fill level: exact up to 2**24
-            raise ValueError(f"pool capacity must be in [0, 2**24], got {capacity}")
+            raise DatafreeError(f"the replay pool capacity must be between 0 and 2**24 images, got {capacity}: "
+                                "set e.g. trainer.pool_capacity=50000.")
         self.capacity = int(capacity)
         self.device = torch.device(device)
         self._images = torch.empty((self.capacity, *image_shape), dtype=torch.uint8, device=self.device)

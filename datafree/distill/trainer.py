@@ -25,10 +25,16 @@ from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Synthesizer
 from datafree.teachers import save_classifier
 from datafree.utils.device import autocast
+from datafree.utils.dist import is_main_process
 from datafree.utils.graphs import CapturedStep, set_lr, tensor_lr
 from datafree.utils.logging import RunLogger
 from datafree.utils.loop import Loop, Snapshot, check_loop_settings
 from datafree.utils.nonfinite import NonFiniteGuard, fused_optimizer
+from datafree.utils.sample_grid import save_sample_grid
+
+
+# The newest pool images the final sample grid sorts into rows by class.
+GRID_IMAGES = 512
 
 
 @dataclasses.dataclass
@@ -226,7 +232,7 @@ class Distiller:
             }
 
         self.student.train()
-        bar = tqdm(total=total_steps, initial=step, desc="distill", disable=not (outputs.progress and logger.enabled),
+        bar = tqdm(total=total_steps, initial=step, desc="distill", disable=not (outputs.progress and is_main_process()),
                    dynamic_ncols=True, leave=False)
         try:
             with loop:
@@ -279,7 +285,7 @@ class Distiller:
         finally:
             bar.close()
         if outputs.grid_path is not None and len(self.pool):
-            self._save_grid(self.pool.images()[-64:].float().div(255))
+            self._save_grid(self.pool.images()[-GRID_IMAGES:].float().div(255))
         return DistillResult(
             student_accuracy=metrics.get("student_accuracy"),
             teacher_accuracy=metrics.get("teacher_accuracy"),
@@ -368,9 +374,11 @@ class Distiller:
         return row
 
     def _save_grid(self, images: torch.Tensor) -> None:
+        """The samples in rows by the class the teacher gives them."""
         if not self.outputs.logger.enabled:
             return
-        from torchvision.utils import save_image
-
-        self.outputs.grid_path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(images[:64].float().cpu(), str(self.outputs.grid_path), nrow=8)
+        with torch.no_grad(), autocast(self.device, self.amp):
+            logits = self.teacher(images).float()
+        info = self.outputs.student_info
+        classes = info.classes if info is not None else ()
+        save_sample_grid(images, logits.argmax(1), self.outputs.grid_path, classes, num_classes=logits.shape[1])

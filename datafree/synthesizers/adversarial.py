@@ -159,24 +159,19 @@ class GeneratorSynthesizer(Synthesizer):
         if ce_weight > 0 and not conditional:
             raise DatafreeError("ce_weight needs class targets, which only a conditional generator has: "
                                 "set conditional=true or ce_weight=0.")
-        if generator is not None:
-            if not isinstance(generator, nn.Module):
-                raise DatafreeError(f"generator must be an nn.Module or null (to build one), got {type(generator).__name__}.")
-            own_latent = getattr(generator, "latent_dim", latent_dim)
-            if own_latent != latent_dim:
-                raise DatafreeError(f"the generator takes z of size {own_latent} but latent_dim={latent_dim}: "
-                                    f"set latent_dim={own_latent}.")
-            own_conditional = getattr(generator, "conditional", conditional)
-            if bool(own_conditional) != bool(conditional):
-                raise DatafreeError(f"the generator has conditional={own_conditional} but the synthesizer conditional={conditional}: "
-                                    "make them agree.")
+        if generator is not None and not callable(generator):
+            raise DatafreeError(f"generator must be an nn.Module, a factory (a recipe node with _partial_: true) or null "
+                                f"(to build one), got {type(generator).__name__}.")
         self.generator = generator
         self.latent_dim, self.batch_size, self.g_steps = int(latent_dim), int(batch_size), int(g_steps)
+        self.conditional = bool(conditional)
+        if isinstance(generator, nn.Module):
+            self._check_generator(generator)
         self.lr, self.betas = float(lr), betas
         self.adv_weight, self.adv_loss = float(adv_weight), str(adv_loss)
         self.bn_weight, self.first_bn_multiplier = float(bn_weight), float(first_bn_multiplier)
         self.oh_weight, self.act_weight, self.ie_weight = float(oh_weight), float(act_weight), float(ie_weight)
-        self.conditional, self.ce_weight = bool(conditional), float(ce_weight)
+        self.ce_weight = float(ce_weight)
         self.lifecycle, self.reinit_every = str(lifecycle), int(reinit_every)
         self.clone_per_batch, self.optimize_latent, self.meta_lr = bool(clone_per_batch), bool(optimize_latent), float(meta_lr)
         if clip_grad_norm is not None and clip_grad_norm <= 0:
@@ -192,23 +187,23 @@ class GeneratorSynthesizer(Synthesizer):
         self._pending_state: dict | None = None
 
     # -- setup --------------------------------------------------------------------------------------
+    def check_teacher(self, teacher: nn.Module) -> None:
+        if self.bn_weight:
+            check_batchnorm_teacher(teacher, "the generator's BatchNorm-statistics prior (bn_weight)")
+        if self.act_weight:
+            require_hookable(teacher, "the activation prior (act_weight)")
+            PenultimateFeatures(teacher)
+
     def validate(self) -> None:
-        channels, height, width = self.input_size
-        if self.generator is None:
-            self.generator = create_model("dcgan_generator", num_classes=self.num_classes, latent_dim=self.latent_dim,
-                                          image_size=height if height == width else (height, width), channels=channels,
-                                          conditional=self.conditional)
+        if not isinstance(self.generator, nn.Module):
+            self.generator = self._build_generator(self.generator)
         if self.conditional and getattr(self.generator, "num_classes", self.num_classes) != self.num_classes:
             raise DatafreeError(f"the conditional generator knows {self.generator.num_classes} classes but the teacher has "
                                 f"{self.num_classes}: build it with num_classes={self.num_classes}.")
         if self.lifecycle == "reinit_first_layer" and not callable(getattr(self.generator, "reset_first_layer", None)):
             raise DatafreeError(f"lifecycle='reinit_first_layer' needs a generator with reset_first_layer(); "
                                 f"{type(self.generator).__name__} has none: use lifecycle='reinit'.")
-        if self.bn_weight:
-            check_batchnorm_teacher(self.teacher, "the generator's BatchNorm-statistics prior (bn_weight)")
-        if self.act_weight:
-            require_hookable(self.teacher, "the activation prior (act_weight)")
-            PenultimateFeatures(self.teacher)
+        self.check_teacher(self.teacher)
         self.generator.to(self.device).train()
         if self.augment is not None:
             self.augment.to(self.device)
@@ -234,6 +229,34 @@ class GeneratorSynthesizer(Synthesizer):
         if logits.dim() != 2 or logits.shape[1] != self.num_classes:
             raise DatafreeError(f"the teacher returns logits of shape {tuple(logits.shape)} but num_classes={self.num_classes}: "
                                 "make data.num_classes match the teacher.")
+
+    def _build_generator(self, factory) -> nn.Module:
+        """A generator for the teacher's input: the factory (default: datafree's DCGAN generator) gets its size."""
+        channels, height, width = self.input_size
+        sizes = {"num_classes": self.num_classes, "latent_dim": self.latent_dim, "channels": channels,
+                 "image_size": height if height == width else (height, width), "conditional": self.conditional}
+        if factory is None:
+            return create_model("dcgan_generator", **sizes)
+        try:
+            generator = factory(**sizes)
+        except TypeError as error:
+            raise DatafreeError(f"the generator factory (synthesizer.generator) is called with {', '.join(sizes)} "
+                                f"from the teacher's input, and refused them ({error}): give a factory that takes them, "
+                                "or an nn.Module.") from None
+        if not isinstance(generator, nn.Module):
+            raise DatafreeError(f"the generator factory built a {type(generator).__name__}, not an nn.Module.")
+        self._check_generator(generator)
+        return generator
+
+    def _check_generator(self, generator: nn.Module) -> None:
+        own_latent = getattr(generator, "latent_dim", self.latent_dim)
+        if own_latent != self.latent_dim:
+            raise DatafreeError(f"the generator takes z of size {own_latent} but latent_dim={self.latent_dim}: "
+                                f"set latent_dim={own_latent}.")
+        own_conditional = getattr(generator, "conditional", self.conditional)
+        if bool(own_conditional) != self.conditional:
+            raise DatafreeError(f"the generator has conditional={own_conditional} but the synthesizer "
+                                f"conditional={self.conditional}: make them agree.")
 
     def _adam(self, params) -> torch.optim.Optimizer:
         return fused_adam(params, lr=self._lr_now, betas=self.betas)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from datafree.data.augment import shift_flip
+from datafree.errors import DatafreeError
 
 
 class Augment(nn.Module):
@@ -28,10 +29,11 @@ class Augment(nn.Module):
                  crop_padding: int = 0):
         super().__init__()
         if jitter < 0 or crop_padding < 0:
-            raise ValueError(f"jitter and crop_padding must be >= 0, got jitter={jitter}, crop_padding={crop_padding}")
+            raise DatafreeError(f"augmentation jitter and crop_padding (pixels of random shift) must be >= 0, got "
+                                f"jitter={jitter}, crop_padding={crop_padding}: set 0 for none.")
         if jitter and crop_padding:
-            raise ValueError(f"choose jitter (a roll) or crop_padding (a padded crop), not both "
-                             f"(got jitter={jitter}, crop_padding={crop_padding})")
+            raise DatafreeError(f"choose jitter (a roll) or crop_padding (a padded crop), not both "
+                                f"(got jitter={jitter}, crop_padding={crop_padding}).")
         self.jitter, self.crop_padding = int(jitter), int(crop_padding)
         self.flip = bool(flip)
         self.extra = nn.Sequential(*(extra or []))

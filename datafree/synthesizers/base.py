@@ -56,6 +56,13 @@ class Synthesizer(ABC):
 
     def validate(self) -> None:
         """Raise a DatafreeError before any work if the teacher cannot serve this method."""
+        self.check_teacher(self.teacher)
+
+    def check_teacher(self, teacher: nn.Module) -> None:
+        """Raise a DatafreeError if this method cannot serve ``teacher`` (no BatchNorm, no hooks, ...).
+
+        Needs nothing but the teacher, so a job calls it before it builds the student.
+        """
 
     @abstractmethod
     def synthesize(self) -> Batch:

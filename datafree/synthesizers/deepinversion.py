@@ -65,9 +65,12 @@ class DeepInversion(Synthesizer):
         self.amp = bool(amp)
         self.last_losses: dict[str, torch.Tensor] = {}
 
-    def validate(self) -> None:
+    def check_teacher(self, teacher: nn.Module) -> None:
         if self.bn_weight > 0:
-            check_batchnorm_teacher(self.teacher, "DeepInversion (its BatchNorm-statistics prior, bn_weight)")
+            check_batchnorm_teacher(teacher, "DeepInversion (its BatchNorm-statistics prior, bn_weight)")
+
+    def validate(self) -> None:
+        self.check_teacher(self.teacher)
         self.augment.to(self.device)
 
     def _prior_center(self) -> torch.Tensor | float:

@@ -90,9 +90,7 @@ def read_checkpoint(path: str | Path, trust: bool = False, what: str = "teacher.
     A pickle can run arbitrary code while it loads, so files that hold whole
     modules or other Python objects are refused unless ``trust`` is set.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatafreeError(f"{what} {str(path)!r} does not exist: point {what} at the weights file.")
+    path = require_file(path, what, "the weights file")
     if is_torchscript_archive(path):
         raise DatafreeError(
             f"{str(path)!r} is a TorchScript archive, not a checkpoint: load it with teacher.source=torchscript."
@@ -120,6 +118,18 @@ def read_checkpoint(path: str | Path, trust: bool = False, what: str = "teacher.
             f"{what} {str(path)!r} cannot be unpickled ({type(exc).__name__}: {str(exc)[:160]}): the classes it "
             "names must be importable (put their package on PYTHONPATH)."
         ) from None
+
+
+def require_file(path: str | Path, key: str, what: str) -> Path:
+    """``path`` as a Path when it is a file; else one error saying whether it is missing or a folder."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".ts", ".bin"))[:3]
+        found = f" (it holds {', '.join(inside)})" if inside else ""
+        raise DatafreeError(f"{key} {str(path)!r} is a folder, not a file{found}: point {key} at {what} inside it.")
+    if not path.is_file():
+        raise DatafreeError(f"{key} {str(path)!r} does not exist: point {key} at {what}.")
+    return path
 
 
 def _refused_as_unsafe(exc: Exception) -> bool:

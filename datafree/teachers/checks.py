@@ -28,9 +28,12 @@ def probe_logits(model: nn.Module, input_size: tuple[int, int, int], device, who
             output = model(probe_inputs(input_size, device))
     except Exception as exc:  # noqa: BLE001 - any failure here is a shape/dtype mismatch for the user to fix
         message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        fix = (f"set {who}.input_size=[channels, height, width] to the size it was trained on" if who == "teacher" else
+               # A student takes what the teacher takes: zoo students are built for it, a module of the user's must fit.
+               f"the {who} must take the teacher's inputs ({'x'.join(map(str, input_size))}, channels x height x "
+               "width): choose a zoo student (built for the teacher's channels) or a network that accepts them")
         raise DatafreeError(
-            f"the {who} does not run on inputs of shape {shape} ({type(exc).__name__}: {message}): "
-            f"set {who}.input_size=[channels, height, width] to the size it was trained on."
+            f"the {who} does not run on inputs of shape {shape} ({type(exc).__name__}: {message}): {fix}."
         ) from None
     finally:
         model.train(was_training)
@@ -50,9 +53,11 @@ def probe_logits(model: nn.Module, input_size: tuple[int, int, int], device, who
 def check_logits(logits: torch.Tensor, num_classes: int | None, who: str = "teacher") -> int:
     """The number of classes the logits show, after checking they are finite and match ``num_classes``."""
     if not torch.isfinite(logits).all():
+        check = (f"check {who}.checkpoint on real inputs and {who}.mean / {who}.std" if who == "teacher" else
+                 f"check the {who} network's weights and the teacher's normalisation, which the {who} shares")
         raise DatafreeError(
             f"the {who} returns NaN or Inf on random images in [0, 1]: its weights are damaged or its normalisation "
-            f"is wrong; check {who}.checkpoint on real inputs and {who}.mean / {who}.std."
+            f"is wrong; {check}."
         )
     found = int(logits.shape[1])
     if num_classes is not None and int(num_classes) != found:
@@ -77,7 +82,11 @@ def check_agreement(teacher_classes: int, input_size: tuple[int, int, int], *, d
             f"set student.num_classes={teacher_classes} (or null to follow the teacher)."
         )
     if data_size is not None and tuple(data_size) != tuple(input_size):
-        raise DatafreeError(
-            f"the test images are {'x'.join(map(str, data_size))} (channels x height x width) but the teacher takes "
-            f"{'x'.join(map(str, input_size))}: use data of the teacher's size (data.image_size) or set teacher.input_size."
-        )
+        shown = f"the test images are {'x'.join(map(str, data_size))} (channels x height x width) but the teacher takes " \
+                f"{'x'.join(map(str, input_size))}"
+        if data_size[0] != input_size[0]:
+            raise DatafreeError(f"{shown}: set data.channels={input_size[0]} (or null to follow the teacher), or use the "
+                                "teacher's own kind of data.")
+        resize = (f"set data.image_size={input_size[1]} to resize the test images" if input_size[1] == input_size[2] else
+                  f"use test images of {input_size[1]}x{input_size[2]} pixels")
+        raise DatafreeError(f"{shown}: {resize}, or set teacher.input_size if the teacher takes another size.")

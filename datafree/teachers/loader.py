@@ -76,7 +76,7 @@ def load_teacher(
     declared = {"input_size": _list(input_size), "mean": _list(mean), "std": _list(std)}
     convention: dict = {}
     if source == "datafree":
-        net, meta, notes = _datafree_network(checkpoint, arch, num_classes, data_hint)
+        net, meta, notes = _datafree_network(checkpoint, arch, num_classes, data_hint, declared["input_size"])
         label = str(arch or meta.get("arch"))
     elif source == "module":
         net, meta, notes = module_network(model, checkpoint, state_key, bool(trust_checkpoint))
@@ -132,7 +132,8 @@ def teacher_from_config(node, device: str | torch.device = "cpu", data_hint: Dat
     )
 
 
-def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None) -> tuple[nn.Module, dict, list[str]]:
+def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None,
+                      input_size=None) -> tuple[nn.Module, dict, list[str]]:
     if not checkpoint:
         raise DatafreeError(
             "no teacher: set teacher.checkpoint=PATH to a checkpoint from 'datafree train-teacher' "
@@ -148,12 +149,23 @@ def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None) -> t
             f"{checkpoint!r} is a bare state dict: set teacher.arch (a zoo name) and teacher.num_classes, or use "
             "teacher.source=module with teacher.model for your own class."
         )
-    net = create_model(str(arch), num_classes=int(classes))
+    channels = _zoo_channels(input_size or meta.get("input_size"), state, hint)
+    net = create_model(str(arch), num_classes=int(classes), in_channels=channels)
     saved = meta.get("arch")
     said = f" The checkpoint says it holds {saved!r} with {meta.get('num_classes')} classes." if saved else ""
     load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"architecture {arch!r} with {classes} classes",
                  f"{said.strip()} Set teacher.arch / teacher.num_classes to the network the weights came from.".strip())
     return net, meta, []
+
+
+def _zoo_channels(input_size, state: dict, hint: DataHint | None) -> int:
+    """The input channels to build a zoo network with: declared, else its weights' first convolution, else the data's."""
+    if input_size:
+        return int(input_size[0])
+    first_conv = next((t for t in state.values() if isinstance(t, torch.Tensor) and t.dim() == 4), None)
+    if first_conv is not None:
+        return int(first_conv.shape[1])
+    return int(hint.channels) if hint and hint.channels else 3
 
 
 def _ensemble(members, device: torch.device, hint: DataHint | None, num_classes) -> Teacher:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.teachers.checkpoint import FORMAT, read_checkpoint
+from datafree.recipe_nodes import recipe_error
+from datafree.teachers.checkpoint import FORMAT, read_checkpoint, require_file
 from datafree.teachers.state_dicts import extract_state_dict, load_weights
 
 
@@ -24,19 +24,17 @@ def build_user_module(model: Any) -> nn.Module:
         return model
     target = target_of(model)
     if target is not None:
+        from hydra.errors import InstantiationException
         from hydra.utils import instantiate
 
         try:
             built = instantiate(model, _convert_="all")
         except Exception as exc:  # noqa: BLE001 - hydra wraps import and constructor errors alike
+            known = recipe_error(exc, model, "teacher.model") if isinstance(exc, InstantiationException) else exc
+            if isinstance(known, DatafreeError):
+                raise known from None
+            # The user's own constructor failing for any other reason is still theirs to fix.
             cause = exc.__cause__ or exc
-            if isinstance(cause, DatafreeError):
-                raise cause from None
-            if isinstance(cause, (ImportError, ModuleNotFoundError)) or "Error locating target" in str(exc):
-                raise DatafreeError(
-                    f"teacher.model._target_={target!r} cannot be imported: put the folder that holds its package "
-                    "on the Python path (e.g. run 'PYTHONPATH=. datafree ...' from that folder) and check the spelling."
-                ) from None
             raise DatafreeError(
                 f"building teacher.model ({target}) failed: {type(cause).__name__}: {str(cause).splitlines()[0][:200]}; "
                 "fix the arguments given next to _target_."
@@ -133,8 +131,7 @@ def torchscript_network(path: str | None) -> tuple[nn.Module, dict, list[str]]:
 
     if not path:
         raise DatafreeError("teacher.source=torchscript needs teacher.checkpoint=PATH to the archive (torch.jit.save).")
-    if not Path(path).is_file():
-        raise DatafreeError(f"teacher.checkpoint {str(path)!r} does not exist: point it at the TorchScript archive.")
+    require_file(path, "teacher.checkpoint", "the TorchScript archive")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export

@@ -71,16 +71,18 @@ def resolve_input_spec(
     notes: list[str] = []
     input_size = declared.get("input_size") or meta.get("input_size") or None
     if input_size is not None:
+        size_source = "teacher.input_size" if declared.get("input_size") else "the checkpoint's input_size"
         input_size = tuple(int(v) for v in input_size)
         if len(input_size) != 3:
             raise DatafreeError(
                 f"teacher.input_size must be [channels, height, width], got {list(input_size)}: e.g. [3, 32, 32]."
             )
     else:
-        input_size = _infer_input_size(net, hint, convention, notes)
+        input_size, size_source = _infer_input_size(net, hint, convention, notes)
     channels = input_size[0]
     mean = declared.get("mean") or meta.get("mean")
     std = declared.get("std") or meta.get("std")
+    given = "teacher.mean / teacher.std" if declared.get("mean") or declared.get("std") else "the checkpoint's mean / std"
     if mean is None or std is None:
         if convention.get("mean") is not None and channels == len(convention["mean"]):
             mean, std = mean or convention["mean"], std or convention["std"]
@@ -91,19 +93,28 @@ def resolve_input_spec(
                 f"normalisation not given: the teacher gets pixels in [0, 1] unchanged (mean {list(mean)}, std {list(std)}); "
                 "set teacher.mean / teacher.std if it was trained on normalised inputs"
             )
+    if len(mean) != channels or len(std) != channels:
+        raise DatafreeError(
+            f"the normalisation has {len(mean)} mean and {len(std)} std value(s) ({given}) but the teacher takes "
+            f"{channels}-channel inputs ({size_source}): give one value per channel, e.g. "
+            f"teacher.mean=[{','.join(['0.5'] * channels)}] teacher.std=[{','.join(['0.25'] * channels)}]"
+            f"{'' if size_source == 'teacher.input_size' else ', or set teacher.input_size if the channel count is wrong'}."
+        )
     return input_size, tuple(float(v) for v in mean), tuple(float(v) for v in std), notes
 
 
-def _infer_input_size(net: nn.Module, hint: DataHint, convention: dict, notes: list[str]) -> tuple[int, int, int]:
-    channels = hint.channels or (convention.get("input_size") or (None,))[0] or first_input_channels(net)
+def _infer_input_size(net: nn.Module, hint: DataHint, convention: dict,
+                      notes: list[str]) -> tuple[tuple[int, int, int], str]:
+    """(input size, where it came from). The network's first convolution knows its channels best."""
+    channels = first_input_channels(net) or hint.channels or (convention.get("input_size") or (None,))[0]
     if hint.height and hint.width:
         size = (int(channels or 3), hint.height, hint.width)
-        notes.append(f"input size not given: using the data set's {size[0]}x{size[1]}x{size[2]}")
-        return size
+        notes.append(f"input size not given: using the data set's {size[1]}x{size[2]} images with {size[0]} channel(s)")
+        return size, "the test images' size"
     if convention.get("input_size"):
         size = tuple(int(v) for v in convention["input_size"])
         notes.append(f"input size not given: using {convention['name']}'s usual {size[0]}x{size[1]}x{size[2]}")
-        return size
+        return size, f"{convention['name']}'s usual input size"
     candidates = [int(channels)] if channels else [3, 1]
     for c in candidates:
         for side in COMMON_SIZES.get(c, COMMON_SIZES[3]):
@@ -112,7 +123,7 @@ def _infer_input_size(net: nn.Module, hint: DataHint, convention: dict, notes: l
                     f"input size not given: probed the network, which runs on {c}x{side}x{side} (the first of the "
                     f"common sizes it accepts); set teacher.input_size if it was trained on another size"
                 )
-                return (c, side, side)
+                return (c, side, side), "probed"
     raise DatafreeError(
         "the teacher's input size is not given and the network ran on none of the common sizes "
         f"({', '.join(str(s) for s in COMMON_SIZES[3])} px): set teacher.input_size=[channels, height, width]."

@@ -142,12 +142,14 @@ class StateFiles:
         return last
 
     def load(self) -> dict | None:
-        """The newest readable state (last, else prev), or None when there is none to resume from.
+        """The newest readable state (last, else prev), or None when this folder holds none to resume from.
 
-        A file that cannot be read (truncated, corrupt, foreign) is reported and skipped.
+        A file that cannot be read (truncated, corrupt, foreign) is reported and skipped; when every
+        state file is unreadable the resume is refused, since starting afresh would overwrite the run.
         """
         if not self.resume:
             return None
+        unreadable = []
         for name in (LAST, PREV):
             path = self.directory / name
             if not path.is_file():
@@ -158,6 +160,7 @@ class StateFiles:
                     raise ValueError("not a datafree state file")
             except Exception as exc:  # noqa: BLE001 - any unreadable file falls back to the previous one
                 reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+                unreadable.append(f"{name}: {reason}")
                 self.notice(f"datafree: notice: {path} cannot be read ({reason}); trying the previous state")
                 continue
             diffs = config_differences(state.get("config", {}), self.config)
@@ -169,10 +172,29 @@ class StateFiles:
                 )
             self.last_saved = path
             return state
+        if unreadable:
+            raise DatafreeError(
+                f"cannot resume from {self.directory}: no state file there can be read ({'; '.join(unreadable)}), and "
+                "starting afresh would overwrite the run, so nothing was changed. Put back a good copy of "
+                f"{LAST} (or {PREV}), or start a new run in another folder (hydra.run.dir) without resume."
+            )
         return None
 
     def exists(self) -> bool:
         return any((self.directory / name).is_file() for name in (LAST, PREV))
+
+
+def check_resume(resume, out_dir: str | os.PathLike, config: dict) -> None:
+    """Every reason to refuse a run in ``out_dir``, checked before anything is written there.
+
+    A new run in a folder that holds a state, a resume without one, a state that cannot be read,
+    or one saved with other settings than ``config`` (the resolved recipe) is refused.
+    """
+    if not resume_requested(resume, out_dir):
+        return
+    folders = sorted({path.parent for path in Path(out_dir).glob("**/state_*.pt")})
+    for folder in folders:  # the run's own, and those of the loops inside it (teacher/, noise_baseline/)
+        StateFiles(folder, config=config, resume=True, notice=lambda message: None).load()
 
 
 def resume_requested(resume, out_dir: str | os.PathLike) -> bool:

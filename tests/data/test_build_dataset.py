@@ -55,13 +55,18 @@ def test_tarball_dispatch(tmp_path):
 def test_missing_locations(tmp_path):
     with pytest.raises(DatafreeError, match="data.root") as err:
         build_dataset("tarball", "train", root=str(tmp_path))
-    assert str(tmp_path / "train.tar.gz") in str(err.value)
+    assert f"{tmp_path} holds no train.tar.gz" in str(err.value)
     with pytest.raises(DatafreeError, match="does not exist"):
         build_dataset("tarball", path=str(tmp_path / "x.tar.gz"))
-    with pytest.raises(DatafreeError, match="data.path"):
+    with pytest.raises(DatafreeError, match="set data.root to the folder holding train/ and test/"):
         build_dataset("imagefolder")
-    with pytest.raises(DatafreeError, match="does not exist"):
+    with pytest.raises(DatafreeError, match="holds no test"):
         build_dataset("imagefolder", "test", root=str(tmp_path))
+    with pytest.raises(DatafreeError, match="does not exist"):
+        build_dataset("imagefolder", "test", root=str(tmp_path / "nowhere"))
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(DatafreeError, match="is a file, not a folder"):
+        build_dataset("imagefolder", "test", root=str(tmp_path / "a_file"))
 
 
 def test_unknown_kind_and_split():

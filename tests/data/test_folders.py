@@ -214,7 +214,7 @@ def test_missing_paths(tmp_path):
     missing = tmp_path / "nowhere" / "train.tar.gz"
     with pytest.raises(DatafreeError, match="does not exist") as err:
         load_tarball(missing)
-    assert str(missing) in str(err.value) and "data.path" in str(err.value)
+    assert str(missing) in str(err.value) and "data.root" in str(err.value)
     with pytest.raises(DatafreeError, match="does not exist") as err:
         load_image_folder(tmp_path / "nothing")
     assert str(tmp_path / "nothing") in str(err.value)
@@ -304,10 +304,10 @@ _PARENT = os.getpid()
 _real_decode = folders._decode_chunk
 
 
-def _die_in_worker(items, names, image_size):
+def _die_in_worker(items, names, image_size, channels):
     if os.getpid() != _PARENT:
         os._exit(1)  # simulate a worker killed for memory
-    return _real_decode(items, names, image_size)
+    return _real_decode(items, names, image_size, channels)
 
 
 @pytest.mark.skipif(not folders._fork_is_safe(), reason="process pool needs fork")

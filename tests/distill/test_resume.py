@@ -144,7 +144,9 @@ def test_truncated_last_state_falls_back_to_previous(tmp_path):
     data = (tmp_path / LAST).read_bytes()
     (tmp_path / LAST).write_bytes(data[: len(data) // 2])
     (tmp_path / PREV).write_bytes(b"not a checkpoint")
-    assert StateFiles(tmp_path, resume=True, notice=notices.append).load() is None
+    # No state left to read: starting afresh would overwrite the run, so the resume is refused.
+    with pytest.raises(DatafreeError, match="no state file there can be read .*nothing was changed"):
+        StateFiles(tmp_path, resume=True, notice=notices.append).load()
 
 
 def test_resume_with_a_different_config_lists_the_differences(tmp_path):

@@ -30,5 +30,6 @@ def test_readme_python_api_block(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     accuracy = float(proc.stdout.split("student accuracy ")[1].split("%")[0])
     assert accuracy > 15, proc.stdout  # chance is 10%
+    assert "distill: 100%" in proc.stderr, proc.stderr[-2000:]  # the API shows its progress by default, as the CLI does
     student = torch.load(tmp_path / "student.pt", weights_only=True)
     assert student["arch"] == "microcnn" and abs(student["test_accuracy"] - accuracy / 100) < 1e-3

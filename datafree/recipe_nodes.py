@@ -1,0 +1,68 @@
+"""Building the objects a recipe describes (``_target_`` nodes), with errors a user can act on.
+
+hydra wraps whatever a constructor raises in an ``InstantiationException`` whose
+text asks for ``HYDRA_FULL_ERROR=1``. A constructor that refuses a value (a
+``ValueError``, e.g. a negative temperature or kornia's check of a brightness)
+or an argument (a ``TypeError``, e.g. a misspelt key) is refusing the recipe,
+so it becomes a :class:`DatafreeError` naming the recipe key, which the CLI
+reports in one line before any work. Other exceptions are bugs and pass through.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from datafree.errors import DatafreeError
+
+
+def instantiate_node(node: Any, key: str, **kwargs) -> Any:
+    """``hydra.utils.instantiate(node, **kwargs)``; ``key`` names the node in the recipe (e.g. ``trainer``)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        raise recipe_error(error, node, key) from None
+
+
+def recipe_error(error: BaseException, node: Any, key: str) -> BaseException:
+    """The user-facing error for a failed instantiation, or ``error`` itself when it is a bug."""
+    cause = error.__cause__
+    if isinstance(cause, DatafreeError):
+        return cause
+    where = _full_key(str(error), node) or key
+    target = _target(str(error))
+    if isinstance(cause, ImportError) or "Error locating target" in str(error):
+        return DatafreeError(
+            f"{where}._target_={target!r} cannot be imported: check the spelling, and put the folder that holds "
+            "its package on the Python path (e.g. run 'PYTHONPATH=. datafree ...' from that folder)."
+        )
+    if isinstance(cause, (ValueError, TypeError)):
+        reason = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else type(cause).__name__
+        return DatafreeError(
+            f"{where} ({target}) refused its settings: {type(cause).__name__}: {reason}. Fix the values under {where} "
+            "('datafree <command> --cfg job' prints them)."
+        )
+    return error
+
+
+def _target(message: str) -> str:
+    found = re.search(r"target '([^']+)'", message)
+    return found.group(1) if found else "?"
+
+
+def _full_key(message: str, node: Any) -> str | None:
+    """hydra's ``full_key`` of the failing node; list items come as ``augment0``, written here ``augment[0]``."""
+    found = re.search(r"full_key: (\S+)", message)
+    if not found:
+        return None
+    key = found.group(1)
+    item = re.fullmatch(r"(.+?)(\d+)", key)
+    if item and OmegaConf.is_config(node):
+        parent = OmegaConf.select(node._get_root(), item.group(1), default=None)
+        if OmegaConf.is_list(parent):
+            return f"{item.group(1)}[{item.group(2)}]"
+    return key

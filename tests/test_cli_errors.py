@@ -1,0 +1,134 @@
+"""Bad input never costs a run: one line, exit status 2, nothing written, keys named that exist.
+
+Run in this process (datafree.cli.main) to keep the suite fast; the CLI is the same code either way.
+"""
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from datafree.models import create_model
+from datafree.teachers import save_classifier
+from recipe_keys import missing_keys
+from test_cli import TINY, _info, run_in_process
+
+
+def assert_refused(result, out: Path, command: str, overrides, *needles):
+    code, _, err = result
+    assert code == 2, err[-3000:]
+    assert err.count("\n") == 1 and err.startswith("datafree: error: "), err
+    assert "Traceback" not in err and "HYDRA_FULL_ERROR" not in err
+    for needle in needles:
+        assert needle in err, err
+    assert not out.exists(), f"left behind: {sorted(out.rglob('*'))}"
+    assert not missing_keys(err, command, overrides), err
+
+
+# -- values a constructor refuses while the recipe is built ----------------------------------------------
+@pytest.mark.parametrize("overrides, needles", [
+    (["trainer.loss.temperature=-1"], ["temperature must be > 0", "trainer.loss.temperature"]),
+    (["+trainer.loss.temprature=2"], ["trainer.loss (datafree.distill.losses.KDLoss) refused its settings: TypeError",
+                                      "temprature"]),
+    (["synthesizer.augment=[{_target_: kornia.augmentation.ColorJitter, brightness: -1}]"],
+     ["synthesizer.augment[0] (kornia.augmentation", "ValueError", "brightness"]),
+    (["synthesizer.jitter=-1"], ["must be >= 0, got jitter=-1"]),
+    (["data.test.seed=abc"], ["data.test (datafree.data.build_dataset) refused its settings: ValueError"]),
+    (["trainer.pool_capacity=-1"], ["trainer.pool_capacity must be an int >= 0"]),
+])
+def test_constructor_refusals_are_one_line(tmp_path, capsys, overrides, needles):
+    out = tmp_path / "run"
+    args = [*TINY, *overrides]
+    assert_refused(run_in_process(capsys, "distill", *args, f"hydra.run.dir={out}"), out, "distill", args, *needles)
+
+
+# -- paths, data locations and normalisation ------------------------------------------------------------
+def test_folder_given_for_a_checkpoint(tmp_path, capsys):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    save_classifier(folder / "teacher.pt", create_model("microcnn", num_classes=10), _info())
+    out, args = tmp_path / "run", [*TINY, f"teacher.checkpoint={folder}"]
+    assert_refused(run_in_process(capsys, "distill", *args, f"hydra.run.dir={out}"), out, "distill", args,
+                   "is a folder, not a file (it holds teacher.pt)", "point teacher.checkpoint at the weights file")
+
+
+@pytest.mark.parametrize("data, needles", [
+    (["data=imagefolder", "data.root=FILE", "data.num_classes=3"], ["is a file, not a folder"]),
+    (["data=imagefolder", "data.root=EMPTY", "data.num_classes=3"], ["holds no test", "data.root"]),
+    (["data=cifar10_jpeg"], ["needs a location: set data.root to the folder holding train.tar.gz and test.tar.gz"]),
+    (["data=cifar10_jpeg", "data.root=EMPTY/nowhere"], ["does not exist", "data.root"]),
+    (["data=cifar10", "data.root=EMPTY"], ["not under", "data.download=true", "data.root"]),
+])
+def test_data_locations_name_keys_of_the_recipe(tmp_path, capsys, monkeypatch, data, needles):
+    monkeypatch.delenv("DATAFREE_CIFAR10_JPEG", raising=False)
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "EMPTY").mkdir()
+    data = [d.replace("FILE", str(tmp_path / "FILE")).replace("EMPTY", str(tmp_path / "EMPTY")) for d in data]
+    out = tmp_path / "run"
+    args = [a for a in TINY if not a.startswith("data.")] + data
+    assert_refused(run_in_process(capsys, "distill", *args, f"hydra.run.dir={out}"), out, "distill", args, *needles)
+
+
+def test_readme_step_one_without_cifar_says_how_to_get_it(tmp_path, capsys, monkeypatch):
+    # 'datafree train-teacher experiment=cifar10_resnet34_resnet18' on a machine without CIFAR-10 and offline.
+    monkeypatch.setenv("DATAFREE_DATA", str(tmp_path / "cache"))
+    out, args = tmp_path / "run", ["experiment=cifar10_resnet34_resnet18", "device=cpu"]
+    assert_refused(run_in_process(capsys, "train-teacher", *args, f"hydra.run.dir={out}"), out, "train-teacher", args,
+                   "cifar10 (train) is not under", "add data.download=true")
+
+
+def test_normalisation_of_the_wrong_length_is_blamed(tmp_path, capsys):
+    teacher = save_classifier(tmp_path / "t.pt", create_model("microcnn", num_classes=10), _info())
+    out, args = tmp_path / "run", [*TINY, f"teacher.checkpoint={teacher}", "teacher.mean=[0.5]", "teacher.std=[0.25]"]
+    assert_refused(run_in_process(capsys, "distill", *args, f"hydra.run.dir={out}"), out, "distill", args,
+                   "the normalisation has 1 mean and 1 std value(s) (teacher.mean / teacher.std) but the teacher takes "
+                   "3-channel inputs", "teacher.mean=[0.5,0.5,0.5]")
+    args = [a for a in TINY if a.split(".")[0] in ("data", "teacher", "device", "progress")] + [
+        "data.mean=[0.5]", "data.std=[0.25]"]
+    assert_refused(run_in_process(capsys, "train-teacher", *args, f"hydra.run.dir={out}"), out, "train-teacher", args,
+                   "data.mean / data.std have 1 / 1 value(s) but the training images have 3 channel(s)")
+
+
+@pytest.mark.parametrize("override", ["data.root=/my data (copy)", "data.root=/données"])
+def test_values_hydra_cannot_parse_are_to_be_quoted(tmp_path, capsys, override):
+    code, _, err = run_in_process(capsys, "distill", override, f"hydra.run.dir={tmp_path / 'run'}")
+    key, value = override.split("=", 1)
+    assert code == 2 and err.count("\n") == 1 and "must be quoted" in err, err
+    assert f"write {key}='{value}' (in a shell: \"{key}='{value}'\")" in err
+
+
+# -- a run folder that exists is never changed by a refusal ----------------------------------------------
+def _contents(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_refusals_leave_a_run_as_it_was(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = [*TINY, "noise_baseline=false"]
+    code, _, err = run_in_process(capsys, "distill", *args, f"hydra.run.dir={run}")
+    assert code == 0, err[-3000:]
+    before = _contents(run)
+    assert "teacher/state_last.pt" in before and "state_last.pt" in before
+
+    refusals = [
+        # changed settings, caught before hydra writes its record
+        ([*args, f"resume={run}", "trainer.lr=0.2"], "differs from the checkpoint's in trainer.lr: 0.05 -> 0.2"),
+        # a new run in the folder of an old one
+        ([*args, f"hydra.run.dir={run}"], "already holds the saved state"),
+        # a run-length change that the job itself refuses, after hydra wrote its record
+        ([*args, f"resume={run}", "trainer.rounds=0"], "trainer.rounds must be an int >= 1"),
+    ]
+    for overrides, needle in refusals:
+        code, _, err = run_in_process(capsys, "distill", *overrides)
+        assert code == 2 and needle in err and err.count("\n") == 1, err
+        assert _contents(run) == before, overrides
+
+    # Data loss: every state file damaged. Training afresh would overwrite teacher.pt and student.pt.
+    for state in run.rglob("state_*.pt"):
+        state.write_bytes(b"damaged" * 10)
+    damaged = _contents(run)
+    code, _, err = run_in_process(capsys, "distill", *args, f"resume={run}")
+    assert code == 2 and "no state file there can be read" in err and "nothing was changed" in err, err
+    assert _contents(run) == damaged
+    assert torch.load(run / "student.pt", weights_only=True)["arch"] == "microcnn"

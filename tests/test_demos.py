@@ -1,0 +1,58 @@
+"""Every demo the README names beats its noise baseline, with the figures the README states.
+
+The default demo ('datafree distill') runs in the fast suite: it is what a newcomer
+runs first. The generator demos take minutes each and are marked slow.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+PERCENT = r"(\d+(?:\.\d+)?)"
+
+
+def readme_range(label: str) -> tuple[float, float]:
+    """The README's 'LABEL A–B%' range, in percent."""
+    found = re.search(rf"{label} {PERCENT}–{PERCENT}%", " ".join(README.read_text().split()))
+    assert found, f"README.md states no range for {label!r}"
+    return float(found.group(1)), float(found.group(2))
+
+
+def run_demo(tmp_path, *overrides) -> dict[str, float]:
+    """``datafree distill OVERRIDES`` as a user runs it; the accuracies it prints, in percent."""
+    proc = subprocess.run([sys.executable, "-m", "datafree", "distill", *overrides, "progress=false",
+                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = {}
+    for name, pattern in {"teacher": r"^teacher \S+: test accuracy ", "student": r"^student \S+: test accuracy ",
+                          "noise": r"^baseline: .* test accuracy "}.items():
+        found = re.search(pattern + PERCENT + "%", proc.stdout, re.MULTILINE)
+        assert found, proc.stdout
+        printed[name] = float(found.group(1))
+    print(f"distill {' '.join(overrides)}: {printed}")  # shown with pytest -rA: the figures behind the README's
+    return printed
+
+
+def assert_within(value: float, bounds: tuple[float, float], what: str) -> None:
+    assert bounds[0] <= value <= bounds[1], f"{what} {value}% is outside the README's {bounds[0]}–{bounds[1]}%"
+
+
+def test_default_demo_matches_the_readme(tmp_path):
+    printed = run_demo(tmp_path)
+    assert_within(printed["teacher"], readme_range("teacher"), "teacher")
+    assert_within(printed["student"], readme_range("student"), "student")
+    assert_within(printed["noise"], readme_range("noise-trained student"), "noise-trained student")
+    assert printed["student"] >= printed["noise"] + 20  # clearly, not by luck
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dfq", "dafl"])  # the generator demos the README names as working
+def test_generator_demos_match_the_readme(tmp_path, method):
+    assert f"demo_{method}" in README.read_text()
+    printed = run_demo(tmp_path, f"experiment=demo_{method}")
+    assert_within(printed["student"], readme_range("generator demos end with students of"), f"demo_{method} student")
+    assert_within(printed["noise"], readme_range("against noise baselines of"), f"demo_{method} noise baseline")
+    assert printed["student"] >= printed["noise"] + 10
