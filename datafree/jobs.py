@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datafree.config_checks import check_config
 from datafree.data import DeviceBatches, ImageDataset
-from datafree.distill.features import check_layer_names
+from datafree.distill.features import KINDS as FEATURE_KINDS, check_layer_names
 from datafree.distill.trainer import DistillResult
 from datafree.errors import DatafreeError
 from datafree.models import create_model
@@ -197,7 +197,7 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
     if student_classes is not None and data_classes is not None and int(student_classes) != int(data_classes):
         raise DatafreeError(f"student.num_classes={student_classes} but the data has {data_classes} classes "
                             f"(data.num_classes): set student.num_classes={data_classes}, or null to follow the teacher.")
-    features = {"attention": cfg.trainer.get("attention"), "hint": cfg.trainer.get("hint")}
+    features = {kind: cfg.trainer.get(kind) for kind in FEATURE_KINDS}
     check_layer_names(create_model(student_node.arch, num_classes=int(data_classes or 10)), "student", **features)
     if will_train_teacher(cfg):
         with torch.random.fork_rng(devices=[]):  # the check must not move the seed the teacher is trained from
