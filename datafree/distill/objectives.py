@@ -117,6 +117,14 @@ class Objectives:
         self.metric_names: tuple[str, ...] = METRICS if self.adversary else ()
         self.metrics: torch.Tensor | None = None  # the discriminator's [loss, accuracy] of the last step
 
+    def describe(self, loss_name: str) -> str:
+        """One log line: the terms of the student loss, and where penultimate features are read."""
+        line = "student loss: " + " + ".join((loss_name, *self.names))
+        if self._penultimate:
+            line += "; penultimate features: the input of " + ", ".join(
+                f"the {side}'s {capture.name}" for side, capture in self._penultimate.items())
+        return line
+
     @property
     def needs_teacher_features(self) -> bool:
         """Whether a term reads the teacher's layers (then the teacher must run on the batch, inside ``taps``)."""

@@ -119,6 +119,8 @@ class Distiller:
         # discriminator's loss and accuracy.
         self.logged = ("loss", *(f"loss_{name}" for name in (names if len(names) > 1 else ())),
                        *self.objectives.metric_names)
+        if self.objectives.names:
+            self.outputs.logger.info(self.objectives.describe(self.loss_name))
         synthesizer.bind(teacher, student, num_classes, tuple(input_size), device)
 
     @classmethod

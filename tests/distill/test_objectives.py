@@ -144,6 +144,8 @@ def test_capture_blockers_name_the_hooked_terms():
     assert logits_only.capture_blockers() == [] and not logits_only.needs_teacher_features
     hooked = Objectives(teacher, student, num_classes=4, input_size=SIZE, device=CPU, similarity={"weight": 1.0, **LAYERS},
                         discriminator={"weight": 1.0, "embedding": "penultimate"})
+    assert hooked.describe("kd") == ("student loss: kd + similarity + adversarial; penultimate features: the input of "
+                                     "the teacher's head, the student's head")
     assert hooked.capture_blockers() == ["feature terms (similarity) are on", "penultimate features "
                                          "(trainer.rkd.embedding / trainer.discriminator.embedding) are read by hooks"]
     assert hooked.needs_teacher_features
