@@ -77,7 +77,9 @@ def distill_student(
     """Distil ``teacher`` into ``student`` on ``synthesizer``'s images.
 
     ``trainer_options`` are the trainer recipe's keys (``rounds``,
-    ``student_steps``, ``batch_size``, ``lr``, ``time_budget_s``, ``attention``, ``hint``, ...).
+    ``student_steps``, ``batch_size``, ``lr``, ``time_budget_s``, and the terms beside the KD loss
+    ``attention``, ``hint``, ``similarity``, ``rkd``, ``discriminator`` as dicts, e.g.
+    ``rkd={"distance_weight": 25}``, ...).
     ``test_set`` (real labelled images) only measures accuracy; ``out_dir`` receives
     ``summary.csv``, TensorBoard scalars and ``student.pt`` when given. A tqdm progress bar
     (which notebooks show as a widget) follows the student steps unless ``progress=False``.

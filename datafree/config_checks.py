@@ -44,6 +44,7 @@ BOOL = ("true or false", lambda v: isinstance(v, bool))
 POSITIVE = _number(0, low_open=True)
 FRACTION = _number(0, 1, high_open=False)
 MOMENTUM = _number(0, 1)
+EMBEDDING = ("'penultimate' or 'logits'", lambda v: v in ("penultimate", "logits"))
 DEVICE = ("auto, cpu, cuda or cuda:N", lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v))
 
 # key: ((what it must be, test), an example value for the message)
@@ -109,6 +110,20 @@ RULES: dict[str, tuple[tuple, str]] = {
     "trainer.halve_synthesis_on_oom": (BOOL, "true"),
     "trainer.cuda_graphs": (BOOL, "false"),
     "trainer.clip_grad_norm": (_or_null(POSITIVE), "5.0"),
+    "trainer.attention.weight": (_number(0), "250"),
+    "trainer.hint.weight": (_number(0), "1.0"),
+    "trainer.similarity.weight": (_number(0), "3000"),
+    "trainer.rkd.distance_weight": (_number(0), "25"),
+    "trainer.rkd.angle_weight": (_number(0), "50"),
+    "trainer.rkd.embedding": (EMBEDDING, "penultimate"),
+    "trainer.discriminator.weight": (_number(0), "0.1"),
+    "trainer.discriminator.embedding": (EMBEDDING, "logits"),
+    "trainer.discriminator.optimizer": (("'adam' or 'sgd'", lambda v: v in ("adam", "sgd")), "adam"),
+    "trainer.discriminator.lr": (POSITIVE, "2e-4"),
+    "trainer.discriminator.momentum": (MOMENTUM, "0.9"),
+    "trainer.discriminator.weight_decay": (_number(0), "0"),
+    "trainer.discriminator.steps": (_int(1), "1"),
+    "trainer.discriminator.every": (_int(1), "1"),
     "synthesizer.cuda_graphs": (BOOL, "false"),
     "synthesizer.batch_size": (_int(1), "256"),
     "synthesizer.iterations": (_int(1), "2000"),

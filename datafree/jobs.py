@@ -5,6 +5,7 @@ built and checked before the first training step or the first file write.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -12,7 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from datafree.config_checks import check_config
 from datafree.data import DeviceBatches, ImageDataset
-from datafree.distill.features import check_layer_names
+from datafree.distill.features import KINDS as FEATURE_KINDS, check_layer_names
+from datafree.distill.objectives import Objectives
+from datafree.distill.settings import Terms
 from datafree.distill.trainer import DistillResult
 from datafree.errors import DatafreeError
 from datafree.models import MODELS, create_model
@@ -235,7 +238,7 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
     if student_classes is not None and data_classes is not None and int(student_classes) != int(data_classes):
         raise DatafreeError(f"student.num_classes={student_classes} but the data has {data_classes} classes "
                             f"(data.num_classes): set student.num_classes={data_classes}, or null to follow the teacher.")
-    features = {"attention": cfg.trainer.get("attention"), "hint": cfg.trainer.get("hint")}
+    features = {kind: cfg.trainer.get(kind) for kind in FEATURE_KINDS}
     check_layer_names(create_model(student_node.arch, num_classes=int(data_classes or 10)), "student", **features)
     if will_train_teacher(cfg):
         with torch.random.fork_rng(devices=[]):  # the check must not move the seed the teacher is trained from
@@ -439,10 +442,6 @@ def distill_offline_job(cfg: DictConfig, out_dir: Path) -> dict:
 
     device = prepare(cfg, out_dir)
     trainer = cfg.trainer
-    for key in ("attention", "hint"):
-        if trainer.get(key):
-            raise DatafreeError(f"trainer.{key} compares teacher and student features, but offline distillation has only "
-                                f"the stored logits: set trainer.{key}=null (or distil online with the teacher).")
     synthetic = SyntheticSet(cfg.data.path).require("distil from it", verify=bool(cfg.data.get("verify", True)))
     channels, height, _ = synthetic.image_shape
     for key, value in (("num_classes", synthetic.num_classes), ("image_size", height)):
@@ -460,6 +459,10 @@ def distill_offline_job(cfg: DictConfig, out_dir: Path) -> dict:
     if device.type == "cuda":
         student = student.to(memory_format=torch.channels_last)
     student_info.extra["synthetic_set"] = str(synthetic.folder)
+    # Terms on logits (RKD, the discriminator) work from the stored logits; terms on the teacher's layers are refused.
+    objectives = Objectives(None, student, num_classes=synthetic.num_classes, input_size=synthetic.image_shape,
+                            device=device, max_nonfinite=int(trainer.max_nonfinite),
+                            **{field.name: trainer.get(field.name) for field in dataclasses.fields(Terms)})
     stream = SyntheticBatches(synthetic, int(trainer.batch_size), device, seed=int(cfg.seed),
                               crop_padding=int(cfg.data.crop_padding),
                               device_budget_mb=int(cfg.data.get("device_budget_mb", 2048)),
@@ -475,7 +478,7 @@ def distill_offline_job(cfg: DictConfig, out_dir: Path) -> dict:
             time_budget_s=trainer.get("time_budget_s"), checkpoint_every=int(trainer.checkpoint_every),
             max_nonfinite=int(trainer.max_nonfinite), amp=bool(cfg.amp), test_batches=test_batches, logger=logger,
             student_info=student_info, checkpoint_path=out_dir / "student.pt",
-            state=run_state(cfg, out_dir, logger.enabled), progress=bool(cfg.progress),
+            state=run_state(cfg, out_dir, logger.enabled), progress=bool(cfg.progress), objectives=objectives,
         )
     print(f"student {cfg.student.arch}: test accuracy {_pct(result.student_accuracy)} after {result.steps} steps "
           f"({result.epochs} passes over {len(synthetic)} stored samples), {result.wall_time_s:.0f}s on "

@@ -204,3 +204,40 @@ def test_fast_rounds_replay_as_cuda_graphs_without_host_sync():
         torch.cuda.set_sync_debug_mode("default")
     assert all(torch.isfinite(loss) for loss in losses) and len(distiller.pool) == 192
     assert any(not torch.equal(p, q) for p, q in zip(before, student.parameters()))  # the replays train the student
+
+
+def test_objectives_without_sync_and_in_a_captured_student_step():
+    """Relation and adversarial terms never wait on the host; on logits they are captured with the student step
+    (the discriminator's own optimiser step inside the graph), on penultimate features the step runs eagerly."""
+    from datafree.synthesizers import Augment, NoiseSynthesizer
+
+    device = torch.device("cuda")
+    teacher, student = _nets(device)
+    synth = DeepInversion(batch_size=64, iterations=2)
+    distiller = Distiller.from_options(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
+                                       batch_size=64, progress=False, rkd={"distance_weight": 25.0, "angle_weight": 50.0},
+                                       discriminator={"weight": 0.1, "embedding": "penultimate", "every": 2},
+                                       similarity={"weight": 3000.0, "teacher_layers": ["layer4"], "student_layers": ["block3"]})
+    assert distiller._captured is None
+    _round_without_sync(distiller, synth)
+
+    teacher, student = _nets(device)
+    distiller = Distiller.from_options(teacher, student, NoiseSynthesizer(batch_size=64), device=device, num_classes=10,
+                                       input_size=(3, 32, 32), batch_size=64, replay=0.0, progress=False, cuda_graphs=True,
+                                       augment=Augment(jitter=0, flip=True), rkd={"distance_weight": 25.0, "embedding": "logits"},
+                                       discriminator={"weight": 0.1, "embedding": "logits", "steps": 2, "every": 2})
+    assert distiller._captured is not None
+    fresh = torch.rand(64, 3, 32, 32, device=device)
+    for _ in range(4):  # warm-up (eager) and the capture
+        distiller._student_update(fresh)
+    before = [p.detach().clone() for p in distiller.objectives.adversary.net.parameters()]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(4):
+            values = distiller._student_update(fresh)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert distiller._captured.graph is not None and torch.isfinite(values).all()
+    assert distiller.objectives.adversary.rounds.item() == 8
+    assert any(not torch.equal(p, q) for p, q in zip(distiller.objectives.adversary.net.parameters(), before))

@@ -4,7 +4,12 @@
 so channel counts may differ; maps of different sizes are pooled to the
 smaller. ``hint`` (FitNets): the student's features regress the teacher's; where
 channel counts differ a 1x1 convolution (a linear layer for flat features)
-adapts the student's, and it trains with the student.
+adapts the student's, and it trains with the student. ``similarity``
+(similarity-preserving KD, Tung & Mori): the batch's pairwise similarities of
+each layer's activations, so any two layers pair.
+
+Each term is ``weight * sum over pairs of pair_weight * loss(pair)``; ``pair_weights``
+(one per pair, default all 1) lets deeper or shallower pairs count more.
 
 Both resolve names against the user's network (``layer3``, ``features.12``),
 probe the shapes once with a forward pass, and refuse pairs that cannot be
@@ -19,18 +24,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from datafree.distill.losses import attention_transfer
+from datafree.distill.relations import similarity_preserving
 from datafree.errors import DatafreeError
 from datafree.synthesizers.hooks import FeatureCapture, resolve_layers
 from datafree.teachers.checks import probe_inputs
 
-KINDS = ("attention", "hint")
+KINDS = ("attention", "hint", "similarity")
+KEYS = ("weight", "teacher_layers", "student_layers", "pair_weights")  # what a feature term's node may hold
 
 
 class FeatureTerm(nn.Module):
     """``weight * loss(student features, teacher features)``; capture with :meth:`teacher_taps` / :meth:`student_taps`."""
 
     def __init__(self, kind: str, teacher: nn.Module, student: nn.Module, *, weight: float, teacher_layers,
-                 student_layers, input_size: tuple[int, int, int], device: torch.device):
+                 student_layers, input_size: tuple[int, int, int], device: torch.device, pair_weights=None):
         super().__init__()
         if kind not in KINDS:
             raise DatafreeError(f"unknown feature term {kind!r}: choose one of {KINDS}.")
@@ -40,8 +47,15 @@ class FeatureTerm(nn.Module):
                 f"trainer.{kind} needs weight >= 0 and equally long, non-empty teacher_layers and student_layers "
                 f"(got weight {weight}, {len(teacher_layers)} teacher and {len(student_layers)} student layers)."
             )
+        pair_weights = [1.0] * len(teacher_layers) if pair_weights is None else list(pair_weights)
+        if len(pair_weights) != len(teacher_layers) or not all(_non_negative(w) for w in pair_weights):
+            raise DatafreeError(
+                f"trainer.{kind}.pair_weights gives one number >= 0 per layer pair: {len(teacher_layers)} pair(s), "
+                f"got {pair_weights} (or leave it out for all 1)."
+            )
         self.kind, self.weight = kind, float(weight)
         self.pairs = list(zip(teacher_layers, student_layers))
+        self.pair_weights = [float(w) for w in pair_weights]
         self.teacher_taps = FeatureCapture(teacher, teacher_layers, "teacher")
         self.student_taps = FeatureCapture(student, student_layers, "student")
         shapes = self._probe(teacher, student, input_size, device)
@@ -64,6 +78,8 @@ class FeatureTerm(nn.Module):
     def _adapter(self, pair, t_shape: torch.Size, s_shape: torch.Size) -> nn.Module:
         (t_name, s_name) = pair
         where = f"teacher {t_name} {tuple(t_shape[1:])} and student {s_name} {tuple(s_shape[1:])}"
+        if self.kind == "similarity":
+            return nn.Identity()  # batch x batch similarities: any two layers compare
         if self.kind == "attention":
             if len(t_shape) != 4 or len(s_shape) != 4:
                 raise DatafreeError(
@@ -87,9 +103,12 @@ class FeatureTerm(nn.Module):
     def loss(self) -> torch.Tensor:
         teacher_feats, student_feats = self.teacher_taps.features, self.student_taps.features
         if self.kind == "attention":
-            value = attention_transfer(student_feats, teacher_feats)
+            value = attention_transfer(student_feats, teacher_feats, self.pair_weights)
+        elif self.kind == "similarity":
+            value = sum(w * similarity_preserving(s, t) for w, s, t in zip(self.pair_weights, student_feats, teacher_feats))
         else:
-            value = sum(_hint(adapter(s.float()), t.float()) for adapter, s, t in zip(self.adapters, student_feats, teacher_feats))
+            value = sum(w * _hint(adapter(s.float()), t.float())
+                        for w, adapter, s, t in zip(self.pair_weights, self.adapters, student_feats, teacher_feats))
         self.release()
         return self.weight * value
 
@@ -106,15 +125,24 @@ def _hint(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(student, teacher)
 
 
+def _non_negative(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
 def build_feature_terms(teacher: nn.Module, student: nn.Module, input_size, device, **configs) -> list[FeatureTerm]:
     """One :class:`FeatureTerm` per ``kind=config`` whose weight is set (a null or zero-weight config builds nothing)."""
     terms = []
     for kind, config in configs.items():
-        if not config or not float(config.get("weight", 0.0) or 0.0):
+        if not config:
+            continue
+        unknown = sorted(set(config) - set(KEYS))
+        if unknown:
+            raise DatafreeError(f"trainer.{kind} has unknown key(s) {unknown}: it takes {', '.join(KEYS)}.")
+        if not float(config.get("weight", 0.0) or 0.0):
             continue
         terms.append(FeatureTerm(kind, teacher, student, weight=float(config["weight"]),
                                  teacher_layers=config.get("teacher_layers"), student_layers=config.get("student_layers"),
-                                 input_size=tuple(input_size), device=device))
+                                 pair_weights=config.get("pair_weights"), input_size=tuple(input_size), device=device))
     return terms
 
 

@@ -116,8 +116,8 @@ def attention_map(features: torch.Tensor) -> torch.Tensor:
     return F.normalize(_energy(features).flatten(1), dim=1)
 
 
-def attention_transfer(student_feats, teacher_feats) -> torch.Tensor:
-    """Sum over layer pairs of the mean squared difference between attention maps.
+def attention_transfer(student_feats, teacher_feats, weights=None) -> torch.Tensor:
+    """Sum over layer pairs of the mean squared difference between attention maps, each times its ``weights`` entry.
 
     Channel counts may differ (maps are channel means). Where spatial sizes differ the
     larger energy map is average-pooled to the smaller before normalising, so each map
@@ -128,12 +128,14 @@ def attention_transfer(student_feats, teacher_feats) -> torch.Tensor:
             f"attention transfer pairs layers: got {len(student_feats)} student and {len(teacher_feats)} teacher feature maps."
         )
     total = None
-    for s, t in zip(student_feats, teacher_feats):
+    for index, (s, t) in enumerate(zip(student_feats, teacher_feats)):
         es, et = _energy(s), _energy(t)
         if es.shape[-2:] != et.shape[-2:]:
             size = (min(es.shape[-2], et.shape[-2]), min(es.shape[-1], et.shape[-1]))
             es = F.adaptive_avg_pool2d(es.unsqueeze(1), size).squeeze(1)
             et = F.adaptive_avg_pool2d(et.unsqueeze(1), size).squeeze(1)
         term = (F.normalize(es.flatten(1), dim=1) - F.normalize(et.flatten(1), dim=1)).pow(2).mean()
+        if weights is not None:
+            term = float(weights[index]) * term
         total = term if total is None else total + term
     return total

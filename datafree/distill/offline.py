@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from datafree.distill.objectives import Objectives
 from datafree.errors import DatafreeError
 from datafree.evaluate import evaluate
 from datafree.export.stream import SyntheticBatches
@@ -41,12 +42,17 @@ class OfflineResult:
 
 def student_step(student: nn.Module, optimizer: torch.optim.Optimizer, loss: nn.Module, guard: NonFiniteGuard,
                  images: torch.Tensor, teacher_logits: torch.Tensor, amp: bool = True,
-                 clip_grad_norm: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One update on stored logits, skipped on the device when not finite; (loss, skipped flag), no host sync."""
+                 clip_grad_norm: float | None = None, objectives: Objectives | None = None,
+                 loss_name: str = "kd") -> tuple[torch.Tensor, torch.Tensor]:
+    """One update on stored logits, skipped on the device when not finite; (the values of ``objectives.logged``,
+    skipped flag), no host sync. ``objectives``: the terms on logits beside the KD loss (relation, adversarial)."""
     try:
         with autocast(images.device, amp):
             student_logits = student(images).float()
         value = loss(student_logits, teacher_logits)
+        terms = {loss_name: value}
+        if objectives is not None:
+            value, terms = objectives.student_loss(loss_name, value, student_logits, teacher_logits.float())
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         if clip_grad_norm:  # as the online loop does (trainer.clip_grad_norm): a device-side rescale
@@ -55,8 +61,9 @@ def student_step(student: nn.Module, optimizer: torch.optim.Optimizer, loss: nn.
     except torch.OutOfMemoryError:
         raise DatafreeError(f"out of GPU memory in a student step with trainer.batch_size={images.shape[0]}: "
                             f"lower it (e.g. trainer.batch_size={max(1, images.shape[0] // 2)}).") from None
-    found = guard.step(optimizer, value, {guard.terms[0]: value})
-    return value.detach(), found
+    found = guard.step(optimizer, value, terms)
+    values = objectives.step_values(value, terms) if objectives is not None else value.detach().reshape(1)
+    return values, found
 
 
 def distill_offline(
@@ -83,38 +90,49 @@ def distill_offline(
     checkpoint_path: str | Path | None = None,
     state: StateFiles | None = None,
     progress: bool = True,
+    objectives: Objectives | None = None,
 ) -> OfflineResult:
-    """Train ``student`` for ``steps`` steps on ``batches`` (images, stored teacher logits) with ``loss(student, teacher)``."""
+    """Train ``student`` for ``steps`` steps on ``batches`` (images, stored teacher logits) with ``loss(student, teacher)``
+    plus the terms of ``objectives`` that need no teacher (on logits: RKD, the discriminator)."""
     if steps < 1:
         raise DatafreeError(f"offline distillation needs at least one student step (trainer.rounds x trainer.student_steps), got {steps}.")
     check_loop_settings("trainer.", "student step", time_budget_s=time_budget_s, checkpoint_every=checkpoint_every)
     logger = logger or RunLogger(".", tensorboard=False, enabled=False)
-    opt = fused_optimizer(optimizer, [p for p in student.parameters() if p.requires_grad], lr=lr, momentum=momentum,
-                          weight_decay=weight_decay)
-    guard = NonFiniteGuard(device, (getattr(loss, "name", type(loss).__name__.lower()),), max_nonfinite, what="student step")
+    loss_name = getattr(loss, "name", type(loss).__name__.lower())
+    params = [p for p in student.parameters() if p.requires_grad]
+    params += objectives.student_parameters() if objectives is not None else []
+    opt = fused_optimizer(optimizer, params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    guard = NonFiniteGuard(device, (loss_name, *(objectives.names if objectives else ())), max_nonfinite,
+                           what="student step")
+    logged = objectives.logged(loss_name) if objectives is not None else ("loss",)
     loop = Loop("distill-offline", state, guard, logger, hint="Lower trainer.lr.", time_budget_s=time_budget_s,
                 checkpoint_every=checkpoint_every)
     checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-    step, loss_sum, loss_count, skipped, metrics = 0, torch.zeros((), device=device), 0, 0, {}
+    step, loss_sum, loss_count, skipped, metrics = 0, torch.zeros(len(logged), device=device), 0, 0, {}
 
     def restore(saved: dict) -> None:
         student.load_state_dict(saved["student"])
         opt.load_state_dict(saved["optimizer"])
         batches.load_state_dict(saved["batches"])
+        if objectives is not None:
+            objectives.load_state_dict(saved)
 
     saved = loop.resume(restore)
     if saved is not None:
         step, loss_count, skipped, metrics = saved["step"], saved["loss_count"], saved["skipped"], dict(saved["metrics"])
-        loss_sum = saved["loss_sum"].to(device)
+        loss_sum = saved["loss_sum"].to(device).reshape(-1)  # a scalar in states written before the terms
         logger.info(f"resumed from {loop.last_good()} after student step {step}")
 
     def snapshot() -> dict:
         return {"step": step, "loss_sum": loss_sum, "loss_count": loss_count, "skipped": skipped, "metrics": metrics,
-                "student": student.state_dict(), "optimizer": opt.state_dict(), "batches": batches.state_dict()}
+                "student": student.state_dict(), "optimizer": opt.state_dict(), "batches": batches.state_dict(),
+                **(objectives.state_dict() if objectives is not None else {})}
+
+    last_terms: dict[str, float] = {}  # each term's mean (and the discriminator's metrics) at the latest log
 
     def evaluate_and_save() -> dict:
         row = {"step": step, "epoch": batches.epoch, "time_s": round(loop.elapsed(), 2),
-               "skipped_steps": int(guard.skipped.item())}
+               "skipped_steps": int(guard.skipped.item()), **last_terms}
         if test_batches is not None:
             row["student_accuracy"] = evaluate(student, test_batches, device, amp)["accuracy"]
             logger.scalars(step, {"eval/student_accuracy": row["student_accuracy"]})
@@ -136,19 +154,22 @@ def distill_offline(
                     stopped_by = "time budget"
                     break
                 set_lr(opt, lr * lr_at(loop.fraction(step, steps), "cosine", 0.0))
-                value, found = student_step(student, opt, loss, guard, *next(stream), amp=amp, clip_grad_norm=clip_grad_norm)
-                loss_sum += torch.where(found.bool(), 0.0, value)
+                values, found = student_step(student, opt, loss, guard, *next(stream), amp=amp,
+                                             clip_grad_norm=clip_grad_norm, objectives=objectives, loss_name=loss_name)
+                loss_sum += torch.where(found.bool(), 0.0, values)
                 loss_count += 1
                 step += 1
                 bar.update(1)
                 if step % log_every == 0:
-                    values = torch.stack([loss_sum, *guard.tensors()]).tolist()  # one device-to-host copy
-                    new_skips = loop.check(step, values[1:]) - skipped
+                    values = torch.cat([loss_sum, torch.stack(guard.tensors()).float()]).tolist()  # one device-to-host copy
+                    new_skips = loop.check(step, values[len(logged):]) - skipped
                     skipped += new_skips
-                    mean = values[0] / max(1, loss_count - new_skips)
-                    bar.set_postfix(loss=f"{mean:.4f}")
-                    logger.scalars(step, {"train/kd_loss": mean, "train/lr": opt.param_groups[0]["lr"],
-                                          "train/skipped_steps": skipped})
+                    means = [value / max(1, loss_count - new_skips) for value in values[:len(logged)]]
+                    bar.set_postfix(loss=f"{means[0]:.4f}")
+                    logger.scalars(step, {"train/kd_loss": means[0], "train/lr": opt.param_groups[0]["lr"],
+                                          "train/skipped_steps": skipped,
+                                          **{f"train/{name}": mean for name, mean in zip(logged[1:], means[1:])}})
+                    last_terms.update(zip(logged[1:], means[1:]))  # the summary's next row shows them
                     loss_sum.zero_()
                     loss_count = 0
                 if step % eval_every == 0:

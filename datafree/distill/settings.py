@@ -1,5 +1,6 @@
 """The Distiller's settings, in groups that mirror the loop: how long it runs, what the student
-learns from and towards, how it is optimised, what the run writes, how it survives failures.
+learns from and towards, which terms join the KD loss, how it is optimised, what the run writes,
+how it survives failures.
 
 Recipes and ``datafree.distill_student(**trainer_options)`` give the same settings as one
 flat set of keys (``trainer.lr``, ``trainer.time_budget_s``, ...); :func:`group_options`
@@ -38,9 +39,18 @@ class Objective:
     pool_capacity: int = 50_000
     augment: Any = None  # an Augment; None: jitter 2, flip
     loss: Any = None  # a KD loss (KDLoss, LogitL1Loss, ...); None: KDLoss()
-    attention: dict | None = None  # attention transfer: {weight, teacher_layers, student_layers}
-    hint: dict | None = None  # FitNets hints: {weight, teacher_layers, student_layers}
-    cuda_graphs: bool = False  # the update as one CUDA graph on a GPU (no kornia augmentation, no feature terms)
+    cuda_graphs: bool = False  # the update as one CUDA graph on a GPU (no kornia augmentation, no hooked terms)
+
+
+@dataclass
+class Terms:
+    """The student loss's terms beside ``loss``, each off when null or of weight 0 (:mod:`datafree.distill.objectives`)."""
+
+    attention: dict | None = None  # attention transfer: {weight, teacher_layers, student_layers, pair_weights}
+    hint: dict | None = None  # FitNets hints: {weight, teacher_layers, student_layers, pair_weights}
+    similarity: dict | None = None  # similarity-preserving KD: {weight, teacher_layers, student_layers, pair_weights}
+    rkd: dict | None = None  # relational KD: {distance_weight, angle_weight, embedding}
+    discriminator: dict | None = None  # adversarial KD: {weight, embedding, hidden, arch, optimizer, lr, betas, ..., steps, every}
 
 
 @dataclass
@@ -76,7 +86,7 @@ class Reliability:
     halve_synthesis_on_oom: bool = False
 
 
-GROUPS = {"schedule": Schedule, "objective": Objective, "optimiser": Optimiser, "outputs": Outputs,
+GROUPS = {"schedule": Schedule, "objective": Objective, "terms": Terms, "optimiser": Optimiser, "outputs": Outputs,
           "reliability": Reliability}
 OPTION_NAMES = sorted(f.name for group in GROUPS.values() for f in dataclasses.fields(group))
 

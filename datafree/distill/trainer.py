@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from datafree.distill.features import build_feature_terms, taps
 from datafree.distill.losses import KDLoss
+from datafree.distill.objectives import Objectives
 from datafree.distill.pool import SyntheticPool
-from datafree.distill.settings import Optimiser, Outputs, Reliability, Schedule, Objective, group_options
+from datafree.distill.settings import Optimiser, Outputs, Reliability, Schedule, Objective, Terms, group_options
 from datafree.errors import DatafreeError
 from datafree.evaluate import evaluate
 from datafree.synthesizers.augment import Augment
@@ -68,6 +68,7 @@ class Distiller:
         amp: bool = True,
         schedule: Schedule | None = None,
         objective: Objective | None = None,
+        terms: Terms | None = None,
         optimiser: Optimiser | None = None,
         outputs: Outputs | None = None,
         reliability: Reliability | None = None,
@@ -101,19 +102,25 @@ class Distiller:
         self.augment = (step.augment or Augment(jitter=2, flip=True)).to(device)
         # With replay 0 nothing is ever drawn from the pool: keep none (no memory, nothing in every state file).
         self.pool = SyntheticPool(step.pool_capacity if step.replay > 0 else 0, tuple(input_size), device)
-        # Feature terms (ZSKT attention, FitNets hints) over named layers; hint adapters train with the student.
-        self.feature_terms = build_feature_terms(teacher, student, input_size, device, attention=step.attention,
-                                                 hint=step.hint)
+        # Feature, relation and adversarial terms beside the KD loss; their adapters train with the student.
+        self.objectives = Objectives(teacher, student, num_classes=num_classes, input_size=tuple(input_size),
+                                     device=device, capturable=bool(step.cuda_graphs) and device.type == "cuda",
+                                     max_nonfinite=reliability.max_nonfinite,
+                                     **dataclasses.asdict(terms or Terms()))
+        self.feature_terms = self.objectives.features
         params = [p for p in student.parameters() if p.requires_grad]
-        params += [p for term in self.feature_terms for p in term.parameters()]
+        params += self.objectives.student_parameters()
         self._params, self.optimiser = params, optimiser
         self.optimizer = fused_optimizer(optimiser.optimizer, params, lr=optimiser.lr, momentum=optimiser.momentum,
                                          weight_decay=optimiser.weight_decay)
         self.base_lr = float(optimiser.lr)
         self._captured = self._capture_plan(step.cuda_graphs)
         self.loss_name = getattr(self.loss, "name", type(self.loss).__name__.lower())
-        self.guard = NonFiniteGuard(device, (self.loss_name, *(term.kind for term in self.feature_terms)),
-                                    reliability.max_nonfinite, what="student step")
+        self.guard = NonFiniteGuard(device, (self.loss_name, *self.objectives.names), reliability.max_nonfinite,
+                                    what="student step")
+        self.logged = self.objectives.logged(self.loss_name)  # what each student step returns and the loop sums
+        if self.objectives.names:
+            self.outputs.logger.info(self.objectives.describe(self.loss_name))
         synthesizer.bind(teacher, student, num_classes, tuple(input_size), device)
 
     @classmethod
@@ -137,8 +144,7 @@ class Distiller:
         blockers = []
         if not self.augment.capturable:
             blockers.append("the student augmentation has extra (kornia) modules")
-        if self.feature_terms:
-            blockers.append("feature terms (attention/hint) are on")
+        blockers += self.objectives.capture_blockers()
         if not self.synthesizer.sample_capturable:
             blockers.append(f"{type(self.synthesizer).__name__}.sample changes generator between rounds")
         if blockers:
@@ -181,21 +187,18 @@ class Distiller:
             inputs = self.augment(self._student_batch(fresh))
             if self.device.type == "cuda":
                 inputs = inputs.contiguous(memory_format=torch.channels_last)  # the networks' layout
-            with autocast(self.device, self.amp), taps(self.feature_terms, "teacher"):
+            with autocast(self.device, self.amp), self.objectives.taps("teacher"):
                 teacher_logits = self.teacher(inputs).float()
-        with autocast(self.device, self.amp), taps(self.feature_terms, "student"):
+        with autocast(self.device, self.amp), self.objectives.taps("student"):
             student_logits = self.student(inputs).float()
-        loss = self.loss(student_logits, teacher_logits)
-        terms = {self.loss_name: loss}
-        for term in self.feature_terms:
-            terms[term.kind] = term.loss()
-            loss = loss + terms[term.kind]
+        loss, terms = self.objectives.student_loss(self.loss_name, self.loss(student_logits, teacher_logits),
+                                                   student_logits, teacher_logits)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.optimiser.clip_grad_norm:  # ZSKT clips at 5; a device-side rescale, no host sync
             torch.nn.utils.clip_grad_norm_(self._params, self.optimiser.clip_grad_norm, foreach=True)
         self.guard.step(self.optimizer, loss, terms)  # skipped on the device when not finite
-        return loss.detach()
+        return self.objectives.step_values(loss, terms)
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self) -> DistillResult:
@@ -204,8 +207,9 @@ class Distiller:
                     time_budget_s=schedule.time_budget_s, checkpoint_every=self.reliability.checkpoint_every)
         total_steps = schedule.rounds * max(1, schedule.student_steps)
         step, rounds_done, synthesized = 0, 0, 0
-        loss_sum = torch.zeros((), device=self.device)
+        loss_sum = torch.zeros(len(self.logged), device=self.device)  # what the steps return, summed until a read-back
         loss_count = 0
+        terms: dict[str, float] = {}  # the terms' means at the last read-back, for summary.csv
         skipped = 0  # student steps skipped so far, as of the last read-back
         last_good = None  # student.pt, once written
         metrics: dict[str, float] = {}
@@ -217,7 +221,7 @@ class Distiller:
             first_round, first_step, fresh = saved["round"], saved["round_step"], saved["fresh"]
             step, rounds_done, synthesized = saved["step"], saved["rounds_done"], saved["synthesized"]
             loss_count, skipped, last_good = saved["loss_count"], saved["skipped"], saved["last_good"]
-            metrics = dict(saved["metrics"])
+            metrics, terms = dict(saved["metrics"]), dict(saved.get("terms", {}))
             loss_sum = saved["loss_sum"].to(self.device)
             fresh = None if fresh is None else fresh.to(self.device)
             logger.info(f"resumed from {loop.last_good()}: in round {first_round + 1}, after student step {step}")
@@ -228,7 +232,8 @@ class Distiller:
                 "round": round_index, "round_step": round_step, "fresh": images,
                 "step": step, "rounds_done": rounds_done, "synthesized": synthesized,
                 "loss_sum": loss_sum, "loss_count": loss_count, "skipped": skipped,
-                "last_good": None if last_good is None else str(last_good), "metrics": metrics, **self._state_dicts(),
+                "last_good": None if last_good is None else str(last_good), "metrics": metrics, "terms": terms,
+                **self._state_dicts(),
             }
 
         self.student.train()
@@ -256,14 +261,17 @@ class Distiller:
                         step += 1
                         bar.update(1)
                         if step % schedule.log_every == 0:
-                            values, synth = self._read_back(loss_sum)
-                            new_skips = loop.check(step, values[1:], {k[len("synth/"):]: v for k, v in synth.items()},
+                            sums, guard_values, counters, synth = self._read_back(loss_sum)
+                            new_skips = loop.check(step, guard_values, {k[len("synth/"):]: v for k, v in synth.items()},
                                                    self._last_good(loop, last_good)) - skipped
-                            mean_loss = values[0] / max(1, loss_count - new_skips)
+                            means = [value / max(1, loss_count - new_skips) for value in sums]
+                            mean_loss = means[0]
+                            terms = {**dict(zip(self.logged[1:], means[1:])), **counters}
                             skipped += new_skips
-                            bar.set_postfix(loss=f"{mean_loss:.4f}", **({"acc": f"{metrics['student_accuracy']:.3f}"} if metrics else {}))
+                            bar.set_postfix(loss=f"{mean_loss:.4f}", **({"acc": f"{metrics['student_accuracy']:.3f}"} if "student_accuracy" in metrics else {}))
                             logger.scalars(step, {"train/kd_loss": mean_loss, "train/lr": self.optimizer.param_groups[0]["lr"],
-                                                  "train/skipped_steps": skipped, **synth})
+                                                  "train/skipped_steps": skipped,
+                                                  **{f"train/{name}": value for name, value in terms.items()}, **synth})
                             loss_sum.zero_()
                             loss_count = 0
                         loop.step_done(step, f"student step {step} (round {round_index + 1})",
@@ -272,13 +280,13 @@ class Distiller:
                             break
                     rounds_done += 1
                     if rounds_done % schedule.eval_every == 0:
-                        metrics = self._evaluate_and_save(rounds_done, step, synthesized, loop.elapsed())
+                        metrics = self._evaluate_and_save(rounds_done, step, synthesized, loop.elapsed(), terms)
                         last_good = outputs.checkpoint_path
                         loop.save_if_best(metrics.get("student_accuracy"), snapshot(round_index + 1, 0, None))
                     loop.stop_point(f"student step {step} (end of round {round_index + 1})",
                                     snapshot(round_index + 1, 0, None))
                 if rounds_done % schedule.eval_every != 0 or not metrics:
-                    metrics = self._evaluate_and_save(rounds_done, step, synthesized, loop.elapsed())
+                    metrics = self._evaluate_and_save(rounds_done, step, synthesized, loop.elapsed(), terms)
                 skipped = int(self.guard.skipped.item())
                 # Resuming a finished run re-evaluates; more rounds continue it.
                 loop.save(snapshot(rounds_done, 0, None), force=True)
@@ -312,16 +320,15 @@ class Distiller:
         """The Distiller's parts in a state; the loop adds the guard, the RNG states and the clock."""
         return {"student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "synthesizer": self.synthesizer.state_dict(), "pool": self.pool.state_dict(),
-                # Hint adapters train with the student; their weights are not in the student's state dict.
-                "features": [term.state_dict() for term in self.feature_terms]}
+                # Hint adapters (features) and the discriminator with its optimiser: not in the student's state dict.
+                **self.objectives.state_dict()}
 
     def _restore(self, saved: dict) -> None:
         self.student.load_state_dict(saved["student"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.synthesizer.load_state_dict(saved["synthesizer"])
         self.pool.load_state_dict(saved["pool"])
-        for term, term_state in zip(self.feature_terms, saved.get("features", [])):
-            term.load_state_dict(term_state)
+        self.objectives.load_state_dict(saved)
 
     # -- out of memory ----------------------------------------------------------------------------
     def _synthesize(self):
@@ -343,16 +350,23 @@ class Distiller:
             self.outputs.logger.info(f"out of GPU memory at synthesizer.batch_size={size}: retrying with {size // 2}")
 
 
-    def _read_back(self, loss_sum: torch.Tensor) -> tuple[list[float], dict[str, float]]:
-        """The loss sum, the guard's counters and the synthesizer's last loss terms, in one device-to-host copy."""
+    def _read_back(self, loss_sum: torch.Tensor) -> tuple[list[float], list[float], dict[str, float], dict[str, float]]:
+        """In one device-to-host copy: the step sums (as :attr:`logged`), the guard's counters, the terms' counters
+        (the discriminator's skipped steps) and the synthesizer's last loss terms (``synth/...``)."""
         losses = dict(getattr(self.synthesizer, "last_losses", {}) or {})
         if getattr(self.synthesizer, "skipped_steps", None) is not None:
             losses["skipped_steps"] = self.synthesizer.skipped_steps
-        own = [loss_sum.float(), *self.guard.tensors()]
-        values = torch.stack([*own, *(v.float().to(loss_sum.device) for v in losses.values())]).tolist()
-        return values[: len(own)], {f"synth/{k}": v for k, v in zip(losses, values[len(own):])}
+        counters = self.objectives.tensors()
+        guard = self.guard.tensors()
+        parts = [*loss_sum.float().unbind(), *guard, *counters.values(), *losses.values()]
+        values = torch.stack([v.float().to(loss_sum.device).reshape(()) for v in parts]).tolist()
+        n, g, c = len(loss_sum), len(guard), len(counters)
+        return (values[:n], values[n:n + g], dict(zip(counters, values[n + g:n + g + c])),
+                {f"synth/{k}": v for k, v in zip(losses, values[n + g + c:])})
 
-    def _evaluate_and_save(self, rounds_done: int, step: int, synthesized: int, elapsed_s: float) -> dict[str, float]:
+    def _evaluate_and_save(self, rounds_done: int, step: int, synthesized: int, elapsed_s: float,
+                           terms: dict[str, float] | None = None) -> dict[str, float]:
+        """Evaluate, write a summary.csv row (with ``terms``: the loss terms' means at the last read-back) and student.pt."""
         outputs, logger = self.outputs, self.outputs.logger
         row: dict[str, float] = {"round": rounds_done, "step": step, "images": synthesized, "time_s": round(elapsed_s, 2),
                                  "skipped_steps": int(self.guard.skipped.item())}  # evaluation syncs anyway
@@ -361,13 +375,13 @@ class Distiller:
             row.update(student_accuracy=result["accuracy"], teacher_accuracy=result["reference_accuracy"],
                        agreement=result["agreement"])
             logger.scalars(step, {"eval/student_accuracy": result["accuracy"], "eval/agreement": result["agreement"]})
-            _, synth_losses = self._read_back(torch.zeros((), device=self.device))
+            *_, synth_losses = self._read_back(torch.zeros(0, device=self.device))
             synth = " ".join(f"{k} {v:.3g}" for k, v in synth_losses.items())
             logger.info(
                 f"round {rounds_done} step {step}: student {result['accuracy']:.4f} teacher {result['reference_accuracy']:.4f} "
                 f"agreement {result['agreement']:.4f} ({row['time_s']:.0f}s){' | ' + synth if synth else ''}"
             )
-        logger.summary(row)
+        logger.summary({**row, **(terms or {})})
         if outputs.checkpoint_path is not None and outputs.student_info is not None and logger.enabled:
             info = dataclasses.replace(outputs.student_info, test_accuracy=row.get("student_accuracy"))
             save_classifier(outputs.checkpoint_path, self.student, info)

@@ -36,7 +36,8 @@ from datafree.errors import DatafreeError
 from datafree.models import create_model
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
-from datafree.synthesizers.hooks import BatchNormStatistics, check_batchnorm_teacher, require_hookable
+from datafree.synthesizers.hooks import (BatchNormStatistics, PenultimateFeatures, check_batchnorm_teacher,
+                                        require_hookable)
 from datafree.utils.device import autocast
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam
 
@@ -48,34 +49,6 @@ DISAGREEMENTS = {
     "js": lambda s, t: jensen_shannon(t, s),
 }
 LIFECYCLES = ("keep", "reinit", "reinit_first_layer")
-
-
-class PenultimateFeatures:
-    """Inside the ``with`` block, keeps the input of the model's last ``nn.Linear`` (its features)."""
-
-    def __init__(self, model: nn.Module):
-        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-        if not linears:
-            raise DatafreeError(
-                f"the activation prior (act_weight) reads the input of the teacher's final nn.Linear, but "
-                f"{type(model).__name__} has none: set synthesizer.act_weight=0."
-            )
-        self.layer = linears[-1]
-        self.features: torch.Tensor | None = None
-        self._handle = None
-
-    def __enter__(self) -> "PenultimateFeatures":
-        def record(module, inputs):
-            self.features = inputs[0]
-
-        self._handle = self.layer.register_forward_pre_hook(record)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-        self._handle = None
-        self.features = None
 
 
 def class_imbalance(teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -192,7 +165,7 @@ class GeneratorSynthesizer(Synthesizer):
             check_batchnorm_teacher(teacher, "the generator's BatchNorm-statistics prior (bn_weight)")
         if self.act_weight:
             require_hookable(teacher, "the activation prior (act_weight)")
-            PenultimateFeatures(teacher)
+            PenultimateFeatures(teacher, "the activation prior (act_weight)", "set synthesizer.act_weight=0.")
 
     def validate(self) -> None:
         if not isinstance(self.generator, nn.Module):
@@ -301,7 +274,8 @@ class GeneratorSynthesizer(Synthesizer):
         student_was_training = self.student.training
         self.student.eval()  # its BN running statistics must not drift towards the generator's batches
         bn_stats = BatchNormStatistics(self.teacher, self.first_bn_multiplier) if self.bn_weight else None
-        features = PenultimateFeatures(self.teacher) if self.act_weight else None
+        features = PenultimateFeatures(self.teacher, "the activation prior (act_weight)",
+                                       "set synthesizer.act_weight=0.") if self.act_weight else None
         try:
             with bn_stats or contextlib.nullcontext(), features or contextlib.nullcontext():
                 for _ in range(self.g_steps):

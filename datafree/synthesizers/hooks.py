@@ -240,3 +240,39 @@ class FeatureCapture:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+
+class PenultimateFeatures:
+    """Keeps the input of the model's last ``nn.Linear`` (its classifier: the penultimate features) during forward
+    passes inside the ``with`` block, until :meth:`take` or the next pass.
+
+    ``what`` reads them and ``fix`` is what to change for a model without an ``nn.Linear``.
+    """
+
+    def __init__(self, model: nn.Module, what: str, fix: str):
+        linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise DatafreeError(f"{what} reads the input of the network's final nn.Linear, but {_name(model)} has "
+                                f"none: {fix}")
+        self.name, self.layer = linears[-1]
+        self.features: torch.Tensor | None = None
+        self._handle = None
+
+    def __enter__(self) -> "PenultimateFeatures":
+        def record(module, inputs):
+            self.features = inputs[0]
+
+        self._handle = self.layer.register_forward_pre_hook(record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+        self._handle = None
+
+    def take(self) -> torch.Tensor:
+        """The features of the last pass as (N, D) float32, let go of by the capture."""
+        if self.features is None:
+            raise RuntimeError("PenultimateFeatures.take() before a forward pass inside the with block")
+        features, self.features = self.features, None
+        return features.float().flatten(1)

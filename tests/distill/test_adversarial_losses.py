@@ -103,7 +103,7 @@ def test_trainer_adds_weighted_attention_transfer():
     d = _distiller({"weight": 250.0, **LAYERS}, lr=0.0)
     fresh = torch.rand(16, 3, 8, 8)
     torch.manual_seed(5)
-    loss = d._student_step(fresh).item()
+    loss = d._student_step(fresh)[0].item()  # the total, then each term
     torch.manual_seed(5)
     x = d.synthesizer.sample(16)
     with FeatureCapture(d.teacher, LAYERS["teacher_layers"]) as t, FeatureCapture(d.student, LAYERS["student_layers"]) as s:

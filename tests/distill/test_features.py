@@ -88,3 +88,33 @@ def test_trainer_trains_hint_adapters_with_the_student():
     before = adapter.weight.detach().clone()
     distiller.fit()
     assert not torch.equal(before, adapter.weight)
+
+
+def test_pair_weights_weigh_each_layer_pair():
+    """weight * sum of pair_weight * loss(pair), by hand from the captured features."""
+    import torch.nn.functional as F
+
+    from datafree.distill.relations import similarity_preserving
+
+    teacher, student = _pair()
+    x = torch.rand(4, *SIZE)
+    expected = {}
+    for kind, layers in (("hint", ["features.2", "features.5"]), ("similarity", ["features.5", "features.7"])):
+        term = FeatureTerm(kind, teacher, student, weight=3.0, teacher_layers=layers, student_layers=layers,
+                           pair_weights=[2.0, 0.5], input_size=SIZE, device=CPU)
+        with taps([term], "teacher"), torch.no_grad():
+            teacher(x)
+        with taps([term], "student"), torch.no_grad():
+            student(x)
+        t, s = term.teacher_taps.features, term.student_taps.features
+        if kind == "hint":  # the adapters map the student's 12 and 24 channels to the teacher's 8 and 16; 8x8 pools to 4x4
+            pairs = [F.mse_loss(term.adapters[0](s[0]), t[0]),
+                     F.mse_loss(F.adaptive_avg_pool2d(term.adapters[1](s[1]), 4), t[1])]
+        else:
+            pairs = [similarity_preserving(s[0], t[0]), similarity_preserving(s[1], t[1])]
+        expected[kind] = 3.0 * (2.0 * pairs[0] + 0.5 * pairs[1])
+        with torch.no_grad():
+            assert term.loss().item() == pytest.approx(expected[kind].item(), rel=1e-5), kind
+    with pytest.raises(DatafreeError, match=r"trainer.attention.pair_weights gives one number >= 0 per layer pair"):
+        FeatureTerm("attention", teacher, student, weight=1.0, teacher_layers=["features.2"],
+                    student_layers=["features.2"], pair_weights=[-1.0], input_size=SIZE, device=CPU)

@@ -1,4 +1,5 @@
 """Offline distillation from a stored synthetic set: learns, streams shards, resumes exactly, refuses teacher-only terms."""
+import csv
 import os
 import signal
 
@@ -10,6 +11,7 @@ from fakes import AimingSynthesizer, red_teacher
 from datafree import jobs
 from datafree.api import make_student
 from datafree.distill.losses import KDLoss
+from datafree.distill.objectives import Objectives
 from datafree.distill.offline import distill_offline
 from datafree.errors import DatafreeError
 from datafree.export import SyntheticSet, synthesize_dataset
@@ -62,9 +64,11 @@ def test_shards_stream_in_windows_and_every_sample_comes_once_per_epoch(small_se
     assert images.shape == (8, 3, 8, 8) and 0 <= float(images.min()) and float(images.max()) <= 1
 
 
-def _run(small_set, state_dir, resume=False, kill_at=None):
+def _run(small_set, state_dir, resume=False, kill_at=None, terms=None):
     torch.manual_seed(0)
     student, _ = make_student("microcnn", red_teacher().info, "cpu")
+    objectives = None if terms is None else Objectives(None, student, num_classes=small_set.num_classes,
+                                                       input_size=small_set.image_shape, device=torch.device("cpu"), **terms)
     stream = SyntheticBatches(small_set, 8, "cpu", crop_padding=1, device_budget_mb=0, seed=3)
     stream.capacity = 32  # windows of two shards: the position spans epochs and windows
     if kill_at is not None:
@@ -79,17 +83,42 @@ def _run(small_set, state_dir, resume=False, kill_at=None):
         stream.__class__ = type("Killing", (SyntheticBatches,), {"__iter__": iterate})
     state = StateFiles(state_dir, config={"lr": 0.05}, resume=resume, notice=lambda m: None)
     distill_offline(student, stream, KDLoss(temperature=1.0), device=torch.device("cpu"), steps=30, lr=0.05,
-                    eval_every=10, log_every=5, checkpoint_every=7, amp=False, state=state, progress=False)
-    return {k: v.clone() for k, v in student.state_dict().items()}
+                    eval_every=10, log_every=5, checkpoint_every=7, amp=False, state=state, progress=False,
+                    objectives=objectives)
+    weights = {k: v.clone() for k, v in student.state_dict().items()}
+    if objectives is not None and objectives.adversary is not None:
+        weights.update({f"discriminator.{k}": v.clone() for k, v in objectives.adversary.net.state_dict().items()})
+    return weights
 
 
-def test_sigterm_and_resume_is_bitwise_identical(small_set, tmp_path):
-    reference = _run(small_set, tmp_path / "ref")
+# Terms on logits work from the stored logits: relation and adversarial KD offline.
+LOGIT_TERMS = {"rkd": {"distance_weight": 1.0, "embedding": "logits"},
+               "discriminator": {"weight": 0.1, "embedding": "logits", "hidden": [16]}}
+
+
+@pytest.mark.parametrize("terms", [None, LOGIT_TERMS], ids=["kd", "rkd+discriminator"])
+def test_sigterm_and_resume_is_bitwise_identical(small_set, tmp_path, terms):
+    reference = _run(small_set, tmp_path / "ref", terms=terms)
     with pytest.raises(Interrupted) as stopped:
-        _run(small_set, tmp_path / "cut", kill_at=13)
+        _run(small_set, tmp_path / "cut", kill_at=13, terms=terms)
     assert stopped.value.exit_code == 143
-    resumed = _run(small_set, tmp_path / "cut", resume=True)
-    assert all(torch.equal(reference[k], resumed[k]) for k in reference)
+    resumed = _run(small_set, tmp_path / "cut", resume=True, terms=terms)
+    assert set(resumed) == set(reference) and all(torch.equal(reference[k], resumed[k]) for k in reference)
+    if terms is not None:  # the discriminator trained beside the student
+        assert any(k.startswith("discriminator.") for k in reference)
+
+
+def test_logit_terms_offline_log_into_the_summary(small_set, tmp_path):
+    cfg = _compose("distill", ["data=synthetic", f"data.path={small_set.folder}", "device=cpu", "progress=false",
+                               "data.image_size=null", "trainer.rounds=4", "trainer.student_steps=5",
+                               "trainer.batch_size=8", "trainer.eval_every=2", "trainer.log_every=5",
+                               "trainer.rkd.distance_weight=1", "trainer.rkd.embedding=logits",
+                               "trainer.discriminator.weight=0.1", "trainer.discriminator.hidden=[16]",
+                               "data.test=null"])
+    jobs.distill_job(cfg, tmp_path / "run")
+    rows = list(csv.DictReader((tmp_path / "run" / "summary.csv").open()))
+    assert rows and {"loss_rkd_distance", "loss_adversarial", "discriminator_accuracy"} <= set(rows[-1]), rows[-1]
+    assert 0.0 <= float(rows[-1]["discriminator_accuracy"]) <= 1.0
 
 
 def test_teacher_feature_terms_are_refused_offline(small_set, tmp_path):
@@ -97,3 +126,9 @@ def test_teacher_feature_terms_are_refused_offline(small_set, tmp_path):
                                "trainer.attention={weight: 1, teacher_layers: [a], student_layers: [b]}"])
     with pytest.raises(DatafreeError, match="trainer.attention .* only the stored logits"):
         jobs.distill_job(cfg, tmp_path / "run")
+    cfg = _compose("distill", ["data=synthetic", f"data.path={small_set.folder}", "device=cpu",
+                               "trainer.discriminator.weight=0.1", "trainer.discriminator.embedding=penultimate"])
+    with pytest.raises(DatafreeError, match="trainer.discriminator.embedding=penultimate .* set "
+                                            "trainer.discriminator.embedding=logits"):
+        jobs.distill_job(cfg, tmp_path / "run2")
+    assert not (tmp_path / "run2" / "summary.csv").exists()

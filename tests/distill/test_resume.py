@@ -99,6 +99,32 @@ def test_hint_adapters_resume_bitwise(tmp_path):
         assert torch.equal(value, _weights(reference)[name]), name
 
 
+@pytest.mark.parametrize("embedding", ["logits", "penultimate"])
+def test_discriminator_resumes_bitwise(tmp_path, embedding):
+    """The discriminator, its optimiser, its round counter and the relation terms come back exactly."""
+    terms = dict(discriminator={"weight": 0.5, "embedding": embedding, "hidden": [8], "steps": 2, "every": 2},
+                 rkd={"distance_weight": 1.0, "angle_weight": 1.0, "embedding": embedding}, optimizer="adam", lr=1e-3)
+    reference = _make(tmp_path / "ref", **terms)
+    reference.fit()
+    run_dir = tmp_path / "run"
+    d = _make(run_dir, **terms)
+    _kill_at(d, 5)  # inside round 2, between the discriminator's turns (every 2)
+    with pytest.raises(Interrupted):
+        d.fit()
+    saved = torch.load(run_dir / LAST, weights_only=True)["discriminator"]
+    assert saved["rounds"].item() == 5 and saved["optimizer"]["state"]
+    resumed = _make(run_dir, resume=True, **terms)
+    resumed.fit()
+    for name, value in _weights(resumed).items():
+        assert torch.equal(value, _weights(reference)[name]), name
+    ours, theirs = resumed.objectives.adversary.state_dict(), reference.objectives.adversary.state_dict()
+    assert all(torch.equal(v, theirs["net"][k]) for k, v in ours["net"].items())
+    for p, q in zip(resumed.objectives.adversary.optimizer.state.values(),
+                    reference.objectives.adversary.optimizer.state.values()):
+        assert all(torch.equal(p[k], q[k]) for k in p)
+    assert torch.equal(ours["rounds"], theirs["rounds"]) and ours["rounds"].item() == 12
+
+
 def test_ctrl_c_saves_and_exits_with_130(tmp_path):
     d = _make(tmp_path)
     step_fn = d._student_step
