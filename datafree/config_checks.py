@@ -67,6 +67,8 @@ RULES: dict[str, tuple[tuple, str]] = {
     "closest": (_int(1), "16"),
     "budget_mb": (_int(16), "1024"),
     "deterministic": (BOOL, "true"),
+    "global_batch": (BOOL, "true"),
+    "dist_timeout_s": (POSITIVE, "600"),
     "resume": (("null, true, false or the run directory to continue",
                 lambda v: v is None or isinstance(v, (bool, str))), "true"),
     "data.num_classes": (_or_null(_int(2)), "10"),  # null: data=none, the teacher alone

@@ -41,6 +41,7 @@ class Objective:
     attention: dict | None = None  # attention transfer: {weight, teacher_layers, student_layers}
     hint: dict | None = None  # FitNets hints: {weight, teacher_layers, student_layers}
     cuda_graphs: bool = False  # the update as one CUDA graph on a GPU (no kornia augmentation, no feature terms)
+    sync_batchnorm: bool = False  # under torchrun: the student's BatchNorm statistics over the global batch (GPUs)
 
 
 @dataclass

@@ -4,6 +4,10 @@ One round = ``synthesizer.synthesize()`` (its own optimisation), the batch goes
 into the replay pool, then ``student_steps`` student updates on batches that
 mix fresh images with replayed ones. Everything stays on the device; losses
 are read back to the host only every ``log_every`` steps and at evaluations.
+
+Under torchrun each rank runs this loop with its own synthesizer draws and replay pool;
+the student trains as one model through DDP (batch_size images per rank), and every other
+module the student step trains (``step_modules``) has its gradients averaged over the ranks.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from datafree.evaluate import evaluate
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Synthesizer
 from datafree.teachers import save_classifier
+from datafree.utils import dist
 from datafree.utils.device import autocast
 from datafree.utils.graphs import CapturedStep, set_lr, tensor_lr
 from datafree.utils.logging import RunLogger
@@ -78,6 +83,8 @@ class Distiller:
                                 f"not {step.replay}.")
         check_loop_settings("trainer.", "student step", time_budget_s=schedule.time_budget_s,
                             checkpoint_every=reliability.checkpoint_every)
+        if step.sync_batchnorm:
+            student = dist.sync_batchnorm(student, device, "trainer.sync_batchnorm")
         self.teacher, self.student, self.synthesizer = teacher, student, synthesizer
         self.device, self.amp = device, amp
         self.schedule = dataclasses.replace(
@@ -98,8 +105,17 @@ class Distiller:
         # Feature terms (ZSKT attention, FitNets hints) over named layers; hint adapters train with the student.
         self.feature_terms = build_feature_terms(teacher, student, input_size, device, attention=step.attention,
                                                  hint=step.hint)
+        # What the student step trains besides the student (hint adapters; a new objective's modules join
+        # here): their parameters are in the student's optimiser, their state in every full state, and
+        # under torchrun they start as rank 0's and their gradients are averaged over the ranks.
+        self.step_modules: list[nn.Module] = list(self.feature_terms)
+        # The student as the step runs it: under torchrun a DDP wrapper (rank 0's weights everywhere,
+        # gradients averaged in the backward pass); evaluation, saves and the synthesizer use the student itself.
+        self._step_student = dist.data_parallel(student, device)
+        for module in self.step_modules:
+            dist.broadcast_module(module)
         params = [p for p in student.parameters() if p.requires_grad]
-        params += [p for term in self.feature_terms for p in term.parameters()]
+        params += [p for module in self.step_modules for p in module.parameters()]
         self._params, self.optimiser = params, optimiser
         self.optimizer = fused_optimizer(optimiser.optimizer, params, lr=optimiser.lr, momentum=optimiser.momentum,
                                          weight_decay=optimiser.weight_decay)
@@ -107,7 +123,7 @@ class Distiller:
         self._captured = self._capture_plan(step.cuda_graphs)
         self.loss_name = getattr(self.loss, "name", type(self.loss).__name__.lower())
         self.guard = NonFiniteGuard(device, (self.loss_name, *(term.kind for term in self.feature_terms)),
-                                    reliability.max_nonfinite, what="student step")
+                                    reliability.max_nonfinite, what="student step", shared=True)
         synthesizer.bind(teacher, student, num_classes, tuple(input_size), device)
 
     @classmethod
@@ -135,6 +151,8 @@ class Distiller:
             blockers.append("feature terms (attention/hint) are on")
         if not self.synthesizer.sample_capturable:
             blockers.append(f"{type(self.synthesizer).__name__}.sample changes generator between rounds")
+        if dist.is_distributed():
+            blockers.append(f"the run has {dist.world_size()} processes (DDP's gradient all-reduce is not captured)")
         if blockers:
             self.outputs.logger.info(f"trainer.cuda_graphs: the student step runs eagerly because {'; '.join(blockers)}")
             return None
@@ -178,7 +196,7 @@ class Distiller:
             with autocast(self.device, self.amp), taps(self.feature_terms, "teacher"):
                 teacher_logits = self.teacher(inputs).float()
         with autocast(self.device, self.amp), taps(self.feature_terms, "student"):
-            student_logits = self.student(inputs).float()
+            student_logits = self._step_student(inputs).float()
         loss = self.loss(student_logits, teacher_logits)
         terms = {self.loss_name: loss}
         for term in self.feature_terms:
@@ -186,6 +204,7 @@ class Distiller:
             loss = loss + terms[term.kind]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        dist.average_gradients(p.grad for module in self.step_modules for p in module.parameters())
         if self.optimiser.clip_grad_norm:  # ZSKT clips at 5; a device-side rescale, no host sync
             torch.nn.utils.clip_grad_norm_(self._params, self.optimiser.clip_grad_norm, foreach=True)
         self.guard.step(self.optimizer, loss, terms)  # skipped on the device when not finite
@@ -286,7 +305,7 @@ class Distiller:
             agreement=metrics.get("agreement"),
             rounds=rounds_done,
             student_steps=step,
-            images_synthesized=synthesized,
+            images_synthesized=dist.total(synthesized),
             wall_time_s=loop.elapsed(),
             stopped_by=stopped_by,
             skipped_steps=skipped,
@@ -307,15 +326,15 @@ class Distiller:
         return {"student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "synthesizer": self.synthesizer.state_dict(), "pool": self.pool.state_dict(),
                 # Hint adapters train with the student; their weights are not in the student's state dict.
-                "features": [term.state_dict() for term in self.feature_terms]}
+                "features": [module.state_dict() for module in self.step_modules]}
 
     def _restore(self, saved: dict) -> None:
         self.student.load_state_dict(saved["student"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.synthesizer.load_state_dict(saved["synthesizer"])
         self.pool.load_state_dict(saved["pool"])
-        for term, term_state in zip(self.feature_terms, saved.get("features", [])):
-            term.load_state_dict(term_state)
+        for module, module_state in zip(self.step_modules, saved.get("features", [])):
+            module.load_state_dict(module_state)
 
     # -- out of memory ----------------------------------------------------------------------------
     def _synthesize(self):
@@ -342,13 +361,14 @@ class Distiller:
         losses = dict(getattr(self.synthesizer, "last_losses", {}) or {})
         if getattr(self.synthesizer, "skipped_steps", None) is not None:
             losses["skipped_steps"] = self.synthesizer.skipped_steps
-        own = [loss_sum.float(), *self.guard.tensors()]
+        own = [dist.mean(loss_sum.float()), *self.guard.tensors()]  # the loss over every rank's batches
         values = torch.stack([*own, *(v.float().to(loss_sum.device) for v in losses.values())]).tolist()
         return values[: len(own)], {f"synth/{k}": v for k, v in zip(losses, values[len(own):])}
 
     def _evaluate_and_save(self, rounds_done: int, step: int, synthesized: int, elapsed_s: float) -> dict[str, float]:
         outputs, logger = self.outputs, self.outputs.logger
-        row: dict[str, float] = {"round": rounds_done, "step": step, "images": synthesized, "time_s": round(elapsed_s, 2),
+        row: dict[str, float] = {"round": rounds_done, "step": step, "images": dist.total(synthesized),  # all ranks'
+                                 "time_s": round(elapsed_s, 2),
                                  "skipped_steps": int(self.guard.skipped.item())}  # evaluation syncs anyway
         if outputs.test_batches is not None:
             result = evaluate(self.student, outputs.test_batches, self.device, self.amp, reference=self.teacher)
