@@ -16,6 +16,7 @@ logs and keeps hydra's record; the other ranks print only errors of their own.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -93,8 +94,8 @@ def _guarded(job: Callable, cfg) -> dict | None:
             if dist.active() and dist.lost_contact(error):
                 first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
                 print(f"datafree: error: {who}lost contact with the other processes ({first[:200]}): another rank "
-                      "stopped or failed (its own message says why), or the network between them broke; the saved "
-                      "states are kept: run the same command with resume=RUN_DIR to continue.", file=sys.stderr)
+                      "stopped or failed (its own message says why), or the network between them broke; the full "
+                      "states saved so far are kept: run the same command with resume=RUN_DIR to continue.", file=sys.stderr)
                 sys.exit(1)
             raise
         if dist.is_main_process():
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from datafree import jobs
     from datafree.utils import dist
+    from datafree.utils.signals import defer_sigterm
 
     job = getattr(jobs, job_name)
 
@@ -335,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if dist.rank():
             sys.stdout = open(os.devnull, "w")  # rank 0 prints for every rank
-        task()
+        with defer_sigterm() if distributed else contextlib.nullcontext():
+            task()
     finally:
         if sys.stdout is not saved_stdout:
             sys.stdout.close()

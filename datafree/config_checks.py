@@ -109,6 +109,7 @@ RULES: dict[str, tuple[tuple, str]] = {
     "trainer.max_nonfinite": (_int(1), "20"),
     "trainer.halve_synthesis_on_oom": (BOOL, "true"),
     "trainer.cuda_graphs": (BOOL, "false"),
+    "trainer.sync_batchnorm": (BOOL, "true"),
     "trainer.clip_grad_norm": (_or_null(POSITIVE), "5.0"),
     "synthesizer.cuda_graphs": (BOOL, "false"),
     "synthesizer.batch_size": (_int(1), "256"),

@@ -434,6 +434,8 @@ def distill_offline_job(cfg: DictConfig, out_dir: Path) -> dict:
     student, student_info = make_student(cfg.student.arch, info, device)
     if device.type == "cuda":
         student = student.to(memory_format=torch.channels_last)
+    if trainer.get("sync_batchnorm"):
+        student = dist.sync_batchnorm(student, device, "trainer.sync_batchnorm")
     student_info.extra["synthetic_set"] = str(synthetic.folder)
     # Each rank streams the set in its own order.
     stream = SyntheticBatches(synthetic, int(trainer.batch_size), device, seed=int(cfg.seed) + dist.rank(),

@@ -1,12 +1,15 @@
 """torchrun with two CPU processes (gloo) through the real CLI: what each rank does, what is written once,
 and a SIGTERM to one rank resumed to bitwise the uninterrupted run."""
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
-
+from datafree.export import SyntheticSet
+from export.test_cli_synthesize import _uninterrupted
 from test_cli import TINY
 
 # The CLI with one patch, run by torchrun: the process of rank KILL_RANK sends itself SIGTERM during
@@ -16,17 +19,39 @@ import os, signal, sys
 from datafree.distill import trainer
 from datafree.cli import main
 
-kill_rank, at = int(sys.argv[1]), int(sys.argv[2])
+kill_rank, at = int(sys.argv[1]), int(sys.argv[2])  # at < 0: the rank dies there (os._exit), without a word
 calls = [0]
 step = trainer.Distiller._student_step
 
 def student_step(self, fresh):
     calls[0] += 1
-    if calls[0] == at and int(os.environ["RANK"]) == kill_rank:
+    if calls[0] == abs(at) and int(os.environ["RANK"]) == kill_rank:
+        if at < 0:
+            os._exit(3)
         os.kill(os.getpid(), signal.SIGTERM)
     return step(self, fresh)
 
 trainer.Distiller._student_step = student_step
+sys.exit(main(sys.argv[3:]))
+"""
+
+# The same for synthesize: rank KILL_RANK sends itself SIGTERM while labelling its N-th drawn batch.
+SYNTHESIS_KILLER = """
+import os, signal, sys
+from datafree.export import synthesize
+from datafree.cli import main
+
+kill_rank, at = int(sys.argv[1]), int(sys.argv[2])
+calls = [0]
+label = synthesize.label_with_teacher
+
+def label_with_teacher(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == at and int(os.environ["RANK"]) == kill_rank:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return label(*args, **kwargs)
+
+synthesize.label_with_teacher = label_with_teacher
 sys.exit(main(sys.argv[3:]))
 """
 
@@ -107,7 +132,54 @@ def test_distill_on_two_processes_and_a_sigterm_to_one_resumed_bitwise(tmp_path)
     assert _scalars(run) == _scalars(reference)
 
 
-def _killer(tmp_path: Path) -> str:
+def test_a_rank_that_dies_stops_the_other_with_a_message(tmp_path):
+    proc = torchrun("1", "-5", "distill", *DISTILL, f"hydra.run.dir={tmp_path / 'run'}", script=_killer(tmp_path))
+    assert proc.returncode != 0
+    assert "datafree: error: lost contact with the other processes (" in proc.stderr, proc.stderr[-3000:]
+    assert "resume=RUN_DIR" in proc.stderr and "exitcode  : 3" in proc.stderr  # torchrun names the rank that died
+
+
+def _killer(tmp_path: Path, text: str = KILLER) -> str:
     path = tmp_path / "killer.py"
-    path.write_text(KILLER)
+    path.write_text(text)
     return str(path)
+
+
+# DeepInversion on the 8x8 shapes teacher: 16 images per rank and draw, 4 shards.
+SYNTHESIZE = ["n=100", "shard_size=30", "class_counts=as_drawn", "synthesizer.batch_size=16", "synthesizer.iterations=5",
+              "device=cpu", "progress=false"]
+
+
+def test_synthesize_on_two_processes_writes_one_data_set(tmp_path, shapes_teacher_path):
+    overrides = [*SYNTHESIZE, f"teacher.checkpoint={shapes_teacher_path}"]
+    out = tmp_path / "set"
+    proc = torchrun("synthesize", *overrides, f"out={out}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("synthetic data set: 100 samples") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", *(f"shard_0000{k}.pt" for k in range(4))]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["processes"] == 2 and manifest["drawn"] == 128
+    synthetic = SyntheticSet(out)
+    samples = synthetic.load()
+    assert synthetic.verify() == [] and samples.indices.tolist() == list(range(100))
+    # Kept in draw order, rank 0's batch first: rank 0 drew what one process with the seed draws, rank 1 other images.
+    _uninterrupted([*overrides, "n=16"], tmp_path / "alone", tmp_path / "alone_run")  # one thread, as torchrun's workers
+    alone = SyntheticSet(tmp_path / "alone").load()
+    assert torch.equal(samples.images[:16], alone.images) and torch.equal(samples.logits[:16], alone.logits)
+    assert len(torch.unique(samples.images.flatten(1), dim=0)) == 100
+
+
+@pytest.mark.slow
+def test_synthesize_on_two_processes_stopped_and_continued_gives_the_uninterrupted_set(tmp_path, shapes_teacher_path):
+    overrides = [*SYNTHESIZE, f"teacher.checkpoint={shapes_teacher_path}"]
+    whole = torchrun("synthesize", *overrides, f"out={tmp_path / 'whole'}", f"hydra.run.dir={tmp_path / 'whole_run'}")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    out = tmp_path / "set"
+    # SIGTERM to rank 1 while it labels its 2nd batch: both stop before the 3rd draw, 64 drawn, 60 in 2 shards.
+    proc = torchrun("1", "2", "synthesize", *overrides, f"out={out}", f"hydra.run.dir={tmp_path / 'run'}",
+                    script=_killer(tmp_path, SYNTHESIS_KILLER))
+    assert proc.stderr.count("datafree: interrupted: stopped by SIGTERM after 2 complete shards") == 1, proc.stderr[-3000:]
+    proc = torchrun("synthesize", *overrides, f"out={out}", f"hydra.run.dir={tmp_path / 'again'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in sorted(p.name for p in (tmp_path / "whole").glob("shard_*.pt")):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
