@@ -8,9 +8,15 @@ syntax) and an output folder that cannot be written are caught by composing
 the recipe once before hydra runs, and reported the same way, with hydra's
 list of valid choices kept. A run stopped by SIGTERM/SIGINT saves its state and
 exits with 128 + the signal number.
+
+Under torchrun (``torchrun --nproc_per_node=N -m datafree distill ...``) every process runs
+the same command: they join one process group first, rank 0 checks the run directory and
+hands its exact name (``${now:...}`` resolved once) to the others, and only rank 0 prints,
+logs and keeps hydra's record; the other ranks print only errors of their own.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -76,21 +82,35 @@ def _guarded(job: Callable, cfg) -> dict | None:
     from hydra.core.hydra_config import HydraConfig
 
     from datafree.errors import DatafreeError
+    from datafree.utils import dist
+    from datafree.utils.signals import Interrupted
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     record = out_dir / HydraConfig.get().output_subdir if HydraConfig.get().output_subdir else None
     before = _snapshot(out_dir, record)
+    who = f"[rank {dist.rank()}] " if dist.rank() else ""
     try:
         return job(cfg, out_dir)
     except Exception as error:  # noqa: BLE001 - only DatafreeError is handled, the rest re-raised
         cause = _datafree_cause(error, DatafreeError)
         if cause is None:
+            if dist.active() and dist.lost_contact(error):
+                first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+                print(f"datafree: error: {who}lost contact with the other processes ({first[:200]}): another rank "
+                      "stopped or failed (its own message says why), or the network between them broke; the full "
+                      "states saved so far are kept: run the same command with resume=RUN_DIR to continue.", file=sys.stderr)
+                sys.exit(1)
             raise
         code = getattr(cause, "exit_code", 2)  # Interrupted: 128 + signal, after saving the state
-        if code == 2:
-            _undo_if_nothing_done(out_dir, record, before)
-        _remove_if_only_hydra_files(out_dir)
-        print(f"datafree: {'error' if code == 2 else 'interrupted'}: {cause}", file=sys.stderr)
+        if dist.is_main_process():
+            if code == 2:
+                _undo_if_nothing_done(out_dir, record, before)
+            _remove_if_only_hydra_files(out_dir)
+        if dist.is_main_process() or not isinstance(cause, (Interrupted, dist.ReportedByRankZero)):
+            print(f"datafree: {'error' if code == 2 else 'interrupted'}: {who}{cause}", file=sys.stderr)
+        if isinstance(cause, Interrupted) and dist.active():
+            # Every rank stopped here: none exits (and has torchrun end the others) before rank 0 has reported.
+            dist.barrier()
         sys.exit(code)
 
 
@@ -235,34 +255,58 @@ def recipes_location() -> str:
     return str(folder) if (folder / "distill.yaml").is_file() else "pkg://datafree.recipes"
 
 
+def recipes_context():
+    """hydra's ``initialize`` context for the recipes where :func:`recipes_location` finds them; inside it,
+    ``hydra.compose("distill", overrides=[...])`` composes as the CLI does (scripts, notebooks)."""
+    from hydra import initialize_config_dir, initialize_config_module
+
+    location = recipes_location()
+    if location.startswith("pkg://"):
+        return initialize_config_module(config_module=location[len("pkg://"):], version_base="1.3")
+    return initialize_config_dir(config_dir=location, version_base="1.3")
+
+
+def _compose(recipe: str, overrides: list[str]):
+    """The recipe composed as hydra will (with hydra's own node), or the error line."""
+    from hydra import compose
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with recipes_context():
+            return compose(config_name=recipe, overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as error:
+        return _one_line(error)
+
+
+def _run_dir(cfg) -> str | None:
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return str(cfg.hydra.run.dir)
+    except OmegaConfBaseException:  # an interpolation only hydra's run can resolve
+        return None
+
+
 def _preflight(recipe: str, overrides: list[str]) -> str | None:
     """Compose the recipe as hydra will and check the run directory: the error line, or None."""
-    from hydra import compose, initialize_config_dir, initialize_config_module
-    from hydra.errors import HydraException
+    cfg = _compose(recipe, overrides)
+    if isinstance(cfg, str):
+        return cfg
+    run_dir = _run_dir(cfg)
+    if run_dir is None:  # hydra reports its own interpolation
+        return None
+    return _unwritable(run_dir) or _refused_resume(cfg, run_dir)
+
+
+def _refused_resume(cfg, run_dir: str) -> str | None:
+    """A run that would be refused in its folder is refused before hydra writes its record there."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     from datafree.errors import DatafreeError
     from datafree.utils.run_state import check_resume
 
-    location = recipes_location()
-    if location.startswith("pkg://"):
-        context = initialize_config_module(config_module=location[len("pkg://"):], version_base="1.3")
-    else:
-        context = initialize_config_dir(config_dir=location, version_base="1.3")
-    try:
-        with context:
-            cfg = compose(config_name=recipe, overrides=overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as error:
-        return _one_line(error)
-    try:
-        run_dir = str(cfg.hydra.run.dir)
-    except OmegaConfBaseException:  # an interpolation only hydra's run can resolve: hydra reports it
-        return None
-    problem = _unwritable(run_dir)
-    if problem:
-        return problem
-    # A run that would be refused in its folder is refused before hydra writes its record there.
     try:
         job_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
         config = OmegaConf.to_container(job_cfg, resolve=True)
@@ -273,6 +317,44 @@ def _preflight(recipe: str, overrides: list[str]) -> str | None:
     except DatafreeError as error:
         return str(error)
     return None
+
+
+def _join_ranks(recipe: str, overrides: list[str]) -> tuple[str | None, list[str]]:
+    """Under torchrun: compose, join the process group, agree on one run directory; (error line, overrides).
+
+    Every rank composes (the same arguments fail alike everywhere); rank 0 checks the run
+    directory and hands its resolved name to the others, so that a ``${now:...}`` in it names
+    one folder. The other ranks keep no hydra record and no log file of their own.
+    """
+    from datafree.errors import DatafreeError
+    from datafree.utils import dist
+    from datafree.utils.device import resolve_device
+
+    cfg = _compose(recipe, overrides)
+    if isinstance(cfg, str):
+        return cfg, overrides
+    try:
+        dist.init(resolve_device(cfg.get("device", "auto")), cfg.get("dist_timeout_s", 600))
+    except DatafreeError as error:
+        return str(error), overrides
+    problem, run_dir = None, None
+    if dist.is_main_process():
+        run_dir = _run_dir(cfg)
+        problem = ((_unwritable(run_dir) or _refused_resume(cfg, run_dir)) if run_dir is not None else
+                   "the run directory cannot be named before hydra starts: set hydra.run.dir=DIR")
+    problem, run_dir = dist.broadcast_object((problem, run_dir))
+    if problem:
+        return problem, overrides
+    quoted = run_dir.replace("\\", "\\\\").replace("'", "\\'")
+    kept = [o for o in overrides if not o.startswith("hydra.run.dir=")]
+    if dist.is_main_process():
+        return None, [*kept, f"hydra.run.dir='{quoted}'"]
+    kept = [o for o in kept if not o.startswith("hydra.output_subdir=")]
+    return None, [*kept, f"hydra.run.dir='{quoted}'", *RANK_OVERRIDES]
+
+
+# Ranks other than 0 keep no hydra record (.hydra/) and write no log file: rank 0's are the run's.
+RANK_OVERRIDES = ("hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,6 +368,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"datafree {__version__}")
         return 0
     command, overrides = argv[0], argv[1:]
+    distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
+    if command in (*PLAIN_COMMANDS, "audit") and distributed:
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(f"datafree: error: datafree {command} runs in one process: run it without torchrun.", file=sys.stderr)
+        return 2
     if command in PLAIN_COMMANDS:
         return _plain(command, overrides)
     if command not in COMMANDS:
@@ -294,15 +381,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     recipe, job_name, _ = COMMANDS[command]
     overrides = _with_resume(overrides)
-    if not any(o.startswith("-") for o in overrides):  # hydra's flags (--cfg, -m, --help) go to hydra as they are
+    hydra_flags = any(o.startswith("-") for o in overrides)  # hydra's flags (--cfg, -m, --help) go to hydra as they are
+    problem = None
+    if distributed and {"-m", "--multirun"} & set(overrides):
+        problem = "multirun (-m) starts one job after the other in one process: run each job with its own torchrun."
+    elif distributed and not hydra_flags:
+        problem, overrides = _join_ranks(recipe, overrides)
+    elif distributed:
+        # Hydra's flags (--config-dir, ...) leave the composition to hydra: the folder must be named, alike everywhere.
+        given = [o for o in overrides if o.startswith("hydra.run.dir=")]
+        if not given or "${" in given[-1]:
+            problem = ("under torchrun with hydra's flags (--config-dir, ...) name the run directory: hydra.run.dir=DIR "
+                       "(the same for every process)")
+        elif int(os.environ.get("RANK", 0)):
+            overrides = [*(o for o in overrides if not o.startswith("hydra.output_subdir=")), *RANK_OVERRIDES]
+    elif not hydra_flags:
         problem = _preflight(recipe, overrides)
-        if problem:
+    if problem:
+        if int(os.environ.get("RANK", 0)) == 0:
             print(f"datafree: error: {problem}", file=sys.stderr)
-            return 2
+        return 2
 
     import hydra
 
     from datafree import jobs
+    from datafree.utils import dist
+    from datafree.utils.signals import defer_sigterm
 
     job = getattr(jobs, job_name)
 
@@ -310,12 +414,18 @@ def main(argv: list[str] | None = None) -> int:
     def task(cfg):
         return _guarded(job, cfg)
 
-    saved_argv = sys.argv
+    saved_argv, saved_stdout = sys.argv, sys.stdout
     sys.argv = [f"datafree {command}", *overrides]
     try:
-        task()
+        if dist.rank():
+            sys.stdout = open(os.devnull, "w")  # rank 0 prints for every rank
+        with defer_sigterm() if distributed else contextlib.nullcontext():
+            task()
     finally:
-        sys.argv = saved_argv
+        if sys.stdout is not saved_stdout:
+            sys.stdout.close()
+        sys.argv, sys.stdout = saved_argv, saved_stdout
+        dist.shutdown()
     return 0
 
 

@@ -68,6 +68,8 @@ RULES: dict[str, tuple[tuple, str]] = {
     "closest": (_int(1), "16"),
     "budget_mb": (_int(16), "1024"),
     "deterministic": (BOOL, "true"),
+    "global_batch": (BOOL, "true"),
+    "dist_timeout_s": (POSITIVE, "600"),
     "resume": (("null, true, false or the run directory to continue",
                 lambda v: v is None or isinstance(v, (bool, str))), "true"),
     "data.num_classes": (_or_null(_int(2)), "10"),  # null: data=none, the teacher alone
@@ -109,6 +111,7 @@ RULES: dict[str, tuple[tuple, str]] = {
     "trainer.max_nonfinite": (_int(1), "20"),
     "trainer.halve_synthesis_on_oom": (BOOL, "true"),
     "trainer.cuda_graphs": (BOOL, "false"),
+    "trainer.sync_batchnorm": (BOOL, "true"),
     "trainer.clip_grad_norm": (_or_null(POSITIVE), "5.0"),
     "trainer.attention.weight": (_number(0), "250"),
     "trainer.hint.weight": (_number(0), "1.0"),

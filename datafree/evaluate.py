@@ -1,4 +1,8 @@
-"""Accuracy on a real held-out set, and teacher-student agreement, in one pass."""
+"""Accuracy on a real held-out set, and teacher-student agreement, in one pass.
+
+Under torchrun each rank evaluates its share of the test set (``DeviceBatches`` with a
+``shard``) and the counts are summed over the ranks, so every rank gets the same result.
+"""
 from __future__ import annotations
 
 from typing import Iterable
@@ -7,6 +11,7 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
+from datafree.utils import dist
 from datafree.utils.device import autocast
 
 
@@ -15,8 +20,11 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
              reference: nn.Module | None = None) -> dict[str, float]:
     """Top-1 accuracy of ``model``; with ``reference`` also its accuracy and their agreement.
 
-    Counts stay on the device until the end: one host sync per evaluation.
+    Counts stay on the device until the end: one host sync per evaluation. Under torchrun
+    every rank first takes rank 0's BatchNorm running statistics (DDP keeps each rank's own
+    between forward passes), so that all ranks evaluate the model rank 0 writes.
     """
+    dist.broadcast_buffers(model)
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -40,10 +48,12 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
             total += labels.shape[0]
     finally:
         model.train(was_training)
+    counts = torch.stack([correct, agree, ref_correct, torch.full_like(correct, total)])
+    correct, agree, ref_correct, total = dist.all_reduce_(counts).tolist()
     if total == 0:
         return {"accuracy": float("nan")}
-    result = {"accuracy": correct.item() / total}
+    result = {"accuracy": correct / total}
     if reference is not None:
-        result["reference_accuracy"] = ref_correct.item() / total
-        result["agreement"] = agree.item() / total
+        result["reference_accuracy"] = ref_correct / total
+        result["agreement"] = agree / total
     return result

@@ -2,6 +2,9 @@
 
 Everything that can fail on bad input (names, paths, checkpoints, weights) is
 built and checked before the first training step or the first file write.
+
+Under torchrun every rank runs the same job (see :mod:`datafree.utils.dist`): each its own
+random draws and state files, rank 0 alone the logs, checkpoints and data set files.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from datafree.api import make_student
 from datafree.teachers import (ClassifierInfo, DataHint, Normalized, Teacher, check_agreement, freeze, save_classifier,
                                teacher_from_config)
 from datafree.training import train_classifier
+from datafree.utils import dist
 from datafree.utils.device import resolve_device, set_deterministic
 from datafree.utils.logging import RunLogger
 from datafree.utils.run_state import StateFiles, resume_requested
@@ -38,6 +42,7 @@ def load_split(data_cfg: DictConfig, split: str) -> ImageDataset | None:
 
 
 def batches(dataset: ImageDataset, data_cfg: DictConfig, device: torch.device, train: bool, seed: int) -> DeviceBatches:
+    """This rank's batches: training ones are its share of each global batch, evaluation ones its share of the set."""
     return DeviceBatches(
         dataset,
         batch_size=int(data_cfg.batch_size if train else data_cfg.eval_batch_size),
@@ -48,6 +53,7 @@ def batches(dataset: ImageDataset, data_cfg: DictConfig, device: torch.device, t
         crop_padding=int(data_cfg.get("crop_padding", 4)),
         seed=seed,
         channels_last=device.type == "cuda",
+        shard=(dist.rank(), dist.world_size()),
     )
 
 
@@ -138,7 +144,7 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         time_budget_s=train.get("time_budget_s"),
         logger=logger,
         progress=bool(cfg.progress),
-        state=run_state(cfg, logger.out_dir, logger.enabled),
+        state=run_state(cfg, logger.out_dir),
         checkpoint_every=int(train.get("checkpoint_every", 1000)),
         max_nonfinite=int(train.get("max_nonfinite", 20)),
     )
@@ -152,23 +158,51 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         test_accuracy=None if test_set is None else result["test_accuracy"],
         extra={"train_wall_time_s": round(result["wall_time_s"], 2), "epochs": result["epochs"]},
     )
-    path = save_classifier(out_dir / "teacher.pt", model, info)
-    logger.info(f"teacher written to {path}")
+    if dist.is_main_process():
+        logger.info(f"teacher written to {save_classifier(out_dir / 'teacher.pt', model, info)}")
     return freeze(model), info
 
 
 # -- commands ------------------------------------------------------------------------------------
-def run_state(cfg: DictConfig, directory: Path, enabled: bool) -> StateFiles:
-    """The full-state files of one loop of this run; ``cfg.resume`` was checked by :func:`prepare`."""
-    return StateFiles(directory, config=OmegaConf.to_container(cfg, resolve=True), resume=bool(cfg.get("resume")),
-                      enabled=enabled)
+def run_state(cfg: DictConfig, directory: Path) -> StateFiles:
+    """The full-state files of one loop of this run (this rank's); ``cfg.resume`` was checked by :func:`prepare`."""
+    return StateFiles(directory, config=OmegaConf.to_container(cfg, resolve=True), resume=bool(cfg.get("resume")))
+
+
+# Sizes that global_batch=true gives for all ranks together (each rank takes its share); missing keys are skipped.
+GLOBAL_SIZES = ("data.batch_size", "trainer.batch_size", "synthesizer.batch_size", "batch_size")
+
+
+def per_rank_sizes(cfg: DictConfig) -> list[str]:
+    """With ``global_batch=true`` under torchrun: the batch sizes (and the replay pool) divided among the ranks,
+    in ``cfg``; returns one note per size changed. The learning rate stays: the global batch did not change."""
+    world = dist.world_size()
+    if not cfg.get("global_batch") or world == 1:
+        return []
+    values = {key: OmegaConf.select(cfg, key) for key in (*GLOBAL_SIZES, "trainer.pool_capacity")}
+    notes = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key in GLOBAL_SIZES and value % world:
+            raise DatafreeError(f"global_batch=true shares {key}={value} among {world} processes, but {world} does not "
+                                f"divide it: give a multiple of {world} (e.g. {key}={value - value % world or world}), or "
+                                "global_batch=false (the sizes are then per process).")
+        OmegaConf.update(cfg, key, -(-value // world))
+        notes.append(f"{key} {value} = {world} x {-(-value // world)}")
+    return notes
 
 
 def prepare(cfg: DictConfig, out_dir: Path) -> torch.device:
-    """Every check that needs no work: recipe types and sizes, resume, device; then seeds."""
+    """Every check that needs no work: recipe types and sizes, resume, device; the process group under torchrun;
+    then seeds (``seed + rank``)."""
     check_config(cfg)
     resume_requested(cfg.get("resume"), out_dir)
     device = resolve_device(cfg.device)
+    dist.init(device, cfg.get("dist_timeout_s", 600))
+    notes = per_rank_sizes(cfg)
+    if notes:
+        print(f"global_batch=true, {dist.world_size()} processes: {'; '.join(notes)} per process")
     set_deterministic(bool(cfg.get("deterministic", False)))
     seed_everything(int(cfg.seed))
     return device
@@ -273,7 +307,7 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
         distiller = make_distiller(
             teacher=teacher.model, student=student, synthesizer=synth, device=device, num_classes=num_classes,
             input_size=info.input_size, amp=bool(cfg.amp), test_batches=test_batches, logger=run_logger,
-            student_info=student_info, progress=bool(cfg.progress), state=run_state(cfg, run_dir, run_logger.enabled),
+            student_info=student_info, progress=bool(cfg.progress), state=run_state(cfg, run_dir),
             **overrides,
         )
         return distiller.fit()
@@ -380,6 +414,7 @@ def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
     from datafree.export.manifest import teacher_fingerprint
     from datafree.export.reader import SyntheticSet
 
+    dist.require_one_process("datafree audit")
     device = prepare(cfg, out_dir)
     synthetic = SyntheticSet(cfg.synthetic).require("audit it")
     settings = AuditSettings(flips=bool(cfg.flips), features=bool(cfg.features), pixel_threshold=cfg.pixel_threshold,
@@ -458,12 +493,15 @@ def distill_offline_job(cfg: DictConfig, out_dir: Path) -> dict:
     student, student_info = make_student(cfg.student.arch, info, device)
     if device.type == "cuda":
         student = student.to(memory_format=torch.channels_last)
+    if trainer.get("sync_batchnorm"):
+        student = dist.sync_batchnorm(student, device, "trainer.sync_batchnorm")
     student_info.extra["synthetic_set"] = str(synthetic.folder)
     # Terms on logits (RKD, the discriminator) work from the stored logits; terms on the teacher's layers are refused.
     objectives = Objectives(None, student, num_classes=synthetic.num_classes, input_size=synthetic.image_shape,
                             device=device, max_nonfinite=int(trainer.max_nonfinite),
                             **{field.name: trainer.get(field.name) for field in dataclasses.fields(Terms)})
-    stream = SyntheticBatches(synthetic, int(trainer.batch_size), device, seed=int(cfg.seed),
+    # Each rank streams the set in its own order.
+    stream = SyntheticBatches(synthetic, int(trainer.batch_size), device, seed=int(cfg.seed) + dist.rank(),
                               crop_padding=int(cfg.data.crop_padding),
                               device_budget_mb=int(cfg.data.get("device_budget_mb", 2048)),
                               channels_last=device.type == "cuda")
@@ -478,7 +516,7 @@ def distill_offline_job(cfg: DictConfig, out_dir: Path) -> dict:
             time_budget_s=trainer.get("time_budget_s"), checkpoint_every=int(trainer.checkpoint_every),
             max_nonfinite=int(trainer.max_nonfinite), amp=bool(cfg.amp), test_batches=test_batches, logger=logger,
             student_info=student_info, checkpoint_path=out_dir / "student.pt",
-            state=run_state(cfg, out_dir, logger.enabled), progress=bool(cfg.progress), objectives=objectives,
+            state=run_state(cfg, out_dir), progress=bool(cfg.progress), objectives=objectives,
         )
     print(f"student {cfg.student.arch}: test accuracy {_pct(result.student_accuracy)} after {result.steps} steps "
           f"({result.epochs} passes over {len(synthetic)} stored samples), {result.wall_time_s:.0f}s on "

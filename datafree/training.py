@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from datafree.errors import DatafreeError
 from datafree.evaluate import evaluate
+from datafree.utils import dist
 from datafree.utils.device import autocast
 from datafree.utils.logging import RunLogger
 from datafree.utils.loop import Loop, Snapshot, check_loop_settings
@@ -68,6 +69,10 @@ def train_classifier(
     must then be a :class:`~datafree.data.DeviceBatches` (it has a state_dict).
     Steps with a non-finite loss or gradient are skipped on the device; after
     ``max_nonfinite`` in a row the run stops.
+
+    Under torchrun the model trains through DDP: give every rank ``train_batches`` sharded
+    (``DeviceBatches(shard=(rank, world))``: each step is one global batch) and ``test_batches``
+    sharded likewise; the epoch's loss and the accuracy are those of all ranks.
     """
     if epochs < 1:
         raise DatafreeError(f"teacher.train.epochs must be >= 1, got {epochs}.")
@@ -75,7 +80,8 @@ def train_classifier(
     lr_at(0.5, schedule, warmup)  # fail on a bad schedule name before any work
     logger = logger or RunLogger(".", tensorboard=False, enabled=False)
     optimizer = fused_sgd(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
-    guard = NonFiniteGuard(device, ("ce",), max_nonfinite, what="step")
+    guard = NonFiniteGuard(device, ("ce",), max_nonfinite, what="step", shared=True)
+    step_model = dist.data_parallel(model, device)  # the training forward pass; the model itself is saved
     # Epoch losses are read back only at epoch ends, so the guard is also read before each periodic save.
     loop = Loop("train-teacher", state, guard, logger, hint="Lower teacher.train.lr, or check the data for broken images.",
                 time_budget_s=time_budget_s, checkpoint_every=checkpoint_every, check_at_checkpoints=True)
@@ -125,7 +131,7 @@ def train_classifier(
                         group["lr"] = lr * lr_at(fraction, schedule, warmup)
                     try:
                         with autocast(device, amp):
-                            logits = model(images)
+                            logits = step_model(images)
                         loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
                         optimizer.zero_grad(set_to_none=True)
                         loss.backward()
@@ -144,7 +150,8 @@ def train_classifier(
                     break
                 epochs_run += 1
                 loop.check(step)
-                train_loss = (loss_sum / good).item()
+                totals = dist.all_reduce_(torch.stack([loss_sum, good]))  # every rank's batches
+                train_loss = (totals[0] / totals[1]).item()
                 row = {"epoch": epoch + 1, "train_loss": train_loss, "time_s": round(loop.elapsed(), 2)}
                 if test_batches is not None:
                     accuracy = evaluate(model, test_batches, device, amp)["accuracy"]

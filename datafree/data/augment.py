@@ -14,29 +14,35 @@ BORDERS = ("zeros", "wrap")
 
 
 def shift_flip(x: torch.Tensor, shift: int, flip: bool, border: str = "zeros",
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, part: tuple[int, int] | None = None) -> torch.Tensor:
     """Each image moved by its own random offset in [-shift, shift] on both axes, then flipped left-right
     with probability 1/2 (when ``flip``).
 
     ``border="zeros"`` is the padded random crop of CIFAR training (padding ``shift``, zero fill);
     ``border="wrap"`` rolls the image around (DeepInversion's jitter), so no pixel is lost and gradients
     reach every pixel. Works on any dtype (uint8 is a quarter of float's memory traffic).
+
+    ``part=(start, total)``: ``x`` is rows ``start:start + len(x)`` of a batch of ``total`` images, and
+    gets those rows' draws of the whole batch's (one rank's share of a global batch: every rank draws
+    alike, so their generators stay in step, and the shares together are the one-process batch).
     """
     if border not in BORDERS:
         raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
     b, c, h, w = x.shape
     if shift == 0 and not flip:
         return x
+    start, total = (0, b) if part is None else part
+    rows_of_x = slice(start, start + b)
     device = x.device
     rows, cols = torch.arange(h, device=device), torch.arange(w, device=device)
     if flip:
-        flipped = torch.rand(b, 1, device=device, generator=generator) < 0.5
+        flipped = torch.rand(total, 1, device=device, generator=generator)[rows_of_x] < 0.5
         # Flipping the crop == reading its columns right to left.
         cols = torch.where(flipped, cols.flip(0), cols)  # b x w
     else:
         cols = cols.expand(b, w)
     if shift:
-        offsets = torch.randint(0, 2 * shift + 1, (2, b, 1), device=device, generator=generator)
+        offsets = torch.randint(0, 2 * shift + 1, (2, total, 1), device=device, generator=generator)[:, rows_of_x]
         rows, cols = offsets[0] + rows, cols + offsets[1]  # b x h, b x w: positions in the padded image
         if border == "zeros":
             x = F.pad(x, (shift, shift, shift, shift))

@@ -28,6 +28,11 @@ class DeviceBatches:
     the device's global generator is used (seed it with ``torch.manual_seed``).
     ``targets`` (one row per image, e.g. a synthetic set's stored teacher logits) are
     yielded in place of the labels.
+
+    ``shard=(rank, world)`` (torchrun): the rank's share. Training batches (``shuffle``, with
+    ``drop_last``) are the rank's rows of a global batch of ``batch_size x world`` images, in
+    the same order and with the same augmentation draws as one process with that batch size
+    (give every rank the same ``seed``); evaluation batches cover every world-th image from ``rank``.
     """
 
     def __init__(
@@ -43,6 +48,7 @@ class DeviceBatches:
         seed: int | None = None,
         channels_last: bool = False,
         targets: torch.Tensor | None = None,
+        shard: tuple[int, int] = (0, 1),
     ):
         if not isinstance(dataset, ImageDataset):
             raise DatafreeError(
@@ -54,6 +60,12 @@ class DeviceBatches:
             raise DatafreeError(f"crop_padding must be an int >= 0, got {crop_padding!r}: use 4 for CIFAR, 0 for no crop.")
         if len(dataset) == 0:
             raise DatafreeError("DeviceBatches got an empty data set: load at least one image.")
+        rank, world = (int(v) for v in shard)
+        if not 0 <= rank < world:
+            raise ValueError(f"shard=(rank, world) needs 0 <= rank < world, got {tuple(shard)}")
+        if world > 1 and shuffle and not drop_last:
+            raise ValueError("a sharded training stream (shuffle) needs drop_last=True: every rank takes a full share")
+        self.rank, self.world = rank, world
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.shuffle = bool(shuffle)
@@ -63,17 +75,20 @@ class DeviceBatches:
         self.flip = bool(flip)
         self.channels_last = bool(channels_last)
         self.classes = list(dataset.classes)
-        self.num_samples = len(dataset)
-        if self.drop_last and self.num_samples < batch_size:
-            raise DatafreeError(
-                f"drop_last=True with batch_size={batch_size} but only {self.num_samples} images leaves no batch: "
-                "lower batch_size or set drop_last=False."
-            )
         if targets is not None and targets.shape[0] != len(dataset):
             raise DatafreeError(f"DeviceBatches got {targets.shape[0]} targets for {len(dataset)} images: give one row per image.")
+        images, labels = dataset.images, (dataset.labels if targets is None else targets)
+        if world > 1 and not shuffle:  # evaluation: each rank holds only its share
+            images, labels = images[rank::world], labels[rank::world]
+        self.num_samples = images.shape[0]
+        if self.drop_last and self.num_samples < batch_size * self._ranks_per_batch:
+            raise DatafreeError(
+                f"drop_last=True with batch_size={batch_size}{f' on {world} ranks' if world > 1 else ''} but only "
+                f"{self.num_samples} images leaves no batch: lower batch_size or set drop_last=False."
+            )
         # Moved once, kept as uint8; each batch is converted to float on the device.
-        self.images = dataset.images.to(self.device)
-        self.labels = (dataset.labels if targets is None else targets).to(self.device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
         self.generator = None
         if seed is not None:
             self.generator = torch.Generator(device=self.device)
@@ -87,10 +102,16 @@ class DeviceBatches:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def _ranks_per_batch(self) -> int:
+        """How many ranks share one batch drawn from the permutation: all of them for training, else one."""
+        return self.world if self.shuffle else 1
+
     def __len__(self) -> int:
+        size = self.batch_size * self._ranks_per_batch
         if self.drop_last:
-            return self.num_samples // self.batch_size
-        return -(-self.num_samples // self.batch_size)
+            return self.num_samples // size
+        return -(-self.num_samples // size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order, first = None, 0
@@ -99,8 +120,9 @@ class DeviceBatches:
         elif self.shuffle:
             order = torch.randperm(self.num_samples, device=self.device, generator=self.generator)
         self._order = order
+        share = self.rank * self.batch_size if self._ranks_per_batch > 1 else 0
         for b in range(first, len(self)):
-            start = b * self.batch_size
+            start = b * self.batch_size * self._ranks_per_batch + share
             stop = min(start + self.batch_size, self.num_samples)
             if order is None:
                 x = self.images[start:stop]
@@ -110,7 +132,7 @@ class DeviceBatches:
                 x = self.images.index_select(0, idx)
                 y = self.labels.index_select(0, idx)
             if self.augment:
-                x = self._augment(x)  # on uint8: a quarter of the memory traffic of float
+                x = self._augment(x, share)  # on uint8: a quarter of the memory traffic of float
             x = x.float().div_(255.0)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -130,9 +152,10 @@ class DeviceBatches:
         if order is not None or state.get("next"):
             self._resume = (None if order is None else order.to(self.device), int(state["next"]))
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+    def _augment(self, x: torch.Tensor, share: int = 0) -> torch.Tensor:
         """Random flip + padded random crop of a uint8 batch: one pad and one gather, no per-sample loop."""
-        return shift_flip(x, self.crop_padding, self.flip, "zeros", self.generator)
+        part = (share, self.batch_size * self.world) if self._ranks_per_batch > 1 else None
+        return shift_flip(x, self.crop_padding, self.flip, "zeros", self.generator, part)
 
     def __repr__(self) -> str:
         return (

@@ -148,10 +148,12 @@ class Objectives:
         """Whether a term reads the teacher's layers (then the teacher must run on the batch, inside ``taps``)."""
         return bool(self.features) or bool(self._penultimate)
 
+    def student_modules(self) -> list[nn.Module]:
+        """What trains with the student: hint adapters (the feature terms) and the discriminator's width adapter."""
+        return [*self.features, *((self.adversary.adapter,) if self.adversary else ())]
+
     def student_parameters(self) -> list[nn.Parameter]:
-        """What trains with the student: hint adapters and the discriminator's width adapter."""
-        params = [p for term in self.features for p in term.parameters()]
-        return params + (self.adversary.student_parameters() if self.adversary else [])
+        return [p for module in self.student_modules() for p in module.parameters()]
 
     def capture_blockers(self) -> list[str]:
         """Why a student step with these terms cannot be captured as one CUDA graph (empty: it can)."""

@@ -5,6 +5,8 @@ two compare like for like: ``steps`` student updates of the loader's batch size,
 learning rate (following the clock under a time budget), the same KD loss on logits, NaN/Inf
 steps skipped on the device, evaluation and ``student.pt`` every ``eval_every`` steps. The
 clock, stop requests, full-state saves and resume are the shared :class:`~datafree.utils.loop.Loop`'s.
+Under torchrun the student trains through DDP, each rank on its own stream of the set (its
+own seed), and evaluation is sharded.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from datafree.evaluate import evaluate
 from datafree.export.stream import SyntheticBatches
 from datafree.teachers import ClassifierInfo, save_classifier
 from datafree.training import lr_at
+from datafree.utils import dist
 from datafree.utils.device import autocast
 from datafree.utils.graphs import set_lr
 from datafree.utils.logging import RunLogger
@@ -103,8 +106,9 @@ def distill_offline(
     params += objectives.student_parameters() if objectives is not None else []
     opt = fused_optimizer(optimizer, params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     guard = NonFiniteGuard(device, (loss_name, *(objectives.names if objectives else ())), max_nonfinite,
-                           what="student step")
+                           what="student step", shared=True)
     logged = objectives.logged(loss_name) if objectives is not None else ("loss",)
+    step_student = dist.data_parallel(student, device)  # the training forward pass; the student itself is saved
     loop = Loop("distill-offline", state, guard, logger, hint="Lower trainer.lr.", time_budget_s=time_budget_s,
                 checkpoint_every=checkpoint_every)
     checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
@@ -154,14 +158,14 @@ def distill_offline(
                     stopped_by = "time budget"
                     break
                 set_lr(opt, lr * lr_at(loop.fraction(step, steps), "cosine", 0.0))
-                values, found = student_step(student, opt, loss, guard, *next(stream), amp=amp,
+                values, found = student_step(step_student, opt, loss, guard, *next(stream), amp=amp,
                                              clip_grad_norm=clip_grad_norm, objectives=objectives, loss_name=loss_name)
                 loss_sum += torch.where(found.bool(), 0.0, values)
                 loss_count += 1
                 step += 1
                 bar.update(1)
                 if step % log_every == 0:
-                    values = torch.cat([loss_sum, torch.stack(guard.tensors()).float()]).tolist()  # one device-to-host copy
+                    values = torch.cat([dist.mean(loss_sum), torch.stack(guard.tensors()).float()]).tolist()  # one device-to-host copy
                     new_skips = loop.check(step, values[len(logged):]) - skipped
                     skipped += new_skips
                     means = [value / max(1, loss_count - new_skips) for value in values[:len(logged)]]

@@ -40,6 +40,7 @@ class Objective:
     augment: Any = None  # an Augment; None: jitter 2, flip
     loss: Any = None  # a KD loss (KDLoss, LogitL1Loss, ...); None: KDLoss()
     cuda_graphs: bool = False  # the update as one CUDA graph on a GPU (no kornia augmentation, no hooked terms)
+    sync_batchnorm: bool = False  # under torchrun: the student's BatchNorm statistics over the global batch (GPUs)
 
 
 @dataclass

@@ -4,6 +4,10 @@ One round = ``synthesizer.synthesize()`` (its own optimisation), the batch goes
 into the replay pool, then ``student_steps`` student updates on batches that
 mix fresh images with replayed ones. Everything stays on the device; losses
 are read back to the host only every ``log_every`` steps and at evaluations.
+
+Under torchrun each rank runs this loop with its own synthesizer draws and replay pool;
+the student trains as one model through DDP (batch_size images per rank), and every other
+module the student step trains (``step_modules``) has its gradients averaged over the ranks.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from datafree.evaluate import evaluate
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Synthesizer
 from datafree.teachers import save_classifier
+from datafree.utils import dist
 from datafree.utils.device import autocast
 from datafree.utils.dist import is_main_process
 from datafree.utils.graphs import CapturedStep, set_lr, tensor_lr
@@ -85,6 +90,8 @@ class Distiller:
                                 f"not {step.replay}.")
         check_loop_settings("trainer.", "student step", time_budget_s=schedule.time_budget_s,
                             checkpoint_every=reliability.checkpoint_every)
+        if step.sync_batchnorm:
+            student = dist.sync_batchnorm(student, device, "trainer.sync_batchnorm")
         self.teacher, self.student, self.synthesizer = teacher, student, synthesizer
         self.device, self.amp = device, amp
         self.schedule = dataclasses.replace(
@@ -108,6 +115,16 @@ class Distiller:
                                      max_nonfinite=reliability.max_nonfinite,
                                      **dataclasses.asdict(terms or Terms()))
         self.feature_terms = self.objectives.features
+        # What the student step trains besides the student (hint adapters, the discriminator's width adapter):
+        # their parameters are in the student's optimiser, their state in every full state, and under torchrun
+        # they start as rank 0's and their gradients are averaged over the ranks. (The discriminator itself
+        # learns on each rank's own batches: docs/distributed.md.)
+        self.step_modules: list[nn.Module] = self.objectives.student_modules()
+        # The student as the step runs it: under torchrun a DDP wrapper (rank 0's weights everywhere,
+        # gradients averaged in the backward pass); evaluation, saves and the synthesizer use the student itself.
+        self._step_student = dist.data_parallel(student, device)
+        for module in self.step_modules:
+            dist.broadcast_module(module)
         params = [p for p in student.parameters() if p.requires_grad]
         params += self.objectives.student_parameters()
         self._params, self.optimiser = params, optimiser
@@ -117,7 +134,7 @@ class Distiller:
         self._captured = self._capture_plan(step.cuda_graphs)
         self.loss_name = getattr(self.loss, "name", type(self.loss).__name__.lower())
         self.guard = NonFiniteGuard(device, (self.loss_name, *self.objectives.names), reliability.max_nonfinite,
-                                    what="student step")
+                                    what="student step", shared=True)
         self.logged = self.objectives.logged(self.loss_name)  # what each student step returns and the loop sums
         if self.objectives.names:
             self.outputs.logger.info(self.objectives.describe(self.loss_name))
@@ -147,6 +164,8 @@ class Distiller:
         blockers += self.objectives.capture_blockers()
         if not self.synthesizer.sample_capturable:
             blockers.append(f"{type(self.synthesizer).__name__}.sample changes generator between rounds")
+        if dist.is_distributed():
+            blockers.append(f"the run has {dist.world_size()} processes (DDP's gradient all-reduce is not captured)")
         if blockers:
             self.outputs.logger.info(f"trainer.cuda_graphs: the student step runs eagerly because {'; '.join(blockers)}")
             return None
@@ -190,11 +209,12 @@ class Distiller:
             with autocast(self.device, self.amp), self.objectives.taps("teacher"):
                 teacher_logits = self.teacher(inputs).float()
         with autocast(self.device, self.amp), self.objectives.taps("student"):
-            student_logits = self.student(inputs).float()
+            student_logits = self._step_student(inputs).float()
         loss, terms = self.objectives.student_loss(self.loss_name, self.loss(student_logits, teacher_logits),
                                                    student_logits, teacher_logits)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        dist.average_gradients(p.grad for module in self.step_modules for p in module.parameters())
         if self.optimiser.clip_grad_norm:  # ZSKT clips at 5; a device-side rescale, no host sync
             torch.nn.utils.clip_grad_norm_(self._params, self.optimiser.clip_grad_norm, foreach=True)
         self.guard.step(self.optimizer, loss, terms)  # skipped on the device when not finite
@@ -300,7 +320,7 @@ class Distiller:
             agreement=metrics.get("agreement"),
             rounds=rounds_done,
             student_steps=step,
-            images_synthesized=synthesized,
+            images_synthesized=dist.total(synthesized),
             wall_time_s=loop.elapsed(),
             stopped_by=stopped_by,
             skipped_steps=skipped,
@@ -358,7 +378,8 @@ class Distiller:
             losses["skipped_steps"] = self.synthesizer.skipped_steps
         counters = self.objectives.tensors()
         guard = self.guard.tensors()
-        parts = [*loss_sum.float().unbind(), *guard, *counters.values(), *losses.values()]
+        parts = [*dist.mean(loss_sum.float()).unbind(),  # the losses over every rank's batches
+                  *guard, *counters.values(), *losses.values()]
         values = torch.stack([v.float().to(loss_sum.device).reshape(()) for v in parts]).tolist()
         n, g, c = len(loss_sum), len(guard), len(counters)
         return (values[:n], values[n:n + g], dict(zip(counters, values[n + g:n + g + c])),
@@ -368,7 +389,8 @@ class Distiller:
                            terms: dict[str, float] | None = None) -> dict[str, float]:
         """Evaluate, write a summary.csv row (with ``terms``: the loss terms' means at the last read-back) and student.pt."""
         outputs, logger = self.outputs, self.outputs.logger
-        row: dict[str, float] = {"round": rounds_done, "step": step, "images": synthesized, "time_s": round(elapsed_s, 2),
+        row: dict[str, float] = {"round": rounds_done, "step": step, "images": dist.total(synthesized),  # all ranks'
+                                 "time_s": round(elapsed_s, 2),
                                  "skipped_steps": int(self.guard.skipped.item())}  # evaluation syncs anyway
         if outputs.test_batches is not None:
             result = evaluate(self.student, outputs.test_batches, self.device, self.amp, reference=self.teacher)

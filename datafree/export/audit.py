@@ -28,7 +28,7 @@ from datafree.errors import DatafreeError
 from datafree.export.pictures import histogram_panel, pair_panel, save_stacked
 from datafree.export.reader import SyntheticSet
 from datafree.export.samples import dequantise
-from datafree.synthesizers.adversarial import PenultimateFeatures
+from datafree.synthesizers.hooks import PenultimateFeatures
 from datafree.utils.checkpoint import atomic_write_bytes
 from datafree.utils.device import autocast
 
@@ -123,7 +123,7 @@ def penultimate_features(model: nn.Module, images_u8: torch.Tensor, batch_size: 
     """Unit-length inputs of the model's final ``nn.Linear`` for uint8 images on the model's device."""
     device = images_u8.device
     out = []
-    with PenultimateFeatures(model) as tap:
+    with PenultimateFeatures(model, "the audit's feature space", "set features=false (pixel space only).") as tap:
         for start in range(0, images_u8.shape[0], batch_size):
             with autocast(device, amp):
                 model(dequantise(images_u8[start:start + batch_size]))

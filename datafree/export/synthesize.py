@@ -27,12 +27,14 @@ from datafree.export.manifest import teacher_fingerprint
 from datafree.export.quota import Quota, class_targets
 from datafree.export.samples import Samples, dequantise, quantise
 from datafree.export.shards import samples_per_shard
-from datafree.export.writer import FORMATS, SyntheticWriter
+from datafree.export.writer import FORMATS, Start, SyntheticWriter
 from datafree.synthesizers.base import Synthesizer
 from datafree.teachers import Teacher
+from datafree.utils import dist
 from datafree.utils.device import autocast
 from datafree.utils.run_state import rng_state, set_rng_state
 from datafree.utils.seeding import seed_everything
+from datafree.utils.dist import ReportedByRankZero
 from datafree.utils.signals import Interrupted, StopRequest
 
 DRAWS = ("synthesize", "sample")
@@ -116,10 +118,16 @@ def synthesize_dataset(
     one (e.g. the student and generator state of a distillation run) for those methods;
     ``synthesizer_state`` (e.g. the trained generator of that run) is loaded once it is bound.
     The synthesizer is bound here; on a continued run its saved state and the random state
-    are restored, so that the result is the one of an uninterrupted run. ``recipe`` (the
+    are restored, so that the result is the one of an uninterrupted run.
+
+    Under torchrun every rank draws (its own seed, ``seed + rank``) and labels its batches; the
+    ranks keep the same samples (the quota sees every rank's draws in rank order), rank 0 writes
+    them into the one folder, with one manifest, and saves every rank's state after each shard. ``recipe`` (the
     CLI's resolved recipe) is what a continuation must match; by default the arguments.
     """
     _check_arguments(n, draw, shard_size, max_draw_factor, format, teacher.info.input_size[0])
+    if not dist.is_main_process():
+        log = lambda message: None  # noqa: E731 - rank 0 reports for every rank
     info = teacher.info
     device = next(iter([*teacher.model.parameters(), *teacher.model.buffers()])).device
     names = class_names(info.classes, info.num_classes, classes)
@@ -153,24 +161,37 @@ def synthesize_dataset(
     if draw == "sample" and synthesizer.sample(1) is None:
         raise DatafreeError(f"draw=sample needs a synthesizer that draws images without a synthesis round (a generator, "
                             f"noise), but {type(synthesizer).__name__} optimises every batch: use draw=synthesize.")
-    writer = SyntheticWriter(out, description)
-    start = writer.open()
+    writer = SyntheticWriter(out, {**description, "processes": dist.world_size()})
+    start = _open(writer)
     for notice in start.notices:
         log(f"notice: {notice}")
     if start.complete:
         log(f"{writer.folder} already holds this data set, complete ({start.count} samples, checksums verified): nothing to do")
-        return _result(writer, start.count, 0, 0.0, already_complete=True)
+        return dist.broadcast_object(_result(writer, start.count, 0, 0.0, already_complete=True)
+                                     if dist.is_main_process() else None)
 
+    # Rank 0 holds the run state after the last shard: each rank gets its own part (synthesizer, RNG states);
+    # the samples drawn but not yet in a shard (carry) stay with rank 0, which writes them.
     carry = Samples.empty(info.input_size, info.num_classes)
-    drawn = 0
-    if start.state is not None:
-        synthesizer.load_state_dict(start.state["synthesizer"])
-        carry = Samples(**start.state["carry"])
-        drawn = int(start.state["drawn"])
-        set_rng_state(start.state["rng"])  # last: nothing after it may draw random numbers before the loop
+    own, drawn = None, 0
+    state = start.state
+    if state is not None and int(state.get("world_size", 1)) != dist.world_size():
+        log(f"notice: the run state after shard {start.shards} was saved by {state.get('world_size', 1)} processes and "
+            f"this run has {dist.world_size()}: continuing with new random draws; the data set stays valid but differs "
+            "from an uninterrupted run")
+        state = None
+    if dist.is_main_process() and state is not None:
+        carry = Samples(**state["carry"])
+        drawn = int(state["drawn"])
+    parts = None if state is None else [{"synthesizer": state["synthesizer"], "rng": state["rng"]}, *state.get("ranks", [])]
+    if dist.broadcast_object(parts is not None):
+        own = dist.scatter_objects(parts)
+    written, carried = start.count, torch.bincount(carry.labels, minlength=info.num_classes).tolist()
+    drawn, carried = dist.broadcast_object((drawn, carried))
+    if own is not None:
+        synthesizer.load_state_dict(own["synthesizer"])
         log(f"continuing {writer.folder} after shard {start.shards} ({start.count} of {n} samples written)")
-    quota = Quota(targets, n, info.num_classes,
-                  [a + b for a, b in zip(start.class_counts, torch.bincount(carry.labels, minlength=info.num_classes).tolist())])
+    quota = Quota(targets, n, info.num_classes, [a + b for a, b in zip(start.class_counts, carried)])
     max_draws = int(max_draw_factor * n)
 
     def next_images() -> torch.Tensor:
@@ -184,40 +205,75 @@ def synthesize_dataset(
                                 f"{'batch_size' if draw == 'sample' else 'synthesizer.batch_size'} "
                                 f"(e.g. {max(1, per_draw // 2)}).") from None
 
+    if own is not None:
+        set_rng_state(own["rng"])  # last: nothing after it may draw random numbers before the loop
     started, first_count = time.perf_counter(), start.count
     pending = [carry] if len(carry) else []
-    buffered = len(carry)
+    buffered = sum(carried)
     next_index = start.count + buffered
-    bar = tqdm(total=n, initial=quota.kept, desc="synthesize", unit="sample", disable=not progress, dynamic_ncols=True,
-               leave=False)
+    bar = tqdm(total=n, initial=quota.kept, desc="synthesize", unit="sample",
+               disable=not (progress and dist.is_main_process()), dynamic_ncols=True, leave=False)
     try:
         with StopRequest() as stop:
             while not quota.done:
-                if stop.requested:
-                    raise _stopped(stop.signum, writer)
+                signum = dist.agreed_stop(stop.signum)  # a signal to any rank stops all before the same draw
+                if signum:
+                    raise _stopped(signum, writer)
                 if drawn >= max_draws:
-                    raise _short(quota, names, drawn, max_draw_factor, n, writer.manifest["count"])
+                    raise _short(quota, names, drawn, max_draw_factor, n, written)
                 batch = label_with_teacher(teacher.model, next_images(), amp)
-                drawn += len(batch)
-                keep = quota.accept(batch.labels)
-                kept = batch.select(keep)
-                kept.indices = torch.arange(next_index, next_index + len(kept))
-                next_index += len(kept)
-                pending.append(kept)
-                buffered += len(kept)
-                bar.update(len(kept))
+                # Every rank decides alike which samples are kept (the quota sees all ranks' draws, in rank order);
+                # rank 0 receives the kept ones and writes them.
+                labels = dist.all_gather_objects(batch.labels)
+                sizes = [len(part) for part in labels]
+                drawn += sum(sizes)
+                keep = quota.accept(torch.cat(labels))
+                mine = sum(sizes[: dist.rank()])
+                kept = dist.gather_objects(batch.select(keep[mine: mine + len(batch)]))
+                count = int(keep.sum())
+                if kept is not None:
+                    kept = Samples.cat(kept)
+                    kept.indices = torch.arange(next_index, next_index + count)
+                    pending.append(kept)
+                next_index += count
+                buffered += count
+                bar.update(count)
                 while buffered >= size or (quota.done and buffered):
-                    block = Samples.cat(pending)
-                    shard, rest = block.slice(0, size), block.slice(size)
-                    after = {"synthesizer": synthesizer.state_dict(), "rng": rng_state(), "drawn": drawn,
-                             "carry": rest.as_dict()}
-                    writer.commit(shard, after, drawn)
-                    pending, buffered = ([rest] if len(rest) else []), len(rest)
-        writer.finish()
+                    ranks = dist.gather_objects({"synthesizer": synthesizer.state_dict(), "rng": rng_state()})
+                    if ranks is not None:
+                        block = Samples.cat(pending)
+                        shard, rest = block.slice(0, size), block.slice(size)
+                        after = {**ranks[0], "ranks": ranks[1:], "world_size": dist.world_size(), "drawn": drawn,
+                                 "carry": rest.as_dict()}
+                        writer.commit(shard, after, drawn)
+                        pending = [rest] if len(rest) else []
+                    written += min(size, buffered)
+                    buffered = max(0, buffered - size)
+        if dist.is_main_process():
+            writer.finish()
     finally:
         bar.close()
         synthesizer.class_weights = None
-    return _result(writer, n, n - first_count, time.perf_counter() - started)
+    return dist.broadcast_object(_result(writer, n, n - first_count, time.perf_counter() - started)
+                                 if dist.is_main_process() else None)
+
+
+def _open(writer: SyntheticWriter) -> Start:
+    """Rank 0 opens (or continues) the folder; the others learn what it found, or stop with its error."""
+    if not dist.active():
+        return writer.open()
+    found, error = None, None
+    if dist.is_main_process():
+        try:
+            found = writer.open()
+        except DatafreeError as exc:
+            error = exc
+    shared = dist.broadcast_object(None if found is None else dataclasses.replace(found, state=None))
+    if shared is None:
+        if error is not None:
+            raise error
+        raise ReportedByRankZero("rank 0 could not open the data set folder (its message says why)")
+    return found if dist.is_main_process() else shared
 
 
 def _check_arguments(n, draw: str, shard_size, max_draw_factor, format: str, channels: int) -> None:
@@ -251,6 +307,8 @@ def _result(writer: SyntheticWriter, count: int, new: int, seconds: float, alrea
 
 
 def _stopped(signum: int, writer: SyntheticWriter) -> Interrupted:
+    if not dist.is_main_process():  # rank 0 says what is kept
+        return Interrupted(f"stopped by {signal.Signals(signum).name}", signum)
     m = writer.manifest
     return Interrupted(f"stopped by {signal.Signals(signum).name} after {len(m['shards'])} complete shards "
                        f"({m['count']} of {m['n']} samples), which are kept: run the same command to continue.", signum)

@@ -35,7 +35,7 @@ STATE_FORMAT = "datafree.synthesis-state"
 FORMATS = ("shards", "imagefolder", "both")
 # Recipe keys that may change between a run and its continuation: they do not change what is written
 # (the teacher is identified by the sha256 of its weights, not by where its file lies; the folder may move).
-CONTINUABLE = ("progress", "device", "teacher.checkpoint", "out")
+CONTINUABLE = ("progress", "device", "teacher.checkpoint", "out", "dist_timeout_s")
 
 
 @dataclasses.dataclass
@@ -59,7 +59,7 @@ class SyntheticWriter:
 
     ``description`` holds ``n``, ``classes``, ``image_size``, ``class_counts`` (``requested`` and
     ``target``), ``teacher`` (with its ``sha256``), ``synthesizer``, ``draw``, ``seed``, ``recipe``,
-    ``format`` and ``shard_size``; a folder that already holds a data set is continued only when
+    ``format``, ``shard_size`` and ``processes`` (how many drew the samples, torchrun); a folder that already holds a data set is continued only when
     its description is the same (up to :data:`CONTINUABLE` recipe keys).
     """
 
@@ -100,7 +100,7 @@ class SyntheticWriter:
             "draw": self.description["draw"], "seed": self.description["seed"], "storage": self.description["format"],
             "shard_size": int(self.description["shard_size"]), "shards": [], "imagefolder": None, "files": {},
             "drawn": 0, "wall_time_s": 0.0, "created": _now(), "updated": _now(), "datafree": __version__,
-            "recipe": self.description["recipe"],
+            "recipe": self.description["recipe"], "processes": int(self.description.get("processes", 1)),
         }
         self._write_manifest()
         return Start(shards=0, count=0, class_counts=[0] * num_classes, state=None)
@@ -122,6 +122,7 @@ class SyntheticWriter:
             raise DatafreeError(f"out={folder} already holds a different synthetic data set ({shown}): choose another "
                                 "out= folder, or delete that one to replace it.")
         self.manifest = manifest
+        self.manifest["processes"] = int(self.description.get("processes", 1))  # those of the latest run
         self._elapsed_before = float(manifest.get("wall_time_s", 0.0))
         if manifest["complete"]:
             problems = verify_files(folder, manifest)

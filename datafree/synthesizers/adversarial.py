@@ -19,6 +19,12 @@ Reptile step back into the base (``clone_per_batch``, ``meta_lr``). That is in t
 of FastDFKD's meta-generator, not FastDFKD itself: FastDFKD uses a first-order MAML step
 with its own optimiser, a separate latent learning rate, a warm-up and statistics momentum;
 the fast synthesizer (``synthesizers/fast.py``) is datafree's few-step method.
+
+Under torchrun the generator is trained with the student as one model: it starts as rank 0's
+(again after each re-initialisation) and its gradients are averaged over the ranks before each
+update, while each rank draws its own latents (``seed + rank``). It is not wrapped in DDP:
+its updates take their gradients with ``torch.autograd.grad``, which DDP does not support, so
+the all-reduce that DDP would make is made explicitly (:func:`~datafree.utils.dist.average_gradients`).
 """
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
 from datafree.synthesizers.hooks import (BatchNormStatistics, PenultimateFeatures, check_batchnorm_teacher,
                                         require_hookable)
+from datafree.utils import dist
 from datafree.utils.device import autocast
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam
 
@@ -177,11 +184,16 @@ class GeneratorSynthesizer(Synthesizer):
             raise DatafreeError(f"lifecycle='reinit_first_layer' needs a generator with reset_first_layer(); "
                                 f"{type(self.generator).__name__} has none: use lifecycle='reinit'.")
         self.check_teacher(self.teacher)
+        if dist.is_distributed() and self.optimize_latent and self.clip_grad_norm:
+            raise DatafreeError("under torchrun, clip_grad_norm with optimize_latent would scale the shared generator's "
+                                "gradient by each rank's own latent gradient: set synthesizer.clip_grad_norm=null or "
+                                "synthesizer.optimize_latent=false.")
         self.generator.to(self.device).train()
+        dist.broadcast_module(self.generator)  # one generator for the run: rank 0's
         if self.augment is not None:
             self.augment.to(self.device)
         self.optimizer = self._adam(self.generator.parameters())
-        self._guard = NonFiniteGuard(self.device, ())
+        self._guard = NonFiniteGuard(self.device, (), shared=True)
         self._active = self.generator
         if self._pending_state is not None:
             state, self._pending_state = self._pending_state, None
@@ -286,6 +298,8 @@ class GeneratorSynthesizer(Synthesizer):
                     # so the student's optimiser never sees a generator-step gradient.
                     total = sum(parts.values())
                     grads = torch.autograd.grad(total, params, allow_unused=True)
+                    # The generator is one model over the ranks; a latent being optimised is each rank's own.
+                    dist.average_gradients(grads[: len(params) - self.optimize_latent])
                     for p, g in zip(params, grads):
                         p.grad = g
                     if self.clip_grad_norm:  # ZSKT clips the generator's gradient at 5
@@ -351,6 +365,7 @@ class GeneratorSynthesizer(Synthesizer):
             for module in self.generator.modules():
                 if module is not self.generator and callable(getattr(module, "reset_parameters", None)):
                     module.reset_parameters()
+        dist.broadcast_module(self.generator)  # drawn with each rank's own random numbers: take rank 0's
         # Adam moments gathered for the old weights would steer the fresh ones.
         self.optimizer = self._adam(self.generator.parameters())
         self._active = self.generator

@@ -11,7 +11,12 @@ resume to be exact and a pre-empted run to lose nothing:
 * full-state saves (periodic, forced, best) that never replace a good state with
   one taken in the middle of a run of non-finite (skipped) steps;
 * resume: the newest readable state back, with the clock, the best score, the
-  :class:`~datafree.utils.nonfinite.NonFiniteGuard` and the RNG states restored.
+  :class:`~datafree.utils.nonfinite.NonFiniteGuard`, the logger's position and the RNG states restored.
+
+Under torchrun every rank runs the same loop and writes its own state files (its RNG
+states, its pool); the ranks agree at every step boundary on whether to stop and on the
+clock (:class:`~datafree.utils.dist.Agreement`), so that they stop, save and run out of
+time at the same step, and a resume continues from the newest state that every rank has.
 
 The shape of a loop::
 
@@ -37,6 +42,7 @@ from typing import Callable
 import torch
 
 from datafree.errors import DatafreeError
+from datafree.utils import dist
 from datafree.utils.logging import RunLogger
 from datafree.utils.nonfinite import NonFiniteGuard
 from datafree.utils.run_state import StateFiles, rng_state, set_rng_state
@@ -70,10 +76,19 @@ class Loop:
         self.best = -math.inf  # the best evaluation so far: what state_best.pt holds
         self._started = time.perf_counter()
         self._stop = StopRequest()
+        self._saves = 0  # states written (or resumed from) so far: which state of one rank matches which of another
+        # Several ranks: the stop decision and the clock are the ranks' common ones (see the module docstring).
+        self._agreement = dist.Agreement() if dist.active() else None
 
     # -- the clock ------------------------------------------------------------------------------------
     def elapsed(self) -> float:
-        """Seconds this run has been going, the time before a resume included."""
+        """Seconds this run has been going, the time before a resume included (under torchrun: the ranks' common
+        clock, as of the last step boundary, so that every rank follows the same schedule and budget)."""
+        if self._agreement is not None:
+            return self._agreement.elapsed
+        return self._own_elapsed()
+
+    def _own_elapsed(self) -> float:
         return time.perf_counter() - self._started
 
     def fraction(self, done: float, total: float) -> float:
@@ -93,15 +108,60 @@ class Loop:
 
         The RNG states are set last: nothing after them may draw random numbers.
         """
-        saved = self.state.load() if self.state is not None else None
+        if dist.active():
+            saved = self._load_common()
+        else:
+            saved = self.state.load() if self.state is not None else None
+            if saved is not None and int(saved.get("world_size", 1)) != 1:
+                raise self._other_world(saved)
         if saved is None:
             return None
         self._started -= saved["elapsed_s"]
+        if self._agreement is not None:
+            self._agreement.elapsed = float(saved["elapsed_s"])
         self.best = saved["best"]
+        self._saves = int(saved.get("saves", 0))
+        if "log" in saved:
+            self.logger.load_state_dict(saved["log"])
         restore(saved)
         self.guard.load_state_dict(saved["guard"])
         set_rng_state(saved["rng"])
         return saved
+
+    def _load_common(self) -> dict | None:
+        """Each rank's own state, all of the same save: the newest one that every rank has.
+
+        Ranks save at the same step boundaries, but a kill can land between one rank's write
+        and another's; a rank that got one save further then falls back to its previous state.
+        """
+        own = self.state.load() if self.state is not None else None
+        mine = None if own is None else (int(own.get("saves", 0)), int(own.get("world_size", 1)))
+        found = dist.all_gather_objects(mine)
+        if all(entry is None for entry in found):
+            return None
+        for entry in found:
+            if entry is not None and entry[1] != dist.world_size():
+                raise self._other_world({"world_size": entry[1]})
+        missing = [r for r, entry in enumerate(found) if entry is None]
+        if missing:
+            raise DatafreeError(f"cannot resume: rank {missing[0]} finds no saved state of its own in {self.state.directory} "
+                                f"({self.state.name_for(missing[0])}): every rank of the run saves its own; copy the "
+                                "run folder with all its state files, or start a new run.")
+        common = min(entry[0] for entry in found)
+        if mine[0] != common:
+            own = self.state.load(saves=common)
+        usable = dist.all_gather_objects(own is not None)
+        if not all(usable):
+            bad = usable.index(False)
+            raise DatafreeError(f"cannot resume: rank {bad}'s state from the save the other ranks have (number {common}) "
+                                f"cannot be read in {self.state.directory}; start a new run.")
+        return own
+
+    def _other_world(self, saved: dict) -> DatafreeError:
+        then, now = int(saved.get("world_size", 1)), dist.world_size()
+        launch = "without torchrun" if then == 1 else f"with torchrun and {then} processes in all (e.g. --nproc_per_node={then})"
+        return DatafreeError(f"cannot resume: the run was saved by {then} process{'es' if then > 1 else ''} and this one "
+                             f"has {now}: each process saved its own random state and replay pool, so resume it {launch}.")
 
     # -- saving -----------------------------------------------------------------------------------------
     def save(self, snapshot: Snapshot, *, force: bool = False, best: bool = False) -> Path | None:
@@ -115,8 +175,11 @@ class Loop:
         if not force and int(self.guard.streak.item()):
             self.logger.info(f"checkpoint skipped: the last {self.guard.what}s were not finite")
             return None
+        if not best:
+            self._saves += 1
         return self.state.save({"kind": self.kind, **snapshot(), "best": self.best, "elapsed_s": self.elapsed(),
-                                "guard": self.guard.state_dict(), "rng": rng_state()}, best=best)
+                                "guard": self.guard.state_dict(), "rng": rng_state(), "log": self.logger.state_dict(),
+                                "saves": self._saves, "world_size": dist.world_size()}, best=best)
 
     def save_if_best(self, score: float | None, snapshot: Snapshot) -> None:
         """After an evaluation: a better ``score`` becomes the best, and its state ``state_best.pt``."""
@@ -131,13 +194,26 @@ class Loop:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.__exit__(*exc)
+        try:
+            if self._agreement is not None and exc[0] is None:
+                self._agreement.settle()  # every rank started the last exchange: finish it before the next collective
+        finally:
+            self._stop.__exit__(*exc)
 
     def stop_point(self, where: str, snapshot: Snapshot) -> None:
-        """On SIGTERM/SIGINT: save the full state and raise Interrupted; ``where`` says how far the run got."""
-        if self._stop.requested:
+        """On SIGTERM/SIGINT: save the full state and raise Interrupted; ``where`` says how far the run got.
+
+        Under torchrun a signal to any rank stops every rank at the same boundary (one after it
+        arrived); each saves its own state, and none exits before all have saved.
+        """
+        signum = self._stop.signum
+        if self._agreement is not None:
+            self._agreement.exchange(signum, self._own_elapsed())
+            signum = self._agreement.signum
+        if signum:
             path = self.save(snapshot, force=True)
-            raise interrupted(self._stop.signum, where, path)
+            dist.barrier()
+            raise interrupted(signum, where, path)
 
     def step_done(self, step: int, where: str, snapshot: Snapshot) -> None:
         """After each step: honour a stop request, and save every ``checkpoint_every`` steps."""

@@ -13,12 +13,17 @@ the last check)
 stay on the device; the loop reads them with its losses every ``log_every`` steps
 and calls :meth:`NonFiniteGuard.check`, which stops the run once ``max_in_row``
 steps in a row were skipped.
+
+Under torchrun a guard over a replicated model (``shared``: the DDP student, a generator
+trained against it) takes the largest flag over the ranks, so that every rank skips the
+same steps and the copies stay identical; a per-rank optimiser's guard decides alone.
 """
 from __future__ import annotations
 
 import torch
 
 from datafree.errors import DatafreeError
+from datafree.utils import dist
 
 
 def fused_sgd(params, *, lr: float, momentum: float, weight_decay: float, nesterov: bool) -> torch.optim.SGD:
@@ -51,11 +56,13 @@ def fused_adam(params, *, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.99
 class NonFiniteGuard:
     """Device-side bookkeeping of skipped steps for one optimizer and a fixed set of loss terms."""
 
-    def __init__(self, device: torch.device, terms: tuple[str, ...], max_in_row: int = 20, what: str = "step"):
+    def __init__(self, device: torch.device, terms: tuple[str, ...], max_in_row: int = 20, what: str = "step",
+                 shared: bool = False):
         if isinstance(max_in_row, bool) or not isinstance(max_in_row, int) or max_in_row < 1:
             raise DatafreeError(f"max_nonfinite (skipped steps in a row before the run stops) must be an int >= 1, "
                                 f"got {max_in_row!r}.")
         self.device, self.terms, self.max_in_row, self.what = device, tuple(terms), max_in_row, what
+        self.shared = bool(shared)  # the flag is the ranks' largest: the model it guards is replicated
         zeros = lambda *shape: torch.zeros(*shape, device=device)  # noqa: E731
         self.skipped, self.streak, self.worst = zeros(()), zeros(()), zeros(())
         self.term_bad = zeros(len(self.terms))  # steps with this term non-finite, in all
@@ -77,6 +84,8 @@ class NonFiniteGuard:
         found = (~torch.isfinite(loss.detach())).float().reshape(())
         if grads:
             torch._amp_foreach_non_finite_check_and_unscale_(grads, found, self._one)
+        if self.shared:
+            dist.all_reduce_(found, "max")
         return found
 
     @staticmethod

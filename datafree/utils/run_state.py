@@ -11,6 +11,9 @@ reads:
   a state to resume from,
 * ``state_best.pt``: the state at the best evaluation so far.
 
+Under torchrun every rank keeps its own three files (its RNG states and replay pool
+differ from the others'): rank 0 the names above, rank r ``state_last.rank<r>.pt`` and so on.
+
 What a state holds is up to the loop; this module adds the RNG states, the
 resolved configuration, and the rules for comparing it on resume.
 """
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 
 from datafree.errors import DatafreeError
+from datafree.utils import dist
 from datafree.utils.checkpoint import atomic_save
 
 FORMAT = "datafree-state-1"
@@ -34,7 +38,7 @@ LAST, PREV, BEST = "state_last.pt", "state_prev.pt", "state_best.pt"
 # Keys that may differ between a run and its resume: how long it runs and how it logs.
 # Everything else must match, or the resumed run would not be the run that was started.
 RESUMABLE_CHANGES = (
-    "resume", "progress",
+    "resume", "progress", "dist_timeout_s",
     "trainer.rounds", "trainer.time_budget_s", "trainer.log_every", "trainer.eval_every", "trainer.checkpoint_every",
     "teacher.train.epochs", "teacher.train.time_budget_s", "teacher.train.checkpoint_every",
 )
@@ -102,25 +106,34 @@ def config_differences(saved: dict, current: dict, allowed: Iterable[str] = RESU
 
 # -- the files ---------------------------------------------------------------------------------------
 class StateFiles:
-    """The state files of one loop in ``directory``; only an ``enabled`` (rank-0) instance writes.
+    """The state files of one loop in ``directory``; only an ``enabled`` instance writes.
 
     ``config`` (the resolved recipe as plain containers) goes into every state and is
     what a resume is compared with. ``resume`` says whether :meth:`load` should look
     for a state at all; ``notice`` receives the one-line messages about fallbacks.
+    ``rank`` (default: this process's) names the files: each rank of a torchrun launch keeps its own.
     """
 
     def __init__(self, directory: str | os.PathLike, *, config: dict | None = None, resume: bool = False,
-                 enabled: bool = True, notice=None):
+                 enabled: bool = True, notice=None, rank: int | None = None):
         self.directory = Path(directory)
         self.config = config or {}
         self.resume = bool(resume)
         self.enabled = bool(enabled)
         self.notice = notice or (lambda message: print(message, file=sys.stderr))
+        self.rank = dist.rank() if rank is None else int(rank)
         self.last_saved: Path | None = None  # the newest state this process wrote or read
+
+    def name_for(self, rank: int, base: str = LAST) -> str:
+        """The file name of state ``base`` (``state_last.pt``, ...) of ``rank``."""
+        return base if rank == 0 else base.replace(".pt", f".rank{rank}.pt")
+
+    def _path(self, base: str) -> Path:
+        return self.directory / self.name_for(self.rank, base)
 
     @property
     def last_path(self) -> Path:
-        return self.directory / LAST
+        return self._path(LAST)
 
     def save(self, state: dict, best: bool = False) -> Path | None:
         """Write ``state`` as the new last state (the old one becomes prev), or with ``best`` as the best state.
@@ -132,26 +145,27 @@ class StateFiles:
             return None
         blob = {"format": FORMAT, "config": self.config, **to_cpu(state)}
         if best:
-            return atomic_save(blob, self.directory / BEST)
-        last = self.directory / LAST
+            return atomic_save(blob, self._path(BEST))
+        last = self._path(LAST)
         if last.exists():
             # A rename is atomic: at every moment at least one complete state is on disk.
-            os.replace(last, self.directory / PREV)
+            os.replace(last, self._path(PREV))
         atomic_save(blob, last)
         self.last_saved = last
         return last
 
-    def load(self) -> dict | None:
+    def load(self, saves: int | None = None) -> dict | None:
         """The newest readable state (last, else prev), or None when this folder holds none to resume from.
 
         A file that cannot be read (truncated, corrupt, foreign) is reported and skipped; when every
         state file is unreadable the resume is refused, since starting afresh would overwrite the run.
+        ``saves``: the newest readable one of that save number (the one every rank of a run has).
         """
         if not self.resume:
             return None
         unreadable = []
         for name in (LAST, PREV):
-            path = self.directory / name
+            path = self._path(name)
             if not path.is_file():
                 continue
             try:
@@ -162,6 +176,8 @@ class StateFiles:
                 reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
                 unreadable.append(f"{name}: {reason}")
                 self.notice(f"datafree: notice: {path} cannot be read ({reason}); trying the previous state")
+                continue
+            if saves is not None and int(state.get("saves", 0)) != saves:
                 continue
             diffs = config_differences(state.get("config", {}), self.config)
             if diffs:
@@ -181,7 +197,7 @@ class StateFiles:
         return None
 
     def exists(self) -> bool:
-        return any((self.directory / name).is_file() for name in (LAST, PREV))
+        return any(self._path(name).is_file() for name in (LAST, PREV))
 
 
 def check_resume(resume, out_dir: str | os.PathLike, config: dict) -> None:

@@ -5,9 +5,15 @@ only records the signal; the training loop looks at :attr:`StopRequest.signum`
 after each step (a host-side attribute: no device sync), saves its full state and
 raises :class:`Interrupted`. A second Ctrl-C while the first is being handled
 stops at once, for a user who does not want to wait.
+
+Under torchrun the CLI also defers SIGTERM outside the loops (:func:`defer_sigterm`):
+torchrun sends it to every other rank when one fails, and a rank must then live long
+enough to report why it stops; a SIGTERM that arrives before a loop starts stops that
+loop at its first step boundary.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 
@@ -38,6 +44,7 @@ class StopRequest:
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    deferred: int | None = None  # a SIGTERM received outside every loop while deferred (defer_sigterm)
 
     def __init__(self):
         self.signum: int | None = None
@@ -53,6 +60,8 @@ class StopRequest:
         self.signum = signum
 
     def __enter__(self) -> "StopRequest":
+        if self.signum is None and StopRequest.deferred is not None:
+            self.signum, StopRequest.deferred = StopRequest.deferred, None
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -62,3 +71,21 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+@contextlib.contextmanager
+def defer_sigterm():
+    """While inside, a SIGTERM outside the loops is only recorded (for the next loop to honour)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def record(signum, frame) -> None:
+        StopRequest.deferred = signum
+
+    previous = signal.signal(signal.SIGTERM, record)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        StopRequest.deferred = None

@@ -146,3 +146,21 @@ def test_cuda_batches_without_host_syncs():
     assert sorted(torch.cat([y for _, y in batches]).tolist()) == sorted(ds.labels.tolist())
     again = DeviceBatches(ds, batch_size=64, device="cuda", shuffle=True, augment=True, crop_padding=2, seed=0)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
+
+
+def test_shards_of_a_global_batch_are_the_one_process_batch():
+    # Two ranks with batch 10 read, together, what one process with batch 20 reads: the same images, the
+    # same crops and flips, epoch after epoch; evaluation shards cover every image once.
+    dataset = numbered(100, size=6)
+    one = DeviceBatches(dataset, 20, shuffle=True, augment=True, drop_last=True, crop_padding=1, seed=3)
+    ranks = [DeviceBatches(dataset, 10, shuffle=True, augment=True, drop_last=True, crop_padding=1, seed=3, shard=(r, 2))
+             for r in range(2)]
+    for _ in range(2):
+        whole, parts = list(one), [list(r) for r in ranks]
+        assert len(whole) == len(parts[0]) == len(parts[1]) == 5
+        for (x, y), (x0, y0), (x1, y1) in zip(whole, *parts):
+            assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
+    shards = [DeviceBatches(dataset, 30, shard=(r, 3)) for r in range(3)]
+    assert sorted(torch.cat([ids(s) for s in shards]).tolist()) == list(range(100))
+    with pytest.raises(ValueError, match="drop_last"):
+        DeviceBatches(dataset, 10, shuffle=True, shard=(0, 2))
