@@ -49,10 +49,27 @@ def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return F.smooth_l1_loss(_normalised_distances(student), target)
 
 
+# Pairs closer than this fraction of the batch's mean pair distance count as coincident in RKD-A (see _angles).
+ANGLE_FLOOR = 1e-2
+
+
 def _angles(embedding: torch.Tensor) -> torch.Tensor:
-    """(N, N, N) cosines: entry (j, i, k) is the cosine of the angle at sample j between i and k."""
+    """(N, N, N) cosines: entry (j, i, k) is the cosine of the angle at sample j between i and k.
+
+    Departure from the authors' code (which normalises with a fixed eps of 1e-12): each difference
+    is divided by its length floored at ``ANGLE_FLOOR`` x the batch's mean pair distance. The
+    direction between two nearly coincident samples is undefined, and its gradient grows as one
+    over their distance (a generator's near-duplicates have bf16 features that differ by rounding,
+    about 0.4% of their size). With the plain normalisation a ResNet-18 on the fast recipe went
+    non-finite within 500 steps at the paper's weight (docs/benchmarks.md). Pairs at least 1% of
+    the mean distance apart are unaffected; closer ones fade towards "no angle".
+    """
     x = embedding.float().flatten(1)
-    directions = F.normalize(x.unsqueeze(0) - x.unsqueeze(1), p=2, dim=2)  # [j, i] = unit vector from j to i
+    differences = x.unsqueeze(0) - x.unsqueeze(1)  # [j, i] = the vector from j to i
+    lengths = differences.norm(p=2, dim=2, keepdim=True)
+    n = x.shape[0]
+    floor = ANGLE_FLOOR * lengths.detach().sum() / max(1, n * (n - 1))  # the diagonal is 0
+    directions = differences / lengths.clamp_min(floor.clamp_min(1e-12))
     return torch.bmm(directions, directions.transpose(1, 2))
 
 

@@ -70,3 +70,31 @@ def test_attention_pair_weights_by_hand():
     one = ((a - 1) ** 2 + a**2) / 2
     assert attention_transfer([s1, s2], [t1, t2]).item() == pytest.approx(2 * one, rel=1e-5)
     assert attention_transfer([s1, s2], [t1, t2], [3.0, 0.5]).item() == pytest.approx(3.5 * one, rel=1e-5)
+
+
+def test_rkd_angle_gradient_stays_bounded_for_near_duplicates():
+    # Two samples a millionth of the batch's scale apart: the direction between them is noise. Without the
+    # floor its gradient grows as one over their distance; with it, as one over 1% of the mean pair distance.
+    torch.manual_seed(0)
+    teacher = torch.randn(8, 16)
+    spread = torch.randn(8, 16)
+    gradients = []
+    for gap in (1e-2, 1e-6):
+        student = spread.clone()
+        student[1] = student[0] + gap * torch.randn(16)
+        student.requires_grad_(True)
+        rkd_angle(student, teacher).backward()
+        gradients.append(student.grad.norm().item())
+    assert math.isfinite(gradients[1])
+    assert gradients[1] < 10 * gradients[0]  # a thousandfold closer pair, no thousandfold gradient
+
+
+def test_rkd_angle_is_unchanged_for_separated_samples():
+    # The floor only touches pairs closer than 1% of the mean distance: the 3-4-5 triangle is far from it,
+    # and the angles of a generic batch match a plain normalisation.
+    torch.manual_seed(1)
+    x = torch.randn(6, 5)
+    plain = torch.nn.functional.normalize(x.unsqueeze(0) - x.unsqueeze(1), p=2, dim=2)
+    plain = torch.bmm(plain, plain.transpose(1, 2))
+    from datafree.distill.relations import _angles
+    assert torch.allclose(_angles(x), plain, atol=1e-6)
