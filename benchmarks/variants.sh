@@ -6,19 +6,22 @@
 # the test set as .cache/dist/data/test.tar.gz; each run's log and summary.csv go to $OUT.
 set -euo pipefail
 pieces=$1; budget=$2; shift 2
+# A fresh folder per call: on a machine still warm from an earlier call, a run folder of the same name
+# would be refused (it holds a saved state) and its old summary.csv copied as if it were new.
 mkdir -p /tmp/runs
-python3 benchmarks/shard_checkpoint.py join "$pieces" /tmp/runs/teacher.pt
+runs=$(mktemp -d /tmp/runs/variants.XXXXXX)
+python3 benchmarks/shard_checkpoint.py join "$pieces" "$runs/teacher.pt"
 for spec in "$@"; do
   name=${spec%%=*}; overrides=${spec#*=}
   # shellcheck disable=SC2086  # the overrides are meant to split into words
-  python3 -m datafree distill data=cifar10_jpeg data.root=.cache/dist/data teacher.checkpoint=/tmp/runs/teacher.pt \
-      trainer.time_budget_s="$budget" progress=false hydra.run.dir="/tmp/runs/$name" $overrides \
-      > "/tmp/runs/$name.log" 2>&1 &
+  python3 -m datafree distill data=cifar10_jpeg data.root=.cache/dist/data teacher.checkpoint="$runs/teacher.pt" \
+      trainer.time_budget_s="$budget" progress=false hydra.run.dir="$runs/$name" $overrides \
+      > "$runs/$name.log" 2>&1 &
 done
 wait || true
 for spec in "$@"; do
   name=${spec%%=*}
-  grep -v -i warning "/tmp/runs/$name.log" | tail -n 4
-  cp "/tmp/runs/$name.log" "$OUT/$name.log"
-  cp "/tmp/runs/$name/summary.csv" "$OUT/${name}_summary.csv" 2>/dev/null || true
+  grep -v -i warning "$runs/$name.log" | tail -n 4
+  cp "$runs/$name.log" "$OUT/$name.log"
+  cp "$runs/$name/summary.csv" "$OUT/${name}_summary.csv" 2>/dev/null || true
 done
