@@ -105,7 +105,7 @@ def _guarded(job: Callable, cfg) -> dict | None:
         if dist.is_main_process():
             if code == 2:
                 _undo_if_nothing_done(out_dir, record, before)
-            _remove_if_only_hydra_files(out_dir)
+            _remove_if_only_hydra_files(out_dir, f"{HydraConfig.get().job.name}.log")
         if dist.is_main_process() or not isinstance(cause, (Interrupted, dist.ReportedByRankZero)):
             print(f"datafree: {'error' if code == 2 else 'interrupted'}: {who}{cause}", file=sys.stderr)
         if isinstance(cause, Interrupted) and dist.active():
@@ -156,12 +156,16 @@ def _undo_if_nothing_done(out_dir: Path, record: Path | None, before: dict[Path,
         shutil.rmtree(record, ignore_errors=True)
 
 
-def _remove_if_only_hydra_files(out_dir: Path) -> None:
-    """Drop a run directory that holds nothing but hydra's own bookkeeping."""
+def _remove_if_only_hydra_files(out_dir: Path, job_log: str) -> None:
+    """Drop a run directory that holds nothing but hydra's own bookkeeping: its ``.hydra`` record and the job's log.
+
+    Anything else keeps the folder: outputs (e.g. the last good checkpoint), and files that were
+    there before the run, even a user's own ``.log`` file.
+    """
     if not out_dir.is_dir():
         return
-    if any(p.name != ".hydra" and p.suffix != ".log" for p in out_dir.iterdir()):
-        return  # real outputs (e.g. the last good checkpoint) stay where they are
+    if any(p.name not in (".hydra", job_log) for p in out_dir.iterdir()):
+        return
     shutil.rmtree(out_dir, ignore_errors=True)
 
 

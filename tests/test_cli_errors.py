@@ -132,3 +132,14 @@ def test_refusals_leave_a_run_as_it_was(tmp_path, capsys):
     assert code == 2 and "no state file there can be read" in err and "nothing was changed" in err, err
     assert _contents(run) == damaged
     assert torch.load(run / "student.pt", weights_only=True)["arch"] == "microcnn"
+
+
+def test_a_refused_run_keeps_a_folder_that_held_the_users_own_logs(tmp_path, capsys):
+    # The folder existed before the run with a file of the user's that happens to end in .log: a refused run
+    # removes only what it created itself (its hydra record and job log), never the folder with the user's file.
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.log").write_text("my own notes\n")
+    code, _, err = run_in_process(capsys, "distill", *TINY, "trainer.loss.temperature=-1", f"hydra.run.dir={out}")
+    assert code == 2, err[-2000:]
+    assert (out / "notes.log").read_text() == "my own notes\n"
