@@ -41,19 +41,4 @@ for row in "${rows[@]}"; do
   benchmarks/cifar10_distill.sh "objectives_$row" "$pieces" experiment=cifar10_resnet34_resnet18_fast seed=0 \
       trainer.time_budget_s="$budget" ${ROWS[$row]}
 done
-python3 - "$OUT" "${rows[@]}" <<'EOF'
-import csv
-import sys
-from pathlib import Path
-
-out, rows = Path(sys.argv[1]), sys.argv[2:]
-print("| row | student accuracy (end) | best evaluation | student / teacher | student steps | wall time |")
-print("| --- | --- | --- | --- | --- | --- |")
-for row in rows:
-    evaluations = list(csv.DictReader((out / f"objectives_{row}_summary.csv").open()))
-    end = evaluations[-1]
-    best = max(evaluations, key=lambda r: float(r["student_accuracy"]))
-    ratio = float(end["student_accuracy"]) / float(end["teacher_accuracy"])
-    print(f"| {row} | {float(end['student_accuracy']):.2%} | {float(best['student_accuracy']):.2%} at "
-          f"{float(best['time_s']):.0f} s | {ratio:.3f} | {end['step']} | {float(end['time_s']):.0f} s |")
-EOF
+python3 benchmarks/end_table.py "$OUT" objectives_ "${rows[@]}"
