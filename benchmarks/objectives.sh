@@ -9,6 +9,10 @@
 # embeddings) run the student step eagerly instead of as one CUDA graph and so take fewer steps in the same
 # budget: compare them with kd_eager, the KD-only baseline run the same way. The table's steps column says how
 # many student steps each row took.
+#   SIDE_BY_SIDE=1 benchmarks/objectives.sh PIECES 540 kd rkd_angle hint   (the rows at once on the one GPU,
+#       through benchmarks/variants.sh: each gets a share of it, so put kd among them and compare the rows of one
+#       call only; three rows at the recipe's 540 s fit a 10-minute slot)
+#   EXTRA="overrides ..." adds overrides to every row (e.g. a small batch for a smoke test of the script on a CPU).
 set -euo pipefail
 set -f  # the overrides hold [lists]: no file-name expansion
 if [ $# -lt 2 ]; then
@@ -36,9 +40,17 @@ for row in "${rows[@]}"; do
     exit 2
   fi
 done
-for row in "${rows[@]}"; do
-  # shellcheck disable=SC2086  # the row's overrides are meant to split into words
-  benchmarks/cifar10_distill.sh "objectives_$row" "$pieces" experiment=cifar10_resnet34_resnet18_fast seed=0 \
-      trainer.time_budget_s="$budget" ${ROWS[$row]}
-done
+if [ "${SIDE_BY_SIDE:-0}" = 1 ]; then
+  specs=()
+  for row in "${rows[@]}"; do
+    specs+=("objectives_$row=experiment=cifar10_resnet34_resnet18_fast seed=0 ${ROWS[$row]} ${EXTRA:-}")
+  done
+  benchmarks/variants.sh "$pieces" "$budget" "${specs[@]}"
+else
+  for row in "${rows[@]}"; do
+    # shellcheck disable=SC2086  # the row's overrides are meant to split into words
+    benchmarks/cifar10_distill.sh "objectives_$row" "$pieces" experiment=cifar10_resnet34_resnet18_fast seed=0 \
+        trainer.time_budget_s="$budget" ${ROWS[$row]} ${EXTRA:-}
+  done
+fi
 python3 benchmarks/end_table.py "$OUT" objectives_ "${rows[@]}"

@@ -5,6 +5,7 @@
 # runs that had the GPU alone. The teacher arrives as float16 pieces (benchmarks/shard_checkpoint.py),
 # the test set as .cache/dist/data/test.tar.gz; each run's log and summary.csv go to $OUT.
 set -euo pipefail
+set -f  # overrides may hold [lists]: no file-name expansion
 pieces=$1; budget=$2; shift 2
 # A fresh folder per call: on a machine still warm from an earlier call, a run folder of the same name
 # would be refused (it holds a saved state) and its old summary.csv copied as if it were new.
