@@ -1,6 +1,6 @@
 """The fast synthesizer: a generator that learns across rounds, a fresh random input layer each round.
 
-Each round makes one batch in a few generator steps (``g_steps``, 5-10 rather than the
+Each round makes one batch in a few generator steps (``g_steps``, 20 in the GPU recipes rather than the
 thousands of DeepInversion), after the ideas of FastDFKD (Fang et al., AAAI 2022: a
 generator shared across batches so that each new batch needs only a few steps; statistics
 momentum) and NAYER (Tran et al., CVPR 2024: a "noisy layer", re-initialised every round,
