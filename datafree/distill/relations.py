@@ -59,9 +59,10 @@ def _angles(embedding: torch.Tensor) -> torch.Tensor:
     Departure from the authors' code (which normalises with a fixed eps of 1e-12): each difference
     is divided by its length floored at ``ANGLE_FLOOR`` x the batch's mean pair distance. The
     direction between two nearly coincident samples is undefined, and its gradient grows as one
-    over their distance (a generator's near-duplicates have bf16 features that differ by rounding,
-    about 0.4% of their size). With the plain normalisation a ResNet-18 on the fast recipe went
-    non-finite within 500 steps at the paper's weight (docs/benchmarks.md). Pairs at least 1% of
+    over their distance (a generator can make near-duplicates, and bf16 features differ by rounding
+    alone by about 0.4% of their size). With the plain normalisation a ResNet-18 on the fast recipe
+    went non-finite within 500 steps at the paper's weight (docs/benchmarks.md); this unbounded
+    gradient is the likely cause, not a proven one. Pairs at least 1% of
     the mean distance apart are unaffected; closer ones fade towards "no angle".
     """
     x = embedding.float().flatten(1)
