@@ -150,6 +150,38 @@ SYNTHESIZE = ["n=100", "shard_size=30", "class_counts=as_drawn", "synthesizer.ba
               "device=cpu", "progress=false"]
 
 
+# Joins the group as the CLI does, takes one optimiser step (it imports torch._dynamo, which used to pin the
+# group), leaves: gloo's worker threads must be gone then, or they outlive the interpreter and now and then
+# abort the process at exit.
+SHUTDOWN = """
+import os, torch
+from datafree.utils import dist
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+alone = threads()
+dist.init("cpu", 60)
+x = torch.zeros(3, requires_grad=True)
+optimizer = torch.optim.Adam([x])
+x.sum().backward()
+optimizer.step()
+dist.barrier()
+assert threads() > alone
+dist.shutdown()
+print("threads", alone, threads())
+assert threads() <= alone + 1, (alone, threads())  # + 1: a thread the first optimiser step may leave (dynamo)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through /proc (Linux)")
+def test_leaving_the_group_stops_its_threads(tmp_path):
+    script = tmp_path / "shutdown.py"
+    script.write_text(SHUTDOWN)
+    proc = torchrun(script=str(script))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_synthesize_on_two_processes_writes_one_data_set(tmp_path, shapes_teacher_path):
     overrides = [*SYNTHESIZE, f"teacher.checkpoint={shapes_teacher_path}"]
     out = tmp_path / "set"

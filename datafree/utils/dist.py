@@ -71,6 +71,13 @@ def init(device: torch.device | str, timeout_s: float) -> bool:
                             "or unset WORLD_SIZE for one process.")
     if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
         raise DatafreeError(f"dist_timeout_s must be a positive number of seconds, got {timeout_s!r}: e.g. dist_timeout_s=600.")
+    # torch._dynamo, imported lazily by the first optimiser step, keeps references to the process group that
+    # exists when it is imported (torch 2.14), so destroy_process_group() cannot free it: gloo's worker threads
+    # live on into interpreter shutdown, where dropping the last collective's tensors needs the GIL and aborts
+    # the process (SIGABRT, "terminate called without an active exception") now and then. Imported before the
+    # group exists, it holds nothing and shutdown() joins those threads.
+    import torch._dynamo as _dynamo  # noqa: F401 (a bare "import torch._dynamo" would make torch local here)
+
     backend = "gloo"
     if torch.device(device).type == "cuda":
         torch.cuda.set_device(local_rank() % torch.cuda.device_count())
