@@ -1,5 +1,6 @@
-"""The generator-based methods from the command line: one override switches the method."""
-from test_cli import TINY, run_cli
+"""The generator-based methods from the command line (in this process: the same code as the command, without an
+interpreter start-up): one override switches the method."""
+from test_cli import TINY, in_process
 
 import torch
 
@@ -7,9 +8,9 @@ import torch
 ADVERSARIAL_TINY = [a for a in TINY if not a.startswith("synthesizer.")] + ["synthesizer.batch_size=16"]
 
 
-def test_tiny_dfad_distill_end_to_end(tmp_path):
+def test_tiny_dfad_distill_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    proc = run_cli("distill", "experiment=demo_dfad", *ADVERSARIAL_TINY, f"hydra.run.dir={out}")
+    proc = in_process(capsys, "distill", "experiment=demo_dfad", *ADVERSARIAL_TINY, f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert "student microcnn: test accuracy" in proc.stdout

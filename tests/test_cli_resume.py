@@ -1,11 +1,15 @@
-"""SIGTERM in a subprocess at random steps, resume, and the same weights bit for bit (CPU)."""
+"""SIGTERM in a subprocess at random steps, resume, and the same weights bit for bit (CPU).
+
+The interrupted runs are subprocesses (the signal is real); the uninterrupted reference, the last resume
+and the refusals run in this process, without an interpreter start-up each: the same code, the same kernels.
+"""
 import random
 import subprocess
 import sys
 
 import torch
 
-from test_cli import TINY, run_cli
+from test_cli import TINY, in_process
 
 # The CLI with one patch: the process sends itself SIGTERM during the N-th student (or teacher) step.
 # The signal and its handling are real; only the moment is chosen, so that the test hits chosen steps.
@@ -55,9 +59,9 @@ def _student(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
 
-def _interrupt_and_resume(tmp_path, command, args, total_steps, checkpoint):
+def _interrupt_and_resume(tmp_path, capsys, command, args, total_steps, checkpoint):
     reference = tmp_path / "reference"
-    proc = run_cli(command, *args, f"hydra.run.dir={reference}")
+    proc = in_process(capsys, command, *args, f"hydra.run.dir={reference}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     expected = _student(reference / checkpoint)
 
@@ -73,7 +77,7 @@ def _interrupt_and_resume(tmp_path, command, args, total_steps, checkpoint):
         assert f"interrupted: stopped by SIGTERM after {'student ' if command == 'distill' else ''}step {at} " in proc.stderr
         assert "resume=true" in proc.stderr and (run / "state_last.pt").is_file()
         done = at
-    proc = run_cli(command, *args, "resume=true", f"hydra.run.dir={run}")
+    proc = in_process(capsys, command, *args, "resume=true", f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = _student(run / checkpoint)
     assert got.keys() == expected.keys()
@@ -82,21 +86,21 @@ def _interrupt_and_resume(tmp_path, command, args, total_steps, checkpoint):
     return run
 
 
-def test_distill_interrupted_at_random_steps_resumes_bitwise(tmp_path):
+def test_distill_interrupted_at_random_steps_resumes_bitwise(tmp_path, capsys):
     # The teacher is trained inside the run: its state is reused on resume, not trained again.
-    run = _interrupt_and_resume(tmp_path, "distill", DISTILL, 12, "student.pt")
+    run = _interrupt_and_resume(tmp_path, capsys, "distill", DISTILL, 12, "student.pt")
     assert (run / "teacher" / "state_last.pt").is_file() and (run / ".hydra").is_dir()
     assert sorted(p.name for p in (run / ".hydra").iterdir() if p.name.startswith("resumed_"))
     # A resume may run longer, but nothing else may change.
-    proc = run_cli("distill", *DISTILL, f"resume={run}", "trainer.lr=0.2")
+    proc = in_process(capsys, "distill", *DISTILL, f"resume={run}", "trainer.lr=0.2")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "differs from the checkpoint's in trainer.lr: 0.05 -> 0.2" in proc.stderr
     # The same run directory without resume would overwrite a run: refused.
-    proc = run_cli("distill", *DISTILL, f"hydra.run.dir={run}")
+    proc = in_process(capsys, "distill", *DISTILL, f"hydra.run.dir={run}")
     assert proc.returncode == 2 and "already holds the saved state" in proc.stderr and "resume=true" in proc.stderr
     assert (run / "student.pt").is_file()
 
 
-def test_train_teacher_interrupted_at_random_steps_resumes_bitwise(tmp_path):
+def test_train_teacher_interrupted_at_random_steps_resumes_bitwise(tmp_path, capsys):
     # 400 images / batch 64 = 6 steps per epoch, 2 epochs.
-    _interrupt_and_resume(tmp_path, "train-teacher", TEACHER, 12, "teacher.pt")
+    _interrupt_and_resume(tmp_path, capsys, "train-teacher", TEACHER, 12, "teacher.pt")

@@ -1,4 +1,9 @@
-"""Teachers from outside the zoo through the CLI: TorchScript, ensembles, the user's class."""
+"""Teachers from outside the zoo through the CLI: TorchScript, ensembles, the user's class.
+
+They run in this process (the same code as the command, without an interpreter start-up each), except the
+user's unimportable class, whose import depends on the process; a user's class found through PYTHONPATH in a
+subprocess is tests/docs/test_custom_teacher_guide.py's.
+"""
 import warnings
 
 import pytest
@@ -6,7 +11,7 @@ import pytest
 import torch
 
 from nets import GroupNormNet, calibrated_bn_net
-from test_cli import _assert_clean_failure, _info, run_cli
+from test_cli import _assert_clean_failure, _info, in_process, run_cli
 from datafree.models import create_model
 from datafree.teachers import save_classifier
 
@@ -23,48 +28,53 @@ def _torchscript(tmp_path):
     return tmp_path / "t.ts"
 
 
-def test_torchscript_teacher_without_any_data(tmp_path):
+def test_torchscript_teacher_without_any_data(tmp_path, capsys):
     out = tmp_path / "run"
-    proc = run_cli("distill", "data=none", "teacher=torchscript", f"teacher.checkpoint={_torchscript(tmp_path)}",
-                   "teacher.input_size=[3,16,16]", *FAST_DFAD, f"hydra.run.dir={out}")
+    proc = in_process(capsys, "distill", "data=none", "teacher=torchscript", f"teacher.checkpoint={_torchscript(tmp_path)}",
+                    "teacher.input_size=[3,16,16]", *FAST_DFAD, f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "student microcnn: test accuracy n/a" in proc.stdout and "hooks cannot attach" in proc.stdout + proc.stderr
     student = torch.load(out / "student.pt", weights_only=True)
     assert student["num_classes"] == 4 and student["input_size"] == [3, 16, 16]
 
 
-def test_torchscript_teacher_refused_by_deepinversion(tmp_path):
+def _refused(proc, out, *needles):
+    """A refusal: one line on stderr, exit status 2, nothing written."""
+    _assert_clean_failure(proc, out, *needles)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_torchscript_teacher_refused_by_deepinversion(tmp_path, capsys):
     out = tmp_path / "run"
-    proc = run_cli("distill", "data=none", "teacher=torchscript", f"teacher.checkpoint={_torchscript(tmp_path)}",
-                   "teacher.input_size=[3,16,16]", "synthesizer=deepinversion", "device=cpu", f"hydra.run.dir={out}")
-    _assert_clean_failure(proc, out, "cannot attach to a TorchScript teacher", "synthesizer=dfad")
+    proc = in_process(capsys, "distill", "data=none", "teacher=torchscript", f"teacher.checkpoint={_torchscript(tmp_path)}",
+                    "teacher.input_size=[3,16,16]", "synthesizer=deepinversion", "device=cpu", f"hydra.run.dir={out}")
+    _refused(proc, out, "cannot attach to a TorchScript teacher", "synthesizer=dfad")
 
 
-def test_groupnorm_teacher_refused_by_deepinversion_distilled_by_dfad(tmp_path):
+def test_groupnorm_teacher_refused_by_deepinversion_distilled_by_dfad(tmp_path, capsys):
     torch.manual_seed(0)
     torch.save({"model": GroupNormNet(10).state_dict()}, tmp_path / "gn.pt")
     common = ["data.test.n=100", "teacher=module", "teacher.model._target_=nets.GroupNormNet",
               "+teacher.model.num_classes=10", f"teacher.checkpoint={tmp_path / 'gn.pt'}"]
-    env_cwd = str((tmp_path / "..").resolve())
     out = tmp_path / "run"
-    proc = run_cli("distill", *common, "synthesizer=deepinversion", "device=cpu", f"hydra.run.dir={out}",
-                   pythonpath=_tests_dir(), cwd=env_cwd)
-    _assert_clean_failure(proc, out, "DeepInversion", "GroupNorm, LayerNorm", "synthesizer=dfad")
-    proc = run_cli("distill", *common, *FAST_DFAD, f"hydra.run.dir={out}", pythonpath=_tests_dir(), cwd=env_cwd)
+    proc = in_process(capsys, "distill", *common, "synthesizer=deepinversion", "device=cpu", f"hydra.run.dir={out}")
+    _refused(proc, out, "DeepInversion", "GroupNorm, LayerNorm", "synthesizer=dfad")
+    proc = in_process(capsys, "distill", *common, *FAST_DFAD, f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "teacher nets.GroupNormNet: test accuracy" in proc.stdout and (out / "student.pt").is_file()
 
 
-def test_ensemble_of_two_checkpoints(tmp_path):
+def test_ensemble_of_two_checkpoints(tmp_path, capsys):
     paths = []
     for seed in (1, 2):
         torch.manual_seed(seed)
         paths.append(save_classifier(tmp_path / f"t{seed}.pt", create_model("microcnn", num_classes=10), _info()))
     members = "[" + ", ".join(f"{{source: datafree, checkpoint: '{p}'}}" for p in paths) + "]"
     out = tmp_path / "run"
-    proc = run_cli("distill", "data.image_size=8", "data.test.n=100", "teacher=ensemble", f"teacher.members={members}",
-                   "synthesizer.batch_size=16", "synthesizer.iterations=2", "trainer.rounds=2", "trainer.student_steps=2",
-                   "trainer.batch_size=16", "noise_baseline=false", "device=cpu", "progress=false", f"hydra.run.dir={out}")
+    proc = in_process(capsys, "distill", "data.image_size=8", "data.test.n=100", "teacher=ensemble",
+                      f"teacher.members={members}", "synthesizer.batch_size=16", "synthesizer.iterations=2",
+                      "trainer.rounds=2", "trainer.student_steps=2", "trainer.batch_size=16", "noise_baseline=false",
+                      "device=cpu", "progress=false", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "teacher ensemble[microcnn, microcnn]: test accuracy" in proc.stdout
 
@@ -74,13 +84,7 @@ def test_unimportable_user_class_fails_cleanly(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("distill", "teacher=module", "teacher.model._target_=my_missing_pkg.Net",
                    f"teacher.checkpoint={tmp_path / 'w.pt'}", "device=cpu", f"hydra.run.dir={out}")
-    _assert_clean_failure(proc, out, "my_missing_pkg.Net", "PYTHONPATH")
-
-
-def _tests_dir() -> str:
-    from pathlib import Path
-
-    return str(Path(__file__).parent)
+    _refused(proc, out, "my_missing_pkg.Net", "PYTHONPATH")
 
 
 @pytest.mark.parametrize("command, overrides, needles", [
@@ -89,21 +93,21 @@ def _tests_dir() -> str:
     ("distill", ["teacher=torchvision", "teacher.checkpoint=/no/such.pt"], ["does not exist"]),
     ("train-teacher", ["teacher=module"], ["train-teacher trains a zoo model", "datafree distill"]),
 ])
-def test_teacher_recipe_mistakes_fail_cleanly(tmp_path, command, overrides, needles):
+def test_teacher_recipe_mistakes_fail_cleanly(tmp_path, capsys, command, overrides, needles):
     out = tmp_path / "run"
-    proc = run_cli(command, *overrides, "device=cpu", f"hydra.run.dir={out}")
-    _assert_clean_failure(proc, out, *needles)
+    proc = in_process(capsys, command, *overrides, "device=cpu", f"hydra.run.dir={out}")
+    _refused(proc, out, *needles)
 
 
-def test_unknown_feature_layer_fails_before_the_teacher_is_trained(tmp_path):
+def test_unknown_feature_layer_fails_before_the_teacher_is_trained(tmp_path, capsys):
     out = tmp_path / "run"
-    proc = run_cli("distill", "experiment=demo_zskt", "trainer.attention.teacher_layers=[features.2, features.77]",
+    proc = in_process(capsys, "distill", "experiment=demo_zskt", "trainer.attention.teacher_layers=[features.2, features.77]",
                    "device=cpu", f"hydra.run.dir={out}")
-    _assert_clean_failure(proc, out, "teacher layer(s) ['features.77'] not found")
+    _refused(proc, out, "teacher layer(s) ['features.77'] not found")
 
 
-def test_student_class_count_is_checked_before_the_teacher_is_trained(tmp_path):
+def test_student_class_count_is_checked_before_the_teacher_is_trained(tmp_path, capsys):
     out = tmp_path / "run"
-    proc = run_cli("distill", "student.num_classes=3", "device=cpu", f"hydra.run.dir={out}")
-    _assert_clean_failure(proc, out, "student.num_classes=3 but the data has 10 classes")
+    proc = in_process(capsys, "distill", "student.num_classes=3", "device=cpu", f"hydra.run.dir={out}")
+    _refused(proc, out, "student.num_classes=3 but the data has 10 classes")
     assert "training one first" not in proc.stdout

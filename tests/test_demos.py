@@ -21,8 +21,8 @@ def readme_range(label: str) -> tuple[float, float]:
     return float(found.group(1)), float(found.group(2))
 
 
-def run_demo(tmp_path, *overrides) -> dict[str, float]:
-    """``datafree distill OVERRIDES`` as a user runs it; the accuracies it prints, in percent."""
+def run_demo(tmp_path, *overrides) -> tuple[dict[str, float], str]:
+    """``datafree distill OVERRIDES`` as a user runs it: the accuracies it prints, in percent, and all it prints."""
     proc = subprocess.run([sys.executable, "-m", "datafree", "distill", *overrides, "progress=false",
                            f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -33,7 +33,7 @@ def run_demo(tmp_path, *overrides) -> dict[str, float]:
         assert found, proc.stdout
         printed[name] = float(found.group(1))
     print(f"distill {' '.join(overrides)}: {printed}")  # shown with pytest -rA: the figures behind the README's
-    return printed
+    return printed, proc.stdout
 
 
 def assert_within(value: float, bounds: tuple[float, float], what: str) -> None:
@@ -41,18 +41,23 @@ def assert_within(value: float, bounds: tuple[float, float], what: str) -> None:
 
 
 def test_default_demo_matches_the_readme(tmp_path):
-    printed = run_demo(tmp_path)
+    printed, stdout = run_demo(tmp_path)
     assert_within(printed["teacher"], readme_range("teacher"), "teacher")
     assert_within(printed["student"], readme_range("student"), "student")
     assert_within(printed["noise"], readme_range("noise-trained student"), "noise-trained student")
     assert printed["student"] >= printed["noise"] + 20  # clearly, not by luck
+    # The rest of what the README says it prints: chance level and the run folder with what it holds.
+    run = tmp_path / "run"
+    assert "chance: 10.00%" in stdout and f"run folder: {run}" in stdout
+    for name in ("student.pt", "samples.png", "summary.csv", "tensorboard/", "noise_baseline/"):
+        assert f"  {name} " in stdout and (run / name.rstrip("/")).exists(), name
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["dfq", "dafl"])  # the generator demos the README names as working
 def test_generator_demos_match_the_readme(tmp_path, method):
     assert f"demo_{method}" in README.read_text()
-    printed = run_demo(tmp_path, f"experiment=demo_{method}")
+    printed, _ = run_demo(tmp_path, f"experiment=demo_{method}")
     assert_within(printed["student"], readme_range("generator demos end with students of"), f"demo_{method} student")
     assert_within(printed["noise"], readme_range("against noise baselines of"), f"demo_{method} noise baseline")
     assert printed["student"] >= printed["noise"] + 10

@@ -2,9 +2,45 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from datafree.registry import register_model
+
+
+class _ChannelsLastMaxPool(torch.autograd.Function):
+    """2x2 max-pooling of an NCHW tensor through PyTorch's channels-last CPU kernel, which is several times faster
+    than its NCHW one (on the demo's shapes as slow as the convolution before it). The backward is the NCHW
+    kernel's, from the same indices: outputs and gradients are bit for bit those of ``F.max_pool2d``."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out, indices = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), 2, return_indices=True)
+        indices = indices.contiguous()
+        ctx.save_for_backward(x, indices)
+        return out.contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, indices = ctx.saved_tensors
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad.contiguous(), x, [2, 2], [2, 2], [0, 0], [1, 1],
+                                                                False, indices)
+
+
+class MaxPool2x2(nn.MaxPool2d):
+    """``nn.MaxPool2d(2)``, faster on the CPU for NCHW inputs (:class:`_ChannelsLastMaxPool`)."""
+
+    def __init__(self):
+        super().__init__(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting() or x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous():
+            return F.max_pool2d(x, 2)
+        return self._channels_last(x)
+
+    @torch.jit.unused
+    def _channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        return _ChannelsLastMaxPool.apply(x)
 
 
 def _block(inp: int, oup: int, bn: bool = True) -> list[nn.Module]:
@@ -28,7 +64,7 @@ class SmallCNN(nn.Module):
         for i, width in enumerate(widths):
             layers += _block(channels, width, bn)
             if i < len(widths) - 1:
-                layers.append(nn.MaxPool2d(2))
+                layers.append(MaxPool2x2())
             channels = width
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)

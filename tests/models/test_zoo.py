@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -110,3 +112,24 @@ def test_num_classes_must_be_positive(bad):
 def test_unknown_keyword_is_a_datafree_error():
     with pytest.raises(DatafreeError, match="widen"):
         create_model("resnet18", widen=2)
+
+
+@pytest.mark.parametrize("shape", [(8, 16, 10, 10), (3, 4, 7, 5)])
+def test_small_cnn_pooling_is_max_pool2d_bit_for_bit(shape):
+    """The tiny CNNs' CPU pooling (channels-last kernel, NCHW backward) against F.max_pool2d: same outputs, same
+    gradients, ties and odd sizes included (integer-valued inputs tie often)."""
+    from datafree.models.tiny import MaxPool2x2
+
+    x = torch.randint(0, 3, shape).float().requires_grad_()
+    ours, reference = MaxPool2x2()(x), nn.functional.max_pool2d(x, 2)
+    assert torch.equal(ours, reference)
+    weights = torch.randn_like(reference)
+    (ours_grad,) = torch.autograd.grad((ours * weights).sum(), [x])
+    (reference_grad,) = torch.autograd.grad((reference * weights).sum(), [x])
+    assert torch.equal(ours_grad, reference_grad)
+    model = create_model("microcnn", num_classes=10).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script is deprecated, but users may still script a student
+        scripted = torch.jit.script(model)
+    images = torch.rand(2, 3, 8, 8)
+    assert torch.equal(scripted(images), model(images))
