@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Every method of the library on one pair at one wall-clock budget (GPU machine, repo root), for the
-# accuracy-against-time plot of all methods (docs/benchmarks.md); logs, curves and samples under $OUT:
+# accuracy-against-time plot of all methods (docs/benchmarks.md); logs, curves and samples come back in
+# $OUT/methods_PAIR_BUDGETs.tar.gz:
 #   benchmarks/methods.sh TEACHER_PIECES_DIR PAIR BUDGET_S [METHOD ...]    (no METHOD: all, one after another)
 #   benchmarks/methods.sh .cache/dist/wrn40_2 wrn40_2_wrn16_1 120 fast dfq dfad   (what fits a 10-minute slot)
 # PAIR: resnet34_resnet18 or wrn40_2_wrn16_1; each METHOD runs that pair's recipe, experiment=cifar10_PAIR_METHOD
-# (deepinversion: experiment=cifar10_PAIR), seed 0, the budget replacing the recipe's own. Then, on any machine:
+# (deepinversion: experiment=cifar10_PAIR), seed 0, the budget replacing the recipe's own. Then, on any machine,
+# after `tar -xzf methods_PAIR_BUDGETs.tar.gz -C DIR`:
 #   python benchmarks/plot_curves.py assets/methods_PAIR.png "fast=DIR/methods_PAIR_fast_summary.csv" ...
 set -euo pipefail
 if [ $# -lt 3 ]; then
@@ -25,10 +27,16 @@ for method in "${methods[@]}"; do
     exit 2
   fi
 done
+# Each run leaves three files (log, curve, samples) and the machine returns at most 8 files per call, so
+# the runs write to a scratch folder that comes back as one archive, refreshed after every run.
+returned=$OUT
+OUT=$(mktemp -d /tmp/methods.XXXXXX)
+export OUT
 for method in "${methods[@]}"; do
   experiment=cifar10_${pair}_${method}
   [ "$method" = deepinversion ] && experiment=cifar10_${pair}
   benchmarks/cifar10_distill.sh "methods_${pair}_${method}" "$pieces" experiment="$experiment" seed=0 \
-      trainer.time_budget_s="$budget"
+      trainer.time_budget_s="$budget" || true  # a failed method gets its row in the table, the others still run
+  tar -C "$OUT" -czf "$returned/methods_${pair}_${budget}s.tar.gz" .
 done
 python3 benchmarks/end_table.py "$OUT" "methods_${pair}_" "${methods[@]}"

@@ -9,9 +9,9 @@
 # embeddings) run the student step eagerly instead of as one CUDA graph and so take fewer steps in the same
 # budget: compare them with kd_eager, the KD-only baseline run the same way. The table's steps column says how
 # many student steps each row took.
-#   SIDE_BY_SIDE=1 benchmarks/objectives.sh PIECES 540 kd rkd_angle hint   (the rows at once on the one GPU,
+#   SIDE_BY_SIDE=1 benchmarks/objectives.sh PIECES 480 kd rkd_angle hint   (the rows at once on the one GPU,
 #       through benchmarks/variants.sh: each gets a share of it, so put kd among them and compare the rows of one
-#       call only; three rows at the recipe's 540 s fit a 10-minute slot)
+#       call only; three rows at 480 s took 513-520 s of a 10-minute slot on an H100, docs/benchmarks.md)
 #   EXTRA="overrides ..." adds overrides to every row (e.g. a small batch for a smoke test of the script on a CPU).
 set -euo pipefail
 set -f  # the overrides hold [lists]: no file-name expansion
