@@ -5,7 +5,8 @@ Each round a batch of pixels is optimised, starting from noise, so that
 * the teacher's BatchNorm input statistics match its running statistics
   (the feature-distribution prior, heavier on the first BN layer if asked),
 * the teacher classifies each image as a sampled target class (cross-entropy),
-* total variation (L1, L2) and an L2 norm keep images smooth and bounded,
+* total variation (L1, L2: the paper's per-direction mean and batch-wide norm, in
+  the teacher's normalised input space) and an L2 norm keep images smooth and bounded,
 * optionally (ADI) teacher and student disagree on them: ``adi_weight * (1 - JS)``.
 
 Random jitter, flips and optional kornia augmentations are applied at each
@@ -77,6 +78,10 @@ class DeepInversion(Synthesizer):
         # L2 acts on the teacher's normalised input when known (as in the paper), else around grey.
         return getattr(self.teacher, "mean", 0.5)
 
+    def _input_scale(self) -> torch.Tensor | float:
+        # Total variation is measured in the teacher's normalised input space, as in the paper, when known.
+        return getattr(self.teacher, "std", 1.0)
+
     def synthesize(self) -> Batch:
         n = self.batch_size
         targets = self.draw_targets(n)
@@ -112,9 +117,9 @@ class DeepInversion(Synthesizer):
         if bn_stats is not None:
             parts["bn"] = self.bn_weight * bn_stats.loss()
         if self.tv_l1_weight:
-            parts["tv_l1"] = self.tv_l1_weight * total_variation(inputs, p=1)
+            parts["tv_l1"] = self.tv_l1_weight * total_variation(inputs, p=1, scale=self._input_scale())
         if self.tv_l2_weight:
-            parts["tv_l2"] = self.tv_l2_weight * total_variation(inputs, p=2)
+            parts["tv_l2"] = self.tv_l2_weight * total_variation(inputs, p=2, scale=self._input_scale())
         if self.l2_weight:
             parts["l2"] = self.l2_weight * (pixels - self._prior_center()).pow(2).mean()
         if self.adi_weight:
