@@ -106,6 +106,7 @@ def _guarded(job: Callable, cfg) -> dict | None:
             if code == 2:
                 _undo_if_nothing_done(out_dir, record, before)
             _remove_if_only_hydra_files(out_dir, f"{HydraConfig.get().job.name}.log")
+            _remove_new_parents(out_dir)
         if dist.is_main_process() or not isinstance(cause, (Interrupted, dist.ReportedByRankZero)):
             print(f"datafree: {'error' if code == 2 else 'interrupted'}: {who}{cause}", file=sys.stderr)
         if isinstance(cause, Interrupted) and dist.active():
@@ -167,6 +168,29 @@ def _remove_if_only_hydra_files(out_dir: Path, job_log: str) -> None:
     if any(p.name not in (".hydra", job_log) for p in out_dir.iterdir()):
         return
     shutil.rmtree(out_dir, ignore_errors=True)
+
+
+# The folders above the run directory that did not exist before this command (e.g. outputs/distill/ on a
+# first run): a refused run removes them again when they are empty, so that it leaves nothing behind.
+_NEW_PARENTS: list[Path] = []
+
+
+def _note_new_parents(run_dir: str) -> None:
+    path = Path(run_dir).expanduser().absolute()
+    _NEW_PARENTS[:] = [parent for parent in path.parents if not parent.exists()]
+
+
+def _remove_new_parents(out_dir: Path) -> None:
+    """Remove the empty folders above a removed run directory that this command created (deepest first)."""
+    if out_dir.exists():
+        return
+    for folder in _NEW_PARENTS:
+        if folder not in out_dir.absolute().parents:
+            continue  # named before hydra resolved the run directory: not this run's parent
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or not ours to remove): stop at the first such folder
+            break
 
 
 def _with_resume(overrides: list[str]) -> list[str]:
@@ -300,6 +324,7 @@ def _preflight(recipe: str, overrides: list[str]) -> str | None:
     run_dir = _run_dir(cfg)
     if run_dir is None:  # hydra reports its own interpolation
         return None
+    _note_new_parents(run_dir)
     return _unwritable(run_dir) or _refused_resume(cfg, run_dir)
 
 
@@ -344,6 +369,8 @@ def _join_ranks(recipe: str, overrides: list[str]) -> tuple[str | None, list[str
     problem, run_dir = None, None
     if dist.is_main_process():
         run_dir = _run_dir(cfg)
+        if run_dir is not None:
+            _note_new_parents(run_dir)
         problem = ((_unwritable(run_dir) or _refused_resume(cfg, run_dir)) if run_dir is not None else
                    "the run directory cannot be named before hydra starts: set hydra.run.dir=DIR")
     problem, run_dir = dist.broadcast_object((problem, run_dir))
@@ -384,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
               f"\n\n{usage()}", file=sys.stderr)
         return 2
     recipe, job_name, _ = COMMANDS[command]
+    _NEW_PARENTS.clear()
     overrides = _with_resume(overrides)
     hydra_flags = any(o.startswith("-") for o in overrides)  # hydra's flags (--cfg, -m, --help) go to hydra as they are
     problem = None

@@ -143,3 +143,17 @@ def test_a_refused_run_keeps_a_folder_that_held_the_users_own_logs(tmp_path, cap
     code, _, err = run_in_process(capsys, "distill", *TINY, "trainer.loss.temperature=-1", f"hydra.run.dir={out}")
     assert code == 2, err[-2000:]
     assert (out / "notes.log").read_text() == "my own notes\n"
+
+
+def test_a_refused_run_in_the_default_folder_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
+    # No hydra.run.dir: hydra makes outputs/distill/<time>/ under the working folder. A refusal removes the
+    # folders it made, and only those: outputs/ of the user's, with a file in it, stays as it was.
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_in_process(capsys, "distill", *TINY, "trainer.rounds=-1")
+    assert code == 2 and "trainer.rounds must be an int >= 1" in err, err
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "keep.txt").write_text("mine")
+    code, _, err = run_in_process(capsys, "distill", *TINY, "trainer.rounds=-1")
+    assert code == 2, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["keep.txt", "outputs"]
