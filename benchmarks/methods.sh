@@ -5,9 +5,9 @@
 #   benchmarks/methods.sh TEACHER_PIECES_DIR PAIR BUDGET_S [METHOD ...]    (no METHOD: all, one after another)
 #   benchmarks/methods.sh .cache/dist/wrn40_2 wrn40_2_wrn16_1 120 fast dfq dfad   (what fits a 10-minute slot)
 # PAIR: resnet34_resnet18 or wrn40_2_wrn16_1; each METHOD runs that pair's recipe, experiment=cifar10_PAIR_METHOD
-# (deepinversion: experiment=cifar10_PAIR), seed 0, the budget replacing the recipe's own. Then, on any machine,
-# after `tar -xzf methods_PAIR_BUDGETs.tar.gz -C DIR`:
-#   python benchmarks/plot_curves.py assets/methods_PAIR.png "fast=DIR/methods_PAIR_fast_summary.csv" ...
+# (deepinversion: experiment=cifar10_PAIR), seed 0, the budget replacing the recipe's own. Then, in the
+# repository: `tar -xzf methods_PAIR_BUDGETs.tar.gz -C benchmarks/results/methods_BUDGET` and
+# `bash benchmarks/plots.sh` draws assets/methods_PAIR_BUDGETs.png once every method's curve is there.
 set -euo pipefail
 if [ $# -lt 3 ]; then
   echo "usage: $0 TEACHER_PIECES_DIR PAIR BUDGET_S [METHOD ...]" >&2

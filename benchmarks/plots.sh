@@ -13,3 +13,19 @@ python3 benchmarks/plot_curves.py assets/accuracy_vs_time.png \
     "ResNet-18, DFAD (label-smoothed teacher)=$r/dfad_resnet34_resnet18_summary.csv" \
     "ResNet-18, DeepInversion (label-smoothed teacher)=$r/di_resnet34_resnet18_summary.csv" \
     --title "CIFAR-10, one H100: student / teacher accuracy against wall time"
+
+# Every method at one budget (benchmarks/methods.sh), drawn once its runs are kept under $r/methods_BUDGET/:
+# the methods whose curve is there, the others named as missing.
+methods_plot() {  # PAIR BUDGET_S TITLE
+  local pair=$1 budget=$2 title=$3 curves=() missing=()
+  for method in fast dfq dfad zskt dafl deepinversion; do
+    local csv=$r/methods_$budget/methods_${pair}_${method}_summary.csv
+    if [ -f "$csv" ]; then curves+=("$method=$csv"); else missing+=("$method"); fi
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "assets/methods_${pair}_${budget}s.png not drawn: no curve yet for ${missing[*]} (benchmarks/methods.sh)" >&2
+    return 0
+  fi
+  python3 benchmarks/plot_curves.py "assets/methods_${pair}_${budget}s.png" "${curves[@]}" --title "$title"
+}
+methods_plot wrn40_2_wrn16_1 120 "WRN-40-2 -> WRN-16-1, every method, 120 s on one H100"
