@@ -1,6 +1,6 @@
 """Speed of datafree's hot paths as ratios to a plain teacher forward+backward, in one process.
 
-    python benchmarks/speed.py [--teacher resnet34] [--student resnet18] [--batch 256] [--profile]
+    python benchmarks/speed.py [--teacher resnet34] [--student resnet18] [--batch 256] [--base-width 64] [--profile]
 
 Every figure is the mean over timed repetitions after warm-up, with the device
 synchronised only around each timed block. Ratios, not seconds, are what to
@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--reps", type=int, default=20, help="timed repetitions of each step")
     parser.add_argument("--profile", action="store_true", help="kernel share of the fast method's round (CUDA)")
+    parser.add_argument("--base-width", type=int, default=64, help="the fast generator's width (the recipes: 64)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
@@ -107,9 +108,10 @@ def main() -> None:
         with stats:
             return timed(step, device, reps=args.reps)
 
-    def fast_step(graphs: bool) -> tuple[float, FastSynthesizer]:
+    def fast_step(graphs: bool, adv_weight: float = 1.0) -> tuple[float, FastSynthesizer]:
         """One generator step of the fast synthesizer (BN statistics, CE, masked-KL adversary, Adam)."""
-        synth = FastSynthesizer(batch_size=args.batch, g_steps=1, cuda_graphs=graphs)
+        synth = FastSynthesizer(batch_size=args.batch, g_steps=1, cuda_graphs=graphs, base_width=args.base_width,
+                                adv_weight=adv_weight)
         synth.bind(teacher, student, 10, shape[1:], device)
         synth._new_round()
         student.eval()
@@ -138,6 +140,8 @@ def main() -> None:
     if cuda:
         t_fast, synth = fast_step(graphs=True)
         rows.append(("fast generator step, one CUDA graph", t_fast))
+        # What the adversarial term (the student's forward and backward) costs: the same step without it.
+        rows.append(("  the same without the adversarial term", fast_step(graphs=True, adv_weight=0.0)[0]))
     rows.append(("student KD step from the bank (crop+flip), eager", t_student_eager))
     if cuda:
         t_student, distiller = student_step(graphs=True)
