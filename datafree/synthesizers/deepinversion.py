@@ -5,8 +5,9 @@ Each round a batch of pixels is optimised, starting from noise, so that
 * the teacher's BatchNorm input statistics match its running statistics
   (the feature-distribution prior, heavier on the first BN layer if asked),
 * the teacher classifies each image as a sampled target class (cross-entropy),
-* total variation (L1, L2: the paper's per-direction mean and batch-wide norm, in
-  the teacher's normalised input space) and an L2 norm keep images smooth and bounded,
+* total variation (L1: the per-direction mean; L2: the batch-wide norm) and the L2 norm of
+  the batch keep images smooth and bounded, all on the network's normalised input as in
+  the paper,
 * optionally (ADI) teacher and student disagree on them: ``adi_weight * (1 - JS)``.
 
 Random jitter, flips and optional kornia augmentations are applied at each
@@ -74,13 +75,11 @@ class DeepInversion(Synthesizer):
         self.check_teacher(self.teacher)
         self.augment.to(self.device)
 
-    def _prior_center(self) -> torch.Tensor | float:
-        # L2 acts on the teacher's normalised input when known (as in the paper), else around grey.
-        return getattr(self.teacher, "mean", 0.5)
-
-    def _input_scale(self) -> torch.Tensor | float:
-        # Total variation is measured in the teacher's normalised input space, as in the paper, when known.
-        return getattr(self.teacher, "std", 1.0)
+    def _network_input(self, images: torch.Tensor) -> torch.Tensor:
+        # The image priors act where the paper's act: on the network's normalised input (the teacher's
+        # normalisation, when it has one; else pixels centred on grey).
+        mean, std = getattr(self.teacher, "mean", None), getattr(self.teacher, "std", None)
+        return images - 0.5 if mean is None or std is None else (images - mean) / std
 
     def synthesize(self) -> Batch:
         n = self.batch_size
@@ -116,12 +115,14 @@ class DeepInversion(Synthesizer):
             parts["ce"] = self.ce_weight * F.cross_entropy(teacher_logits, targets)
         if bn_stats is not None:
             parts["bn"] = self.bn_weight * bn_stats.loss()
-        if self.tv_l1_weight:
-            parts["tv_l1"] = self.tv_l1_weight * total_variation(inputs, p=1, scale=self._input_scale())
-        if self.tv_l2_weight:
-            parts["tv_l2"] = self.tv_l2_weight * total_variation(inputs, p=2, scale=self._input_scale())
-        if self.l2_weight:
-            parts["l2"] = self.l2_weight * (pixels - self._prior_center()).pow(2).mean()
+        if self.tv_l1_weight or self.tv_l2_weight or self.l2_weight:
+            network_input = self._network_input(inputs.float())
+            if self.tv_l1_weight:
+                parts["tv_l1"] = self.tv_l1_weight * total_variation(network_input, p=1)
+            if self.tv_l2_weight:
+                parts["tv_l2"] = self.tv_l2_weight * total_variation(network_input, p=2)
+            if self.l2_weight:  # the L2 norm of the whole batch, as the paper's
+                parts["l2"] = self.l2_weight * torch.linalg.vector_norm(network_input)
         if self.adi_weight:
             with autocast(self.device, self.amp):
                 student_logits = self.student(inputs).float()

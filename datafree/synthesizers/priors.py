@@ -4,12 +4,11 @@ from __future__ import annotations
 import torch
 
 
-def total_variation(images: torch.Tensor, p: int = 2, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+def total_variation(images: torch.Tensor, p: int = 2) -> torch.Tensor:
     """DeepInversion's smoothness prior on the differences between neighbouring pixels.
 
-    The differences are taken in four directions (horizontal, vertical and both diagonals),
-    each divided by ``scale`` (the teacher's per-channel normalisation std, so that they are
-    measured where the paper measures them: in the network's input space), and
+    The differences are taken in four directions (horizontal, vertical and both diagonals)
+    of ``images`` as given (DeepInversion passes the network's normalised input), and
 
     * ``p=1``: the mean absolute difference of each direction, summed (the paper's TV-L1);
     * ``p=2``: the L2 norm of each direction's differences over the whole batch, summed (the
@@ -18,7 +17,7 @@ def total_variation(images: torch.Tensor, p: int = 2, scale: torch.Tensor | floa
       setting for smoother images: 1e-3 at batch 256, 32x32; the paper's own run used 2.5e-5).
       A per-pixel mean of squares at the same weight is ~1e-3 as strong and changes nothing.
     """
-    x = images.float() / scale
+    x = images.float()
     diffs = (
         x[..., :, 1:] - x[..., :, :-1],
         x[..., 1:, :] - x[..., :-1, :],

@@ -7,6 +7,7 @@ from datafree.models import create_model
 from datafree.synthesizers import Augment, DeepInversion, NoiseSynthesizer
 from datafree.synthesizers.hooks import BatchNormStatistics
 from datafree.synthesizers.priors import total_variation
+from datafree.teachers import Normalized
 
 
 def _bind(synth, teacher, student=None, size=8):
@@ -108,9 +109,19 @@ def test_total_variation_is_the_papers_prior():
     assert total_variation(images, p=2).item() == pytest.approx(5 ** 0.5 + 13 ** 0.5 + 4 + 1)
     # A norm over the whole batch, not a mean: two copies of the batch weigh sqrt(2) as much.
     assert total_variation(images.repeat(2, 1, 1, 1), p=2).item() == pytest.approx(2 ** 0.5 * (5 ** 0.5 + 13 ** 0.5 + 5))
-    # Measured in the teacher's input space: divided by its per-channel std.
-    assert total_variation(images, p=2, scale=torch.tensor(0.5).view(1, 1, 1, 1)).item() == pytest.approx(
-        2 * (5 ** 0.5 + 13 ** 0.5 + 5))
+
+
+def test_image_priors_act_on_the_teachers_normalised_input(bn_teacher):
+    # As in the paper, on what the network sees: here (pixels - 0.5) / 0.25.
+    teacher = Normalized(bn_teacher, mean=(0.5,) * 3, std=(0.25,) * 3)
+    synth = _bind(DeepInversion(batch_size=4, iterations=1, bn_weight=0.0, ce_weight=0.0, tv_l1_weight=0.1,
+                                tv_l2_weight=0.01, l2_weight=0.001, jitter=0, flip=False, amp=False), teacher)
+    pixels = torch.rand(4, 3, 8, 8)
+    _, parts = synth._objective(pixels, torch.zeros(4, dtype=torch.long), None)
+    network_input = (pixels - 0.5) / 0.25
+    assert parts["tv_l1"].item() == pytest.approx(0.1 * total_variation(network_input, p=1).item())
+    assert parts["tv_l2"].item() == pytest.approx(0.01 * total_variation(network_input, p=2).item())
+    assert parts["l2"].item() == pytest.approx(0.001 * network_input.flatten().norm().item())  # one norm, whole batch
 
 
 def test_total_variation_at_the_demo_weight_smooths_the_images(bn_teacher):
