@@ -14,7 +14,7 @@ def total_variation(images: torch.Tensor, p: int = 2) -> torch.Tensor:
     * ``p=2``: the L2 norm of each direction's differences over the whole batch, summed (the
       paper's TV-L2). A norm, not a mean: it grows as the square root of batch x pixels, so
       its weight belongs to a batch and image size (the DeepInversion repository's CIFAR-10
-      setting for smoother images: 1e-3 at batch 256, 32x32; the paper's own run used 2.5e-5).
+      setting for smoother images: 1e-3 at batch 256, 32x32; its "paper parameters" command: 2.5e-5).
       A per-pixel mean of squares at the same weight is ~1e-3 as strong and changes nothing.
     """
     x = images.float()
