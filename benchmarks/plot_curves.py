@@ -38,7 +38,8 @@ def main() -> None:
         runs = [read(Path(p)) for p in files.split(",")]
         for times, ratios in runs:
             ax.plot(times, ratios, color=color, lw=0.8 if len(runs) > 1 else 1.8,
-                    alpha=0.5 if len(runs) > 1 else 1.0, label=None if len(runs) > 1 else label, marker=".")
+                    alpha=0.5 if len(runs) > 1 else 1.0, label=None if len(runs) > 1 else label, marker=".",
+                    ms=10 if len(times) == 1 else 6)  # a run with one evaluation is a dot: make it seen
         if len(runs) > 1:
             n = min(len(r[0]) for r in runs)
             times = [sum(r[0][k] for r in runs) / len(runs) for k in range(n)]

@@ -28,4 +28,5 @@ methods_plot() {  # PAIR BUDGET_S TITLE
   fi
   python3 benchmarks/plot_curves.py "assets/methods_${pair}_${budget}s.png" "${curves[@]}" --title "$title"
 }
+methods_plot resnet34_resnet18 120 "ResNet-34 -> ResNet-18, every method, 120 s on one H100"
 methods_plot wrn40_2_wrn16_1 120 "WRN-40-2 -> WRN-16-1, every method, 120 s on one H100"
