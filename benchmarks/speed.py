@@ -22,7 +22,7 @@ from datafree.distill.losses import KDLoss
 from datafree.distill.trainer import Distiller
 from datafree.models import create_model
 from datafree.synthesizers import Augment, DeepInversion, FastSynthesizer, NoiseSynthesizer
-from datafree.synthesizers.hooks import BatchNormStatistics
+from datafree.ops.hooks import BatchNormStatistics
 from datafree.teachers import Normalized, freeze
 from datafree.utils.device import autocast, resolve_device
 from datafree.utils.graphs import CapturedStep

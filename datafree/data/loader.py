@@ -14,6 +14,7 @@ import torch
 from datafree.data.augment import shift_flip
 from datafree.data.dataset import ImageDataset
 from datafree.errors import DatafreeError
+from datafree.ops.pixels import dequantise
 
 
 class DeviceBatches:
@@ -133,7 +134,7 @@ class DeviceBatches:
                 y = self.labels.index_select(0, idx)
             if self.augment:
                 x = self._augment(x, share)  # on uint8: a quarter of the memory traffic of float
-            x = x.float().div_(255.0)
+            x = dequantise(x)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             self._next = b + 1  # every random draw for this batch is made: a state taken now continues after it

@@ -26,7 +26,7 @@ from torch import nn
 from datafree.distill.losses import attention_transfer
 from datafree.distill.relations import similarity_preserving
 from datafree.errors import DatafreeError
-from datafree.synthesizers.hooks import FeatureCapture, resolve_layers
+from datafree.ops.hooks import FeatureCapture, resolve_layers
 from datafree.teachers.checks import probe_inputs
 
 KINDS = ("attention", "hint", "similarity")

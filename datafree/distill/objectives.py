@@ -29,7 +29,7 @@ from datafree.distill.discriminator import KEYS as DISCRIMINATOR_KEYS, METRICS, 
 from datafree.distill.features import FeatureTerm, build_feature_terms
 from datafree.distill.relations import rkd_angle, rkd_distance
 from datafree.errors import DatafreeError
-from datafree.synthesizers.hooks import PenultimateFeatures, require_hookable
+from datafree.ops.hooks import PenultimateFeatures, require_hookable
 from datafree.teachers.checks import probe_inputs
 
 RKD_KEYS = ("distance_weight", "angle_weight", "embedding")

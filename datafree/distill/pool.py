@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from datafree.errors import DatafreeError
+from datafree.ops.pixels import dequantise, quantise
 
 
 class SyntheticPool:
@@ -31,7 +32,7 @@ class SyntheticPool:
         """Store images in [0, 1]; the oldest are overwritten once full."""
         if self.capacity == 0:
             return
-        quantised = (images.detach().clamp(0, 1) * 255).round_().to(torch.uint8)
+        quantised = quantise(images)
         if quantised.shape[0] > self.capacity:
             quantised = quantised[-self.capacity:]
         n = quantised.shape[0]
@@ -48,7 +49,7 @@ class SyntheticPool:
 
     def sample(self, n: int) -> torch.Tensor:
         """``n`` stored images drawn uniformly with replacement, as float in [0, 1]."""
-        return self.sample_uint8(n).float().div_(255)
+        return dequantise(self.sample_uint8(n))
 
     def sample_uint8(self, n: int) -> torch.Tensor:
         """``n`` stored images drawn uniformly with replacement, as stored (uint8)."""

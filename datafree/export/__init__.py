@@ -7,14 +7,7 @@ indices) and, when asked for, an ImageFolder of PNGs with a labels/logits sideca
 from datafree.export.manifest import MANIFEST, read_manifest, teacher_fingerprint
 from datafree.export.reader import SyntheticSet
 from datafree.export.samples import Samples
+from datafree.export.synthesize import synthesize_dataset
 
 __all__ = ["MANIFEST", "Samples", "SyntheticSet", "read_manifest", "synthesize_dataset", "teacher_fingerprint"]
 
-
-def __getattr__(name: str):
-    # The writer pulls in the synthesizers, which import this package for quantise(): loaded on first use.
-    if name == "synthesize_dataset":
-        from datafree.export.synthesize import synthesize_dataset
-
-        return synthesize_dataset
-    raise AttributeError(name)

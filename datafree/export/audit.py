@@ -27,8 +27,8 @@ from datafree.data.dataset import ImageDataset
 from datafree.errors import DatafreeError
 from datafree.export.pictures import histogram_panel, pair_panel, save_stacked
 from datafree.export.reader import SyntheticSet
-from datafree.export.samples import dequantise
-from datafree.synthesizers.hooks import PenultimateFeatures
+from datafree.ops.pixels import dequantise
+from datafree.ops.hooks import PenultimateFeatures
 from datafree.utils.checkpoint import atomic_write_bytes
 from datafree.utils.device import autocast
 

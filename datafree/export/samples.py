@@ -66,13 +66,3 @@ class Samples:
         if len(parts) == 1:
             return parts[0]
         return cls(*(torch.cat([getattr(p, name) for p in parts]) for name in ("images", "logits", "labels", "indices")))
-
-
-def quantise(images: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] as the uint8 pixels a data set stores (the same rounding as ``Batch.to_uint8``)."""
-    return (images.detach().clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-def dequantise(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels as float images in [0, 1]."""
-    return images.float().div_(255.0)

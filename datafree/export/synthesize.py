@@ -25,7 +25,8 @@ from datafree.errors import DatafreeError
 from datafree.export.imagefolder import supports_channels
 from datafree.export.manifest import teacher_fingerprint
 from datafree.export.quota import Quota, class_targets
-from datafree.export.samples import Samples, dequantise, quantise
+from datafree.export.samples import Samples
+from datafree.ops.pixels import dequantise, quantise
 from datafree.export.shards import samples_per_shard
 from datafree.export.writer import FORMATS, Start, SyntheticWriter
 from datafree.synthesizers.base import Synthesizer

@@ -4,7 +4,7 @@ from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, balanced_targets
 from datafree.synthesizers.deepinversion import DeepInversion
 from datafree.synthesizers.fast import FastSynthesizer
-from datafree.synthesizers.hooks import BatchNormStatistics, FeatureCapture
+from datafree.ops.hooks import BatchNormStatistics, FeatureCapture
 from datafree.synthesizers.noise import NoiseSynthesizer
 
 __all__ = ["Augment", "Batch", "Synthesizer", "balanced_targets", "DeepInversion", "FastSynthesizer", "GeneratorSynthesizer",

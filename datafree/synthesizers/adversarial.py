@@ -37,12 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datafree.distill.losses import jensen_shannon, kd_kl, logit_l1, masked_kl
+from datafree.ops.divergences import jensen_shannon, kd_kl, logit_l1, masked_kl
 from datafree.errors import DatafreeError
 from datafree.models import create_model
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
-from datafree.synthesizers.hooks import (BatchNormStatistics, PenultimateFeatures, check_batchnorm_teacher,
+from datafree.ops.hooks import (BatchNormStatistics, PenultimateFeatures, check_batchnorm_teacher,
                                         require_hookable)
 from datafree.utils import dist
 from datafree.utils.device import autocast

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.export.samples import quantise
+from datafree.ops.pixels import quantise
 
 
 @dataclass

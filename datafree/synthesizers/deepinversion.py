@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datafree.distill.losses import jensen_shannon
+from datafree.ops.divergences import jensen_shannon
 from datafree.errors import DatafreeError
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
-from datafree.synthesizers.hooks import BatchNormStatistics, check_batchnorm_teacher
+from datafree.ops.hooks import BatchNormStatistics, check_batchnorm_teacher
 from datafree.synthesizers.priors import total_variation
 from datafree.utils.device import autocast
 

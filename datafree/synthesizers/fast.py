@@ -33,12 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datafree.distill.losses import masked_kl
+from datafree.ops.divergences import masked_kl
 from datafree.errors import DatafreeError
 from datafree.models import create_model
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
-from datafree.synthesizers.hooks import BatchNormStatistics, check_batchnorm_teacher
+from datafree.ops.hooks import BatchNormStatistics, check_batchnorm_teacher
 from datafree.utils.device import autocast
 from datafree.utils.graphs import CapturedStep
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam

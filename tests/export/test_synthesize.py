@@ -13,7 +13,7 @@ from datafree.errors import DatafreeError
 from datafree.export import SyntheticSet, synthesize_dataset
 from datafree.export import writer as writer_module
 from datafree.export.imagefolder import read_image_folder
-from datafree.export.samples import dequantise, quantise
+from datafree.ops.pixels import dequantise, quantise
 
 
 def _write(out, n=40, **options):

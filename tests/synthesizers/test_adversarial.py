@@ -7,7 +7,8 @@ from hydra.utils import instantiate
 from torch import nn
 
 from nets import TinyBNNet
-from datafree.distill.losses import LogitL1Loss, logit_l1
+from datafree.distill.losses import LogitL1Loss
+from datafree.ops.divergences import logit_l1
 from datafree.errors import DatafreeError
 from datafree.models import create_model
 from datafree.synthesizers import GeneratorSynthesizer

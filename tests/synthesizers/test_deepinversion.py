@@ -5,7 +5,7 @@ from nets import TinyBNNet, calibrated_bn_net
 from datafree.errors import DatafreeError
 from datafree.models import create_model
 from datafree.synthesizers import Augment, DeepInversion, NoiseSynthesizer
-from datafree.synthesizers.hooks import BatchNormStatistics
+from datafree.ops.hooks import BatchNormStatistics
 from datafree.synthesizers.priors import total_variation
 from datafree.teachers import Normalized
 

@@ -10,7 +10,7 @@ from datafree.api import make_student
 from datafree.distill.trainer import Distiller
 from datafree.errors import DatafreeError
 from datafree.synthesizers import Augment, DeepInversion, GeneratorSynthesizer
-from datafree.synthesizers.hooks import BatchNormStatistics, batchnorm_layers
+from datafree.ops.hooks import BatchNormStatistics, batchnorm_layers
 from datafree.teachers import DataHint, check_agreement, load_teacher
 
 CPU = torch.device("cpu")

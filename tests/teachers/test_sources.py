@@ -8,7 +8,7 @@ from torch import nn
 from nets import TinyBNNet, calibrated_bn_net
 from datafree.errors import DatafreeError
 from datafree.teachers import Ensemble, Teacher, load_teacher, teacher_from_config
-from datafree.synthesizers.hooks import BatchNormStatistics
+from datafree.ops.hooks import BatchNormStatistics
 
 X = torch.rand(5, 3, 8, 8)
 

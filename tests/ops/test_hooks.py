@@ -5,7 +5,7 @@ from torch import nn
 from nets import TinyBNNet
 from datafree.errors import DatafreeError
 from datafree.models import create_model
-from datafree.synthesizers.hooks import BatchNormStatistics, FeatureCapture
+from datafree.ops.hooks import BatchNormStatistics, FeatureCapture
 
 
 def _hook_count(model):
@@ -72,7 +72,7 @@ def test_feature_capture_records_and_names_unknown_layers():
 
 
 def test_channel_stats_match_var_mean_in_value_and_gradient():
-    from datafree.synthesizers.hooks import channel_stats
+    from datafree.ops.hooks import channel_stats
 
     x = torch.randn(3, 4, 5, 6, dtype=torch.double, requires_grad=True)
     g_mean, g_var = torch.randn(4, dtype=torch.double), torch.randn(4, dtype=torch.double)
