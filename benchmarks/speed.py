@@ -125,9 +125,8 @@ def main() -> None:
                                            input_size=shape[1:], batch_size=args.batch, replay=1.0,
                                            pool_capacity=20 * args.batch, loss=KDLoss(temperature=4.0),
                                            augment=Augment(flip=True, crop_padding=4), progress=False, cuda_graphs=graphs)
-        distiller.pool.add(torch.rand(20 * args.batch, *shape[1:], device=device))
-        fresh = torch.rand(shape, device=device)
-        return timed(lambda: distiller._student_update(fresh), device, reps=args.reps), distiller
+        distiller.source.pool.add(torch.rand(20 * args.batch, *shape[1:], device=device))  # replay 1: all from the bank
+        return timed(distiller._update, device, reps=args.reps), distiller
 
     rows = [("teacher forward+backward to the input (plain)", timed(plain, device, reps=args.reps))]
     if cuda:
@@ -162,7 +161,7 @@ def main() -> None:
                     synth._step()
             student.train()
             for _ in range(10):
-                distiller._student_update(distiller._fresh)
+                distiller._update()
 
         share, top = kernel_share(fast_round, device, reps=5)
         print(f"fast round (10 graphed generator steps + 10 graphed student steps): GPU busy in kernels "

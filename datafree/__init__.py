@@ -9,8 +9,8 @@ from datafree.errors import DatafreeError
 from datafree.models import create_model, list_models
 from datafree.registry import MODELS, Registry
 from datafree.teachers import Teacher, load_teacher
+from datafree.version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = ["DatafreeError", "Distilled", "MODELS", "Registry", "Teacher", "create_model", "distill_student", "list_models",
            "load_teacher", "make_student", "__version__"]

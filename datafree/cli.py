@@ -25,6 +25,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from datafree.recipe_nodes import recipes_location
+
 COMMANDS: dict[str, tuple[str, str, str]] = {
     # command: (recipe, job function in datafree.jobs, help)
     "train-teacher": ("train_teacher", "train_teacher_job", "train a zoo model on real data; writes teacher.pt"),
@@ -275,14 +277,6 @@ def _unwritable(run_dir: str) -> str | None:
     return None
 
 
-def recipes_location() -> str:
-    """Where hydra reads the recipes: in a source checkout (editable install, or ``python -m datafree``
-    from the repository without installing) the top-level ``recipes/`` folder beside the package; in a
-    regular install the package ``datafree.recipes`` that the wheel built from that folder."""
-    folder = Path(__file__).resolve().parents[1] / "recipes"
-    return str(folder) if (folder / "distill.yaml").is_file() else "pkg://datafree.recipes"
-
-
 def recipes_context():
     """hydra's ``initialize`` context for the recipes where :func:`recipes_location` finds them; inside it,
     ``hydra.compose("distill", overrides=[...])`` composes as the CLI does (scripts, notebooks)."""
@@ -394,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     if argv[0] in ("--version", "-V"):
-        from datafree import __version__
+        from datafree.version import __version__
 
         print(f"datafree {__version__}")
         return 0

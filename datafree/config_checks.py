@@ -143,9 +143,14 @@ def check_config(cfg: DictConfig) -> dict:
     except Exception as exc:  # noqa: BLE001 - an interpolation that points nowhere
         raise DatafreeError(f"the recipe cannot be resolved ({str(exc).splitlines()[0]}): fix or remove that "
                             "${...} reference.") from None
-    flat = flatten(resolved)
+    check_values(resolved)
+    return resolved
+
+
+def check_values(values: dict) -> None:
+    """The rules on a nested dict of recipe values (e.g. ``{"trainer": {...}}`` from the Python API)."""
+    flat = flatten(values)
     for key, ((what, ok), example) in RULES.items():
         if key in flat and not ok(flat[key]):
             value = flat[key]
             raise DatafreeError(f"{key} must be {what}, got {value!r} ({type(value).__name__}): set e.g. {key}={example}.")
-    return resolved

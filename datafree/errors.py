@@ -8,3 +8,9 @@ CLI prints it on one line without a traceback and exits with status 2.
 
 class DatafreeError(ValueError):
     """User-facing error: the message says what is wrong and what to change."""
+
+
+def first_line(error: BaseException, limit: int = 240) -> str:
+    """What an exception says, in one short line for a message (its first two non-empty lines), or its type."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines[:2])[:limit] or type(error).__name__

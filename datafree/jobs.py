@@ -14,22 +14,21 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from datafree.api import make_student
 from datafree.config_checks import check_config
 from datafree.data import DeviceBatches, ImageDataset
 from datafree.distill.features import KINDS as FEATURE_KINDS, check_layer_names
-from datafree.distill.objectives import Objectives
-from datafree.distill.settings import Terms
 from datafree.distill.trainer import DistillResult
 from datafree.errors import DatafreeError
 from datafree.models import MODELS, create_model
 from datafree.recipe_nodes import instantiate_node
 from datafree.synthesizers.noise import NoiseSynthesizer
-from datafree.api import make_student
 from datafree.teachers import (ClassifierInfo, DataHint, Normalized, Teacher, check_agreement, freeze, save_classifier,
                                teacher_from_config)
+from datafree.teachers.loader import source_of, zoo_checkpoint_missing
 from datafree.training import train_classifier
 from datafree.utils import dist
-from datafree.utils.device import resolve_device, set_deterministic
+from datafree.utils.device import network_layout, resolve_device, set_deterministic
 from datafree.utils.logging import RunLogger
 from datafree.utils.run_state import StateFiles, resume_requested
 from datafree.utils.seeding import seed_everything
@@ -96,7 +95,7 @@ def same_channels(dataset: ImageDataset | None, channels: int, data_cfg: DictCon
 
 def check_trainable(cfg: DictConfig) -> None:
     """train-teacher trains zoo models on labelled data; other teacher sources come trained."""
-    source = cfg.teacher.get("source") or "datafree"
+    source = source_of(cfg.teacher)
     if source != "datafree" or not cfg.teacher.get("arch"):
         raise DatafreeError(
             f"train-teacher trains a zoo model (teacher=resnet34, wrn40_2, ...), not a teacher.source={source} teacher, "
@@ -124,9 +123,7 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     if test_set is not None:
         check_classes(test_set, num_classes, "test")
     mean, std = normalisation(cfg.data, train_set)
-    model = Normalized(net, mean, std).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = network_layout(Normalized(net, mean, std).to(device), device)
     train = cfg.teacher.train
     result = train_classifier(
         model,
@@ -231,7 +228,7 @@ def data_hint(data_cfg: DictConfig, test_set: ImageDataset | None) -> DataHint:
 
 def will_train_teacher(cfg: DictConfig) -> bool:
     node = cfg.teacher
-    return (node.get("source") or "datafree") == "datafree" and not node.get("checkpoint") and bool(node.get("train_if_missing"))
+    return zoo_checkpoint_missing(node) and bool(node.get("train_if_missing"))
 
 
 def obtain_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, hint: DataHint, logger: RunLogger) -> Teacher:
@@ -259,30 +256,93 @@ def check_student_node(node: DictConfig) -> None:
 
 
 def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
-    if cfg.data.get("synthetic"):
-        return distill_offline_job(cfg, out_dir)
+    """Distil the recipe's student: online from the teacher and a synthesizer, or offline (``data=synthetic``)
+    from a stored set's logits. One trainer recipe, one loop (:class:`~datafree.distill.trainer.Distiller`)."""
     device = prepare(cfg, out_dir)
-
-    # Everything that can be wrong with the recipe is checked here, before any work.
-    data_classes = cfg.data.get("num_classes")
+    offline = bool(cfg.data.get("synthetic"))
     student_node = cfg.student
     check_student_node(student_node)
-    # A bad name (model or layer) or class count fails before a teacher is trained.
-    student_classes = student_node.get("num_classes")
+    # Everything that can be wrong with the recipe is checked here, before any work: a bad name (model, layer,
+    # synthesizer, trainer setting) or class count fails before a teacher is trained.
+    if not offline:
+        check_student_layers(cfg)
+    synthesizer = None if offline else instantiate_node(cfg.synthesizer, "synthesizer")
+    make_distiller = instantiate_node(cfg.trainer, "trainer")
+    logger = RunLogger(out_dir)
+    if offline:
+        teacher, info, test_set, source = offline_parts(cfg, device)
+    else:
+        teacher, info, test_set = online_teacher(cfg, out_dir, device, synthesizer, logger)
+        source = synthesizer
+    test_batches = None if test_set is None else batches(test_set, cfg.data, device, train=False, seed=int(cfg.seed))
+
+    def run(source, run_dir: Path, run_logger: RunLogger, **overrides) -> DistillResult:
+        seed_everything(int(cfg.seed))  # the same student initialisation for every run of this job
+        student, student_info = make_student(student_node.arch, info, device)
+        student_info.extra.update({"synthetic_set": str(cfg.data.path)} if offline else {})
+        distiller = make_distiller(
+            teacher=teacher, student=network_layout(student, device), source=source, device=device,
+            num_classes=info.num_classes, input_size=info.input_size, amp=bool(cfg.amp), test_batches=test_batches,
+            logger=run_logger, student_info=student_info, progress=bool(cfg.progress), state=run_state(cfg, run_dir),
+            **overrides,
+        )
+        return distiller.fit()
+
+    with logger:
+        result = run(source, out_dir, logger, checkpoint_path=out_dir / "student.pt",
+                     grid_path=None if offline else out_dir / "samples.png")
+    summary = {"teacher_accuracy": info.test_accuracy, "student_accuracy": result.student_accuracy,
+               "agreement": result.agreement, "images": result.images_synthesized,
+               "steps": result.student_steps, "wall_time_s": round(result.wall_time_s, 1),
+               "checkpoint": str(out_dir / "student.pt"), "run_dir": str(out_dir)}
+    teacher_acc = result.teacher_accuracy if result.teacher_accuracy is not None else info.test_accuracy
+    if offline:
+        print(f"student {student_node.arch}: test accuracy {_pct(result.student_accuracy)} after {result.student_steps} "
+              f"steps ({result.epochs} passes over {len(source.synthetic)} stored samples), {result.wall_time_s:.0f}s on "
+              f"{_device_name(device)}, stopped by {result.stopped_by}; no teacher ran (teacher {info.arch}: "
+              f"{_pct(info.test_accuracy)} when the set was made)")
+    else:
+        summary["samples"] = str(out_dir / "samples.png")
+        print(f"teacher {info.arch}: test accuracy {_pct(teacher_acc)}")
+        print(f"student {student_node.arch}: test accuracy {_pct(result.student_accuracy)} "
+              f"(agreement with teacher {_pct(result.agreement)}) after {result.images_synthesized} synthetic images, "
+              f"{result.wall_time_s:.0f}s on {_device_name(device)}, stopped by {result.stopped_by}")
+    if cfg.get("noise_baseline") and not offline:
+        # Same student, same number of rounds and steps, but inputs of pure noise.
+        noise = NoiseSynthesizer(batch_size=getattr(synthesizer, "batch_size", 256))
+        with RunLogger(out_dir / "noise_baseline") as noise_logger:
+            baseline = run(noise, out_dir / "noise_baseline", noise_logger, rounds=max(1, result.rounds),
+                           time_budget_s=None)
+        summary["noise_baseline_accuracy"] = baseline.student_accuracy
+        print(f"baseline: the same student distilled on {baseline.images_synthesized} random-noise images: "
+              f"test accuracy {_pct(baseline.student_accuracy)}")
+    if test_set is not None:
+        print(f"chance: {_pct(1 / info.num_classes)}")
+    print(describe_run_folder(out_dir))
+    return summary
+
+
+def check_student_layers(cfg: DictConfig) -> None:
+    """The layer-pair terms' layer names, on throwaway zoo networks: before a teacher is trained."""
+    data_classes = cfg.data.get("num_classes")
+    student_classes = cfg.student.get("num_classes")
     if student_classes is not None and data_classes is not None and int(student_classes) != int(data_classes):
         raise DatafreeError(f"student.num_classes={student_classes} but the data has {data_classes} classes "
                             f"(data.num_classes): set student.num_classes={data_classes}, or null to follow the teacher.")
     features = {kind: cfg.trainer.get(kind) for kind in FEATURE_KINDS}
-    check_layer_names(create_model(student_node.arch, num_classes=int(data_classes or 10)), "student", **features)
+    check_layer_names(create_model(cfg.student.arch, num_classes=int(data_classes or 10)), "student", **features)
     if will_train_teacher(cfg):
         with torch.random.fork_rng(devices=[]):  # the check must not move the seed the teacher is trained from
             check_layer_names(create_model(cfg.teacher.arch, num_classes=int(data_classes or 10)), "teacher", **features)
-    synthesizer = instantiate_node(cfg.synthesizer, "synthesizer")
-    make_distiller = instantiate_node(cfg.trainer, "trainer")
+
+
+def online_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, synthesizer, logger: RunLogger):
+    """(teacher network, its info, the test set in its channels): loaded (or trained) and checked against the data,
+    the method and the student."""
+    data_classes = cfg.data.get("num_classes")
     test_set = load_split(cfg.data, "test")
     if test_set is not None and data_classes is not None:
         check_classes(test_set, int(data_classes), "test")
-    logger = RunLogger(out_dir)
     teacher = obtain_teacher(cfg, out_dir, device, data_hint(cfg.data, test_set), logger)
     info = teacher.info
     for note in teacher.notes:
@@ -290,51 +350,36 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
     test_set = same_channels(test_set, info.input_size[0], cfg.data, "the teacher", logger)
     check_agreement(info.num_classes, info.input_size, data_classes=None if data_classes is None else int(data_classes),
                     data_size=None if test_set is None else tuple(test_set.images.shape[1:]),
-                    student_classes=student_node.get("num_classes"))
+                    student_classes=cfg.student.get("num_classes"))
     # What the method needs from the teacher (BatchNorm, hooks) before anything about the student.
     synthesizer.check_teacher(teacher.model)
-    make_student(student_node.arch, info, device)  # runs on the teacher's input, gives its classes
-    num_classes = info.num_classes
-    if device.type == "cuda":
-        teacher.model.to(memory_format=torch.channels_last)  # the layout the student and the batches use
-    test_batches = None if test_set is None else batches(test_set, cfg.data, device, train=False, seed=int(cfg.seed))
+    with torch.random.fork_rng(devices=[]):  # a student that cannot serve fails now; the run builds its own
+        make_student(cfg.student.arch, info, device)
+    return network_layout(teacher.model, device), info, test_set
 
-    def run(synth, run_dir: Path, run_logger: RunLogger, **overrides) -> DistillResult:
-        seed_everything(int(cfg.seed))  # the same student initialisation for every run of this job
-        student, student_info = make_student(student_node.arch, info, device)
-        if device.type == "cuda":
-            student = student.to(memory_format=torch.channels_last)
-        distiller = make_distiller(
-            teacher=teacher.model, student=student, synthesizer=synth, device=device, num_classes=num_classes,
-            input_size=info.input_size, amp=bool(cfg.amp), test_batches=test_batches, logger=run_logger,
-            student_info=student_info, progress=bool(cfg.progress), state=run_state(cfg, run_dir),
-            **overrides,
-        )
-        return distiller.fit()
 
-    with logger:
-        result = run(synthesizer, out_dir, logger, checkpoint_path=out_dir / "student.pt", grid_path=out_dir / "samples.png")
-    summary = {"teacher_accuracy": info.test_accuracy, "student_accuracy": result.student_accuracy,
-               "agreement": result.agreement, "images": result.images_synthesized,
-               "wall_time_s": round(result.wall_time_s, 1), "checkpoint": str(out_dir / "student.pt"),
-               "samples": str(out_dir / "samples.png"), "run_dir": str(out_dir)}
-    teacher_acc = result.teacher_accuracy if result.teacher_accuracy is not None else info.test_accuracy
-    print(f"teacher {info.arch}: test accuracy {_pct(teacher_acc)}")
-    print(f"student {cfg.student.arch}: test accuracy {_pct(result.student_accuracy)} "
-          f"(agreement with teacher {_pct(result.agreement)}) after {result.images_synthesized} synthetic images, "
-          f"{result.wall_time_s:.0f}s on {_device_name(device)}, stopped by {result.stopped_by}")
-    if cfg.get("noise_baseline"):
-        # Same student, same number of rounds and steps, but inputs of pure noise.
-        noise = NoiseSynthesizer(batch_size=getattr(synthesizer, "batch_size", 256))
-        with RunLogger(out_dir / "noise_baseline") as noise_logger:
-            baseline = run(noise, out_dir / "noise_baseline", noise_logger, rounds=max(1, result.rounds), time_budget_s=None)
-        summary["noise_baseline_accuracy"] = baseline.student_accuracy
-        print(f"baseline: the same student distilled on {baseline.images_synthesized} random-noise images: "
-              f"test accuracy {_pct(baseline.student_accuracy)}")
+def offline_parts(cfg: DictConfig, device: torch.device):
+    """(None: no teacher runs, the info of the set's teacher, the test set, the stored set as a batch source)."""
+    from datafree.distill.sources import StoredSource
+    from datafree.export.audit import check_comparable
+    from datafree.export.reader import SyntheticSet
+
+    synthetic = SyntheticSet(cfg.data.path).require("distil from it", verify=bool(cfg.data.get("verify", True)))
+    _, height, _ = synthetic.image_shape
+    for key, value in (("num_classes", synthetic.num_classes), ("image_size", height)):
+        if cfg.data.get(key) is not None and int(cfg.data[key]) != value:
+            raise DatafreeError(f"data.{key}={cfg.data[key]} but the synthetic set has {value}: set data.{key}=null.")
+    test_set = load_split(cfg.data, "test")
     if test_set is not None:
-        print(f"chance: {_pct(1 / num_classes)}")
-    print(describe_run_folder(out_dir))
-    return summary
+        check_comparable(synthetic, test_set, "test")
+    teacher = synthetic.teacher
+    info = ClassifierInfo(arch=str(teacher.get("arch")), num_classes=synthetic.num_classes, input_size=synthetic.image_shape,
+                          mean=teacher["mean"], std=teacher["std"], classes=synthetic.classes,
+                          test_accuracy=teacher.get("test_accuracy"))
+    # Each rank streams the set in its own order.
+    source = StoredSource(synthetic, crop_padding=int(cfg.data.crop_padding), seed=int(cfg.seed) + dist.rank(),
+                          device_budget_mb=int(cfg.data.get("device_budget_mb", 2048)))
+    return None, info, test_set, source
 
 
 # What each output of a run is, in the order the summary lists them.
@@ -369,26 +414,27 @@ def _device_name(device: torch.device) -> str:
 
 def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
     """Write ``cfg.n`` synthetic samples to ``cfg.out`` (hydra's run folder keeps only the log)."""
-    from datafree.export.synthesize import load_distill_run, synthesize_dataset
+    from datafree.distill.runs import load_distill_run
+    from datafree.export.synthesize import synthesize_dataset
 
     device = prepare(cfg, out_dir)
     node = cfg.teacher
-    if (node.get("source") or "datafree") == "datafree" and not node.get("checkpoint"):
+    if zoo_checkpoint_missing(node):
         raise DatafreeError("synthesize needs a trained teacher: set teacher.checkpoint=PATH (the teacher.pt of "
                             "'datafree train-teacher' or of a distill run), or choose another source (teacher=module, ...).")
     synthesizer = instantiate_node(cfg.synthesizer, "synthesizer")
     teacher = teacher_from_config(node, device, data_hint(cfg.data, None))
     for note in teacher.notes:
         print(f"teacher: {note}")
-    if device.type == "cuda":  # every drawn batch goes through the teacher at least once
-        teacher.model.to(memory_format=torch.channels_last)
-    student, _ = make_student(cfg.student.arch, teacher.info, device)
-    if device.type == "cuda":
-        student = student.to(memory_format=torch.channels_last)
+    network_layout(teacher.model, device)  # every drawn batch goes through the teacher at least once
+    student = network_layout(make_student(cfg.student.arch, teacher.info, device)[0], device)
     saved = None
     if cfg.get("from_run"):
-        file, saved = load_distill_run(cfg.from_run, student, cfg.synthesizer.get("_target_"), cfg.student.get("arch"))
-        print(f"synthesizer and student from {file}")
+        run = load_distill_run(cfg.from_run)
+        run.require(cfg.synthesizer.get("_target_"), cfg.student.get("arch"))
+        run.load_student(student)
+        saved = run.synthesizer_state
+        print(f"synthesizer and student from {run.file}")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     recipe = {k: v for k, v in resolved.items() if k not in ("data", "trainer", "noise_baseline")}  # unused here
     result = synthesize_dataset(
@@ -434,15 +480,14 @@ def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
     teacher, teacher_entry = None, None
     if settings.features:
         node = cfg.teacher
-        if (node.get("source") or "datafree") == "datafree" and not node.get("checkpoint"):
+        if zoo_checkpoint_missing(node):
             node = OmegaConf.create((synthetic.manifest.get("recipe") or {}).get("teacher") or {})
             if not node.get("checkpoint") and not node.get("model"):
                 raise DatafreeError("the audit's feature space needs the teacher and the data set's manifest names no "
                                     "teacher file: set teacher.checkpoint=PATH, or features=false for pixels only.")
         teacher = teacher_from_config(node, device, data_hint(cfg.data, held_out)).model
         check_feature_teacher(teacher)
-        if device.type == "cuda":
-            teacher = teacher.to(memory_format=torch.channels_last)
+        teacher = network_layout(teacher, device)
         sha = teacher_fingerprint(teacher)
         teacher_entry = {"sha256": sha, "matches_synthetic_set": sha == synthetic.teacher.get("sha256")}
         if not teacher_entry["matches_synthetic_set"]:
@@ -466,64 +511,3 @@ def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
     print(f"report: {paths['report']}; pictures: {paths['pairs']}, {paths['distances']}")
     return {"flagged": report["flagged"]["any"]["count"], "report": str(paths["report"]),
             "search_time_s": report["search_time_s"]}
-
-
-def distill_offline_job(cfg: DictConfig, out_dir: Path) -> dict:
-    """``distill data=synthetic``: the student learns from a stored data set's teacher logits; no teacher runs."""
-    from datafree.distill.offline import distill_offline
-    from datafree.export.audit import check_comparable
-    from datafree.export.reader import SyntheticSet
-    from datafree.export.stream import SyntheticBatches
-
-    device = prepare(cfg, out_dir)
-    trainer = cfg.trainer
-    synthetic = SyntheticSet(cfg.data.path).require("distil from it", verify=bool(cfg.data.get("verify", True)))
-    channels, height, _ = synthetic.image_shape
-    for key, value in (("num_classes", synthetic.num_classes), ("image_size", height)):
-        if cfg.data.get(key) is not None and int(cfg.data[key]) != value:
-            raise DatafreeError(f"data.{key}={cfg.data[key]} but the synthetic set has {value}: set data.{key}=null.")
-    loss = instantiate_node(trainer.loss, "trainer.loss")
-    test_set = load_split(cfg.data, "test")
-    if test_set is not None:
-        check_comparable(synthetic, test_set, "test")
-    teacher = synthetic.teacher
-    info = ClassifierInfo(arch=str(teacher.get("arch")), num_classes=synthetic.num_classes, input_size=synthetic.image_shape,
-                          mean=teacher["mean"], std=teacher["std"], classes=synthetic.classes,
-                          test_accuracy=teacher.get("test_accuracy"))
-    student, student_info = make_student(cfg.student.arch, info, device)
-    if device.type == "cuda":
-        student = student.to(memory_format=torch.channels_last)
-    if trainer.get("sync_batchnorm"):
-        student = dist.sync_batchnorm(student, device, "trainer.sync_batchnorm")
-    student_info.extra["synthetic_set"] = str(synthetic.folder)
-    # Terms on logits (RKD, the discriminator) work from the stored logits; terms on the teacher's layers are refused.
-    objectives = Objectives(None, student, num_classes=synthetic.num_classes, input_size=synthetic.image_shape,
-                            device=device, max_nonfinite=int(trainer.max_nonfinite),
-                            **{field.name: trainer.get(field.name) for field in dataclasses.fields(Terms)})
-    # Each rank streams the set in its own order.
-    stream = SyntheticBatches(synthetic, int(trainer.batch_size), device, seed=int(cfg.seed) + dist.rank(),
-                              crop_padding=int(cfg.data.crop_padding),
-                              device_budget_mb=int(cfg.data.get("device_budget_mb", 2048)),
-                              channels_last=device.type == "cuda")
-    test_batches = None if test_set is None else batches(test_set, cfg.data, device, train=False, seed=int(cfg.seed))
-    steps_per_round = max(1, int(trainer.student_steps))
-    with RunLogger(out_dir) as logger:
-        result = distill_offline(
-            student, stream, loss, device=device, steps=int(trainer.rounds) * steps_per_round, lr=float(trainer.lr),
-            optimizer=str(trainer.optimizer), momentum=float(trainer.momentum), weight_decay=float(trainer.weight_decay),
-            clip_grad_norm=trainer.get("clip_grad_norm"),
-            eval_every=int(trainer.eval_every) * steps_per_round, log_every=int(trainer.log_every),
-            time_budget_s=trainer.get("time_budget_s"), checkpoint_every=int(trainer.checkpoint_every),
-            max_nonfinite=int(trainer.max_nonfinite), amp=bool(cfg.amp), test_batches=test_batches, logger=logger,
-            student_info=student_info, checkpoint_path=out_dir / "student.pt",
-            state=run_state(cfg, out_dir), progress=bool(cfg.progress), objectives=objectives,
-        )
-    print(f"student {cfg.student.arch}: test accuracy {_pct(result.student_accuracy)} after {result.steps} steps "
-          f"({result.epochs} passes over {len(synthetic)} stored samples), {result.wall_time_s:.0f}s on "
-          f"{_device_name(device)}, stopped by {result.stopped_by}; no teacher ran (teacher {teacher.get('arch')}: "
-          f"{_pct(teacher.get('test_accuracy'))} when the set was made)")
-    if test_set is not None:
-        print(f"chance: {_pct(1 / synthetic.num_classes)}")
-    print(f"student checkpoint: {out_dir / 'student.pt'}")
-    return {"student_accuracy": result.student_accuracy, "steps": result.steps, "wall_time_s": round(result.wall_time_s, 1),
-            "checkpoint": str(out_dir / "student.pt")}

@@ -9,7 +9,9 @@ reports in one line before any work. Other exceptions are bugs and pass through.
 """
 from __future__ import annotations
 
+import functools
 import re
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -66,3 +68,52 @@ def _full_key(message: str, node: Any) -> str | None:
         if OmegaConf.is_list(parent):
             return f"{item.group(1)}[{item.group(2)}]"
     return key
+
+
+def recipes_location() -> str:
+    """Where hydra reads the recipes: in a source checkout (editable install, or ``python -m datafree``
+    from the repository without installing) the top-level ``recipes/`` folder beside the package; in a
+    regular install the package ``datafree.recipes`` that the wheel built from that folder."""
+    folder = Path(__file__).resolve().parents[1] / "recipes"
+    return str(folder) if (folder / "distill.yaml").is_file() else "pkg://datafree.recipes"
+
+
+def _recipes_folder() -> Path:
+    location = recipes_location()
+    if not location.startswith("pkg://"):
+        return Path(location)
+    import datafree.recipes
+
+    return Path(datafree.recipes.__file__).parent
+
+
+@functools.lru_cache(maxsize=None)
+def recipe_defaults(name: str) -> dict:
+    """The values of the recipe ``name`` (e.g. ``"trainer/default"``) as a plain dict, without ``_target_`` and
+    ``_partial_``: what the Python API takes where a caller leaves a setting out, so that the recipe is the one
+    place that holds each default. Its defaults list is followed for the forms recipes use for their own group
+    (``sibling``, ``group: option``, ``group@_here_: option``); nodes with a ``_target_`` stay nodes."""
+    values = _compose_file(_recipes_folder(), name)
+    return {k: v for k, v in values.items() if k not in ("_target_", "_partial_")}
+
+
+def _compose_file(root: Path, name: str) -> dict:
+    node = OmegaConf.to_container(OmegaConf.load(root / f"{name}.yaml"))
+    group = str(Path(name).parent)
+    merged = OmegaConf.create()
+    own = {k: v for k, v in node.items() if k != "defaults"}
+    entries = node.get("defaults") or ["_self_"]
+    for entry in entries:
+        if entry == "_self_":
+            merged = OmegaConf.merge(merged, own)
+        elif isinstance(entry, str):  # a sibling in the same group, e.g. "default"
+            merged = OmegaConf.merge(merged, _compose_file(root, f"{group}/{entry}"))
+        else:
+            (key, option), = entry.items()
+            key = key.removeprefix("override ")
+            sub, _, package = key.partition("@")
+            values = _compose_file(root, f"{group}/{sub}/{option}")
+            merged = OmegaConf.merge(merged, values if package == "_here_" else {sub: values})
+    if "_self_" not in entries:
+        merged = OmegaConf.merge(merged, own)
+    return OmegaConf.to_container(merged)

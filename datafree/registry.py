@@ -1,4 +1,4 @@
-"""One small name -> factory registry, used for models, synthesizers and losses."""
+"""One small name -> factory registry (MODELS: the zoo and the generators)."""
 from __future__ import annotations
 
 import difflib

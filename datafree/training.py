@@ -14,25 +14,9 @@ from datafree.evaluate import evaluate
 from datafree.utils import dist
 from datafree.utils.device import autocast
 from datafree.utils.logging import RunLogger
-from datafree.utils.loop import Loop, Snapshot, check_loop_settings
+from datafree.utils.loop import Loop, Snapshot, check_loop_settings, lr_at
 from datafree.utils.nonfinite import NonFiniteGuard, fused_sgd
 from datafree.utils.run_state import StateFiles
-
-
-def lr_at(progress: float, schedule: str, warmup: float) -> float:
-    """Multiplier of the peak learning rate at ``progress`` in [0, 1].
-
-    ``onecycle``: linear warm-up over the first ``warmup`` fraction, then linear
-    decay to 0; ``cosine``: the same warm-up, then cosine decay to 0.
-    """
-    if warmup > 0 and progress < warmup:
-        return progress / warmup
-    rest = (progress - warmup) / max(1e-8, 1 - warmup)
-    if schedule == "onecycle":
-        return max(0.0, 1.0 - rest)
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, rest)))
-    raise DatafreeError(f"unknown learning-rate schedule {schedule!r}: choose 'onecycle' or 'cosine'.")
 
 
 def train_classifier(

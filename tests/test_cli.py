@@ -92,12 +92,11 @@ def test_help_and_unknown_command(capsys):
 
 
 def test_version(capsys):
-    import tomllib
+    from importlib.metadata import version
 
     import datafree
 
-    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-    assert datafree.__version__ == pyproject["project"]["version"]
+    assert datafree.__version__ == version("datafree")  # the installed metadata reads datafree/version.py
     for flag in ("--version", "-V"):
         assert run_in_process(capsys, flag) == (0, f"datafree {datafree.__version__}\n", "")
 

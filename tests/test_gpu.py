@@ -21,21 +21,19 @@ def _nets(device):
     return teacher.to(memory_format=torch.channels_last), student.to(memory_format=torch.channels_last)
 
 
-def _round_without_sync(distiller, synth):
-    """One warm-up round (cuDNN autotuning may sync), then a round that fails on any host sync."""
-    batch = synth.synthesize()
-    distiller.pool.add(batch.images)
-    distiller._student_step(batch.images)
+def _round_without_sync(distiller):
+    """One warm-up round (cuDNN autotuning may sync), then a round that fails on any host sync; its images."""
+    distiller.source.new_round()
+    distiller._update()
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        batch = synth.synthesize()
-        distiller.pool.add(batch.images)
+        distiller.source.new_round()
         for _ in range(3):
-            distiller._student_step(batch.images)
+            distiller._update()
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    return batch
+    return distiller.source.fresh
 
 
 def test_synthesis_and_student_steps_do_not_sync_with_the_host():
@@ -44,8 +42,8 @@ def test_synthesis_and_student_steps_do_not_sync_with_the_host():
     synth = DeepInversion(batch_size=64, iterations=3, adi_weight=1.0)
     distiller = Distiller.from_options(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
                                        batch_size=64, progress=False)
-    batch = _round_without_sync(distiller, synth)
-    assert batch.images.is_cuda and batch.images.shape == (64, 3, 32, 32)
+    images = _round_without_sync(distiller)
+    assert images.is_cuda and images.shape == (64, 3, 32, 32)
 
 
 def test_feature_terms_do_not_sync_with_the_host():
@@ -55,8 +53,8 @@ def test_feature_terms_do_not_sync_with_the_host():
     layers = {"teacher_layers": ["layer2", "layer3"], "student_layers": ["block2", "block3"]}
     distiller = Distiller.from_options(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
                                        batch_size=64, progress=False, attention={"weight": 250.0, **layers}, hint={"weight": 1.0, **layers})
-    assert [type(a).__name__ for a in distiller.feature_terms[1].adapters] == ["Conv2d", "Conv2d"]
-    _round_without_sync(distiller, synth)
+    assert [type(a).__name__ for a in distiller.objectives.features[1].adapters] == ["Conv2d", "Conv2d"]
+    _round_without_sync(distiller)
 
 
 def test_device_batches_iterate_without_sync():
@@ -94,8 +92,8 @@ def test_generator_rounds_and_student_steps_do_not_sync_with_the_host():
                                  adv_loss="masked_kl")
     distiller = Distiller.from_options(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
                                        batch_size=64, replay=0.5, loss=LogitL1Loss(), progress=False)
-    batch = _round_without_sync(distiller, synth)
-    assert batch.images.shape == (64, 3, 32, 32) and torch.isfinite(batch.images).all()
+    images = _round_without_sync(distiller)
+    assert images.shape == (64, 3, 32, 32) and torch.isfinite(images).all()
 
 
 def test_torchscript_and_torchvision_teachers_on_the_gpu(tmp_path):
@@ -119,8 +117,7 @@ def test_torchscript_and_torchvision_teachers_on_the_gpu(tmp_path):
     synth = GeneratorSynthesizer(batch_size=64, latent_dim=32)
     distiller = Distiller.from_options(ts.model, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
                                        batch_size=64, replay=0.5, loss=LogitL1Loss(), progress=False)
-    batch = _round_without_sync(distiller, synth)
-    assert torch.isfinite(batch.images).all()
+    assert torch.isfinite(_round_without_sync(distiller)).all()
 
 
 def test_real_out_of_memory_halves_the_synthesis_batch(tmp_path):
@@ -160,15 +157,15 @@ def test_sigterm_and_resume_on_the_gpu(tmp_path):
                                       state=StateFiles(tmp_path, config={"x": 1}, resume=resume, notice=lambda m: None))
 
     first = make(False)
-    step_fn, calls = first._student_step, [0]
+    step_fn, calls = first._step, [0]
 
-    def step(fresh):
+    def step(*batch):
         calls[0] += 1
         if calls[0] == 5:
             os.kill(os.getpid(), signal.SIGTERM)
-        return step_fn(fresh)
+        return step_fn(*batch)
 
-    first._student_step = step
+    first._step = step
     with pytest.raises(Interrupted):
         first.fit()
     result = make(True).fit()
@@ -187,22 +184,20 @@ def test_fast_rounds_replay_as_cuda_graphs_without_host_sync():
                                        batch_size=64, replay=1.0, pool_capacity=1024, progress=False, cuda_graphs=True,
                                        loss=KDLoss(temperature=4.0), augment=Augment(flip=True, crop_padding=4))
     for _ in range(2):  # warm-up and capture (cuDNN autotuning may sync)
-        batch = synth.synthesize()
-        distiller.pool.add(batch.images)
+        distiller.source.new_round()
         for _ in range(4):
-            distiller._student_update(batch.images)
+            distiller._update()
     assert synth._step.graph is not None and distiller._captured.graph is not None
     before = [p.clone() for p in student.parameters()]
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        batch = synth.synthesize()
-        distiller.pool.add(batch.images)
+        distiller.source.new_round()
         distiller._set_lr(0.5)  # a new learning rate reaches the captured step through its tensor
-        losses = [distiller._student_update(batch.images).clone() for _ in range(3)]
+        losses = [distiller._update().clone() for _ in range(3)]
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert all(torch.isfinite(loss) for loss in losses) and len(distiller.pool) == 192
+    assert all(torch.isfinite(loss) for loss in losses) and len(distiller.source.pool) == 192
     assert any(not torch.equal(p, q) for p, q in zip(before, student.parameters()))  # the replays train the student
 
 
@@ -219,7 +214,7 @@ def test_objectives_without_sync_and_in_a_captured_student_step():
                                        discriminator={"weight": 0.1, "embedding": "penultimate", "every": 2},
                                        similarity={"weight": 3000.0, "teacher_layers": ["layer4"], "student_layers": ["block3"]})
     assert distiller._captured is None
-    _round_without_sync(distiller, synth)
+    _round_without_sync(distiller)
 
     teacher, student = _nets(device)
     distiller = Distiller.from_options(teacher, student, NoiseSynthesizer(batch_size=64), device=device, num_classes=10,
@@ -227,17 +222,44 @@ def test_objectives_without_sync_and_in_a_captured_student_step():
                                        augment=Augment(jitter=0, flip=True), rkd={"distance_weight": 25.0, "embedding": "logits"},
                                        discriminator={"weight": 0.1, "embedding": "logits", "steps": 2, "every": 2})
     assert distiller._captured is not None
-    fresh = torch.rand(64, 3, 32, 32, device=device)
+    distiller.source.new_round()
     for _ in range(4):  # warm-up (eager) and the capture
-        distiller._student_update(fresh)
+        distiller._update()
     before = [p.detach().clone() for p in distiller.objectives.adversary.net.parameters()]
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(4):
-            values = distiller._student_update(fresh)
+            values = distiller._update()
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert distiller._captured.graph is not None and torch.isfinite(values).all()
     assert distiller.objectives.adversary.rounds.item() == 8
     assert any(not torch.equal(p, q) for p, q in zip(distiller.objectives.adversary.net.parameters(), before))
+
+
+def test_a_stored_set_feeds_a_captured_student_step_through_its_input_buffers(tmp_path):
+    """Offline distillation with trainer.cuda_graphs: the batches are cut outside the graph and copied into its
+    buffers; the graphed steps compute what eager steps compute."""
+    from datafree.distill.sources import StoredSource
+    from datafree.export import SyntheticSet, synthesize_dataset
+    from datafree.synthesizers import NoiseSynthesizer
+    from datafree.teachers import ClassifierInfo, Teacher
+
+    device = torch.device("cuda")
+    teacher, _ = _nets(device)
+    info = ClassifierInfo("resnet18", 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3)
+    synthesize_dataset(Teacher(teacher, info), NoiseSynthesizer(batch_size=64), tmp_path / "set", 256, progress=False,
+                       log=lambda _: None)
+    losses = {}
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        _, student = _nets(device)
+        source = StoredSource(SyntheticSet(tmp_path / "set"), crop_padding=4, device_budget_mb=64, seed=0)
+        distiller = Distiller.from_options(None, student, source, device=device, num_classes=10,
+                                           input_size=(3, 32, 32), batch_size=64, progress=False, cuda_graphs=graphs)
+        assert (distiller._captured is not None) == graphs
+        losses[graphs] = torch.stack([distiller._update()[0].clone() for _ in range(8)])
+        if graphs:
+            assert distiller._captured.graph is not None
+    assert torch.allclose(losses[True], losses[False], rtol=1e-2), losses

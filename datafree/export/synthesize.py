@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +20,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from tqdm.auto import tqdm
 
-from datafree.errors import DatafreeError
+from datafree.errors import DatafreeError, first_line
 from datafree.export.imagefolder import supports_channels
 from datafree.export.manifest import teacher_fingerprint
 from datafree.export.quota import Quota, class_targets
@@ -36,7 +35,9 @@ from datafree.utils.device import autocast
 from datafree.utils.run_state import rng_state, set_rng_state
 from datafree.utils.seeding import seed_everything
 from datafree.utils.dist import ReportedByRankZero
-from datafree.utils.signals import Interrupted, StopRequest
+from datafree.utils.logging import RunLogger
+from datafree.utils.loop import Loop
+from datafree.utils.signals import Interrupted
 
 DRAWS = ("synthesize", "sample")
 
@@ -155,7 +156,7 @@ def synthesize_dataset(
         try:
             synthesizer.load_state_dict(synthesizer_state)
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise DatafreeError(f"from_run: the synthesizer saved by the run does not fit this recipe's ({_first_line(exc)}): "
+            raise DatafreeError(f"from_run: the synthesizer saved by the run does not fit this recipe's ({first_line(exc)}): "
                                 "give the run's own settings (the same experiment and overrides, e.g. data.image_size, "
                                 "which sizes the demo generators).") from None
     per_draw = int(batch_size or getattr(synthesizer, "batch_size", 256))
@@ -208,32 +209,26 @@ def synthesize_dataset(
 
     if own is not None:
         set_rng_state(own["rng"])  # last: nothing after it may draw random numbers before the loop
-    started, first_count = time.perf_counter(), start.count
+    # The shared loop's clock and stop requests; its saves are the writer's shard commits.
+    loop = Loop("synthesize", None, None, RunLogger(".", tensorboard=False, enabled=False), hint="")
+    first_count = start.count
     pending = [carry] if len(carry) else []
     buffered = sum(carried)
     next_index = start.count + buffered
     bar = tqdm(total=n, initial=quota.kept, desc="synthesize", unit="sample",
                disable=not (progress and dist.is_main_process()), dynamic_ncols=True, leave=False)
     try:
-        with StopRequest() as stop:
+        with loop:
             while not quota.done:
-                signum = dist.agreed_stop(stop.signum)  # a signal to any rank stops all before the same draw
+                # A draw can take minutes: every rank agrees now, and all stop before the same draw.
+                signum = loop.requested_stop(blocking=True)
                 if signum:
                     raise _stopped(signum, writer)
                 if drawn >= max_draws:
                     raise _short(quota, names, drawn, max_draw_factor, n, written)
-                batch = label_with_teacher(teacher.model, next_images(), amp)
-                # Every rank decides alike which samples are kept (the quota sees all ranks' draws, in rank order);
-                # rank 0 receives the kept ones and writes them.
-                labels = dist.all_gather_objects(batch.labels)
-                sizes = [len(part) for part in labels]
-                drawn += sum(sizes)
-                keep = quota.accept(torch.cat(labels))
-                mine = sum(sizes[: dist.rank()])
-                kept = dist.gather_objects(batch.select(keep[mine: mine + len(batch)]))
-                count = int(keep.sum())
+                kept, count, made = _kept(label_with_teacher(teacher.model, next_images(), amp), quota)
+                drawn += made
                 if kept is not None:
-                    kept = Samples.cat(kept)
                     kept.indices = torch.arange(next_index, next_index + count)
                     pending.append(kept)
                 next_index += count
@@ -255,8 +250,18 @@ def synthesize_dataset(
     finally:
         bar.close()
         synthesizer.class_weights = None
-    return dist.broadcast_object(_result(writer, n, n - first_count, time.perf_counter() - started)
-                                 if dist.is_main_process() else None)
+    return dist.broadcast_object(_result(writer, n, n - first_count, loop.elapsed()) if dist.is_main_process() else None)
+
+
+def _kept(batch: Samples, quota: Quota) -> tuple[Samples | None, int, int]:
+    """What the quota keeps of every rank's draws, decided alike on every rank (it sees all ranks' labels, in rank
+    order): (the kept samples, gathered on rank 0, else None; how many were kept; how many all ranks drew)."""
+    labels = dist.all_gather_objects(batch.labels)
+    sizes = [len(part) for part in labels]
+    keep = quota.accept(torch.cat(labels))
+    mine = sum(sizes[: dist.rank()])
+    kept = dist.gather_objects(batch.select(keep[mine: mine + len(batch)]))
+    return (None if kept is None else Samples.cat(kept)), int(keep.sum()), sum(sizes)
 
 
 def _open(writer: SyntheticWriter) -> Start:
@@ -324,47 +329,3 @@ def _short(quota: Quota, names: list[str], drawn: int, factor: float, n: int, ke
         "complete shards are kept). Use class_counts=as_drawn, a histogram closer to what it makes, a synthesizer "
         "that aims at classes (deepinversion, a conditional generator), or a larger max_draw_factor."
     )
-
-
-def load_distill_run(path: str | Path, student: nn.Module, synthesizer_target: str | None,
-                     student_arch: str | None) -> tuple[Path, dict]:
-    """Load the trained student of a distillation run; returns the state file and the synthesizer's saved state
-    (e.g. its generator), which :func:`synthesize_dataset` loads once the synthesizer is bound.
-
-    ``path`` is the run folder (its ``state_last.pt`` is read) or a state file. The run must have
-    used the same synthesizer class and student architecture as this recipe.
-    """
-    from datafree.utils.run_state import FORMAT, LAST
-
-    path = Path(path).expanduser()
-    file = path / LAST if path.is_dir() else path
-    if not file.is_file():
-        raise DatafreeError(f"from_run={path} holds no {LAST}: point it at the folder of a distill run that saved its "
-                            "state (trainer.checkpoint_every > 0, or a finished run).")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - damaged or foreign file
-        raise DatafreeError(f"from_run: {file} cannot be read ({type(exc).__name__}): it is damaged or not a datafree "
-                            "state file.") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("kind") != "distill":
-        raise DatafreeError(f"from_run: {file} is not the state of a datafree distill run: point at a distill run's folder.")
-    config = state.get("config") or {}
-    run_target = (config.get("synthesizer") or {}).get("_target_")
-    run_arch = (config.get("student") or {}).get("arch")
-    if synthesizer_target and run_target and run_target != synthesizer_target:
-        raise DatafreeError(f"from_run: the run used synthesizer {run_target}, this recipe {synthesizer_target}: give the "
-                            "run's experiment or synthesizer recipe (e.g. the same experiment=...).")
-    if student_arch and run_arch and run_arch != student_arch:
-        raise DatafreeError(f"from_run: the run's student is {run_arch}, this recipe's {student_arch}: set "
-                            f"student={run_arch} (or the run's experiment=...).")
-    try:
-        student.load_state_dict(state["student"])
-    except (KeyError, RuntimeError) as exc:
-        raise DatafreeError(f"from_run: the student saved in {file} does not fit this recipe's "
-                            f"({_first_line(exc)}): give the run's own recipe settings.") from None
-    return file, state.get("synthesizer") or {}
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return " ".join(lines[:2])[:240] or type(error).__name__

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import torch
 
-from datafree import __version__
+from datafree.version import __version__
 from datafree.errors import DatafreeError
 from datafree.export.imagefolder import ROOT as IMAGEFOLDER_ROOT
 from datafree.export.imagefolder import write_image_folder

@@ -162,7 +162,6 @@ class GeneratorSynthesizer(Synthesizer):
         self.augment = Augment(jitter=0, flip=False, extra=augment) if augment else None
         self.optimizer: torch.optim.Optimizer | None = None
         self.rounds_done = 0
-        self.last_losses: dict[str, torch.Tensor] = {}
         self._active: nn.Module | None = None  # what sample() draws from: the base, or the latest clone
         self._pending_state: dict | None = None
 

@@ -47,6 +47,10 @@ class Synthesizer(ABC):
     device: torch.device
     # Room left per class when a data set is written (datafree synthesize sets it): see draw_targets.
     class_weights: torch.Tensor | None = None
+    # The last round's loss terms (device scalars), which the trainer logs as synth/<name> with its own losses.
+    last_losses: dict[str, torch.Tensor] = {}
+    # Synthesis steps skipped for a non-finite loss so far (a device scalar), where the synthesizer optimises.
+    skipped_steps: torch.Tensor | None = None
 
     def bind(self, teacher: nn.Module, student: nn.Module, num_classes: int,
              input_size: tuple[int, int, int], device: torch.device) -> None:

@@ -65,7 +65,6 @@ class DeepInversion(Synthesizer):
         self.augment = Augment(jitter=jitter, flip=flip, extra=augment)
         self.init_std = float(init_std)
         self.amp = bool(amp)
-        self.last_losses: dict[str, torch.Tensor] = {}
 
     def check_teacher(self, teacher: nn.Module) -> None:
         if self.bn_weight > 0:

@@ -86,14 +86,16 @@ class FastSynthesizer(Synthesizer):
         self.noisy: nn.Linear | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.rounds_done = 0
-        self.last_losses: dict[str, torch.Tensor] = {}
         self._pending_state: dict | None = None
 
     # -- setup --------------------------------------------------------------------------------------
+    def check_teacher(self, teacher: nn.Module) -> None:
+        if self.bn_weight:
+            check_batchnorm_teacher(teacher, "the fast synthesizer's BatchNorm-statistics prior (bn_weight)")
+
     def validate(self) -> None:
         channels, height, width = self.input_size
-        if self.bn_weight:
-            check_batchnorm_teacher(self.teacher, "the fast synthesizer's BatchNorm-statistics prior (bn_weight)")
+        self.check_teacher(self.teacher)
         self.generator = create_model("dcgan_generator", latent_dim=self.latent_dim, base_width=self.base_width,
                                       image_size=height if height == width else (height, width), channels=channels,
                                       output_bn=False).to(self.device).train()

@@ -115,6 +115,16 @@ def load_classifier(path, arch: str | None = None, num_classes: int | None = Non
     return teacher.model, teacher.info
 
 
+def source_of(node) -> str:
+    """The source a teacher recipe node names; a node without one is a datafree checkpoint or zoo model."""
+    return str(node.get("source") or "datafree")
+
+
+def zoo_checkpoint_missing(node) -> bool:
+    """Whether a teacher node is a datafree/zoo teacher without a checkpoint (it can only be trained)."""
+    return source_of(node) == "datafree" and not node.get("checkpoint")
+
+
 def teacher_from_config(node, device: str | torch.device = "cpu", data_hint: DataHint | None = None) -> Teacher:
     """:func:`load_teacher` for a recipe's ``teacher`` node (``train`` settings are not its business)."""
     unknown = sorted(set(node.keys()) - NODE_KEYS)
@@ -125,7 +135,7 @@ def teacher_from_config(node, device: str | torch.device = "cpu", data_hint: Dat
         check_no_unset(node, prefix="teacher.")
     get = node.get
     return load_teacher(
-        str(get("source") or "datafree"), checkpoint=_str_or_none(get("checkpoint")), arch=get("arch"),
+        source_of(node), checkpoint=_str_or_none(get("checkpoint")), arch=get("arch"),
         model=get("model"), name=get("name"), members=get("members"), state_key=get("state_key"),
         trust_checkpoint=bool(get("trust_checkpoint") or False), num_classes=get("num_classes"),
         input_size=get("input_size"), mean=get("mean"), std=get("std"), device=device, data_hint=data_hint,

@@ -5,6 +5,7 @@ import contextlib
 import os
 
 import torch
+from torch import nn
 
 from datafree.errors import DatafreeError
 from datafree.utils.dist import local_rank
@@ -45,3 +46,14 @@ def autocast(device: torch.device, enabled: bool = True):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def network_layout(x, device: torch.device):
+    """A tensor or module in the layout the networks run in: channels_last on a GPU (faster convolutions),
+    unchanged on the CPU."""
+    if torch.device(device).type != "cuda":
+        return x
+    if isinstance(x, nn.Module):
+        return x.to(memory_format=torch.channels_last)
+    return x.contiguous(memory_format=torch.channels_last)
+

@@ -60,15 +60,33 @@ def check_loop_settings(prefix: str, what: str, *, time_budget_s, checkpoint_eve
                             f"(0 = only on a signal and at the end), not {checkpoint_every!r}.")
 
 
+def lr_at(progress: float, schedule: str, warmup: float) -> float:
+    """Multiplier of the peak learning rate at ``progress`` in [0, 1].
+
+    ``onecycle``: linear warm-up over the first ``warmup`` fraction, then linear
+    decay to 0; ``cosine``: the same warm-up, then cosine decay to 0.
+    """
+    if warmup > 0 and progress < warmup:
+        return progress / warmup
+    rest = (progress - warmup) / max(1e-8, 1 - warmup)
+    if schedule == "onecycle":
+        return max(0.0, 1.0 - rest)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, rest)))
+    raise DatafreeError(f"unknown learning-rate schedule {schedule!r}: choose 'onecycle' or 'cosine'.")
+
+
 class Loop:
     """Clock, stop requests, non-finite checks and full-state saves of one loop over ``guard``'s steps.
 
     ``kind`` names the loop in its state files; ``hint`` is what the user should change
     when too many steps in a row were not finite. ``check_at_checkpoints``: read the
-    guard before each periodic save, for loops that read nothing back between saves.
+    guard before each periodic save, for loops that read nothing back between saves. A loop
+    without optimiser steps and full states of its own (synthesis into shards) gives neither
+    ``state`` nor ``guard`` and uses only the clock and :meth:`requested_stop`.
     """
 
-    def __init__(self, kind: str, state: StateFiles | None, guard: NonFiniteGuard, logger: RunLogger, *, hint: str,
+    def __init__(self, kind: str, state: StateFiles | None, guard: NonFiniteGuard | None, logger: RunLogger, *, hint: str,
                  time_budget_s: float | None = None, checkpoint_every: int = 0, check_at_checkpoints: bool = False):
         self.kind, self.state, self.guard, self.logger, self.hint = kind, state, guard, logger, hint
         self.time_budget_s, self.checkpoint_every = time_budget_s, checkpoint_every
@@ -206,14 +224,23 @@ class Loop:
         Under torchrun a signal to any rank stops every rank at the same boundary (one after it
         arrived); each saves its own state, and none exits before all have saved.
         """
-        signum = self._stop.signum
-        if self._agreement is not None:
-            self._agreement.exchange(signum, self._own_elapsed())
-            signum = self._agreement.signum
+        signum = self.requested_stop()
         if signum:
             path = self.save(snapshot, force=True)
             dist.barrier()
             raise interrupted(signum, where, path)
+
+    def requested_stop(self, blocking: bool = False) -> int | None:
+        """The signal that asks this loop to stop at this boundary (under torchrun: the one any rank received,
+        agreed at the same boundary everywhere), or None; for loops that stop in their own way. ``blocking``
+        agrees on this boundary's requests now, for loops whose steps are too long to act one step later."""
+        signum = self._stop.signum
+        if blocking and self._agreement is not None:
+            return dist.agreed_stop(signum)
+        if self._agreement is not None:
+            self._agreement.exchange(signum, self._own_elapsed())
+            signum = self._agreement.signum
+        return signum
 
     def step_done(self, step: int, where: str, snapshot: Snapshot) -> None:
         """After each step: honour a stop request, and save every ``checkpoint_every`` steps."""

@@ -278,16 +278,22 @@ REAL = Path("/work/shared/data/cifar10-jpeg")
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (REAL / "train.tar.gz").exists(), reason="shared CIFAR-10 JPEG copy not present")
-def test_real_cifar10_jpeg():
-    import time
+def test_real_cifar10_jpeg(tmp_path, monkeypatch):
+    import datafree.data.folders as folders
 
-    start = time.perf_counter()
+    monkeypatch.setenv("DATAFREE_CACHE", str(tmp_path / "cache"))
+    hits = []
+    read = folders._read_cache
+
+    def counted(file):
+        found = read(file)
+        hits.append(found is not None)
+        return found
+
+    monkeypatch.setattr(folders, "_read_cache", counted)
     ds = load_tarball(REAL / "train.tar.gz")
-    cold = time.perf_counter() - start
-    start = time.perf_counter()
     again = load_tarball(REAL / "train.tar.gz")
-    warm = time.perf_counter() - start
-    print(f"cold {cold:.2f}s cached {warm:.2f}s")
+    assert hits == [False, True]  # decoded once, then read from the cache (no wall-time bound: machines differ)
     assert ds.images.shape == (50000, 3, 32, 32)
     assert ds.classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     assert ds.class_counts().tolist() == [5000] * 10
@@ -295,7 +301,6 @@ def test_real_cifar10_jpeg():
     mean, std = ds.channel_stats()
     assert mean == pytest.approx((0.4914, 0.4822, 0.4465), abs=0.01)
     assert std == pytest.approx((0.2470, 0.2435, 0.2616), abs=0.01)
-    assert cold < 60 and warm < 10
     test = load_tarball(REAL / "test.tar.gz")
     assert test.class_counts().tolist() == [1000] * 10
 

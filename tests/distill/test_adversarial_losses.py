@@ -99,12 +99,11 @@ LAYERS = {"teacher_layers": ["features.2", "features.5"], "student_layers": ["fe
 def test_trainer_adds_weighted_attention_transfer():
     from datafree.synthesizers import FeatureCapture
 
-    d = _distiller({"weight": 250.0, **LAYERS}, lr=0.0)
-    fresh = torch.rand(16, 3, 8, 8)
+    d = _distiller({"weight": 250.0, **LAYERS}, lr=1e-12)  # (almost) no update: the loss can be recomputed after it
     torch.manual_seed(5)
-    loss = d._student_step(fresh)[0].item()  # the total, then each term
+    loss = d._step(*d.source.next())[0].item()  # the total, then each term
     torch.manual_seed(5)
-    x = d.synthesizer.sample(16)
+    x = d.source.synthesizer.sample(16)
     with FeatureCapture(d.teacher, LAYERS["teacher_layers"]) as t, FeatureCapture(d.student, LAYERS["student_layers"]) as s:
         kd = d.loss(d.student(x), d.teacher(x))
         at = attention_transfer(s.features, t.features)
@@ -119,10 +118,10 @@ def test_trainer_adds_weighted_attention_transfer():
 def test_trainer_attention_settings_are_checked():
     from datafree.errors import DatafreeError
 
-    assert _distiller(None).feature_terms == [] and _distiller({"weight": 0.0, **LAYERS}).feature_terms == []
+    assert _distiller(None).objectives.features == [] and _distiller({"weight": 0.0, **LAYERS}).objectives.features == []
     with pytest.raises(DatafreeError, match="not found"):
         _distiller({"weight": 1.0, "teacher_layers": ["features.2"], "student_layers": ["layer9"]})
     with pytest.raises(DatafreeError, match="equally long"):
         _distiller({"weight": 1.0, "teacher_layers": ["features.2"], "student_layers": ["features.2", "features.5"]})
-    with pytest.raises(DatafreeError, match="weight >= 0"):
+    with pytest.raises(DatafreeError, match="trainer.attention.weight must be a number >= 0"):
         _distiller({"weight": -1.0, **LAYERS})

@@ -82,7 +82,7 @@ def test_trainer_trains_hint_adapters_with_the_student():
     distiller = Distiller.from_options(teacher, student, NoiseSynthesizer(batch_size=8), device=CPU, num_classes=4, input_size=SIZE,
                                        rounds=2, student_steps=2, batch_size=8, amp=False, progress=False, hint=hint,
                                        augment=Augment(jitter=0, flip=False))
-    adapter = distiller.feature_terms[0].adapters[0]
+    adapter = distiller.objectives.features[0].adapters[0]
     optimised = {id(p) for group in distiller.optimizer.param_groups for p in group["params"]}
     assert id(adapter.weight) in optimised
     before = adapter.weight.detach().clone()

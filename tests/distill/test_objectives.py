@@ -89,7 +89,8 @@ def test_each_term_falls_when_trained_alone(name):
 def test_discriminator_accuracy_rises_with_the_student_frozen_and_falls_when_it_trains():
     disc = {"weight": 1.0, "hidden": [32], "lr": 1e-3}
     frozen_log = Recorder()
-    frozen = _distiller(lr=0.0, logger=frozen_log, discriminator=disc)  # lr 0: the student does not move
+    frozen = _distiller(logger=frozen_log, discriminator=disc)
+    frozen.settings.lr = 0.0  # the schedule's peak (recipes refuse 0): the student does not move
     before = {k: v.clone() for k, v in frozen.student.named_parameters()}
     frozen.fit()
     assert all(torch.equal(v, before[k]) for k, v in frozen.student.named_parameters())
@@ -199,7 +200,7 @@ def test_recipe_keys_turn_terms_on():
     with pytest.raises(DatafreeError, match="trainer.rkd.embedding must be 'penultimate' or 'logits', got 'pooled'"):
         check_config(bad)
     d = instantiate(cfg.trainer)(teacher=freeze(calibrated_bn_net()), student=TinyBNNet(),
-                                 synthesizer=NoiseSynthesizer(batch_size=8), device=CPU, num_classes=4, input_size=SIZE,
+                                 source=NoiseSynthesizer(batch_size=8), device=CPU, num_classes=4, input_size=SIZE,
                                  amp=False, progress=False)
     assert d.objectives.names == ("similarity", "rkd_angle", "adversarial")
     assert d.objectives.adversary.every == 2 and d.objectives.adversary.net[0].out_features == 8

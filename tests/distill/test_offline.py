@@ -11,8 +11,8 @@ from fakes import AimingSynthesizer, red_teacher
 from datafree import jobs
 from datafree.api import make_student
 from datafree.distill.losses import KDLoss
-from datafree.distill.objectives import Objectives
-from datafree.distill.offline import distill_offline
+from datafree.distill.sources import StoredSource
+from datafree.distill.trainer import Distiller
 from datafree.errors import DatafreeError
 from datafree.export import SyntheticSet, synthesize_dataset
 from datafree.export.stream import SyntheticBatches
@@ -67,27 +67,34 @@ def test_shards_stream_in_windows_and_every_sample_comes_once_per_epoch(small_se
 def _run(small_set, state_dir, resume=False, kill_at=None, terms=None):
     torch.manual_seed(0)
     student, _ = make_student("microcnn", red_teacher().info, "cpu")
-    objectives = None if terms is None else Objectives(None, student, num_classes=small_set.num_classes,
-                                                       input_size=small_set.image_shape, device=torch.device("cpu"), **terms)
-    stream = SyntheticBatches(small_set, 8, "cpu", crop_padding=1, device_budget_mb=0, seed=3)
-    stream.capacity = 32  # windows of two shards: the position spans epochs and windows
-    if kill_at is not None:
-        real_iter = SyntheticBatches.__iter__
+    source = StoredSource(small_set, crop_padding=1, device_budget_mb=0, seed=3)
+    bind = source.bind
 
-        def iterate(self):
-            for number, batch in enumerate(real_iter(self), 1):
-                if number == kill_at:
-                    os.kill(os.getpid(), signal.SIGTERM)
-                yield batch
+    def bound(*args, **kwargs):
+        bind(*args, **kwargs)
+        source.batches.capacity = 32  # windows of two shards: the position spans epochs and windows
+        if kill_at is not None:
+            real_iter = SyntheticBatches.__iter__
 
-        stream.__class__ = type("Killing", (SyntheticBatches,), {"__iter__": iterate})
+            def iterate(self):
+                for number, batch in enumerate(real_iter(self), 1):
+                    if number == kill_at:
+                        os.kill(os.getpid(), signal.SIGTERM)
+                    yield batch
+
+            source.batches.__class__ = type("Killing", (SyntheticBatches,), {"__iter__": iterate})
+
+    source.bind = bound
     state = StateFiles(state_dir, config={"lr": 0.05}, resume=resume, notice=lambda m: None)
-    distill_offline(student, stream, KDLoss(temperature=1.0), device=torch.device("cpu"), steps=30, lr=0.05,
-                    eval_every=10, log_every=5, checkpoint_every=7, amp=False, state=state, progress=False,
-                    objectives=objectives)
+    distiller = Distiller.from_options(None, student, source, device=torch.device("cpu"), num_classes=small_set.num_classes,
+                                       input_size=small_set.image_shape, rounds=6, student_steps=5, batch_size=8,
+                                       lr=0.05, loss=KDLoss(temperature=1.0), eval_every=2, log_every=5,
+                                       checkpoint_every=7, amp=False, state=state, progress=False, **(terms or {}))
+    distiller.fit()
     weights = {k: v.clone() for k, v in student.state_dict().items()}
-    if objectives is not None and objectives.adversary is not None:
-        weights.update({f"discriminator.{k}": v.clone() for k, v in objectives.adversary.net.state_dict().items()})
+    adversary = distiller.objectives.adversary
+    if adversary is not None:
+        weights.update({f"discriminator.{k}": v.clone() for k, v in adversary.net.state_dict().items()})
     return weights
 
 

@@ -41,15 +41,15 @@ def _make(state_dir, synth="deepinversion", resume=False, config=None, **kw):
 
 def _kill_at(distiller, at_step):
     """SIGTERM to this process in the middle of student step ``at_step`` (1-based): a real signal, a real handler."""
-    step_fn, calls = distiller._student_step, [0]
+    step_fn, calls = distiller._step, [0]
 
-    def step(fresh):
+    def step(*batch):
         calls[0] += 1
         if calls[0] == at_step:
             os.kill(os.getpid(), signal.SIGTERM)
-        return step_fn(fresh)
+        return step_fn(*batch)
 
-    distiller._student_step = step
+    distiller._step = step
 
 
 def _weights(distiller):
@@ -94,7 +94,7 @@ def test_hint_adapters_resume_bitwise(tmp_path):
         d.fit()
     resumed = _make(run_dir, resume=True, hint=hint)
     resumed.fit()
-    assert torch.equal(resumed.feature_terms[0].adapters[0].weight, reference.feature_terms[0].adapters[0].weight)
+    assert torch.equal(resumed.objectives.features[0].adapters[0].weight, reference.objectives.features[0].adapters[0].weight)
     for name, value in _weights(resumed).items():
         assert torch.equal(value, _weights(reference)[name]), name
 
@@ -127,13 +127,13 @@ def test_discriminator_resumes_bitwise(tmp_path, embedding):
 
 def test_ctrl_c_saves_and_exits_with_130(tmp_path):
     d = _make(tmp_path)
-    step_fn = d._student_step
+    step_fn = d._step
 
-    def step(fresh):
+    def step(*batch):
         os.kill(os.getpid(), signal.SIGINT)
-        return step_fn(fresh)
+        return step_fn(*batch)
 
-    d._student_step = step
+    d._step = step
     with pytest.raises(Interrupted, match=r"SIGINT after student step 1 \(round 1\): full state saved to") as info:
         d.fit()
     assert info.value.exit_code == 130 and torch.load(tmp_path / LAST, weights_only=True)["step"] == 1
@@ -162,7 +162,7 @@ def test_truncated_last_state_falls_back_to_previous(tmp_path):
     assert len(notices) == 1 and "state_last.pt cannot be read" in notices[0] and "previous" in notices[0]
     # The run resumed from the previous state ends where the uninterrupted one did.
     resumed = _make(tmp_path, resume=True, checkpoint_every=3)
-    resumed.reliability.state.notice = notices.append
+    resumed.outputs.state.notice = notices.append
     resumed.fit()
     assert len(notices) == 2
     expected = _weights(reference)
@@ -203,14 +203,14 @@ def test_planted_nan_is_skipped_and_counted(tmp_path):
     d = _make(tmp_path, state=None, loss=_NaNOnSteps({2, 5, 6}), max_nonfinite=3)
     before = {k: v.clone() for k, v in d.student.state_dict().items()}
     # The weights do not move on a skipped step: compare around step 2.
-    step_fn, seen = d._student_step, []
+    step_fn, seen = d._step, []
 
-    def step(fresh):
-        out = step_fn(fresh)
+    def step(*batch):
+        out = step_fn(*batch)
         seen.append({k: v.clone() for k, v in d.student.named_parameters()})
         return out
 
-    d._student_step = step
+    d._step = step
     result = d.fit()
     assert result.skipped_steps == 3 and result.student_steps == 12
     assert all(torch.equal(seen[0][k], seen[1][k]) for k in seen[0])  # step 2 skipped
@@ -239,14 +239,14 @@ def test_out_of_memory_names_the_batch_size_or_halves_it(tmp_path):
                                             r"trainer.halve_synthesis_on_oom=true"):
         _make(tmp_path, state=None, synthesizer=Hungry(batch_size=16)).fit()
     d = _make(tmp_path, state=None, halve_synthesis_on_oom=True, synthesizer=Hungry(batch_size=16))
-    assert d.fit().images_synthesized == 4 * 4 and d.synthesizer.batch_size == 4
+    assert d.fit().images_synthesized == 4 * 4 and d.source.synthesizer.batch_size == 4
 
     d = _make(tmp_path, state=None)
 
-    def no_memory(fresh):
+    def no_memory(*batch):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    d._student_step = no_memory
+    d._step = no_memory
     with pytest.raises(DatafreeError, match=r"student step with trainer.batch_size=8: lower it \(e.g. trainer.batch_size=4\)"):
         d.fit()
 

@@ -7,6 +7,7 @@ from nets import TinyBNNet, calibrated_bn_net
 from datafree.distill.losses import KDLoss
 from datafree.distill.trainer import Distiller
 from datafree.errors import DatafreeError
+from datafree.recipe_nodes import recipe_defaults
 from datafree.synthesizers import Batch, DeepInversion, NoiseSynthesizer, Synthesizer
 from datafree.teachers import ClassifierInfo, freeze
 from datafree.utils.logging import RunLogger
@@ -49,7 +50,7 @@ def test_deepinversion_through_trainer_fills_pool(tmp_path):
     synth = DeepInversion(batch_size=8, iterations=3, amp=False)
     d = _distiller(tmp_path, synth, rounds=3, student_steps=2, pool_capacity=20)
     result = d.fit()
-    assert len(d.pool) == 20 and result.images_synthesized == 24
+    assert len(d.source.pool) == 20 and result.images_synthesized == 24
 
 
 def test_time_budget_stops_early(tmp_path):
@@ -91,10 +92,12 @@ def test_bad_trainer_settings_are_refused(tmp_path):
         _distiller(tmp_path, NoiseSynthesizer(), optimizer="lion")
 
 
-def test_flat_options_reach_their_groups_and_typos_are_named(tmp_path):
+def test_flat_options_reach_the_settings_and_typos_are_named(tmp_path):
     d = _distiller(tmp_path, NoiseSynthesizer(), rounds=7, replay=0.25, momentum=0.5, grid_path=tmp_path / "g.png",
                    checkpoint_every=3)
-    assert (d.schedule.rounds, d.objective.replay, d.reliability.checkpoint_every) == (7, 0.25, 3)
+    assert (d.settings.rounds, d.source.replay, d.settings.checkpoint_every) == (7, 0.25, 3)
+    assert d.settings.student_steps == 3  # given
+    assert d.settings.max_nonfinite == recipe_defaults("trainer/default")["max_nonfinite"]  # not given
     assert d.optimizer.param_groups[0]["momentum"] == 0.5 and d.outputs.grid_path == tmp_path / "g.png"
     with pytest.raises(DatafreeError, match=r"unknown trainer option\(s\) \['lr_rate'\]: the options are .*lr,"):
         _distiller(tmp_path, NoiseSynthesizer(), lr_rate=0.1)
@@ -111,9 +114,9 @@ def test_review_fixes_generator_anneals_no_unused_pool_and_clipping():
     d = Distiller.from_options(TinyBNNet().eval(), TinyBNNet(), synth, device=torch.device("cpu"), num_classes=4,
                                input_size=(3, 8, 8), rounds=3, student_steps=2, batch_size=8, replay=0.0,
                                pool_capacity=1000, amp=False, progress=False, clip_grad_norm=1e-3)
-    assert d.pool.capacity == 0
+    assert d.source.pool.capacity == 0
     d.fit()
-    assert len(d.pool) == 0 and synth.optimizer.param_groups[0]["lr"] < 0.2 * synth.lr  # annealed with the student
+    assert len(d.source.pool) == 0 and synth.optimizer.param_groups[0]["lr"] < 0.2 * synth.lr  # annealed with the student
     d._set_lr(0.0)
     assert synth.optimizer.param_groups[0]["lr"] == synth.lr
     norms, step = [], d.guard.step
@@ -123,5 +126,5 @@ def test_review_fixes_generator_anneals_no_unused_pool_and_clipping():
         return step(optimizer, loss, terms)
 
     d.guard.step = record
-    d._student_step(torch.rand(8, 3, 8, 8))
+    d._step(torch.rand(8, 3, 8, 8), None)
     assert norms and norms[0] == pytest.approx(1e-3, rel=1e-3)

@@ -4,13 +4,12 @@ import torch
 
 from fakes import AimingSynthesizer, red_teacher
 from datafree.distill.losses import KDLoss
-from datafree.distill.offline import student_step
+from datafree.distill.sources import StoredSource
+from datafree.distill.trainer import Distiller
 from datafree.export import SyntheticSet, synthesize_dataset
 from datafree.export.audit import nearest, penultimate_features, pixel_search
-from datafree.export.stream import SyntheticBatches
 from datafree.models import create_model
 from datafree.teachers import Normalized
-from datafree.utils.nonfinite import NonFiniteGuard, fused_optimizer
 
 pytestmark = [
     pytest.mark.gpu,
@@ -54,20 +53,17 @@ def test_shard_stream_and_offline_step_do_not_sync(tmp_path):
     device = torch.device("cuda")
     synthesize_dataset(red_teacher(size=32), AimingSynthesizer(batch_size=64), tmp_path / "set", 512, shard_size=128,
                        progress=False, log=lambda _: None)
-    stream = SyntheticBatches(SyntheticSet(tmp_path / "set"), 64, device, crop_padding=4, channels_last=True)
-    batches = iter(stream)
-    next(batches)  # loads the set onto the device once
     student = Normalized(create_model("resnet18", num_classes=4), (0.0,) * 3, (1.0,) * 3).to(device)
-    student = student.to(memory_format=torch.channels_last)
-    optimizer = fused_optimizer("sgd", student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    guard = NonFiniteGuard(device, ("kd",))
-    loss = KDLoss(temperature=1.0)
-    student_step(student, optimizer, loss, guard, *next(batches))  # warm-up
+    source = StoredSource(SyntheticSet(tmp_path / "set"), crop_padding=4, device_budget_mb=2048, seed=0)
+    distiller = Distiller.from_options(None, student.to(memory_format=torch.channels_last), source, device=device,
+                                       num_classes=4, input_size=(3, 32, 32), batch_size=64, lr=0.05,
+                                       loss=KDLoss(temperature=1.0), progress=False)
+    distiller._update()  # warm-up; loads the set onto the device once
 
     def steps():
         for _ in range(20):  # more than one pass over the set: the reshuffle stays on the device
-            value, _ = student_step(student, optimizer, loss, guard, *next(batches))
+            value = distiller._update()
         return value
 
     value = _no_sync(steps)
-    assert torch.isfinite(value) and stream.epoch >= 1
+    assert torch.isfinite(value).all() and source.batches.epoch >= 1

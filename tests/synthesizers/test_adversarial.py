@@ -6,6 +6,7 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from torch import nn
 
+from contract import SynthesizerContract
 from nets import TinyBNNet
 from datafree.distill.losses import LogitL1Loss
 from datafree.ops.divergences import logit_l1
@@ -30,6 +31,36 @@ def _synth(teacher, student=None, *, generator=None, bind=True, **kw):
     if bind:
         synth.bind(freeze(teacher), student or TinyBNNet(), num_classes=4, input_size=(3, 8, 8), device=CPU)
     return synth
+
+
+class TestGenerator(SynthesizerContract):
+    """DFQ's settings: every hook-based prior and the adversary on, so that the contract sees them all."""
+
+    bad_settings = [
+        (dict(latent_dim=0), "latent_dim"),
+        (dict(bn_weight=-1.0), "bn_weight"),
+        (dict(adv_weight=-0.5), "adv_weight"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(g_steps=0), "g_steps"),
+        (dict(lr=0.0), "lr"),
+        (dict(adv_weight=0.0, bn_weight=0.0, act_weight=0.0, ie_weight=0.0), "every generator loss weight is 0"),
+        (dict(adv_loss="wasserstein"), "adv_loss"),
+        (dict(lifecycle="sometimes"), "lifecycle"),
+        (dict(lifecycle="reinit"), "reinit_every >= 1"),
+        (dict(reinit_every=3), "no effect with lifecycle='keep'"),
+        (dict(meta_lr=0.1), "clone_per_batch"),
+        (dict(ce_weight=1.0), "conditional=true"),
+        (dict(generator=_generator(latent_dim=8)), "latent_dim=8"),
+    ]
+
+    def make(self, **overrides):
+        options = dict(latent_dim=16, batch_size=8, lr=1e-2, g_steps=2, amp=False, bn_weight=1.0, act_weight=0.1,
+                       ie_weight=1.0, adv_loss="kl")
+        options.update(overrides)
+        if "generator" not in options:
+            options["generator"] = _generator(conditional=options.get("conditional", False),
+                                              latent_dim=options["latent_dim"] if options["latent_dim"] > 0 else 16)
+        return GeneratorSynthesizer(**options)
 
 
 def _hook_count(model):
@@ -137,45 +168,7 @@ def test_zero_weights_register_no_hooks_and_skip_forward_work(bn_teacher):
     assert _hook_count(bn_teacher) == 0
 
 
-def test_hooks_removed_and_mode_restored_after_an_error(bn_teacher):
-    class Exploding(nn.Module):
-        def forward(self, x):
-            raise RuntimeError("student exploded")
-
-    student = Exploding().train()
-    synth = _synth(bn_teacher, student, bn_weight=1.0, act_weight=1.0)
-    with pytest.raises(RuntimeError, match="exploded"):
-        synth.synthesize()
-    assert _hook_count(bn_teacher) == 0 and student.training
-
-
 # -- settings and validation ------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "kw, match",
-    [
-        (dict(latent_dim=0), "latent_dim"),
-        (dict(bn_weight=-1.0), "bn_weight"),
-        (dict(adv_weight=-0.5), "adv_weight"),
-        (dict(batch_size=0), "batch_size"),
-        (dict(g_steps=0), "g_steps"),
-        (dict(lr=0.0), "lr"),
-        (dict(adv_weight=0.0), "every generator loss weight is 0"),
-        (dict(adv_loss="wasserstein"), "adv_loss"),
-        (dict(lifecycle="sometimes"), "lifecycle"),
-        (dict(lifecycle="reinit"), "reinit_every >= 1"),
-        (dict(reinit_every=3), "no effect with lifecycle='keep'"),
-        (dict(meta_lr=0.1), "clone_per_batch"),
-        (dict(ce_weight=1.0), "conditional=true"),
-        (dict(generator=_generator(latent_dim=8)), "latent_dim=8"),
-    ],
-)
-def test_bad_settings_fail_before_any_work(kw, match):
-    options = dict(latent_dim=16)
-    options.update(kw)
-    with pytest.raises(DatafreeError, match=match):
-        GeneratorSynthesizer(**options)
-
-
 def test_generator_size_must_match_the_teacher(bn_teacher):
     with pytest.raises(DatafreeError, match=r"\(3, 16, 16\).*\(3, 8, 8\).*image_size"):
         _synth(bn_teacher, generator=_generator(image_size=16))
@@ -191,8 +184,6 @@ def test_teacher_with_nonfinite_logits_is_refused():
 
 
 def test_priors_the_teacher_cannot_serve_are_refused():
-    with pytest.raises(DatafreeError, match="no BatchNorm"):
-        _synth(create_model("nobn_cnn", num_classes=4), bn_weight=1.0)
     linear_free = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(DatafreeError, match="act_weight=0"):
         _synth(linear_free, act_weight=1.0)
@@ -262,18 +253,6 @@ def test_clone_per_batch_leaves_the_base_unless_meta_lr(bn_teacher):
     assert _max_change(base, synth.generator) > 0
 
 
-def test_state_dict_round_trip_through_weights_only_load(bn_teacher, tmp_path):
-    synth = _synth(bn_teacher, g_steps=2, batch_size=8)
-    synth.synthesize()
-    torch.save(synth.state_dict(), tmp_path / "g.pt")
-    state = torch.load(tmp_path / "g.pt", weights_only=True)
-    again = _synth(bn_teacher, bind=False, batch_size=8)
-    again.load_state_dict(state)  # before bind: applied when bound
-    again.bind(bn_teacher, TinyBNNet(), num_classes=4, input_size=(3, 8, 8), device=CPU)
-    assert _max_change(_params(synth.generator), again.generator) == 0 and again.rounds_done == 1
-    again.synthesize()
-
-
 # -- the recipes, through the trainer ---------------------------------------------------------------------
 def _demo_nets():
     mean, std = (0.5,) * 3, (0.25,) * 3
@@ -293,9 +272,9 @@ def test_each_method_runs_through_the_distiller(method):
     teacher, student = _demo_nets()
     before = _params(student)
     test = [(torch.rand(16, 3, 8, 8), torch.randint(10, (16,)))]
-    distiller = instantiate(cfg.trainer)(teacher=teacher, student=student, synthesizer=synth, device=CPU, num_classes=10,
+    distiller = instantiate(cfg.trainer)(teacher=teacher, student=student, source=synth, device=CPU, num_classes=10,
                                          input_size=(3, 8, 8), amp=False, test_batches=test, progress=False)
-    assert [t.kind for t in distiller.feature_terms] == (["attention"] if method == "zskt" else [])
+    assert [t.kind for t in distiller.objectives.features] == (["attention"] if method == "zskt" else [])
     result = distiller.fit()
     assert result.rounds == 3 and result.student_steps == 6 and result.images_synthesized == 48
     assert _max_change(before, student) > 0 and synth.rounds_done == 3

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
+from contract import SynthesizerContract, hook_count
 from nets import TinyBNNet, calibrated_bn_net
 from datafree.errors import DatafreeError
-from datafree.models import create_model
-from datafree.synthesizers import Augment, DeepInversion, NoiseSynthesizer
+from datafree.synthesizers import Augment, DeepInversion
 from datafree.ops.hooks import BatchNormStatistics
 from datafree.synthesizers.priors import total_variation
 from datafree.teachers import Normalized
@@ -15,8 +15,12 @@ def _bind(synth, teacher, student=None, size=8):
     return synth
 
 
-def _hook_count(model):
-    return sum(len(m._forward_hooks) for m in model.modules())
+class TestDeepInversion(SynthesizerContract):
+    bad_settings = [(dict(tv_l2_weight=-1), ">= 0"),
+                     (dict(bn_weight=0, ce_weight=0, tv_l2_weight=0, adi_weight=0), "every DeepInversion loss weight is 0")]
+
+    def make(self, **overrides):
+        return DeepInversion(**{**dict(batch_size=4, iterations=3, adi_weight=1.0, amp=False), **overrides})
 
 
 def test_bn_statistics_loss_falls_during_synthesis(bn_teacher):
@@ -33,7 +37,7 @@ def test_bn_statistics_loss_falls_during_synthesis(bn_teacher):
     assert after < 0.5 * before
     assert batch.images.min() >= 0 and batch.images.max() <= 1
     assert batch.images.shape == (32, 3, 8, 8) and not batch.images.requires_grad
-    assert _hook_count(bn_teacher) == 0
+    assert hook_count(bn_teacher) == 0
 
 
 def test_cross_entropy_steers_to_targets(bn_teacher):
@@ -73,33 +77,6 @@ def test_adi_term_rewards_disagreement_and_touches_no_parameter_grads(bn_teacher
     assert all(p.grad is None for p in student.parameters())
     assert all(p.grad is None for p in bn_teacher.parameters())
     assert "adi" in synth.last_losses and 0 <= synth.last_losses["adi"].item() <= 1
-
-
-def test_hooks_removed_after_an_error_inside_synthesis(bn_teacher):
-    class Exploding(torch.nn.Module):
-        def forward(self, x):
-            raise RuntimeError("student exploded")
-
-    synth = _bind(DeepInversion(batch_size=4, iterations=3, adi_weight=1.0, amp=False), bn_teacher, Exploding())
-    with pytest.raises(RuntimeError, match="exploded"):
-        synth.synthesize()
-    assert _hook_count(bn_teacher) == 0
-
-
-def test_bad_settings_fail_before_work():
-    with pytest.raises(DatafreeError, match=">= 0"):
-        DeepInversion(tv_l2_weight=-1)
-    with pytest.raises(DatafreeError, match="every DeepInversion loss weight is 0"):
-        DeepInversion(bn_weight=0, ce_weight=0, tv_l2_weight=0)
-    with pytest.raises(DatafreeError, match="no BatchNorm"):
-        _bind(DeepInversion(), create_model("nobn_cnn", num_classes=4))
-
-
-def test_noise_synthesizer_draws_uniform_pixels(bn_teacher):
-    synth = _bind(NoiseSynthesizer(batch_size=6), bn_teacher)
-    batch = synth.synthesize()
-    assert batch.images.shape == (6, 3, 8, 8) and 0 <= batch.images.min() and batch.images.max() <= 1
-    assert synth.sample(3).shape == (3, 3, 8, 8)
 
 
 def test_total_variation_is_the_papers_prior():

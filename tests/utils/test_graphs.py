@@ -46,12 +46,19 @@ def test_cuda_graphs_are_ignored_on_the_cpu():
     assert d._captured is None and not isinstance(d.optimizer.param_groups[0]["lr"], torch.Tensor)
 
 
-def test_what_cannot_be_captured_runs_eagerly(monkeypatch):
-    """Asked for on a GPU, the capture is refused (and said why) when a part of the step cannot be captured."""
+def test_what_cannot_be_captured_runs_eagerly_and_what_cannot_make_batches_in_the_graph_copies_them(monkeypatch):
+    """Asked for on a GPU (only the plan is asked: nothing runs there): a step with a hooked term runs eagerly,
+    said why; batches that cannot be made inside the graph (kornia augmentation) are copied into its buffers."""
     import kornia.augmentation as K
 
-    notes = []
-    d = _distiller(augment=Augment(extra=[K.ColorJitter(0.1, p=1.0)]))
-    d.device = torch.device("cuda")  # only the plan is asked; nothing runs on a GPU
-    monkeypatch.setattr(d.outputs.logger, "info", notes.append)
-    assert d._capture_plan(True) is None and "kornia" in notes[0]
+    layers = {"teacher_layers": ["features.2"], "student_layers": ["features.2"]}
+    for options, captured, said in ((dict(attention={"weight": 1.0, **layers}), False, "runs eagerly"),
+                                    (dict(augment=Augment(extra=[K.ColorJitter(0.1, p=1.0)])), True, "copied into")):
+        notes = []
+        d = _distiller(**options)
+        d.device = torch.device("cuda")
+        monkeypatch.setattr(d.outputs.logger, "info", notes.append)
+        monkeypatch.setattr("datafree.distill.trainer.tensor_lr", lambda optimizer: None)
+        assert (d._capture_plan() is not None) == captured and said in notes[-1], notes
+        if captured:
+            assert "kornia" in notes[-1] and d._copied_in

@@ -1,0 +1,64 @@
+"""A distill run's saved parts, for commands that start from one (``synthesize from_run=RUN``).
+
+A run's full state (``state_last.pt``, written by :class:`~datafree.distill.trainer.Distiller`) holds
+the student, the synthesizer's state (e.g. a trained generator) and the resolved recipe. This is
+the one place that reads another command's state file: callers get the parts, never the format.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from datafree.errors import DatafreeError, first_line
+from datafree.utils.run_state import FORMAT, LAST
+
+
+@dataclass
+class DistillRun:
+    file: Path  # the state file read
+    config: dict  # the run's resolved recipe
+    student_state: dict
+    synthesizer_state: dict  # what the run's synthesizer saved (empty when it keeps nothing)
+
+    def require(self, synthesizer_target: str | None, student_arch: str | None) -> None:
+        """Refuse a recipe whose synthesizer class or student architecture is not the run's."""
+        run_target = (self.config.get("synthesizer") or {}).get("_target_")
+        run_arch = (self.config.get("student") or {}).get("arch")
+        if synthesizer_target and run_target and run_target != synthesizer_target:
+            raise DatafreeError(f"from_run: the run used synthesizer {run_target}, this recipe {synthesizer_target}: give "
+                                "the run's experiment or synthesizer recipe (e.g. the same experiment=...).")
+        if student_arch and run_arch and run_arch != student_arch:
+            raise DatafreeError(f"from_run: the run's student is {run_arch}, this recipe's {student_arch}: set "
+                                f"student={run_arch} (or the run's experiment=...).")
+
+    def load_student(self, student: nn.Module) -> None:
+        """The run's trained student weights into ``student`` (built by the same recipe)."""
+        try:
+            student.load_state_dict(self.student_state)
+        except (KeyError, RuntimeError) as exc:
+            raise DatafreeError(f"from_run: the student saved in {self.file} does not fit this recipe's "
+                                f"({first_line(exc)}): give the run's own recipe settings.") from None
+
+
+def load_distill_run(path: str | Path) -> DistillRun:
+    """The parts of the distill run in folder ``path`` (its ``state_last.pt``) or in the state file ``path``."""
+    path = Path(path).expanduser()
+    file = path / LAST if path.is_dir() else path
+    if not path.exists():
+        raise DatafreeError(f"from_run={path} does not exist: point it at the folder of a distill run.")
+    if not file.is_file():
+        raise DatafreeError(f"from_run={path} holds no {LAST}: point it at the folder of a distill run that saved its "
+                            "state (trainer.checkpoint_every > 0, or a finished run).")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - damaged or foreign file
+        raise DatafreeError(f"from_run: {file} cannot be read ({type(exc).__name__}): it is damaged or not a datafree "
+                            "state file.") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("kind") != "distill" \
+            or "student" not in state:
+        raise DatafreeError(f"from_run: {file} is not the state of a datafree distill run: point at a distill run's folder.")
+    return DistillRun(file, state.get("config") or {}, state["student"], state.get("synthesizer") or {})
+
