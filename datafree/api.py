@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,10 +18,11 @@ from torch import nn
 from datafree.data import DeviceBatches, ImageDataset
 from datafree.distill.trainer import Distiller, DistillResult
 from datafree.errors import DatafreeError
-from datafree.models import create_model
 from datafree.synthesizers.base import Synthesizer
 from datafree.teachers import (ClassifierInfo, Normalized, Teacher, check_agreement, check_logits, probe_logits,
                                save_classifier)
+from datafree.teachers.students import build_student
+from datafree.utils.device import threads_for
 from datafree.utils.logging import RunLogger
 from datafree.utils.seeding import seed_everything
 
@@ -44,16 +46,14 @@ class Distilled:
         return save_classifier(path, self.student, info)
 
 
-def make_student(student: str | nn.Module, teacher: ClassifierInfo, device: torch.device | str,
+def make_student(student: Any, teacher: ClassifierInfo, device: torch.device | str,
                  num_classes: int | None = None) -> tuple[Normalized, ClassifierInfo]:
-    """A zoo model by name (built for the teacher's classes) or the user's module, checked on the teacher's input."""
+    """The student for ``teacher``'s task, checked on its input: a zoo name (``"resnet18"``), ``"torchvision:NAME"``,
+    ``"timm:NAME"``, the user's nn.Module, or a recipe node (``source``, ``arch``/``name``/``model``, optional
+    ``checkpoint`` with weights to start from). Zoo, torchvision and timm students are built for the teacher's
+    classes and channels; every student takes the teacher's input size and normalisation."""
     check_agreement(teacher.num_classes, teacher.input_size, student_classes=num_classes)
-    if isinstance(student, str):  # built for the teacher's classes and input channels
-        arch, net = student, create_model(student, num_classes=teacher.num_classes, in_channels=teacher.input_size[0])
-    elif isinstance(student, nn.Module):
-        arch, net = f"{type(student).__module__}.{type(student).__name__}", student
-    else:
-        raise DatafreeError(f"student must be a zoo model name or an nn.Module, got {type(student).__name__}.")
+    net, arch = build_student(student, teacher.num_classes, teacher.input_size[0])
     model = Normalized(net, teacher.mean, teacher.std).to(device)
     check_logits(probe_logits(model, teacher.input_size, device, who="student"), teacher.num_classes, who="student")
     info = dataclasses.replace(teacher, arch=arch, test_accuracy=None,
@@ -63,7 +63,7 @@ def make_student(student: str | nn.Module, teacher: ClassifierInfo, device: torc
 
 def distill_student(
     teacher: Teacher,
-    student: str | nn.Module,
+    student: Any,
     synthesizer: Synthesizer,
     *,
     test_set: ImageDataset | None = None,
@@ -72,6 +72,7 @@ def distill_student(
     seed: int = 0,
     amp: bool = True,
     progress: bool = True,
+    cpu_threads: int | str = "auto",
     **trainer_options,
 ) -> Distilled:
     """Distil ``teacher`` into ``student`` on ``synthesizer``'s images.
@@ -82,32 +83,35 @@ def distill_student(
     ``rkd={"distance_weight": 25}``, ...).
     ``test_set`` (real labelled images) only measures accuracy; ``out_dir`` receives
     ``summary.csv``, TensorBoard scalars and ``student.pt`` when given. A tqdm progress bar
-    (which notebooks show as a widget) follows the student steps unless ``progress=False``.
+    (which notebooks show as a widget) follows the student steps unless ``progress=False``. ``student`` is
+    what :func:`make_student` takes. CPU work runs on ``cpu_threads`` threads (``auto``: half the usable
+    cores, see :func:`datafree.utils.device.cpu_threads`), the previous count restored afterwards.
     """
     if not isinstance(teacher, Teacher):
         raise DatafreeError(f"teacher must come from datafree.load_teacher(...), got {type(teacher).__name__}.")
-    device = torch.device(device) if device is not None else next(iter(teacher.model.buffers())).device
-    teacher.model.to(device)
-    seed_everything(seed)
-    model, info = make_student(student, teacher.info, device)
-    tests = None
-    if test_set is not None:
-        if test_set.num_classes != teacher.info.num_classes or tuple(test_set.images.shape[1:]) != teacher.info.input_size:
-            raise DatafreeError(
-                f"test_set is {test_set!r} but the teacher takes {list(teacher.info.input_size)} with "
-                f"{teacher.info.num_classes} classes: pass test images of the teacher's task."
+    with threads_for(cpu_threads):
+        device = torch.device(device) if device is not None else next(iter(teacher.model.buffers())).device
+        teacher.model.to(device)
+        seed_everything(seed)
+        model, info = make_student(student, teacher.info, device)
+        tests = None
+        if test_set is not None:
+            if test_set.num_classes != teacher.info.num_classes or tuple(test_set.images.shape[1:]) != teacher.info.input_size:
+                raise DatafreeError(
+                    f"test_set is {test_set!r} but the teacher takes {list(teacher.info.input_size)} with "
+                    f"{teacher.info.num_classes} classes: pass test images of the teacher's task."
+                )
+            tests = DeviceBatches(test_set, batch_size=1000, device=device, shuffle=False, augment=False, drop_last=False)
+        logger = RunLogger(out_dir, tensorboard=True) if out_dir is not None else None
+        try:
+            distiller = Distiller.from_options(
+                teacher.model, model, synthesizer, device=device, num_classes=teacher.info.num_classes,
+                input_size=teacher.info.input_size, amp=amp, test_batches=tests, logger=logger, student_info=info,
+                checkpoint_path=None if out_dir is None else Path(out_dir) / "student.pt", progress=progress,
+                **trainer_options,
             )
-        tests = DeviceBatches(test_set, batch_size=1000, device=device, shuffle=False, augment=False, drop_last=False)
-    logger = RunLogger(out_dir, tensorboard=True) if out_dir is not None else None
-    try:
-        distiller = Distiller.from_options(
-            teacher.model, model, synthesizer, device=device, num_classes=teacher.info.num_classes,
-            input_size=teacher.info.input_size, amp=amp, test_batches=tests, logger=logger, student_info=info,
-            checkpoint_path=None if out_dir is None else Path(out_dir) / "student.pt", progress=progress,
-            **trainer_options,
-        )
-        result = distiller.fit()
-    finally:
-        if logger is not None:
-            logger.close()
-    return Distilled(model, info, result)
+            result = distiller.fit()
+        finally:
+            if logger is not None:
+                logger.close()
+        return Distilled(model, info, result)

@@ -78,6 +78,9 @@ RULES: dict[str, tuple[tuple, str]] = {
     "data.batch_size": (_int(1), "128"),
     "data.eval_batch_size": (_int(1), "1000"),
     "data.crop_padding": (_int(0), "4"),
+    "data.crop": (("auto, shift or resized", lambda v: v in ("auto", "shift", "resized")), "auto"),
+    "cpu_threads": (("auto or an int >= 1", lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool)
+                                                                      and v >= 1)), "auto"),
     "teacher.train_if_missing": (BOOL, "true"),
     "teacher.source": (("one of " + ", ".join(TEACHER_SOURCES), lambda v: v in TEACHER_SOURCES), "module"),
     "teacher.trust_checkpoint": (BOOL, "false"),
@@ -103,7 +106,7 @@ RULES: dict[str, tuple[tuple, str]] = {
     "trainer.momentum": (MOMENTUM, "0.9"),
     "trainer.weight_decay": (_number(0), "5e-4"),
     "trainer.replay": (FRACTION, "0.5"),
-    "trainer.pool_capacity": (_int(0), "50000"),
+    "trainer.pool_capacity": (("auto or an int >= 0", lambda v: v == "auto" or _int(0)[1](v)), "auto"),
     "trainer.eval_every": (_int(1), "10"),
     "trainer.log_every": (_int(1), "50"),
     "trainer.time_budget_s": (_or_null(POSITIVE), "480"),

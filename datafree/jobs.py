@@ -17,19 +17,24 @@ from omegaconf import DictConfig, OmegaConf
 from datafree.api import make_student
 from datafree.config_checks import check_config
 from datafree.data import DeviceBatches, ImageDataset
+from datafree.data.loader import crop_for
 from datafree.distill.features import KINDS as FEATURE_KINDS, check_layer_names
 from datafree.distill.trainer import DistillResult
 from datafree.errors import DatafreeError
-from datafree.models import MODELS, create_model
+from datafree.models import create_model
+from datafree.models.sources import build_network, on_meta_device
 from datafree.recipe_nodes import instantiate_node
 from datafree.synthesizers.noise import NoiseSynthesizer
 from datafree.teachers import (ClassifierInfo, DataHint, Normalized, Teacher, check_agreement, freeze, save_classifier,
                                teacher_from_config)
+from datafree.teachers.checkpoint import FORMAT, read_checkpoint
 from datafree.teachers.loader import source_of, zoo_checkpoint_missing
+from datafree.teachers.state_dicts import extract_state_dict, load_start_weights
+from datafree.teachers.students import start_weights, student_label, student_spec
 from datafree.training import train_classifier
 from datafree.utils import dist
-from datafree.utils.device import network_layout, resolve_device, set_deterministic
-from datafree.utils.logging import RunLogger
+from datafree.utils.device import cpu_threads, network_layout, resolve_device, set_deterministic
+from datafree.utils.logging import RunLogger, log
 from datafree.utils.run_state import StateFiles, resume_requested
 from datafree.utils.seeding import seed_everything
 
@@ -50,6 +55,7 @@ def batches(dataset: ImageDataset, data_cfg: DictConfig, device: torch.device, t
         augment=train,
         drop_last=train,
         crop_padding=int(data_cfg.get("crop_padding", 4)),
+        crop=crop_for(str(data_cfg.get("crop", "auto")), dataset.image_size),
         seed=seed,
         channels_last=device.type == "cuda",
         shard=(dist.rank(), dist.world_size()),
@@ -93,31 +99,58 @@ def same_channels(dataset: ImageDataset | None, channels: int, data_cfg: DictCon
     return dataset.with_channels(channels)
 
 
+# Where train-teacher builds a network from: the zoo, torchvision, timm or the user's class.
+TRAINABLE = ("datafree", "torchvision", "timm", "module")
+
+
 def check_trainable(cfg: DictConfig) -> None:
-    """train-teacher trains zoo models on labelled data; other teacher sources come trained."""
+    """train-teacher trains a network of any buildable source on labelled data; TorchScript and ensembles come trained."""
     source = source_of(cfg.teacher)
-    if source != "datafree" or not cfg.teacher.get("arch"):
+    if source not in TRAINABLE:
         raise DatafreeError(
-            f"train-teacher trains a zoo model (teacher=resnet34, wrn40_2, ...), not a teacher.source={source} teacher, "
-            "which is already trained: distil it with 'datafree distill'."
+            f"train-teacher trains a network from the zoo, torchvision, timm or your own class (teacher=resnet34, "
+            f"teacher=torchvision teacher.name=resnet50, ...), not a teacher.source={source} teacher, which is already "
+            "trained: distil it with 'datafree distill'."
         )
     if cfg.data.get("num_classes") is None or cfg.data.get("train") is None:
         raise DatafreeError("training a teacher needs labelled data: choose a data recipe with a training split "
                             "(e.g. data=cifar10, data=imagefolder).")
 
 
+def teacher_network(cfg: DictConfig, num_classes: int, in_channels: int) -> tuple[torch.nn.Module, str]:
+    """(the network train-teacher trains, its label): from scratch, or from ``teacher.checkpoint`` (fine-tuning: a
+    classifier for another class count starts fresh, what was adapted is logged)."""
+    node = cfg.teacher
+    net, label = build_network(source_of(node), arch=node.get("arch"), name=node.get("name"), model=node.get("model"),
+                               num_classes=num_classes, in_channels=in_channels, what="teacher")
+    if node.get("checkpoint"):
+        blob = read_checkpoint(node.checkpoint, trust=bool(node.get("trust_checkpoint")))
+        where = f"teacher.checkpoint {node.checkpoint!r}"
+        state = (blob["state_dict"] if isinstance(blob, dict) and blob.get("format") == FORMAT
+                 else extract_state_dict(blob, where, node.get("state_key")))
+        for note in load_start_weights(net, state, where, f"the teacher {label}",
+                                       f"Set the teacher to the network the weights were saved from ({label} here), "
+                                       "or teacher.checkpoint=null to train from scratch."):
+            log.info(f"teacher: {note}")
+    return net, label
+
+
 def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: RunLogger) -> tuple[Normalized, ClassifierInfo]:
-    """Train ``cfg.teacher.arch`` on ``cfg.data`` and write ``teacher.pt``; bad input fails before training.
+    """Train the recipe's teacher on ``cfg.data`` (from ``teacher.checkpoint`` when given) and write ``teacher.pt``;
+    bad input fails before training.
 
     The full training state lives next to the logger's output (``state_*.pt``), so a
     resumed run continues the training, or, when it had finished, rebuilds the same teacher.
     """
     check_trainable(cfg)
     num_classes = int(cfg.data.num_classes)
-    MODELS.get(str(cfg.teacher.arch))  # a bad name fails before the data is read
+    with torch.random.fork_rng(devices=[]):  # a bad name fails before the data is read, and draws no random number
+        on_meta_device(lambda: build_network(source_of(cfg.teacher), arch=cfg.teacher.get("arch"),
+                                             name=cfg.teacher.get("name"), model=cfg.teacher.get("model"),
+                                             num_classes=num_classes, what="teacher"))
     train_set = load_split(cfg.data, "train")
     # The teacher takes what its training images are: grey, RGB or RGBA.
-    net = create_model(cfg.teacher.arch, num_classes=num_classes, in_channels=train_set.channels)
+    net, label = teacher_network(cfg, num_classes, train_set.channels)
     test_set = same_channels(load_split(cfg.data, "test"), train_set.channels, cfg.data, "the training data", logger)
     check_classes(train_set, num_classes, "training")
     if test_set is not None:
@@ -142,11 +175,11 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         logger=logger,
         progress=bool(cfg.progress),
         state=run_state(cfg, logger.out_dir),
-        checkpoint_every=int(train.get("checkpoint_every", 1000)),
-        max_nonfinite=int(train.get("max_nonfinite", 20)),
+        checkpoint_every=int(train.checkpoint_every),
+        max_nonfinite=int(train.max_nonfinite),
     )
     info = ClassifierInfo(
-        arch=str(cfg.teacher.arch),
+        arch=label,
         num_classes=num_classes,
         input_size=(train_set.channels, train_set.image_size, train_set.image_size),
         mean=mean,
@@ -196,6 +229,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> torch.device:
     check_config(cfg)
     resume_requested(cfg.get("resume"), out_dir)
     device = resolve_device(cfg.device)
+    torch.set_num_threads(cpu_threads(cfg.get("cpu_threads", "auto")))
     dist.init(device, cfg.get("dist_timeout_s", 600))
     notes = per_rank_sizes(cfg)
     if notes:
@@ -244,24 +278,13 @@ def obtain_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, hint: D
     return teacher_from_config(node, device, hint)
 
 
-# Keys a student recipe node may hold: its input (channels and size) always follows the teacher.
-STUDENT_KEYS = ("arch", "num_classes")
-
-
-def check_student_node(node: DictConfig) -> None:
-    unknown = sorted(set(node.keys()) - set(STUDENT_KEYS))
-    if unknown:
-        raise DatafreeError(f"unknown key(s) {unknown} in the student recipe: its keys are {list(STUDENT_KEYS)}; the "
-                            "student's input channels and size always follow the teacher's.")
-
-
 def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
     """Distil the recipe's student: online from the teacher and a synthesizer, or offline (``data=synthetic``)
     from a stored set's logits. One trainer recipe, one loop (:class:`~datafree.distill.trainer.Distiller`)."""
     device = prepare(cfg, out_dir)
     offline = bool(cfg.data.get("synthetic"))
     student_node = cfg.student
-    check_student_node(student_node)
+    student_spec(student_node)  # its keys, before any work
     # Everything that can be wrong with the recipe is checked here, before any work: a bad name (model, layer,
     # synthesizer, trainer setting) or class count fails before a teacher is trained.
     if not offline:
@@ -278,7 +301,7 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
 
     def run(source, run_dir: Path, run_logger: RunLogger, **overrides) -> DistillResult:
         seed_everything(int(cfg.seed))  # the same student initialisation for every run of this job
-        student, student_info = make_student(student_node.arch, info, device)
+        student, student_info = make_student(student_node, info, device)
         student_info.extra.update({"synthetic_set": str(cfg.data.path)} if offline else {})
         distiller = make_distiller(
             teacher=teacher, student=network_layout(student, device), source=source, device=device,
@@ -297,14 +320,14 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
                "checkpoint": str(out_dir / "student.pt"), "run_dir": str(out_dir)}
     teacher_acc = result.teacher_accuracy if result.teacher_accuracy is not None else info.test_accuracy
     if offline:
-        print(f"student {student_node.arch}: test accuracy {_pct(result.student_accuracy)} after {result.student_steps} "
+        print(f"student {student_label(student_node)}: test accuracy {_pct(result.student_accuracy)} after {result.student_steps} "
               f"steps ({result.epochs} passes over {len(source.synthetic)} stored samples), {result.wall_time_s:.0f}s on "
               f"{_device_name(device)}, stopped by {result.stopped_by}; no teacher ran (teacher {info.arch}: "
               f"{_pct(info.test_accuracy)} when the set was made)")
     else:
         summary["samples"] = str(out_dir / "samples.png")
         print(f"teacher {info.arch}: test accuracy {_pct(teacher_acc)}")
-        print(f"student {student_node.arch}: test accuracy {_pct(result.student_accuracy)} "
+        print(f"student {student_label(student_node)}: test accuracy {_pct(result.student_accuracy)} "
               f"(agreement with teacher {_pct(result.agreement)}) after {result.images_synthesized} synthetic images, "
               f"{result.wall_time_s:.0f}s on {_device_name(device)}, stopped by {result.stopped_by}")
     if cfg.get("noise_baseline") and not offline:
@@ -330,10 +353,16 @@ def check_student_layers(cfg: DictConfig) -> None:
         raise DatafreeError(f"student.num_classes={student_classes} but the data has {data_classes} classes "
                             f"(data.num_classes): set student.num_classes={data_classes}, or null to follow the teacher.")
     features = {kind: cfg.trainer.get(kind) for kind in FEATURE_KINDS}
-    check_layer_names(create_model(cfg.student.arch, num_classes=int(data_classes or 10)), "student", **features)
+    # On the meta device: names and shapes without memory, and no random draw, so that a teacher trained next
+    # starts from the seed as train-teacher's does.
+    classes = int(data_classes or 10)
+    spec = student_spec(cfg.student)
+    student, label = on_meta_device(lambda: build_network(spec["source"], arch=spec["arch"], name=spec["name"],
+                                                          model=spec["model"], num_classes=classes))
+    check_layer_names(student, "student", **features)
+    start_weights(student, label, spec)  # the student's checkpoint fits (before a teacher is trained)
     if will_train_teacher(cfg):
-        with torch.random.fork_rng(devices=[]):  # the check must not move the seed the teacher is trained from
-            check_layer_names(create_model(cfg.teacher.arch, num_classes=int(data_classes or 10)), "teacher", **features)
+        check_layer_names(on_meta_device(lambda: create_model(cfg.teacher.arch, num_classes=classes)), "teacher", **features)
 
 
 def online_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, synthesizer, logger: RunLogger):
@@ -354,7 +383,7 @@ def online_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, synthes
     # What the method needs from the teacher (BatchNorm, hooks) before anything about the student.
     synthesizer.check_teacher(teacher.model)
     with torch.random.fork_rng(devices=[]):  # a student that cannot serve fails now; the run builds its own
-        make_student(cfg.student.arch, info, device)
+        make_student(cfg.student, info, device)
     return network_layout(teacher.model, device), info, test_set
 
 
@@ -378,7 +407,8 @@ def offline_parts(cfg: DictConfig, device: torch.device):
                           test_accuracy=teacher.get("test_accuracy"))
     # Each rank streams the set in its own order.
     source = StoredSource(synthetic, crop_padding=int(cfg.data.crop_padding), seed=int(cfg.seed) + dist.rank(),
-                          device_budget_mb=int(cfg.data.get("device_budget_mb", 2048)))
+                          device_budget_mb=int(cfg.data.get("device_budget_mb", 2048)),
+                          crop=crop_for(str(cfg.data.get("crop", "auto")), height))
     return None, info, test_set, source
 
 
@@ -409,7 +439,10 @@ def _pct(value: float | None) -> str:
 
 
 def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    """The device, and on a GPU the peak memory the run took so far (what sizing the next run needs)."""
+    if device.type != "cuda":
+        return "CPU"
+    return f"{torch.cuda.get_device_name(device)} (peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB)"
 
 
 def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
@@ -427,11 +460,11 @@ def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
     for note in teacher.notes:
         print(f"teacher: {note}")
     network_layout(teacher.model, device)  # every drawn batch goes through the teacher at least once
-    student = network_layout(make_student(cfg.student.arch, teacher.info, device)[0], device)
+    student = network_layout(make_student(cfg.student, teacher.info, device)[0], device)
     saved = None
     if cfg.get("from_run"):
         run = load_distill_run(cfg.from_run)
-        run.require(cfg.synthesizer.get("_target_"), cfg.student.get("arch"))
+        run.require(cfg.synthesizer.get("_target_"), student_label(cfg.student))
         run.load_student(student)
         saved = run.synthesizer_state
         print(f"synthesizer and student from {run.file}")

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from datafree.errors import DatafreeError
 from datafree.evaluate import evaluate
+from datafree.recipe_nodes import recipe_defaults
 from datafree.utils import dist
 from datafree.utils.device import autocast
 from datafree.utils.logging import RunLogger
@@ -38,7 +39,7 @@ def train_classifier(
     progress: bool = True,
     state: StateFiles | None = None,
     checkpoint_every: int = 1000,
-    max_nonfinite: int = 20,
+    max_nonfinite: int | None = None,
 ) -> dict[str, float]:
     """SGD with Nesterov momentum, per-step LR schedule, label smoothing, bf16 on GPU.
 
@@ -52,7 +53,7 @@ def train_classifier(
     a run with ``state.resume`` continues from the newest one; ``train_batches``
     must then be a :class:`~datafree.data.DeviceBatches` (it has a state_dict).
     Steps with a non-finite loss or gradient are skipped on the device; after
-    ``max_nonfinite`` in a row the run stops.
+    ``max_nonfinite`` in a row the run stops (None: the teacher training recipe's, teacher/train/cifar.yaml).
 
     Under torchrun the model trains through DDP: give every rank ``train_batches`` sharded
     (``DeviceBatches(shard=(rank, world))``: each step is one global batch) and ``test_batches``
@@ -64,6 +65,8 @@ def train_classifier(
     lr_at(0.5, schedule, warmup)  # fail on a bad schedule name before any work
     logger = logger or RunLogger(".", tensorboard=False, enabled=False)
     optimizer = fused_sgd(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
+    if max_nonfinite is None:
+        max_nonfinite = int(recipe_defaults("teacher/train/cifar")["max_nonfinite"])
     guard = NonFiniteGuard(device, ("ce",), max_nonfinite, what="step", shared=True)
     step_model = dist.data_parallel(model, device)  # the training forward pass; the model itself is saved
     # Epoch losses are read back only at epoch ends, so the guard is also read before each periodic save.

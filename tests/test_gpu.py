@@ -250,6 +250,7 @@ def test_a_stored_set_feeds_a_captured_student_step_through_its_input_buffers(tm
     teacher, _ = _nets(device)
     info = ClassifierInfo("resnet18", 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3)
     synthesize_dataset(Teacher(teacher, info), NoiseSynthesizer(batch_size=64), tmp_path / "set", 256, progress=False,
+                       class_counts="as_drawn",
                        log=lambda _: None)
     losses = {}
     for graphs in (False, True):

@@ -11,10 +11,22 @@ from typing import Iterator
 
 import torch
 
-from datafree.data.augment import shift_flip
+from datafree.data.augment import resized_crop_flip, shift_flip
 from datafree.data.dataset import ImageDataset
 from datafree.errors import DatafreeError
 from datafree.ops.pixels import dequantise
+
+
+# How training batches are cropped: a padded random crop (CIFAR's, small images) or a random-resized crop (larger).
+CROPS = ("shift", "resized")
+RESIZED_FROM = 64  # crop=auto: images this large (px, the shorter side) and larger take the random-resized crop
+
+
+def crop_for(setting: str, image_size: int) -> str:
+    """The crop a recipe's ``data.crop`` asks for: ``auto`` picks by the image size (``RESIZED_FROM``)."""
+    if setting == "auto":
+        return "resized" if image_size >= RESIZED_FROM else "shift"
+    return setting
 
 
 class DeviceBatches:
@@ -24,7 +36,8 @@ class DeviceBatches:
     when ``channels_last``); ``labels`` are int64. With ``shuffle`` every epoch visits a
     fresh permutation; with ``augment`` each image is flipped left-right with probability
     1/2 (when ``flip``) and cropped back to H x W from the image padded by
-    ``crop_padding`` zero pixels on every side at a random offset. Given a ``seed``, a
+    ``crop_padding`` zero pixels on every side at a random offset (``crop="shift"``), or cropped to a random
+    box of 25-100% of its area and resized back (``crop="resized"``, for 64 px and up). Given a ``seed``, a
     private generator on the device drives all randomness, so runs repeat; otherwise
     the device's global generator is used (seed it with ``torch.manual_seed``).
     ``targets`` (one row per image, e.g. a synthetic set's stored teacher logits) are
@@ -46,6 +59,7 @@ class DeviceBatches:
         drop_last: bool = False,
         crop_padding: int = 4,
         flip: bool = True,
+        crop: str = "shift",
         seed: int | None = None,
         channels_last: bool = False,
         targets: torch.Tensor | None = None,
@@ -59,6 +73,9 @@ class DeviceBatches:
             raise DatafreeError(f"batch_size must be a positive int, got {batch_size!r}: set e.g. batch_size=256.")
         if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
             raise DatafreeError(f"crop_padding must be an int >= 0, got {crop_padding!r}: use 4 for CIFAR, 0 for no crop.")
+        if crop not in CROPS:
+            raise DatafreeError(f"crop must be one of {', '.join(CROPS)}, got {crop!r}: 'shift' (a padded random crop, "
+                                "small images) or 'resized' (a random-resized crop, 64 px and up).")
         if len(dataset) == 0:
             raise DatafreeError("DeviceBatches got an empty data set: load at least one image.")
         rank, world = (int(v) for v in shard)
@@ -74,6 +91,7 @@ class DeviceBatches:
         self.drop_last = bool(drop_last)
         self.crop_padding = crop_padding
         self.flip = bool(flip)
+        self.crop = crop
         self.channels_last = bool(channels_last)
         self.classes = list(dataset.classes)
         if targets is not None and targets.shape[0] != len(dataset):
@@ -132,9 +150,11 @@ class DeviceBatches:
                 idx = order[start:stop]
                 x = self.images.index_select(0, idx)
                 y = self.labels.index_select(0, idx)
-            if self.augment:
+            if self.augment and self.crop == "shift":
                 x = self._augment(x, share)  # on uint8: a quarter of the memory traffic of float
             x = dequantise(x)
+            if self.augment and self.crop == "resized":
+                x = self._augment(x, share)  # interpolated: on float
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             self._next = b + 1  # every random draw for this batch is made: a state taken now continues after it
@@ -154,8 +174,11 @@ class DeviceBatches:
             self._resume = (None if order is None else order.to(self.device), int(state["next"]))
 
     def _augment(self, x: torch.Tensor, share: int = 0) -> torch.Tensor:
-        """Random flip + padded random crop of a uint8 batch: one pad and one gather, no per-sample loop."""
+        """Random flip + padded random crop of a uint8 batch (one pad and one gather), or + random-resized crop of a
+        float batch (one grid_sample); no per-sample loop."""
         part = (share, self.batch_size * self.world) if self._ranks_per_batch > 1 else None
+        if self.crop == "resized":
+            return resized_crop_flip(x, flip=self.flip, generator=self.generator, part=part)
         return shift_flip(x, self.crop_padding, self.flip, "zeros", self.generator, part)
 
     def __repr__(self) -> str:

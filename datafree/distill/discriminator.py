@@ -61,7 +61,7 @@ class Adversary:
     def __init__(self, teacher_width: int, student_width: int, device: torch.device, *, weight: float,
                  hidden=(256, 256), arch: Callable[[int], nn.Module] | None = None, optimizer: str = "adam",
                  lr: float = 2e-4, betas=(0.5, 0.999), momentum: float = 0.0, weight_decay: float = 0.0, steps: int = 1,
-                 every: int = 1, capturable: bool = False, max_nonfinite: int = 20):
+                 every: int = 1, capturable: bool = False, max_nonfinite: int):
         if not weight > 0 or not lr > 0 or weight_decay < 0:
             raise DatafreeError(f"trainer.discriminator needs weight > 0, lr > 0 and weight_decay >= 0 (got {weight}, "
                                 f"{lr}, {weight_decay}).")

@@ -102,7 +102,7 @@ class Objectives:
 
     def __init__(self, teacher: nn.Module | None, student: nn.Module, *, num_classes: int, input_size, device: torch.device,
                  attention=None, hint=None, similarity=None, rkd=None, discriminator=None, capturable: bool = False,
-                 max_nonfinite: int = 20):
+                 max_nonfinite: int):
         if teacher is None:  # the teacher's logits come stored (offline distillation): only terms on logits work
             _refuse_teacher_terms(attention=attention, hint=hint, similarity=similarity, rkd=rkd,
                                   discriminator=discriminator)

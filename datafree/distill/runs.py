@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError, first_line
+from datafree.teachers.students import student_label
 from datafree.utils.run_state import FORMAT, LAST
 
 
@@ -23,16 +24,16 @@ class DistillRun:
     student_state: dict
     synthesizer_state: dict  # what the run's synthesizer saved (empty when it keeps nothing)
 
-    def require(self, synthesizer_target: str | None, student_arch: str | None) -> None:
-        """Refuse a recipe whose synthesizer class or student architecture is not the run's."""
+    def require(self, synthesizer_target: str | None, student: str | None) -> None:
+        """Refuse a recipe whose synthesizer class or student (its label, e.g. ``torchvision:NAME``) is not the run's."""
         run_target = (self.config.get("synthesizer") or {}).get("_target_")
-        run_arch = (self.config.get("student") or {}).get("arch")
+        run_student = student_label(self.config["student"]) if self.config.get("student") else None
         if synthesizer_target and run_target and run_target != synthesizer_target:
             raise DatafreeError(f"from_run: the run used synthesizer {run_target}, this recipe {synthesizer_target}: give "
                                 "the run's experiment or synthesizer recipe (e.g. the same experiment=...).")
-        if student_arch and run_arch and run_arch != student_arch:
-            raise DatafreeError(f"from_run: the run's student is {run_arch}, this recipe's {student_arch}: set "
-                                f"student={run_arch} (or the run's experiment=...).")
+        if student and run_student and run_student != student:
+            raise DatafreeError(f"from_run: the run's student is {run_student}, this recipe's {student}: give the run's "
+                                "student recipe (the same student=... and its keys, or the run's experiment=...).")
 
     def load_student(self, student: nn.Module) -> None:
         """The run's trained student weights into ``student`` (built by the same recipe)."""

@@ -38,7 +38,7 @@ class TrainerSettings:
     sync_batchnorm: bool
     # The synthetic batches of an online run: replayed share, memory bank, augmentation, out of memory.
     replay: float
-    pool_capacity: int
+    pool_capacity: int | str  # images, or auto: sized from the free device memory
     augment: Any  # an Augment
     halve_synthesis_on_oom: bool
     # The student's optimiser (cosine schedule over the run).

@@ -69,10 +69,10 @@ class SynthesizerSource(BatchSource):
     is ``replay`` from the pool and the rest fresh (``synthesizer.sample(n)`` where it draws cheaply, else the
     round's batch), then augmented. The teacher runs in the student step."""
 
-    def __init__(self, synthesizer: Synthesizer, *, replay: float, pool_capacity: int, augment: Augment | None,
+    def __init__(self, synthesizer: Synthesizer, *, replay: float, pool_capacity: int | str, augment: Augment | None,
                  halve_on_oom: bool):
         self.synthesizer, self.replay = synthesizer, float(replay)
-        self.pool_capacity, self.halve_on_oom = int(pool_capacity), bool(halve_on_oom)
+        self.pool_capacity, self.halve_on_oom = pool_capacity, bool(halve_on_oom)
         self.augment = augment if augment is not None else Augment(jitter=2, flip=True)
         self.synthesized = 0  # images made so far (this rank)
         self.fresh: torch.Tensor | None = None  # the round's batch, refilled in place so a captured step can read it
@@ -84,7 +84,8 @@ class SynthesizerSource(BatchSource):
                      device=device, logger=logger)
         self.augment = self.augment.to(device)
         # With replay 0 nothing is ever drawn from the pool: keep none (no memory, nothing in every state file).
-        self.pool = SyntheticPool(self.pool_capacity if self.replay > 0 else 0, tuple(input_size), device)
+        capacity = pool_size(self.pool_capacity, tuple(input_size), device, logger) if self.replay > 0 else 0
+        self.pool = SyntheticPool(capacity, tuple(input_size), device)
         self.synthesizer.bind(teacher, student, num_classes, tuple(input_size), device)
 
     def new_round(self) -> None:
@@ -170,13 +171,33 @@ class SynthesizerSource(BatchSource):
             self.logger.info(f"out of GPU memory at synthesizer.batch_size={size}: retrying with {size // 2}")
 
 
+def pool_size(capacity: int | str, image_shape: tuple[int, int, int], device: torch.device, logger: RunLogger) -> int:
+    """The replay pool's capacity in images: as given, or ``auto``: a quarter of the device memory free now (uint8
+    images: 3 KB at 32 px, 150 KB at 224 px), at most 2**24 images, on the CPU 50,000; the log says what was chosen.
+    A given capacity that cannot fit in the free memory is refused, naming the size that fits."""
+    per_image = image_shape[0] * image_shape[1] * image_shape[2]
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    if capacity == "auto":
+        chosen = min(2**24, free // 4 // per_image) if free is not None else 50_000
+        logger.info(f"trainer.pool_capacity=auto: {chosen} images ({chosen * per_image / 2**30:.1f} GiB of uint8 "
+                    f"{image_shape[1]}x{image_shape[2]} images{'' if free is None else f'; {free / 2**30:.0f} GiB free'})")
+        return chosen
+    if free is not None and int(capacity) * per_image > 0.9 * free:
+        fits = int(0.5 * free // per_image)
+        raise DatafreeError(f"trainer.pool_capacity={capacity} images of {image_shape[1]}x{image_shape[2]} need "
+                            f"{int(capacity) * per_image / 2**30:.1f} GiB, but {free / 2**30:.1f} GiB of GPU memory is "
+                            f"free: lower it (e.g. trainer.pool_capacity={fits}) or set trainer.pool_capacity=auto.")
+    return int(capacity)
+
+
 class StoredSource(BatchSource):
     """A synthetic data set's samples with the teacher's stored logits (crop + flip as on real data): no teacher
     runs. Its batches are cut on the host, so a captured student step gets them copied into its buffers.
     Shards move to the device in windows of ``device_budget_mb``; ``seed`` orders the stream (``seed + rank``)."""
 
-    def __init__(self, synthetic: SyntheticSet, *, crop_padding: int, device_budget_mb: int, seed: int):
+    def __init__(self, synthetic: SyntheticSet, *, crop_padding: int, device_budget_mb: int, seed: int, crop: str = "shift"):
         self.synthetic, self.crop_padding, self.device_budget_mb, self.seed = synthetic, crop_padding, device_budget_mb, seed
+        self.crop = crop
         self._stream = None
 
     def bind(self, teacher, student, *, num_classes, input_size, batch_size, device, logger) -> None:
@@ -184,7 +205,7 @@ class StoredSource(BatchSource):
                      device=device, logger=logger)
         self.batches = SyntheticBatches(self.synthetic, self.batch_size, device, seed=self.seed,
                                         crop_padding=self.crop_padding, device_budget_mb=self.device_budget_mb,
-                                        channels_last=device.type == "cuda")
+                                        channels_last=device.type == "cuda", crop=self.crop)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._stream is None:

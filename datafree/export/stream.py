@@ -23,8 +23,8 @@ from datafree.export.shards import sample_bytes
 
 class SyntheticBatches:
     def __init__(self, synthetic: SyntheticSet, batch_size: int, device: torch.device | str, *, crop_padding: int,
-                 seed: int = 0, device_budget_mb: int = 2048, channels_last: bool = False):
-        self.synthetic, self.batch_size, self.device = synthetic, int(batch_size), torch.device(device)
+                 seed: int = 0, device_budget_mb: int = 2048, channels_last: bool = False, crop: str = "shift"):
+        self.synthetic, self.batch_size, self.device, self.crop = synthetic, int(batch_size), torch.device(device), crop
         self.crop_padding, self.seed, self.channels_last = int(crop_padding), int(seed), bool(channels_last)
         # On the device a sample is its pixels and float32 logits.
         per_sample = sample_bytes(synthetic.image_shape, synthetic.num_classes) + 2 * synthetic.num_classes
@@ -42,7 +42,7 @@ class SyntheticBatches:
     def _batches(self, samples: Samples, seed: int) -> DeviceBatches:
         dataset = ImageDataset(images=samples.images, labels=samples.labels, classes=self.synthetic.classes)
         return DeviceBatches(dataset, self.batch_size, self.device, shuffle=True, augment=True,
-                             drop_last=len(samples) >= self.batch_size, crop_padding=self.crop_padding, seed=seed,
+                             drop_last=len(samples) >= self.batch_size, crop_padding=self.crop_padding, crop=self.crop, seed=seed,
                              channels_last=self.channels_last, targets=samples.logits.float())
 
     def _windows(self, epoch: int) -> list[list[int]]:

@@ -7,8 +7,8 @@ Sources (``source=``):
 * ``module``: the user's own class or factory (``model``, a ``_target_`` node in
   recipes) plus a state dict, plain or nested, ``module.`` prefixes stripped; or,
   with ``trust_checkpoint``, a whole pickled module;
-* ``torchvision``: any torchvision classification model by ``name``, with a local
-  weights file;
+* ``torchvision``, ``timm``: any torchvision or timm classification model by ``name``, with
+  a local weights file (timm is an optional extra: ``pip install "datafree[timm]"``);
 * ``torchscript``: an archive from ``torch.jit.save``;
 * ``ensemble``: ``members``, each one of the above; logits are averaged.
 """
@@ -22,16 +22,16 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.models import create_model
+from datafree.models.sources import network_from_label, target_of
 from datafree.teachers.checkpoint import FORMAT, ClassifierInfo, read_checkpoint
 from datafree.teachers.checks import check_logits, probe_logits
 from datafree.teachers.network import Ensemble, Normalized, freeze
-from datafree.teachers.sources import module_network, target_of, torchscript_network, torchvision_network
+from datafree.teachers.sources import hub_network, module_network, torchscript_network
 from datafree.teachers.spec import IMAGENET_MEAN, IMAGENET_STD, DataHint, resolve_input_spec
 from datafree.teachers.state_dicts import extract_state_dict, load_weights
 from datafree.utils.config_nodes import check_no_unset
 
-SOURCES = ("datafree", "module", "torchvision", "torchscript", "ensemble")
+SOURCES = ("datafree", "module", "torchvision", "timm", "torchscript", "ensemble")
 # Keys a teacher recipe node may hold; the rest of a node is a typo worth reporting.
 NODE_KEYS = {"source", "checkpoint", "arch", "model", "name", "members", "state_key", "trust_checkpoint",
              "num_classes", "input_size", "mean", "std", "train_if_missing", "train"}
@@ -81,12 +81,13 @@ def load_teacher(
     elif source == "module":
         net, meta, notes = module_network(model, checkpoint, state_key, bool(trust_checkpoint))
         label = _target_name(model, net)
-    elif source == "torchvision":
+    elif source in ("torchvision", "timm"):
         if not name:
-            raise DatafreeError("teacher.source=torchvision needs teacher.name, e.g. resnet50 (torchvision.models.list_models()).")
-        net, meta, notes = torchvision_network(str(name), checkpoint, num_classes, state_key, bool(trust_checkpoint))
-        label = f"torchvision:{name}"
-        convention = {"name": "torchvision", "input_size": (3, 224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+            raise DatafreeError(f"teacher.source={source} needs teacher.name, e.g. resnet50 "
+                                f"({'torchvision.models.list_models()' if source == 'torchvision' else 'timm.list_models()'}).")
+        net, meta, notes = hub_network(source, str(name), checkpoint, num_classes, state_key, bool(trust_checkpoint))
+        label = f"{source}:{name}"
+        convention = _hub_convention(source, net)
     else:
         net, meta, notes = torchscript_network(checkpoint)
         label = f"torchscript:{checkpoint}"
@@ -105,6 +106,15 @@ def load_teacher(
         extra=dict(meta.get("extra") or {}),
     )
     return Teacher(wrapped, info, notes + spec_notes)
+
+
+def _hub_convention(source: str, net: nn.Module) -> dict:
+    """What a torchvision or timm network takes unless the recipe, the checkpoint or the data say otherwise:
+    timm's own pretrained configuration where the model has one, else ImageNet's 224 px and normalisation."""
+    cfg = getattr(net, "pretrained_cfg", None) or {}
+    return {"name": source, "input_size": tuple(cfg.get("input_size") or (3, 224, 224)),
+            "mean": tuple(cfg.get("mean") or IMAGENET_MEAN),
+            "std": tuple(cfg.get("std") or IMAGENET_STD)}
 
 
 def load_classifier(path, arch: str | None = None, num_classes: int | None = None, input_size=None, mean=None,
@@ -160,7 +170,10 @@ def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None,
             "teacher.source=module with teacher.model for your own class."
         )
     channels = _zoo_channels(input_size or meta.get("input_size"), state, hint)
-    net = create_model(str(arch), num_classes=int(classes), in_channels=channels)
+    net = network_from_label(str(arch), int(classes), channels)
+    if net is None:  # a checkpoint of the user's own class (e.g. a student built with student=module)
+        raise DatafreeError(f"{checkpoint!r} holds a {arch} network, which only its own class can build: load it with "
+                            f"teacher=module teacher.model._target_={arch} teacher.checkpoint={checkpoint}.")
     saved = meta.get("arch")
     said = f" The checkpoint says it holds {saved!r} with {meta.get('num_classes')} classes." if saved else ""
     load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"architecture {arch!r} with {classes} classes",

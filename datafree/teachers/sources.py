@@ -1,4 +1,4 @@
-"""Where a teacher network comes from: the user's class, torchvision, TorchScript, a pickle.
+"""Where a teacher network comes from: the user's class, torchvision, timm, TorchScript, a pickle.
 
 Each builder returns the bare network (weights loaded) and whatever metadata
 the file carried; input size, classes and normalisation are settled later
@@ -6,56 +6,16 @@ the file carried; input size, classes and normalisation are settled later
 """
 from __future__ import annotations
 
-import difflib
 import warnings
 from typing import Any
 
+import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.recipe_nodes import recipe_error
+from datafree.models.sources import build_network, build_user_module, on_meta_device
 from datafree.teachers.checkpoint import FORMAT, read_checkpoint, require_file
 from datafree.teachers.state_dicts import extract_state_dict, load_weights
-
-
-def build_user_module(model: Any) -> nn.Module:
-    """An ``nn.Module``, a factory returning one, or a recipe node ``{_target_: pkg.Class, ...}``."""
-    if isinstance(model, nn.Module):
-        return model
-    target = target_of(model)
-    if target is not None:
-        from hydra.errors import InstantiationException
-        from hydra.utils import instantiate
-
-        try:
-            built = instantiate(model, _convert_="all")
-        except Exception as exc:  # noqa: BLE001 - hydra wraps import and constructor errors alike
-            known = recipe_error(exc, model, "teacher.model") if isinstance(exc, InstantiationException) else exc
-            if isinstance(known, DatafreeError):
-                raise known from None
-            # The user's own constructor failing for any other reason is still theirs to fix.
-            cause = exc.__cause__ or exc
-            raise DatafreeError(
-                f"building teacher.model ({target}) failed: {type(cause).__name__}: {str(cause).splitlines()[0][:200]}; "
-                "fix the arguments given next to _target_."
-            ) from None
-    elif callable(model):
-        built = model()
-    else:
-        raise DatafreeError(
-            f"teacher.model must be a recipe node with _target_ (your class or factory), an nn.Module or a factory; "
-            f"got {type(model).__name__}."
-        )
-    if not isinstance(built, nn.Module):
-        raise DatafreeError(f"teacher.model built a {type(built).__name__}, not an nn.Module: point _target_ at the network class.")
-    return built
-
-
-def target_of(node: Any) -> str | None:
-    try:
-        return node.get("_target_") if hasattr(node, "get") else None
-    except Exception:  # noqa: BLE001 - omegaconf raises on some missing-key accesses
-        return None
 
 
 def module_network(model: Any, checkpoint: str | None, state_key: str | None, trust: bool) -> tuple[nn.Module, dict, list[str]]:
@@ -82,37 +42,28 @@ def module_network(model: Any, checkpoint: str | None, state_key: str | None, tr
     return net, meta, notes
 
 
-def torchvision_network(name: str, checkpoint: str | None, num_classes: int | None, state_key: str | None,
-                        trust: bool) -> tuple[nn.Module, dict, list[str]]:
-    """``torchvision.models.get_model(name)`` with a local weights file (nothing is downloaded)."""
-    import torchvision
-
-    available = torchvision.models.list_models(module=torchvision.models)
-    if name not in available:
-        close = difflib.get_close_matches(str(name), available, n=4)
-        raise DatafreeError(
-            f"torchvision has no classification model {name!r}: set teacher.name to one of "
-            f"{close or available[:10]}{'' if close else ' ...'} (torchvision.models.list_models())."
-        )
+def hub_network(source: str, name: str, checkpoint: str | None, num_classes: int | None, state_key: str | None,
+                trust: bool) -> tuple[nn.Module, dict, list[str]]:
+    """A torchvision or timm model by ``name`` with a local weights file (nothing is downloaded); the classes
+    and input channels are read from the weights when not given."""
     notes: list[str] = []
     state = None
+    channels = 3
     if checkpoint:
-        blob = read_checkpoint(checkpoint, trust=trust)
-        state = extract_state_dict(blob, f"teacher.checkpoint {checkpoint!r}", state_key)
+        state = extract_state_dict(read_checkpoint(checkpoint, trust=trust), f"teacher.checkpoint {checkpoint!r}", state_key)
+        first = next((t for t in state.values() if isinstance(t, torch.Tensor) and t.dim() == 4), None)
+        channels = int(first.shape[1]) if first is not None else 3
         if num_classes is None:
-            num_classes = _classes_in_head(torchvision.models.get_model(name, weights=None), state)
+            num_classes = _classes_in_head(on_meta_device(lambda: build_network(
+                source, name=name, num_classes=1000, in_channels=channels, what="teacher")[0]), state)
             if num_classes is not None:
                 notes.append(f"inferred {num_classes} classes from the classifier weights in {checkpoint}")
     else:
-        notes.append(f"no teacher.checkpoint: torchvision {name} has random weights")
-    kwargs = {} if num_classes is None else {"num_classes": int(num_classes)}
-    try:
-        net = torchvision.models.get_model(name, weights=None, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise DatafreeError(f"torchvision could not build {name!r} with {kwargs}: {exc}; change teacher.num_classes.") from None
+        notes.append(f"no teacher.checkpoint: {source} {name} has random weights")
+    net, _ = build_network(source, name=name, num_classes=int(num_classes or 1000), in_channels=channels, what="teacher")
     if state is not None:
-        load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"torchvision {name}",
-                     "Set teacher.name to the torchvision model the weights were saved from (and teacher.num_classes).")
+        load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"{source} {name}",
+                     f"Set teacher.name to the {source} model the weights were saved from (and teacher.num_classes).")
     return net, {}, notes
 
 

@@ -112,7 +112,7 @@ def _infer_input_size(net: nn.Module, hint: DataHint, convention: dict,
         notes.append(f"input size not given: using the data set's {size[1]}x{size[2]} images with {size[0]} channel(s)")
         return size, "the test images' size"
     if convention.get("input_size"):
-        size = tuple(int(v) for v in convention["input_size"])
+        size = (int(channels or convention["input_size"][0]), *(int(v) for v in convention["input_size"][1:]))
         notes.append(f"input size not given: using {convention['name']}'s usual {size[0]}x{size[1]}x{size[2]}")
         return size, f"{convention['name']}'s usual input size"
     candidates = [int(channels)] if channels else [3, 1]

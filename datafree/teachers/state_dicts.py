@@ -83,4 +83,33 @@ def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, mod
         if mismatched:
             details.append(f"{len(mismatched)} shape mismatches ({'; '.join(mismatched[:3])})")
         raise DatafreeError(f"{where} does not match {model}: {'; '.join(details)}. {fix}")
+    if any(t.is_meta for t in own.values()):
+        return  # a network on the meta device (shapes only): the check was the point
     net.load_state_dict(state)
+
+
+def load_start_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, model: str, fix: str) -> list[str]:
+    """Weights to start training from (e.g. ImageNet weights for a network with another head): like
+    :func:`load_weights`, except that a classifier head of another class count starts fresh and a first
+    convolution of another channel count is adapted (summed for grey, repeated for more channels). Returns
+    one note for each of those; any other difference is refused."""
+    state, own, notes = dict(strip_wrapper_prefixes(state)), net.state_dict(), []
+    linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
+    head = [k for k in (f"{linears[-1]}.weight", f"{linears[-1]}.bias") if linears and k in state and k in own
+            and state[k].shape != own[k].shape]
+    if head:
+        notes.append(f"{where}: its classifier ({', '.join(head)}) is for {state[head[0]].shape[0]} classes; it starts "
+                     f"fresh for {own[head[0]].shape[0]}")
+        state.update({k: own[k] for k in head})
+    convs = [name for name, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    first = f"{convs[0]}.weight" if convs else None
+    if first in state and first in own and state[first].dim() == 4 and state[first].shape[1] != own[first].shape[1] \
+            and state[first].shape[0] == own[first].shape[0] and state[first].shape[2:] == own[first].shape[2:]:
+        weight, channels = state[first], own[first].shape[1]
+        repeats = -(-channels // weight.shape[1])
+        state[first] = (weight.sum(1, keepdim=True) if channels == 1 else
+                        weight.repeat(1, repeats, 1, 1)[:, :channels] * (weight.shape[1] / channels))
+        notes.append(f"{where}: its first convolution ({first}) takes {weight.shape[1]} channel(s); adapted to "
+                     f"{channels} ({'summed' if channels == 1 else 'repeated and rescaled'})")
+    load_weights(net, state, where, model, fix)
+    return notes

@@ -57,3 +57,37 @@ def network_layout(x, device: torch.device):
         return x.to(memory_format=torch.channels_last)
     return x.contiguous(memory_format=torch.channels_last)
 
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cpu_threads(setting="auto") -> int:
+    """The intra-op threads for CPU work: ``auto`` is half the usable cores (at least 1), an int is taken as it is.
+
+    Why half: PyTorch's default (every core) collapses when another busy process shares the cores, since its
+    threads wait for each other at every operation while one of them is off the CPU (measured on 2 cores with
+    one busy neighbour: docs/benchmarks.md, "CPU threads"); half leaves room for a neighbour and loses little
+    on the small networks CPU runs use. A CPU result depends on the thread count (reductions are split
+    differently), and repeats bitwise for the same count.
+    """
+    if setting in (None, "auto"):
+        return max(1, usable_cores() // 2)
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise DatafreeError(f"cpu_threads must be auto or an int >= 1, got {setting!r}: e.g. cpu_threads=auto.")
+    return setting
+
+
+@contextlib.contextmanager
+def threads_for(setting="auto"):
+    """Inside, torch runs CPU operations on :func:`cpu_threads` threads; the previous count comes back after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(cpu_threads(setting))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

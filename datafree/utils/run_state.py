@@ -38,7 +38,7 @@ LAST, PREV, BEST = "state_last.pt", "state_prev.pt", "state_best.pt"
 # Keys that may differ between a run and its resume: how long it runs and how it logs.
 # Everything else must match, or the resumed run would not be the run that was started.
 RESUMABLE_CHANGES = (
-    "resume", "progress", "dist_timeout_s",
+    "resume", "progress", "dist_timeout_s", "cpu_threads",
     "trainer.rounds", "trainer.time_budget_s", "trainer.log_every", "trainer.eval_every", "trainer.checkpoint_every",
     "teacher.train.epochs", "teacher.train.time_budget_s", "teacher.train.checkpoint_every",
 )
@@ -92,12 +92,14 @@ def flatten(config: dict, prefix: str = "") -> dict:
 
 
 def config_differences(saved: dict, current: dict, allowed: Iterable[str] = RESUMABLE_CHANGES) -> list[str]:
-    """``key: saved -> current`` for every leaf that differs, except run length and logging keys."""
+    """``key: saved -> current`` for every leaf that differs, except run length and logging keys, and keys the
+    saved recipe did not have: those were added by a later datafree (a recipe takes no unknown key), with the
+    earlier behaviour as their default."""
     allowed = tuple(allowed)
     old, new = flatten(saved or {}), flatten(current or {})
     diffs = []
     for key in sorted(set(old) | set(new)):
-        if key in allowed or any(key.startswith(a + ".") for a in allowed):
+        if key in allowed or any(key.startswith(a + ".") for a in allowed) or (key not in old and old):
             continue
         if old.get(key, "<absent>") != new.get(key, "<absent>"):
             diffs.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")

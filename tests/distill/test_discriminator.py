@@ -26,7 +26,7 @@ def _linear(width: int) -> nn.Linear:
 def _adversary(**kw) -> Adversary:
     options = dict(weight=2.0, arch=_linear, optimizer="sgd", lr=0.1)
     options.update(kw)
-    return Adversary(2, 2, CPU, **options)
+    return Adversary(2, 2, CPU, max_nonfinite=20, **options)
 
 
 def _sp(x: float) -> float:
@@ -89,22 +89,22 @@ def test_a_non_finite_update_is_skipped_and_counted():
 
 
 def test_default_mlp_and_width_adapter():
-    adversary = Adversary(16, 8, CPU, weight=1.0, hidden=[32])
+    adversary = Adversary(16, 8, CPU, max_nonfinite=20, weight=1.0, hidden=[32])
     assert [type(m).__name__ for m in adversary.net] == ["Linear", "LeakyReLU", "Linear"]
     assert isinstance(adversary.adapter, nn.Linear) and adversary.adapter.weight.shape == (16, 8)
     assert adversary.student_parameters() == [adversary.adapter.weight]
     assert isinstance(mlp(4, []), nn.Sequential) and len(mlp(4, [])) == 1  # a linear discriminator
     # arch: any factory of the input width, e.g. a _partial_ recipe node.
-    custom = Adversary(4, 4, CPU, weight=1.0, arch=functools.partial(nn.Linear, out_features=1))
+    custom = Adversary(4, 4, CPU, max_nonfinite=20, weight=1.0, arch=functools.partial(nn.Linear, out_features=1))
     assert isinstance(custom.net, nn.Linear) and custom.student_parameters() == []
 
 
 def test_bad_settings_are_refused():
     with pytest.raises(DatafreeError, match="one logit per sample"):
-        Adversary(4, 4, CPU, weight=1.0, arch=functools.partial(nn.Linear, out_features=3))
+        Adversary(4, 4, CPU, max_nonfinite=20, weight=1.0, arch=functools.partial(nn.Linear, out_features=3))
     with pytest.raises(DatafreeError, match="hidden lists the hidden layers' widths"):
-        Adversary(4, 4, CPU, weight=1.0, hidden=[0])
+        Adversary(4, 4, CPU, max_nonfinite=20, weight=1.0, hidden=[0])
     with pytest.raises(DatafreeError, match="optimizer 'rmsprop': choose 'adam' or 'sgd'"):
-        Adversary(4, 4, CPU, weight=1.0, optimizer="rmsprop")
+        Adversary(4, 4, CPU, max_nonfinite=20, weight=1.0, optimizer="rmsprop")
     with pytest.raises(DatafreeError, match="every must be an int >= 1"):
-        Adversary(4, 4, CPU, weight=1.0, every=0)
+        Adversary(4, 4, CPU, max_nonfinite=20, weight=1.0, every=0)

@@ -140,10 +140,10 @@ def test_terms_compose_without_touching_the_teacher(tmp_path):
 
 def test_capture_blockers_name_the_hooked_terms():
     teacher, student = freeze(calibrated_bn_net()), TinyBNNet()
-    logits_only = Objectives(teacher, student, num_classes=4, input_size=SIZE, device=CPU,
+    logits_only = Objectives(teacher, student, num_classes=4, input_size=SIZE, device=CPU, max_nonfinite=20,
                              rkd={"distance_weight": 1.0, "embedding": "logits"}, discriminator={"weight": 1.0})
     assert logits_only.capture_blockers() == [] and not logits_only.needs_teacher_features
-    hooked = Objectives(teacher, student, num_classes=4, input_size=SIZE, device=CPU, similarity={"weight": 1.0, **LAYERS},
+    hooked = Objectives(teacher, student, num_classes=4, input_size=SIZE, device=CPU, max_nonfinite=20, similarity={"weight": 1.0, **LAYERS},
                         discriminator={"weight": 1.0, "embedding": "penultimate"})
     assert hooked.describe("kd") == ("student loss: kd + similarity + adversarial; penultimate features: the input of "
                                      "the teacher's head, the student's head")
@@ -156,7 +156,7 @@ def test_bad_term_settings_are_refused_before_work():
     teacher, student = freeze(calibrated_bn_net()), TinyBNNet()
 
     def build(**terms):
-        return Objectives(teacher, student, num_classes=4, input_size=SIZE, device=CPU, **terms)
+        return Objectives(teacher, student, num_classes=4, input_size=SIZE, device=CPU, max_nonfinite=20, **terms)
 
     with pytest.raises(DatafreeError, match=r"trainer.rkd has unknown key\(s\) \['distance'\]: it takes distance_weight"):
         build(rkd={"distance": 25.0})
@@ -170,10 +170,10 @@ def test_bad_term_settings_are_refused_before_work():
         build(similarity={"weight": 1.0, "layers": ["features.2"]})
     ensemble = freeze(Ensemble([calibrated_bn_net(), calibrated_bn_net()]))
     with pytest.raises(DatafreeError, match="ensemble teacher has no single penultimate layer"):
-        Objectives(ensemble, student, num_classes=4, input_size=SIZE, device=CPU, rkd={"distance_weight": 1.0})
+        Objectives(ensemble, student, num_classes=4, input_size=SIZE, device=CPU, max_nonfinite=20, rkd={"distance_weight": 1.0})
     no_linear = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(DatafreeError, match="has none: set trainer.rkd.embedding / trainer.discriminator.embedding=logits"):
-        Objectives(teacher, no_linear, num_classes=4, input_size=SIZE, device=CPU, discriminator={"weight": 1.0,
+        Objectives(teacher, no_linear, num_classes=4, input_size=SIZE, device=CPU, max_nonfinite=20, discriminator={"weight": 1.0,
                                                                                                    "embedding": "penultimate"})
 
 

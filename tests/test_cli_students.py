@@ -1,0 +1,139 @@
+"""Any student, any teacher: torchvision, timm and the user's class through the CLI, on small networks at 8 px.
+
+The runs are in this process (see test_cli.py); the interrupted ones are subprocesses with a real SIGTERM
+(test_cli_resume.py's harness).
+"""
+import sys
+
+import pytest
+import torch
+import torchvision
+
+from nets import TinyBNNet
+from test_cli import TINY, _assert_clean_failure, in_process
+from test_cli_resume import run_killed
+from datafree.teachers import load_teacher
+
+# The TINY demo run (a microcnn teacher trained first on 8 px shapes), without its student and noise baseline.
+BASE = [a for a in TINY if not a.startswith("student=")] + ["noise_baseline=false"]
+MOBILENET = ["student=torchvision", "student.name=mobilenet_v3_small"]
+
+
+def _run(capsys, out, *args):
+    proc = in_process(capsys, "distill", *BASE, *args, f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _log(out, command="distill"):
+    return (out / f"{command}.log").read_text()
+
+
+@pytest.mark.parametrize("student, label", [
+    (MOBILENET, "torchvision:mobilenet_v3_small"),
+    (["student=timm", "student.name=test_efficientnet"], "timm:test_efficientnet"),
+    (["student=module", "student.model._target_=nets.TinyBNNet", "+student.model.num_classes=10"], "nets.TinyBNNet"),
+])
+def test_students_from_every_source_distil_and_load_back(tmp_path, capsys, student, label):
+    proc = _run(capsys, tmp_path / "run", *student)
+    assert f"student {label}: test accuracy" in proc.stdout
+    saved = torch.load(tmp_path / "run" / "student.pt", weights_only=True)
+    assert saved["arch"] == label and saved["num_classes"] == 10 and saved["input_size"] == [3, 8, 8]
+    if label.startswith(("torchvision", "timm")):  # rebuilt from its label, weights as saved
+        back = load_teacher("datafree", checkpoint=str(tmp_path / "run" / "student.pt"))
+        assert back.info.arch == label and torch.equal(back.model.model.state_dict()[next(iter(saved["state_dict"]))],
+                                                      next(iter(saved["state_dict"].values())))
+    else:  # the user's class: only it can build the network, and the message says how
+        with pytest.raises(Exception, match=r"teacher=module teacher.model._target_=nets.TinyBNNet"):
+            load_teacher("datafree", checkpoint=str(tmp_path / "run" / "student.pt"))
+
+
+def test_a_student_starts_from_weights_with_another_head(tmp_path, capsys):
+    torch.manual_seed(0)
+    imagenet = torchvision.models.mobilenet_v3_small(num_classes=1000)  # "ImageNet weights on the user's disk"
+    torch.save({"model": imagenet.state_dict()}, tmp_path / "imagenet.pth")
+    proc = _run(capsys, tmp_path / "run", *MOBILENET, f"student.checkpoint={tmp_path / 'imagenet.pth'}",
+                "trainer.rounds=1", "trainer.student_steps=0")
+    assert "classifier.3.weight, classifier.3.bias) is for 1000 classes; it starts fresh for 10" in _log(tmp_path / "run")
+    saved = torch.load(tmp_path / "run" / "student.pt", weights_only=True)["state_dict"]
+    assert torch.equal(saved["features.0.0.weight"], imagenet.state_dict()["features.0.0.weight"])
+
+
+def test_a_layer_pair_term_names_a_torchvision_students_own_modules(tmp_path, capsys):
+    _run(capsys, tmp_path / "run", *MOBILENET, "trainer.attention.weight=10",
+         "trainer.attention.teacher_layers=[features.2]", "trainer.attention.student_layers=[features.1]")
+    assert "student loss: kd + attention" in _log(tmp_path / "run")
+
+
+def test_a_torchvision_student_resumes_bitwise(tmp_path, capsys):
+    args = [*BASE, *MOBILENET, "trainer.rounds=3", "trainer.student_steps=2", "trainer.checkpoint_every=2"]
+    proc = in_process(capsys, "distill", *args, f"hydra.run.dir={tmp_path / 'reference'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = tmp_path / "run"
+    killed = run_killed("distill", 3, *args, f"hydra.run.dir={run}")
+    assert killed.returncode == 143 and "stopped by SIGTERM after student step 3" in killed.stderr, killed.stderr[-2000:]
+    proc = in_process(capsys, "distill", *args, f"resume={run}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = torch.load(tmp_path / "reference" / "student.pt", weights_only=True)["state_dict"]
+    got = torch.load(run / "student.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_train_teacher_fine_tunes_a_torchvision_network_from_a_checkpoint(tmp_path, capsys):
+    torch.manual_seed(0)
+    start = torchvision.models.mobilenet_v3_small(num_classes=1000)
+    torch.save(start.state_dict(), tmp_path / "start.pth")
+    teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+    proc = in_process(capsys, "train-teacher", *teacher, "teacher=torchvision", "teacher.name=mobilenet_v3_small",
+                      f"teacher.checkpoint={tmp_path / 'start.pth'}", "teacher.train.epochs=1", "teacher.train.lr=0.01",
+                      f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "starts fresh for 10" in _log(tmp_path / "run", "train-teacher")
+    assert "teacher torchvision:mobilenet_v3_small: test accuracy" in proc.stdout
+    trained = load_teacher("datafree", checkpoint=str(tmp_path / "run" / "teacher.pt"))
+    assert trained.info.arch == "torchvision:mobilenet_v3_small" and trained.info.input_size == (3, 8, 8)
+
+
+def test_train_teacher_builds_the_checkpoints_network_with_its_weights(tmp_path):
+    """The fine-tuning start: every layer but the fresh head holds the checkpoint's weights (a grey first layer
+    summed from the RGB one)."""
+    from omegaconf import OmegaConf
+
+    from datafree.jobs import teacher_network
+
+    torch.manual_seed(0)
+    start = torchvision.models.resnet18(num_classes=1000)
+    torch.save(start.state_dict(), tmp_path / "r18.pth")
+    cfg = OmegaConf.create({"teacher": {"source": "torchvision", "name": "resnet18", "checkpoint": str(tmp_path / "r18.pth")}})
+    net, label = teacher_network(cfg, num_classes=5, in_channels=1)
+    assert label == "torchvision:resnet18" and net.fc.out_features == 5
+    assert torch.equal(net.conv1.weight, start.conv1.weight.sum(1, keepdim=True))
+    assert torch.equal(net.layer4[1].conv2.weight, start.layer4[1].conv2.weight)
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["student=torchvision", "student.name=mobilenet_v3_smal"], ["torchvision has no classification model "
+                                                                "'mobilenet_v3_smal'", "mobilenet_v3_small"]),
+    (["student=timm", "student.name=efficientnet_b9000"], ["timm has no model 'efficientnet_b9000'", "student.name"]),
+    (["student=torchvision"], ["student.name"]),
+])
+def test_bad_students_are_refused_before_any_work(tmp_path, capsys, args, needles):
+    out = tmp_path / "run"
+    proc = in_process(capsys, "distill", *BASE, *args, f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, *needles)
+
+
+def test_a_missing_timm_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm now raises ImportError
+    out = tmp_path / "run"
+    proc = in_process(capsys, "distill", *BASE, "student=timm", "student.name=test_resnet", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, 'pip install "datafree[timm]"')
+
+
+def test_a_student_checkpoint_that_does_not_fit_names_the_keys_and_the_fix(tmp_path, capsys):
+    torch.save(TinyBNNet(10).state_dict(), tmp_path / "other.pt")
+    out = tmp_path / "run"
+    proc = in_process(capsys, "distill", *BASE, *MOBILENET, f"student.checkpoint={tmp_path / 'other.pt'}",
+                      f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "student.checkpoint", "does not match the student torchvision:mobilenet_v3_small",
+                          "missing keys", "leave student.checkpoint out")
