@@ -1,7 +1,7 @@
-"""Every demo the README names beats its noise baseline, with the figures the README states.
+"""Every demo docs/getting_started.md names beats its noise baseline, with the figures the page states.
 
 The default demo ('datafree distill') runs in the fast suite: it is what a newcomer
-runs first. The generator demos take minutes each and are marked slow.
+runs first (the README's first command). The generator demos take minutes each and are marked slow.
 """
 import re
 import subprocess
@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+GUIDE = ROOT / "docs" / "getting_started.md"  # where the demo's figures and ranges are stated
 PERCENT = r"(\d+(?:\.\d+)?)"
 
 
-def readme_range(label: str) -> tuple[float, float]:
-    """The README's 'LABEL A–B%' range, in percent."""
-    found = re.search(rf"{label} {PERCENT}–{PERCENT}%", " ".join(README.read_text().split()))
-    assert found, f"README.md states no range for {label!r}"
+def stated_range(label: str) -> tuple[float, float]:
+    """The guide's 'LABEL A–B%' range, in percent."""
+    found = re.search(rf"{label} {PERCENT}–{PERCENT}%", " ".join(GUIDE.read_text().split()))
+    assert found, f"{GUIDE.relative_to(ROOT)} states no range for {label!r}"
     return float(found.group(1)), float(found.group(2))
 
 
@@ -32,21 +33,21 @@ def run_demo(tmp_path, *overrides) -> tuple[dict[str, float], str]:
         found = re.search(pattern + PERCENT + "%", proc.stdout, re.MULTILINE)
         assert found, proc.stdout
         printed[name] = float(found.group(1))
-    print(f"distill {' '.join(overrides)}: {printed}")  # shown with pytest -rA: the figures behind the README's
+    print(f"distill {' '.join(overrides)}: {printed}")  # shown with pytest -rA: the figures behind the guide's
     return printed, proc.stdout
 
 
 def assert_within(value: float, bounds: tuple[float, float], what: str) -> None:
-    assert bounds[0] <= value <= bounds[1], f"{what} {value}% is outside the README's {bounds[0]}–{bounds[1]}%"
+    assert bounds[0] <= value <= bounds[1], f"{what} {value}% is outside the guide's {bounds[0]}–{bounds[1]}%"
 
 
-def test_default_demo_matches_the_readme(tmp_path):
+def test_default_demo_matches_the_guide(tmp_path):
     printed, stdout = run_demo(tmp_path)
-    assert_within(printed["teacher"], readme_range("teacher"), "teacher")
-    assert_within(printed["student"], readme_range("student"), "student")
-    assert_within(printed["noise"], readme_range("noise-trained student"), "noise-trained student")
+    assert_within(printed["teacher"], stated_range("teacher"), "teacher")
+    assert_within(printed["student"], stated_range("student"), "student")
+    assert_within(printed["noise"], stated_range("noise-trained student"), "noise-trained student")
     assert printed["student"] >= printed["noise"] + 20  # clearly, not by luck
-    # The rest of what the README says it prints: chance level and the run folder with what it holds.
+    # The rest of what the guide says it prints: chance level and the run folder with what it holds.
     run = tmp_path / "run"
     assert "chance: 10.00%" in stdout and f"run folder: {run}" in stdout
     for name in ("student.pt", "samples.png", "summary.csv", "tensorboard/", "noise_baseline/"):
@@ -54,10 +55,10 @@ def test_default_demo_matches_the_readme(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["dfq", "dafl"])  # the generator demos the README names as working
-def test_generator_demos_match_the_readme(tmp_path, method):
-    assert f"demo_{method}" in README.read_text()
+@pytest.mark.parametrize("method", ["dfq", "dafl"])  # the generator demos the guide names as working
+def test_generator_demos_match_the_guide(tmp_path, method):
+    assert f"demo_{method}" in GUIDE.read_text()
     printed, _ = run_demo(tmp_path, f"experiment=demo_{method}")
-    assert_within(printed["student"], readme_range("generator demos end with students of"), f"demo_{method} student")
-    assert_within(printed["noise"], readme_range("against noise baselines of"), f"demo_{method} noise baseline")
+    assert_within(printed["student"], stated_range("generator demos end with students of"), f"demo_{method} student")
+    assert_within(printed["noise"], stated_range("against noise baselines of"), f"demo_{method} noise baseline")
     assert printed["student"] >= printed["noise"] + 10

@@ -34,4 +34,5 @@ def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
 
 
 def list_models() -> list[str]:
+    """The names ``create_model`` accepts, sorted."""
     return MODELS.names()

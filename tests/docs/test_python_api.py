@@ -1,4 +1,4 @@
-"""The README's Python API block, run verbatim in an empty folder that holds a teacher.pt."""
+"""docs/python_api.md's Python block, run verbatim in an empty folder that holds a teacher.pt."""
 import subprocess
 import sys
 
@@ -13,7 +13,7 @@ from datafree.data import DeviceBatches
 
 
 def _quick_teacher(path):
-    """A tinycnn trained for one epoch on shapes: the README's 'any datafree checkpoint'."""
+    """A tinycnn trained briefly on shapes: the page's 'any datafree checkpoint'."""
     torch.manual_seed(0)
     train = build_dataset(kind="shapes", split="train", n=3000, image_size=16)
     model = Normalized(create_model("tinycnn", num_classes=10), (0.5,) * 3, (0.25,) * 3)
@@ -22,8 +22,8 @@ def _quick_teacher(path):
     save_classifier(path, model, ClassifierInfo("tinycnn", 10, (3, 16, 16), (0.5,) * 3, (0.25,) * 3, classes=train.classes))
 
 
-def test_readme_python_api_block(tmp_path):
-    (code,) = [body for kind, _, body in blocks("README.md") if kind == "python"]
+def test_python_api_block(tmp_path):
+    (code,) = [body for kind, _, body in blocks("docs/python_api.md") if kind == "python"]
     _quick_teacher(tmp_path / "teacher.pt")
     (tmp_path / "snippet.py").write_text(code)
     proc = subprocess.run([sys.executable, "snippet.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
