@@ -83,6 +83,9 @@ class SynthesizerSource(BatchSource):
         super().bind(teacher, student, num_classes=num_classes, input_size=input_size, batch_size=batch_size,
                      device=device, logger=logger)
         self.augment = self.augment.to(device)
+        chosen = self.augment.fit(tuple(input_size[1:]))
+        if chosen:
+            logger.info(f"trainer.augment.{chosen}")
         # With replay 0 nothing is ever drawn from the pool: keep none (no memory, nothing in every state file).
         capacity = pool_size(self.pool_capacity, tuple(input_size), device, logger) if self.replay > 0 else 0
         self.pool = SyntheticPool(capacity, tuple(input_size), device)

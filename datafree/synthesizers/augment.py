@@ -20,23 +20,33 @@ class Augment(nn.Module):
 
     ``jitter`` rolls each image by its own offset of up to that many pixels (DeepInversion's
     jitter; nothing is cut off); ``crop_padding`` instead crops each image from a copy padded
-    with that many zero pixels (the CIFAR training augmentation); ``flip`` flips each image
+    with that many zero pixels (the CIFAR training augmentation; ``"auto"``: an eighth of the side, see
+    :meth:`fit`); ``flip`` flips each image
     with probability 1/2; ``extra`` modules (kornia augmentations from a recipe) run last and
     the result is clamped to [0, 1] so that colour augmentations cannot leave pixel space.
     """
 
     def __init__(self, jitter: int = 0, flip: bool = True, extra: Sequence[nn.Module] | None = None,
-                 crop_padding: int = 0):
+                 crop_padding: int | str = 0):
         super().__init__()
-        if jitter < 0 or crop_padding < 0:
+        auto = crop_padding == "auto"
+        if jitter < 0 or (not auto and crop_padding < 0):
             raise DatafreeError(f"augmentation jitter and crop_padding (pixels of random shift) must be >= 0, got "
                                 f"jitter={jitter}, crop_padding={crop_padding}: set 0 for none.")
         if jitter and crop_padding:
             raise DatafreeError(f"choose jitter (a roll) or crop_padding (a padded crop), not both "
                                 f"(got jitter={jitter}, crop_padding={crop_padding}).")
-        self.jitter, self.crop_padding = int(jitter), int(crop_padding)
+        self.jitter, self.crop_padding = int(jitter), crop_padding if auto else int(crop_padding)
         self.flip = bool(flip)
         self.extra = nn.Sequential(*(extra or []))
+
+    def fit(self, image_size: tuple[int, int]) -> str | None:
+        """Resolve ``crop_padding="auto"`` for images of ``image_size``: an eighth of the shorter side (4 at 32 px,
+        CIFAR's); returns what was chosen, for the log, or None when nothing was left open."""
+        if self.crop_padding != "auto":
+            return None
+        self.crop_padding = max(1, min(image_size) // 8)
+        return f"crop_padding=auto: {self.crop_padding} pixels for {image_size[0]}x{image_size[1]} images"
 
     @property
     def capturable(self) -> bool:
