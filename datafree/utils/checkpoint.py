@@ -1,6 +1,13 @@
-"""Atomic checkpoint files that ``torch.load(weights_only=True)`` can read."""
+"""Atomic checkpoint files that ``torch.load(weights_only=True)`` can read, holding exactly what they say.
+
+``torch.save`` writes the whole storage behind every tensor: a slice of a batch or a row of a
+pool would carry its neighbours into the file (other shards' images, in a data set that is
+handed out). Every tensor datafree saves goes through :func:`owned` first, in :func:`torch_bytes`
+and :func:`atomic_save`, the only two ways it writes torch files.
+"""
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -35,9 +42,33 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], dur
     return path
 
 
-def atomic_save(obj, path: str | os.PathLike) -> Path:
-    """``torch.save`` through :func:`atomic_write`."""
-    return atomic_write(path, lambda handle: torch.save(obj, handle))
+def owned(obj):
+    """``obj`` (nested dicts, lists, tuples) with every tensor owning exactly its own elements.
+
+    A tensor whose storage holds more (a view) or less (an expanded one) is copied; the others are kept as they are.
+    """
+    if isinstance(obj, torch.Tensor):
+        if obj.layout != torch.strided or obj.untyped_storage().nbytes() == obj.numel() * obj.element_size():
+            return obj
+        return obj.clone(memory_format=torch.contiguous_format)
+    if isinstance(obj, dict):
+        return type(obj)((key, owned(value)) for key, value in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(owned(value) for value in obj)
+    return obj
+
+
+def torch_bytes(obj) -> bytes:
+    """What ``torch.save`` writes for ``obj``, every tensor in it owning exactly its elements (:func:`owned`)."""
+    buffer = io.BytesIO()
+    torch.save(owned(obj), buffer)
+    return buffer.getvalue()
+
+
+def atomic_save(obj, path: str | os.PathLike, durable: bool = False) -> Path:
+    """``torch.save`` through :func:`atomic_write`, every tensor owning exactly its elements (:func:`owned`)."""
+    obj = owned(obj)
+    return atomic_write(path, lambda handle: torch.save(obj, handle), durable=durable)
 
 
 def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
