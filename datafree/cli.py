@@ -16,7 +16,6 @@ logs and keeps hydra's record; the other ranks print only errors of their own.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -78,19 +77,26 @@ def _plain(command: str, arguments: list[str]) -> int:
         return 2
 
 
-def _guarded(job: Callable, cfg) -> dict | None:
+def _guarded(job: Callable, cfg, signals) -> dict | None:
     from hydra.core.hydra_config import HydraConfig
 
     from datafree.errors import DatafreeError
     from datafree.utils import dist
-    from datafree.utils.signals import Interrupted
+    from datafree.utils.signals import Interrupted, Signalled, stopped_outside_loops
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     record = out_dir / HydraConfig.get().output_subdir if HydraConfig.get().output_subdir else None
     before = _snapshot(out_dir, record)
     who = f"[rank {dist.rank()}] " if dist.rank() else ""
+    started = complete = outside = False
     try:
-        return job(cfg, out_dir)
+        signals.start()
+        started = True
+        result = job(cfg, out_dir)
+        complete = True
+        return result
+    except Signalled as stop:  # outside the loops, which save their state and raise Interrupted themselves
+        cause, outside = stopped_outside_loops(stop.signum, started, any(out_dir.glob("**/state_*.pt"))), True
     except Exception as error:  # noqa: BLE001 - only DatafreeError is handled, the rest re-raised
         cause = _datafree_cause(error, DatafreeError)
         if cause is None:
@@ -101,18 +107,20 @@ def _guarded(job: Callable, cfg) -> dict | None:
                       "states saved so far are kept: run the same command with resume=RUN_DIR to continue.", file=sys.stderr)
                 sys.exit(1)
             raise
-        code = getattr(cause, "exit_code", 2)  # Interrupted: 128 + signal, after saving the state
-        if dist.is_main_process():
-            if code == 2:
-                _undo_if_nothing_done(out_dir, record, before)
-            _remove_if_only_hydra_files(out_dir, f"{HydraConfig.get().job.name}.log")
-            _remove_new_parents(out_dir)
-        if dist.is_main_process() or not isinstance(cause, (Interrupted, dist.ReportedByRankZero)):
-            print(f"datafree: {'error' if code == 2 else 'interrupted'}: {who}{cause}", file=sys.stderr)
-        if isinstance(cause, Interrupted) and dist.active():
-            # Every rank stopped here: none exits (and has torchrun end the others) before rank 0 has reported.
-            dist.barrier()
-        sys.exit(code)
+    finally:
+        signals.finish(complete)
+    code = getattr(cause, "exit_code", 2)  # Interrupted: 128 + signal, after saving the state
+    if dist.is_main_process():
+        if code == 2 or outside:
+            _undo_if_nothing_done(out_dir, record, before)
+        _remove_if_only_hydra_files(out_dir, f"{HydraConfig.get().job.name}.log")
+        _remove_new_parents(out_dir)
+    if dist.is_main_process() or not isinstance(cause, (Interrupted, dist.ReportedByRankZero)):
+        print(f"datafree: {'error' if code == 2 else 'interrupted'}: {who}{cause}", file=sys.stderr)
+    if isinstance(cause, Interrupted) and dist.active():
+        # Every rank stopped here: none exits (and has torchrun end the others) before rank 0 has reported.
+        dist.barrier()
+    sys.exit(code)
 
 
 def _datafree_cause(error: BaseException, kind: type) -> BaseException | None:
@@ -389,6 +397,7 @@ RANK_OVERRIDES = ("hydra.output_subdir=null", "hydra/job_logging=disabled", "hyd
 
 
 def main(argv: list[str] | None = None) -> int:
+    entry = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
@@ -410,6 +419,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"datafree: error: unknown command {command!r}: choose one of {', '.join([*COMMANDS, *PLAIN_COMMANDS])}."
               f"\n\n{usage()}", file=sys.stderr)
         return 2
+    from datafree.utils.signals import CommandSignals, stopped_outside_loops
+
+    # The console script keeps the last handler through the interpreter's shutdown; a caller's own process is left as it was.
+    with CommandSignals(defer=distributed, keep=entry, report=int(os.environ.get("RANK", 0)) == 0) as signals:
+        code = _run(command, overrides, distributed, signals)
+    if code == 0 and signals.phase == "before" and signals.received is not None:  # hydra's flags: no job ran
+        stop = stopped_outside_loops(signals.received, started=False, saved=False)
+        print(f"datafree: interrupted: {stop}", file=sys.stderr)
+        return stop.exit_code
+    return code
+
+
+def _run(command: str, overrides: list[str], distributed: bool, signals) -> int:
+    """A recipe command: checked before hydra runs, then run by hydra with ``signals`` watching its job."""
     recipe, job_name, _ = COMMANDS[command]
     _NEW_PARENTS.clear()
     overrides = _with_resume(overrides)
@@ -438,21 +461,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from datafree import jobs
     from datafree.utils import dist
-    from datafree.utils.signals import defer_sigterm
 
     job = getattr(jobs, job_name)
 
     @hydra.main(config_path=recipes_location(), config_name=recipe, version_base="1.3")
     def task(cfg):
-        return _guarded(job, cfg)
+        return _guarded(job, cfg, signals)
 
     saved_argv, saved_stdout = sys.argv, sys.stdout
     sys.argv = [f"datafree {command}", *overrides]
     try:
         if dist.rank():
             sys.stdout = open(os.devnull, "w")  # rank 0 prints for every rank
-        with defer_sigterm() if distributed else contextlib.nullcontext():
-            task()
+        task()
     finally:
         if sys.stdout is not saved_stdout:
             sys.stdout.close()
