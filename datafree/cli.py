@@ -24,16 +24,17 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    # command: (recipe, job function in datafree.jobs, help)
-    "train-teacher": ("train_teacher", "train_teacher_job", "train a zoo model on real data; writes teacher.pt"),
-    "distill": ("distill", "distill_job", "distil a teacher into a student on synthetic data; writes student.pt"),
-    "synthesize": ("synthesize", "synthesize_job", "write a synthetic data set labelled by the teacher (shards, PNGs)"),
-    "audit": ("audit", "audit_job", "find the nearest real training image of every synthetic image (privacy)"),
+# What each command does is datafree.help's (its first line here, the whole with --help).
+COMMANDS: dict[str, tuple[str, str]] = {
+    # command: (recipe, job function in datafree.jobs)
+    "train-teacher": ("train_teacher", "train_teacher_job"),
+    "distill": ("distill", "distill_job"),
+    "synthesize": ("synthesize", "synthesize_job"),
+    "audit": ("audit", "audit_job"),
 }
-# Commands without a recipe, with their own flags: (module, function given the arguments, help).
-PLAIN_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "inspect": ("datafree.export.inspect", "main", "summarise a synthetic data set, verify its checksums, draw it"),
+# Commands without a recipe, with their own flags: (module, function given the arguments).
+PLAIN_COMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": ("datafree.export.inspect", "main"),
 }
 
 USAGE = """usage: datafree <command> [key=value ...]   (inspect: datafree inspect PATH [--out DIR])
@@ -54,12 +55,15 @@ Examples:
   datafree distill data=synthetic data.path=DIR   (a student from a synthetic data set, no teacher)
   datafree audit synthetic=DIR data=cifar10_jpeg teacher.checkpoint=PATH   (did training images leak?)
   (teacher sources: datafree checkpoints, module, torchvision, torchscript, ensemble; see docs/custom_teacher.md)
-Hydra's own flags work too: --cfg job, --help, -m (multirun)."""
+datafree <command> --help: what it does, its main keys and examples; --cfg job: every key.
+Hydra's own flags work too: --cfg job, --hydra-help, -m (multirun)."""
 
 
 def usage() -> str:
-    every = {**COMMANDS, **PLAIN_COMMANDS}
-    lines = "\n".join(f"  {name:<14} {text}" for name, (_, _, text) in every.items())
+    from datafree.help import HELP
+
+    firsts = {name: HELP[name].purpose.splitlines()[0].rstrip(".") for name in [*COMMANDS, *PLAIN_COMMANDS]}
+    lines = "\n".join(f"  {name:<14} {first}" for name, first in firsts.items())
     return USAGE.format(commands=lines)
 
 
@@ -69,7 +73,7 @@ def _plain(command: str, arguments: list[str]) -> int:
 
     from datafree.errors import DatafreeError
 
-    module, function, _ = PLAIN_COMMANDS[command]
+    module, function = PLAIN_COMMANDS[command]
     try:
         return int(getattr(importlib.import_module(module), function)(arguments) or 0)
     except DatafreeError as error:
@@ -408,6 +412,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"datafree {__version__}")
         return 0
     command, overrides = argv[0], argv[1:]
+    if command in (*COMMANDS, *PLAIN_COMMANDS) and {"-h", "--help"} & set(overrides):
+        from datafree.help import command_help
+
+        print(command_help(command))
+        return 0
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
     if command in (*PLAIN_COMMANDS, "audit") and distributed:
         if int(os.environ.get("RANK", 0)) == 0:
@@ -433,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(command: str, overrides: list[str], distributed: bool, signals) -> int:
     """A recipe command: checked before hydra runs, then run by hydra with ``signals`` watching its job."""
-    recipe, job_name, _ = COMMANDS[command]
+    recipe, job_name = COMMANDS[command]
     _NEW_PARENTS.clear()
     overrides = _with_resume(overrides)
     hydra_flags = any(o.startswith("-") for o in overrides)  # hydra's flags (--cfg, -m, --help) go to hydra as they are
