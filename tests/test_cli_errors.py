@@ -52,6 +52,28 @@ def test_folder_given_for_a_checkpoint(tmp_path, capsys):
                    "is a folder, not a file (it holds teacher.pt)", "point teacher.checkpoint at the weights file")
 
 
+class MyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body, self.head = torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4, 10)
+
+
+@pytest.mark.parametrize("weights, fix", [
+    ("zoo", "The weights are a tinycnn with 10 classes: set teacher.arch=tinycnn teacher.num_classes=10."),
+    ("own", "The weights fit no zoo network: load them into your own class with teacher=module "
+            "teacher.model._target_=my_pkg.MyNet teacher.checkpoint="),
+])
+def test_mismatched_checkpoint_names_the_network_the_weights_fit(tmp_path, capsys, weights, fix):
+    ckpt = tmp_path / "t.pt"
+    if weights == "zoo":
+        save_classifier(ckpt, create_model("tinycnn", num_classes=10), _info("tinycnn"))
+    else:
+        torch.save(MyNet().state_dict(), ckpt)
+    out, args = tmp_path / "run", [*TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=microcnn", "teacher.num_classes=10"]
+    proc = run_in_process(capsys, "distill", *args, f"hydra.run.dir={out}")
+    assert_refused(proc, out, "distill", args, "does not match architecture 'microcnn'", fix)
+
+
 @pytest.mark.parametrize("data, needles", [
     (["data=imagefolder", "data.root=FILE", "data.num_classes=3"], ["is a file, not a folder"]),
     (["data=imagefolder", "data.root=EMPTY", "data.num_classes=3"], ["holds no test", "data.root"]),

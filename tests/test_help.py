@@ -2,21 +2,15 @@
 import re
 
 import pytest
-from omegaconf import DictConfig
-
 from datafree import cli
 from datafree.export.inspect import parser
 from datafree.help import HELP
+from recipe_keys import has_key
 
 
-def _has(cfg: DictConfig, key: str) -> bool:
-    """``key`` is in the composed recipe: a value (also one still ``???``), a node, or a config group."""
-    node = cfg
-    for part in key.split("."):
-        if not isinstance(node, DictConfig) or part not in node.keys():
-            return "." not in key and key in cfg.hydra.runtime.choices
-        node = node._get_node(part)
-    return True
+def _has(cfg, key: str) -> bool:
+    """``key`` is in the composed recipe, or is one of its config groups (``experiment``)."""
+    return has_key(cfg, key) or key in cfg.hydra.runtime.choices
 
 
 @pytest.mark.parametrize("command", list(cli.COMMANDS))
