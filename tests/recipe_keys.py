@@ -5,7 +5,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-RECIPES = {"distill": "distill", "train-teacher": "train_teacher"}
+RECIPES = {"distill": "distill", "train-teacher": "train_teacher", "synthesize": "synthesize", "audit": "audit"}
 # data.root, trainer.loss.temperature, synthesizer.augment[0] ...; not file names (teacher.pt) nor module paths.
 KEY = re.compile(r"(?<![\w./+-])((?:data|teacher|student|synthesizer|trainer)(?:\.[A-Za-z_]\w*|\[\d+\])+)")
 GROUP_CHOICE = re.compile(r"(?<![\w./+-])((?:data|teacher|student|synthesizer|trainer)=\w+)")

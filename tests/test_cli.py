@@ -137,7 +137,7 @@ def _assert_clean_failure(proc, out: Path, *needles):
         (["trainer.discriminator.every=0"], ["trainer.discriminator.every must be an int >= 1, got 0"]),
         (["trainer.similarity.weight=1", "trainer.similarity.teacher_layers=[features.2]",
           "trainer.similarity.student_layers=[features.99]"], ["student layer(s) ['features.99'] not found in"]),
-        (["resume=true"], ["resume=true but", "holds no saved state (state_last.pt)"]),
+        (["resume=true"], ["resume=true but", "does not exist: point resume at the run directory"]),
         (["resume=/no/such/run"], ["resume=/no/such/run but the run directory is", "give only resume=RUN_DIR"]),
     ],
 )

@@ -74,9 +74,25 @@ def test_mismatched_checkpoint_names_the_network_the_weights_fit(tmp_path, capsy
     assert_refused(proc, out, "distill", args, "does not match architecture 'microcnn'", fix)
 
 
+@pytest.mark.parametrize("command, overrides, needle", [
+    ("distill", ["resume=NOWHERE"], "resume=NOWHERE but NOWHERE does not exist: point resume at the run directory"),
+    ("audit", ["synthetic="], "synthetic must be a path (not empty), got ''"),  # synthetic=$UNSET in a shell
+])
+def test_a_missing_path_is_said_to_be_missing(tmp_path, capsys, command, overrides, needle):
+    # (from_run: tests/export/test_cli_synthesize.py)
+    nowhere = str(tmp_path / "nowhere")
+    args = [*(TINY if command == "distill" else ["device=cpu"]), *(o.replace("NOWHERE", nowhere) for o in overrides)]
+    out = tmp_path / "nowhere" if command == "distill" else tmp_path / "run"  # resume=DIR is the run directory
+    result = run_in_process(capsys, command, *args, *([] if command == "distill" else [f"hydra.run.dir={out}"]))
+    assert_refused(result, out, command, args, needle.replace("NOWHERE", nowhere))
+
+
 @pytest.mark.parametrize("data, needles", [
     (["data=imagefolder", "data.root=FILE", "data.num_classes=3"], ["is a file, not a folder"]),
     (["data=imagefolder", "data.root=EMPTY", "data.num_classes=3"], ["holds no test", "data.root"]),
+    (["data=imagefolder", "data.root=EMPTY/nowhere", "data.num_classes=3"], ["nowhere does not exist: set data.root", "data.root"]),
+    # data.root=$UNSET in a shell: not the working directory
+    (["data=imagefolder", "data.root=", "data.num_classes=3"], ["data.root must be null or a path (not empty), got ''"]),
     (["data=cifar10_jpeg"], ["needs a location: set data.root to the folder holding train.tar.gz and test.tar.gz"]),
     (["data=cifar10_jpeg", "data.root=EMPTY/nowhere"], ["does not exist", "data.root"]),
     (["data=cifar10", "data.root=EMPTY"], ["not under", "data.download=true", "data.root"]),

@@ -337,6 +337,8 @@ def load_distill_run(path: str | Path, student: nn.Module, synthesizer_target: s
 
     path = Path(path).expanduser()
     file = path / LAST if path.is_dir() else path
+    if not path.exists():
+        raise DatafreeError(f"from_run={path} does not exist: point it at the folder of a distill run.")
     if not file.is_file():
         raise DatafreeError(f"from_run={path} holds no {LAST}: point it at the folder of a distill run that saved its "
                             "state (trainer.checkpoint_every > 0, or a finished run).")

@@ -234,6 +234,11 @@ def resume_requested(resume, out_dir: str | os.PathLike) -> bool:
             f"resume={shown} but the run directory is {out_dir}: give only resume=RUN_DIR (it sets the run directory), "
             "or resume=true with hydra.run.dir=RUN_DIR."
         )
+    if not out_dir.is_dir():
+        raise DatafreeError(
+            f"resume={shown} but {out_dir} does not exist: point resume at the run directory of the interrupted run "
+            "(it holds state_last.pt), or leave resume out to start a new run."
+        )
     if not found:
         raise DatafreeError(
             f"resume={shown} but {out_dir} holds no saved state (state_last.pt): point resume at the run directory "

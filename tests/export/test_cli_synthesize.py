@@ -90,7 +90,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, shapes_teacher_path)
     (["class_counts={cat: 10}"], "unknown classes ['cat']"),
     (["draw=sample"], "draw=sample needs a synthesizer that draws images without a synthesis round"),
     (["teacher.checkpoint=null"], "synthesize needs a trained teacher"),
-    (["from_run=/no/such/run"], "from_run=/no/such/run holds no state_last.pt"),
+    (["from_run=/no/such/run"], "from_run=/no/such/run does not exist"),
 ])
 def test_recipe_mistakes_are_refused_before_the_folder_is_made(tmp_path, shapes_teacher_path, overrides, needle):
     with initialize_config_module("datafree.recipes", version_base="1.3"):
