@@ -236,22 +236,25 @@ def _one_line(error: BaseException) -> str:
         if text:
             kept.append(text)
     text = " ".join(kept)
+    # The lexer's name and a copy of the override with a caret: its internals, and no help to the user.
+    text = re.sub(r"LexerNoViableAltException: .* \^", "a character in it is hydra syntax.", text)
     text = re.sub(r"(Available options in '[^']+':) (.*)$", lambda m: f"{m.group(1)} {', '.join(m.group(2).split())}.", text)
     if "is not in struct" in text:
         text += ". Check the spelling: 'datafree <command> --cfg job' prints every key."
     if override and quote:
-        text += f" {quote}"
+        text += f"{'' if text.endswith('.') else '.'} {quote}"
     return text
 
 
 def _quoting_hint(override: str) -> str | None:
-    """How to quote a value hydra cannot read as it is, when it holds spaces or non-ASCII characters."""
+    """How to quote a value hydra cannot read as it is: spaces, non-ASCII characters, or ~ # = ( ) in it."""
     key, sep, value = override.partition("=")
-    if not sep or not re.search(r"\s|[^\x00-\x7f]", value) or value[:1] in "'\"":
+    if not sep or not re.search(r"\s|[^\x00-\x7f]|[~#=()]", value) or value[:1] in "'\"":
         return None
     quoted = f"{key}='{value}'" if "'" not in value else f'{key}="{value}"'
     shell = f'"{quoted}"' if "'" in quoted else f"'{quoted}'"
-    return (f"Values with spaces or non-ASCII characters must be quoted for hydra: write {quoted} (in a shell: {shell}).")
+    return (f"Values with spaces, non-ASCII characters or ~ # = ( ) must be quoted for hydra: write {quoted} "
+            f"(in a shell: {shell}).")
 
 
 def _unwritable(run_dir: str) -> str | None:

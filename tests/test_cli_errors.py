@@ -127,11 +127,11 @@ def test_normalisation_of_the_wrong_length_is_blamed(tmp_path, capsys):
                    "data.mean / data.std have 1 / 1 value(s) but the training images have 3 channel(s)")
 
 
-@pytest.mark.parametrize("override", ["data.root=/my data (copy)", "data.root=/données"])
+@pytest.mark.parametrize("override", ["data.root=/my data (copy)", "data.root=/données", "data.root=~/data"])
 def test_values_hydra_cannot_parse_are_to_be_quoted(tmp_path, capsys, override):
     code, _, err = run_in_process(capsys, "distill", override, f"hydra.run.dir={tmp_path / 'run'}")
     key, value = override.split("=", 1)
-    assert code == 2 and err.count("\n") == 1 and "must be quoted" in err, err
+    assert code == 2 and err.count("\n") == 1 and "must be quoted" in err and "Exception" not in err, err
     assert f"write {key}='{value}' (in a shell: \"{key}='{value}'\")" in err
 
 
@@ -167,7 +167,10 @@ def test_refusals_leave_a_run_as_it_was(tmp_path, capsys):
         state.write_bytes(b"damaged" * 10)
     damaged = _contents(run)
     code, _, err = run_in_process(capsys, "distill", *args, f"resume={run}")
-    assert code == 2 and "no state file there can be read" in err and "nothing was changed" in err, err
+    # One short line: the files and the fix, not the archive reader's own words.
+    assert code == 2 and err.count("\n") == 1 and len(err) < 300, err
+    assert f"cannot resume from {run}: state_last.pt cannot be read (damaged), so nothing was changed: put back a good " \
+           "copy" in err
     assert _contents(run) == damaged
     assert torch.load(run / "student.pt", weights_only=True)["arch"] == "microcnn"
 

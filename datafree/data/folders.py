@@ -77,8 +77,8 @@ def _read_cache(file: Path) -> ImageDataset | None:
         if not isinstance(blob, dict) or blob.get("version") != _CACHE_VERSION:
             raise ValueError("unexpected content")
         return ImageDataset(images=blob["images"], labels=blob["labels"], classes=list(blob["classes"]))
-    except Exception as exc:  # corrupt, truncated or foreign file: rebuild it
-        warnings.warn(f"ignoring unreadable cache file {file} ({type(exc).__name__}: {exc}); rebuilding it", stacklevel=3)
+    except Exception:  # corrupt, truncated or foreign file: rebuild it
+        warnings.warn(f"ignoring the damaged cache file {file}: rebuilding it", stacklevel=3)
         return None
 
 

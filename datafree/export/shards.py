@@ -45,10 +45,9 @@ def read_shard(path: str | Path) -> Samples:
     except FileNotFoundError:
         raise DatafreeError(f"shard {path} is missing: the data set is incomplete; copy it again, or write it again "
                             "with the same datafree synthesize command.") from None
-    except Exception as exc:  # noqa: BLE001 - truncated, altered or foreign file
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise DatafreeError(f"shard {path} cannot be read ({reason}): it is damaged; 'datafree inspect' on its folder "
-                            "lists every file that differs from the manifest.") from None
+    except Exception:  # noqa: BLE001 - truncated, altered or foreign file; the reader's reason is about its internals
+        raise DatafreeError(f"shard {path} cannot be read (damaged): 'datafree inspect' on its folder lists every file "
+                            "that differs from the manifest.") from None
     if not isinstance(blob, dict) or blob.get("format") != SHARD_FORMAT:
         raise DatafreeError(f"{path} is not a datafree shard (no format {SHARD_FORMAT!r}): point at a folder written "
                             "by datafree synthesize.")
