@@ -16,6 +16,7 @@ logs and keeps hydra's record; the other ranks print only errors of their own.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -180,6 +181,13 @@ def _remove_if_only_hydra_files(out_dir: Path, job_log: str) -> None:
     if any(p.name not in (".hydra", job_log) for p in out_dir.iterdir()):
         return
     shutil.rmtree(out_dir, ignore_errors=True)
+    # The job's log handler goes with its folder: a later line in this process (hydra's next run, a caller's own
+    # logging) would fail to make the file again.
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        if out_dir.absolute() in Path(handler.baseFilename).parents:
+            root.removeHandler(handler)
+            handler.close()
 
 
 # The folders above the run directory that did not exist before this command (e.g. outputs/distill/ on a

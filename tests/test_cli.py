@@ -82,6 +82,7 @@ def test_train_teacher_command(tmp_path, capsys):
     blob = torch.load(out / "teacher.pt", weights_only=True)
     assert blob["arch"] == "microcnn" and blob["input_size"] == [3, 8, 8] and len(blob["classes"]) == 10
     assert 0 <= blob["test_accuracy"] <= 1
+    assert "teacher written to" in (out / "train-teacher.log").read_text()  # a run that logs keeps its log
 
 
 def test_help_and_unknown_command(capsys):
