@@ -112,3 +112,20 @@ def test_a_teacher_without_a_feature_layer_is_refused_for_the_feature_space():
     with pytest.raises(DatafreeError, match="TorchScript teacher: set features=false"):
         check_feature_teacher(scripted)
 
+
+
+def test_the_distance_histograms_legend_never_covers_the_bars():
+    from PIL import ImageChops
+
+    from datafree.export.pictures import histogram_panel
+
+    ends = torch.tensor([0.0, 1.0])  # the same axis for every draw
+    near, far = torch.cat([ends, torch.full((98,), 0.1)]), torch.cat([ends, torch.full((98,), 0.9)])
+
+    def panel(names, first, marker):
+        return histogram_panel({names[0]: first, names[1]: far}, title="t", xlabel="x", markers={marker: 0.5})
+
+    legend = ImageChops.difference(panel(("a", "b"), near, "m"), panel(("a long name", "another long name"), near,
+                                                                        "a long marker")).getbbox()
+    bars = ImageChops.difference(panel(("a", "b"), near, "m"), panel(("a", "b"), far, "m")).getbbox()
+    assert legend and bars and legend[3] <= bars[1]  # the legend ends above the highest bar
