@@ -1,4 +1,7 @@
-"""Files datafree writes: every tensor in them owns exactly its elements."""
+"""Files datafree writes: every tensor in them owns exactly its elements, and their mode follows the umask."""
+import os
+
+import pytest
 import torch
 from torch import nn
 
@@ -35,3 +38,23 @@ def test_checkpoints_and_state_files_hold_only_their_own_tensors(tmp_path):
         blob = torch.load(tmp_path / name, weights_only=True)
         tensors = [*blob["state_dict"].values()] if name == "net.pt" else [blob["pool"]]
         assert all(_owns(t) for t in tensors), name
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_every_file_follows_the_umask(tmp_path, umask, mode):
+    """Checkpoints, states, shards, manifest, PNGs and CSV alike: the umask decides who may read them."""
+    from fakes import AimingSynthesizer, red_teacher
+    from datafree.export import synthesize_dataset
+
+    previous = os.umask(umask)
+    try:
+        save_classifier(tmp_path / "net.pt", nn.Linear(4, 2), ClassifierInfo("linear", 2, (1, 2, 2), (0.0,), (1.0,)))
+        StateFiles(tmp_path).save({"step": 1})
+        synthesize_dataset(red_teacher(), AimingSynthesizer(batch_size=8), tmp_path / "set", 8, shard_size=4,
+                           format="both", progress=False, log=lambda _: None)
+    finally:
+        os.umask(previous)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} >= {".pt", ".json", ".png", ".csv", ".npy"}
+    assert {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files} == {
+        p.relative_to(tmp_path).as_posix(): oct(mode) for p in files}
