@@ -273,9 +273,11 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
         raise DatafreeError(f"student.num_classes={student_classes} but the data has {data_classes} classes "
                             f"(data.num_classes): set student.num_classes={data_classes}, or null to follow the teacher.")
     features = {kind: cfg.trainer.get(kind) for kind in FEATURE_KINDS}
-    check_layer_names(create_model(student_node.arch, num_classes=int(data_classes or 10)), "student", **features)
-    if will_train_teacher(cfg):
-        with torch.random.fork_rng(devices=[]):  # the check must not move the seed the teacher is trained from
+    # Built on the meta device: the checks draw no random numbers, so that a teacher trained here starts from
+    # the seed, as in train-teacher, and is the same teacher.
+    with torch.device("meta"):
+        check_layer_names(create_model(student_node.arch, num_classes=int(data_classes or 10)), "student", **features)
+        if will_train_teacher(cfg):
             check_layer_names(create_model(cfg.teacher.arch, num_classes=int(data_classes or 10)), "teacher", **features)
     synthesizer = instantiate_node(cfg.synthesizer, "synthesizer")
     make_distiller = instantiate_node(cfg.trainer, "trainer")

@@ -73,7 +73,7 @@ def test_tiny_distill_end_to_end(tmp_path, capsys):
     assert "training one first" not in proc.stdout and (tmp_path / "again" / "student.pt").is_file()
 
 
-def test_train_teacher_command(tmp_path, capsys):
+def test_train_teacher_trains_the_teacher_that_distill_trains(tmp_path, capsys):
     # In this process; train-teacher runs in subprocesses in test_cli_resume.py.
     out = tmp_path / "teacher"
     proc = in_process(capsys, "train-teacher", *[a for a in TINY if a.split(".")[0] in ("data", "teacher", "device", "progress")],
@@ -83,6 +83,12 @@ def test_train_teacher_command(tmp_path, capsys):
     assert blob["arch"] == "microcnn" and blob["input_size"] == [3, 8, 8] and len(blob["classes"]) == 10
     assert 0 <= blob["test_accuracy"] <= 1
     assert "teacher written to" in (out / "train-teacher.log").read_text()  # a run that logs keeps its log
+    # The teacher a distill run trains first (teacher.train_if_missing) from the same recipe: the same weights.
+    proc = in_process(capsys, "distill", *TINY, "trainer.rounds=1", "noise_baseline=false",
+                      f"hydra.run.dir={tmp_path / 'distill'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trained = torch.load(tmp_path / "distill" / "teacher.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(trained[k], v) for k, v in blob["state_dict"].items())
 
 
 def test_help_and_unknown_command(capsys):
