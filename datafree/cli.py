@@ -16,7 +16,7 @@ logs and keeps hydra's record; the other ranks print only errors of their own.
 """
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import re
 import shutil
@@ -27,16 +27,17 @@ from typing import Callable
 
 from datafree.recipe_nodes import recipes_location
 
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    # command: (recipe, job function in datafree.jobs, help)
-    "train-teacher": ("train_teacher", "train_teacher_job", "train a zoo model on real data; writes teacher.pt"),
-    "distill": ("distill", "distill_job", "distil a teacher into a student on synthetic data; writes student.pt"),
-    "synthesize": ("synthesize", "synthesize_job", "write a synthetic data set labelled by the teacher (shards, PNGs)"),
-    "audit": ("audit", "audit_job", "find the nearest real training image of every synthetic image (privacy)"),
+# What each command does is datafree.help's (its first line here, the whole with --help).
+COMMANDS: dict[str, tuple[str, str]] = {
+    # command: (recipe, job function in datafree.jobs)
+    "train-teacher": ("train_teacher", "train_teacher_job"),
+    "distill": ("distill", "distill_job"),
+    "synthesize": ("synthesize", "synthesize_job"),
+    "audit": ("audit", "audit_job"),
 }
-# Commands without a recipe, with their own flags: (module, function given the arguments, help).
-PLAIN_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "inspect": ("datafree.export.inspect", "main", "summarise a synthetic data set, verify its checksums, draw it"),
+# Commands without a recipe, with their own flags: (module, function given the arguments).
+PLAIN_COMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": ("datafree.export.inspect", "main"),
 }
 
 USAGE = """usage: datafree <command> [key=value ...]   (inspect: datafree inspect PATH [--out DIR])
@@ -57,12 +58,15 @@ Examples:
   datafree distill data=synthetic data.path=DIR   (a student from a synthetic data set, no teacher)
   datafree audit synthetic=DIR data=cifar10_jpeg teacher.checkpoint=PATH   (did training images leak?)
   (teacher sources: datafree checkpoints, module, torchvision, torchscript, ensemble; see docs/custom_teacher.md)
-Hydra's own flags work too: --cfg job, --help, -m (multirun)."""
+datafree <command> --help: what it does, its main keys and examples; --cfg job: every key.
+Hydra's own flags work too: --cfg job, --hydra-help, -m (multirun)."""
 
 
 def usage() -> str:
-    every = {**COMMANDS, **PLAIN_COMMANDS}
-    lines = "\n".join(f"  {name:<14} {text}" for name, (_, _, text) in every.items())
+    from datafree.help import HELP
+
+    firsts = {name: HELP[name].purpose.splitlines()[0].rstrip(".") for name in [*COMMANDS, *PLAIN_COMMANDS]}
+    lines = "\n".join(f"  {name:<14} {first}" for name, first in firsts.items())
     return USAGE.format(commands=lines)
 
 
@@ -72,7 +76,7 @@ def _plain(command: str, arguments: list[str]) -> int:
 
     from datafree.errors import DatafreeError
 
-    module, function, _ = PLAIN_COMMANDS[command]
+    module, function = PLAIN_COMMANDS[command]
     try:
         return int(getattr(importlib.import_module(module), function)(arguments) or 0)
     except DatafreeError as error:
@@ -80,19 +84,26 @@ def _plain(command: str, arguments: list[str]) -> int:
         return 2
 
 
-def _guarded(job: Callable, cfg) -> dict | None:
+def _guarded(job: Callable, cfg, signals) -> dict | None:
     from hydra.core.hydra_config import HydraConfig
 
     from datafree.errors import DatafreeError
     from datafree.utils import dist
-    from datafree.utils.signals import Interrupted
+    from datafree.utils.signals import Interrupted, Signalled, stopped_outside_loops
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     record = out_dir / HydraConfig.get().output_subdir if HydraConfig.get().output_subdir else None
     before = _snapshot(out_dir, record)
     who = f"[rank {dist.rank()}] " if dist.rank() else ""
+    started = complete = outside = False
     try:
-        return job(cfg, out_dir)
+        signals.start()
+        started = True
+        result = job(cfg, out_dir)
+        complete = True
+        return result
+    except Signalled as stop:  # outside the loops, which save their state and raise Interrupted themselves
+        cause, outside = stopped_outside_loops(stop.signum, started, any(out_dir.glob("**/state_*.pt"))), True
     except Exception as error:  # noqa: BLE001 - only DatafreeError is handled, the rest re-raised
         cause = _datafree_cause(error, DatafreeError)
         if cause is None:
@@ -103,18 +114,20 @@ def _guarded(job: Callable, cfg) -> dict | None:
                       "states saved so far are kept: run the same command with resume=RUN_DIR to continue.", file=sys.stderr)
                 sys.exit(1)
             raise
-        code = getattr(cause, "exit_code", 2)  # Interrupted: 128 + signal, after saving the state
-        if dist.is_main_process():
-            if code == 2:
-                _undo_if_nothing_done(out_dir, record, before)
-            _remove_if_only_hydra_files(out_dir, f"{HydraConfig.get().job.name}.log")
-            _remove_new_parents(out_dir)
-        if dist.is_main_process() or not isinstance(cause, (Interrupted, dist.ReportedByRankZero)):
-            print(f"datafree: {'error' if code == 2 else 'interrupted'}: {who}{cause}", file=sys.stderr)
-        if isinstance(cause, Interrupted) and dist.active():
-            # Every rank stopped here: none exits (and has torchrun end the others) before rank 0 has reported.
-            dist.barrier()
-        sys.exit(code)
+    finally:
+        signals.finish(complete)
+    code = getattr(cause, "exit_code", 2)  # Interrupted: 128 + signal, after saving the state
+    if dist.is_main_process():
+        if code == 2 or outside:
+            _undo_if_nothing_done(out_dir, record, before)
+        _remove_if_only_hydra_files(out_dir, f"{HydraConfig.get().job.name}.log")
+        _remove_new_parents(out_dir)
+    if dist.is_main_process() or not isinstance(cause, (Interrupted, dist.ReportedByRankZero)):
+        print(f"datafree: {'error' if code == 2 else 'interrupted'}: {who}{cause}", file=sys.stderr)
+    if isinstance(cause, Interrupted) and dist.active():
+        # Every rank stopped here: none exits (and has torchrun end the others) before rank 0 has reported.
+        dist.barrier()
+    sys.exit(code)
 
 
 def _datafree_cause(error: BaseException, kind: type) -> BaseException | None:
@@ -170,6 +183,13 @@ def _remove_if_only_hydra_files(out_dir: Path, job_log: str) -> None:
     if any(p.name not in (".hydra", job_log) for p in out_dir.iterdir()):
         return
     shutil.rmtree(out_dir, ignore_errors=True)
+    # The job's log handler goes with its folder: a later line in this process (hydra's next run, a caller's own
+    # logging) would fail to make the file again.
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        if out_dir.absolute() in Path(handler.baseFilename).parents:
+            root.removeHandler(handler)
+            handler.close()
 
 
 # The folders above the run directory that did not exist before this command (e.g. outputs/distill/ on a
@@ -226,22 +246,25 @@ def _one_line(error: BaseException) -> str:
         if text:
             kept.append(text)
     text = " ".join(kept)
+    # The lexer's name and a copy of the override with a caret: its internals, and no help to the user.
+    text = re.sub(r"LexerNoViableAltException: .* \^", "a character in it is hydra syntax.", text)
     text = re.sub(r"(Available options in '[^']+':) (.*)$", lambda m: f"{m.group(1)} {', '.join(m.group(2).split())}.", text)
     if "is not in struct" in text:
         text += ". Check the spelling: 'datafree <command> --cfg job' prints every key."
     if override and quote:
-        text += f" {quote}"
+        text += f"{'' if text.endswith('.') else '.'} {quote}"
     return text
 
 
 def _quoting_hint(override: str) -> str | None:
-    """How to quote a value hydra cannot read as it is, when it holds spaces or non-ASCII characters."""
+    """How to quote a value hydra cannot read as it is: spaces, non-ASCII characters, or ~ # = ( ) in it."""
     key, sep, value = override.partition("=")
-    if not sep or not re.search(r"\s|[^\x00-\x7f]", value) or value[:1] in "'\"":
+    if not sep or not re.search(r"\s|[^\x00-\x7f]|[~#=()]", value) or value[:1] in "'\"":
         return None
     quoted = f"{key}='{value}'" if "'" not in value else f'{key}="{value}"'
     shell = f'"{quoted}"' if "'" in quoted else f"'{quoted}'"
-    return (f"Values with spaces or non-ASCII characters must be quoted for hydra: write {quoted} (in a shell: {shell}).")
+    return (f"Values with spaces, non-ASCII characters or ~ # = ( ) must be quoted for hydra: write {quoted} "
+            f"(in a shell: {shell}).")
 
 
 def _unwritable(run_dir: str) -> str | None:
@@ -383,6 +406,7 @@ RANK_OVERRIDES = ("hydra.output_subdir=null", "hydra/job_logging=disabled", "hyd
 
 
 def main(argv: list[str] | None = None) -> int:
+    entry = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
@@ -393,6 +417,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"datafree {__version__}")
         return 0
     command, overrides = argv[0], argv[1:]
+    if command in (*COMMANDS, *PLAIN_COMMANDS) and {"-h", "--help"} & set(overrides):
+        from datafree.help import command_help
+
+        print(command_help(command))
+        return 0
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
     if command in (*PLAIN_COMMANDS, "audit") and distributed:
         if int(os.environ.get("RANK", 0)) == 0:
@@ -404,7 +433,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"datafree: error: unknown command {command!r}: choose one of {', '.join([*COMMANDS, *PLAIN_COMMANDS])}."
               f"\n\n{usage()}", file=sys.stderr)
         return 2
-    recipe, job_name, _ = COMMANDS[command]
+    from datafree.utils.signals import CommandSignals, stopped_outside_loops
+
+    # The console script keeps the last handler through the interpreter's shutdown; a caller's own process is left as it was.
+    with CommandSignals(defer=distributed, keep=entry, report=int(os.environ.get("RANK", 0)) == 0) as signals:
+        code = _run(command, overrides, distributed, signals)
+    if code == 0 and signals.phase == "before" and signals.received is not None:  # hydra's flags: no job ran
+        stop = stopped_outside_loops(signals.received, started=False, saved=False)
+        print(f"datafree: interrupted: {stop}", file=sys.stderr)
+        return stop.exit_code
+    return code
+
+
+def _run(command: str, overrides: list[str], distributed: bool, signals) -> int:
+    """A recipe command: checked before hydra runs, then run by hydra with ``signals`` watching its job."""
+    recipe, job_name = COMMANDS[command]
     _NEW_PARENTS.clear()
     overrides = _with_resume(overrides)
     hydra_flags = any(o.startswith("-") for o in overrides)  # hydra's flags (--cfg, -m, --help) go to hydra as they are
@@ -432,21 +475,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from datafree import jobs
     from datafree.utils import dist
-    from datafree.utils.signals import defer_sigterm
 
     job = getattr(jobs, job_name)
 
     @hydra.main(config_path=recipes_location(), config_name=recipe, version_base="1.3")
     def task(cfg):
-        return _guarded(job, cfg)
+        return _guarded(job, cfg, signals)
 
     saved_argv, saved_stdout = sys.argv, sys.stdout
     sys.argv = [f"datafree {command}", *overrides]
     try:
         if dist.rank():
             sys.stdout = open(os.devnull, "w")  # rank 0 prints for every rank
-        with defer_sigterm() if distributed else contextlib.nullcontext():
-            task()
+        task()
     finally:
         if sys.stdout is not saved_stdout:
             sys.stdout.close()

@@ -45,6 +45,8 @@ POSITIVE = _number(0, low_open=True)
 FRACTION = _number(0, 1, high_open=False)
 MOMENTUM = _number(0, 1)
 EMBEDDING = ("'penultimate' or 'logits'", lambda v: v in ("penultimate", "logits"))
+# A path left empty (data.root=, or data.root=$UNSET in a shell) would mean the working directory.
+PATH = ("a path (not empty)", lambda v: isinstance(v, str) and bool(v.strip()))
 DEVICE = ("auto, cpu, cuda or cuda:N", lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v))
 
 # key: ((what it must be, test), an example value for the message)
@@ -60,7 +62,10 @@ RULES: dict[str, tuple[tuple, str]] = {
     "batch_size": (_or_null(_int(1)), "1024"),
     "draw": (("'synthesize' or 'sample'", lambda v: v in ("synthesize", "sample")), "sample"),
     "format": (("'shards', 'imagefolder' or 'both'", lambda v: v in ("shards", "imagefolder", "both")), "both"),
-    "flips": (BOOL, "true"),  # audit
+    "out": (PATH, "DIR"),
+    "from_run": (_or_null(PATH), "RUN_DIR"),
+    "synthetic": (PATH, "DIR"),  # audit
+    "flips": (BOOL, "true"),
     "features": (BOOL, "true"),
     "pixel_threshold": (_or_null(_number(0)), "0.02"),
     "feature_threshold": (_or_null(_number(0)), "0.05"),
@@ -72,6 +77,8 @@ RULES: dict[str, tuple[tuple, str]] = {
     "dist_timeout_s": (POSITIVE, "600"),
     "resume": (("null, true, false or the run directory to continue",
                 lambda v: v is None or isinstance(v, (bool, str))), "true"),
+    "data.root": (_or_null(PATH), "DIR"),
+    "data.path": (PATH, "DIR"),
     "data.num_classes": (_or_null(_int(2)), "10"),  # null: data=none, the teacher alone
     "data.image_size": (_or_null(_int(8)), "32"),
     "data.channels": (("null, 1, 3 or 4", lambda v: v is None or (not isinstance(v, bool) and v in (1, 3, 4))), "1"),
@@ -81,6 +88,7 @@ RULES: dict[str, tuple[tuple, str]] = {
     "data.crop": (("auto, shift or resized", lambda v: v in ("auto", "shift", "resized")), "auto"),
     "cpu_threads": (("auto or an int >= 1", lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool)
                                                                       and v >= 1)), "auto"),
+    "teacher.checkpoint": (_or_null(PATH), "PATH"),
     "teacher.train_if_missing": (BOOL, "true"),
     "teacher.source": (("one of " + ", ".join(TEACHER_SOURCES), lambda v: v in TEACHER_SOURCES), "module"),
     "teacher.trust_checkpoint": (BOOL, "false"),

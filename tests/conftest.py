@@ -8,6 +8,17 @@ from datafree.training import train_classifier
 from nets import calibrated_bn_net
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_home(tmp_path_factory):
+    """The suite writes only into temporary folders: datafree's image cache and its default data root live
+    under HOME (~/.cache/datafree), so HOME is a temporary folder here and in every subprocess a test starts."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+        for name in ("DATAFREE_CACHE", "DATAFREE_DATA"):
+            patch.delenv(name, raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -3,10 +3,12 @@ import re
 
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
-RECIPES = {"distill": "distill", "train-teacher": "train_teacher"}
+RECIPES = {"distill": "distill", "train-teacher": "train_teacher", "synthesize": "synthesize", "audit": "audit"}
 # data.root, trainer.loss.temperature, synthesizer.augment[0] ...; not file names (teacher.pt) nor module paths.
 KEY = re.compile(r"(?<![\w./+-])((?:data|teacher|student|synthesizer|trainer)(?:\.[A-Za-z_]\w*|\[\d+\])+)")
+GROUP_CHOICE = re.compile(r"(?<![\w./+-])((?:data|teacher|student|synthesizer|trainer)=\w+)")
 FILE = re.compile(r"\.(pt|pth|ts|gz|tgz|tar|png|csv|yaml|log|py)$")
 _ABSENT = object()
 
@@ -16,8 +18,22 @@ def named_keys(message: str) -> list[str]:
 
 
 def missing_keys(message: str, command: str, overrides) -> list[str]:
-    """The recipe keys ``message`` names that the composed recipe of ``command overrides`` lacks."""
-    kept = [o for o in overrides if not o.startswith(("hydra.", "resume="))]
+    """The recipe keys ``message`` names that the composed recipe of ``command overrides`` lacks.
+
+    A group choice the message tells the user to make (``teacher=module``) is made first, in place of the
+    overrides of that group: its keys count.
+    """
+    chosen = GROUP_CHOICE.findall(message)
+    replaced = tuple(choice.split("=")[0] + "." for choice in chosen)
+    kept = [o for o in overrides if not o.startswith(("hydra.", "resume=", *replaced))] + chosen
     with initialize_config_module("datafree.recipes", version_base="1.3"):
         cfg = compose(RECIPES[command], overrides=kept)
-    return [key for key in named_keys(message) if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT]
+    return [key for key in named_keys(message) if not has_key(cfg, key)]
+
+
+def has_key(cfg, key: str) -> bool:
+    """``key`` is in the composed recipe: a value (also one still ``???``) or a node."""
+    try:
+        return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=True) is not _ABSENT
+    except MissingMandatoryValue:
+        return True

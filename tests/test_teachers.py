@@ -38,7 +38,7 @@ def test_bare_state_dict_needs_arch(tmp_path):
 
 def test_mismatched_architecture_is_named(tmp_path):
     path = save_classifier(tmp_path / "t.pt", create_model("microcnn", num_classes=10), _info())
-    with pytest.raises(DatafreeError, match="does not match architecture 'tinycnn'.*holds 'microcnn'"):
+    with pytest.raises(DatafreeError, match="does not match architecture 'tinycnn'.*are a microcnn with 10 classes: set teacher.arch=microcnn"):
         load_classifier(path, arch="tinycnn")
     with pytest.raises(DatafreeError, match="shape mismatches"):
         load_classifier(path, num_classes=5)

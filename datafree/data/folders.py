@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import sys
 import tarfile
-import tempfile
 import warnings
 import zlib
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -35,6 +34,7 @@ import torch
 
 from datafree.data.dataset import ImageDataset
 from datafree.errors import DatafreeError
+from datafree.utils.checkpoint import atomic_save
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"})
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -77,40 +77,21 @@ def _read_cache(file: Path) -> ImageDataset | None:
         if not isinstance(blob, dict) or blob.get("version") != _CACHE_VERSION:
             raise ValueError("unexpected content")
         return ImageDataset(images=blob["images"], labels=blob["labels"], classes=list(blob["classes"]))
-    except Exception as exc:  # corrupt, truncated or foreign file: rebuild it
-        warnings.warn(f"ignoring unreadable cache file {file} ({type(exc).__name__}: {exc}); rebuilding it", stacklevel=3)
+    except Exception:  # corrupt, truncated or foreign file: rebuild it
+        warnings.warn(f"ignoring the damaged cache file {file}: rebuilding it", stacklevel=3)
         return None
 
 
 def _write_cache(file: Path, dataset: ImageDataset) -> None:
-    """Temp file in the same folder + os.replace: readers never see half a file."""
-    tmp = None
+    """Atomic (readers never see half a file) and flushed to the disk: a cut power leaves no corrupt cache."""
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(
-                {
-                    "version": _CACHE_VERSION,
-                    "images": dataset.images.contiguous(),
-                    "labels": dataset.labels.contiguous(),
-                    "classes": list(dataset.classes),
-                },
-                handle,
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache folder should stay readable
-        os.replace(tmp, file)
-        tmp = None
+        atomic_save({"version": _CACHE_VERSION, "images": dataset.images, "labels": dataset.labels,
+                     "classes": list(dataset.classes)}, file, durable=True)
     except OSError as exc:  # read-only home, full disk, ...: loading still works, just uncached
         warnings.warn(
             f"could not write the data cache {file} ({exc}); set DATAFREE_CACHE to a writable folder to cache decoded images",
             stacklevel=3,
         )
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------- decoding

@@ -1,7 +1,9 @@
 """CIFAR-10 / CIFAR-100 through ``torchvision.datasets`` (the python-pickle release)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -27,7 +29,8 @@ def load_cifar(name: str, root: str | os.PathLike, train: bool, download: bool =
     root = Path(root).expanduser()
     split = "train" if train else "test"
     try:
-        ds = cls(root=str(root), train=bool(train), download=bool(download))
+        with _undone_on_failure(root) if download else contextlib.nullcontext():
+            ds = cls(root=str(root), train=bool(train), download=bool(download))
     except RuntimeError as exc:
         if download:
             raise DatafreeError(
@@ -47,3 +50,25 @@ def load_cifar(name: str, root: str | os.PathLike, train: bool, download: bool =
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # N x H x W x C -> N x C x H x W
     labels = torch.as_tensor(ds.targets, dtype=torch.int64)
     return ImageDataset(images=images, labels=labels, classes=list(ds.classes))
+
+
+@contextlib.contextmanager
+def _undone_on_failure(root: Path):
+    """A download that fails leaves nothing behind: what it created in ``root`` (an archive cut short, a half
+    extracted folder) and the folders made for it are removed again; what was there before stays."""
+    created = [folder for folder in (root, *root.parents) if not folder.exists()]  # deepest first
+    before = set(root.iterdir()) if root.is_dir() else set()
+    try:
+        yield
+    except BaseException:
+        for path in (set(root.iterdir()) - before) if root.is_dir() else ():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something else put files there meanwhile
+                break
+        raise

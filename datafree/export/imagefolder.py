@@ -96,7 +96,7 @@ def write_image_folder(folder: str | os.PathLike, parts: Iterable[Samples], clas
         text.flush()
         text.detach()
 
-    atomic_write(root / LABELS, write_csv, durable=True, shared=True)
+    atomic_write(root / LABELS, write_csv, durable=True)
     buffer = io.BytesIO()
     np.save(buffer, logits.astype(np.float16))
     atomic_write_bytes(buffer.getvalue(), root / LOGITS)

@@ -14,6 +14,7 @@ from datafree.errors import DatafreeError
 from datafree.export.manifest import unlisted_files
 from datafree.export.pictures import bar_chart, class_grid
 from datafree.export.reader import SyntheticSet
+from datafree.help import HELP
 
 
 def summary(synthetic: SyntheticSet) -> str:
@@ -70,15 +71,18 @@ def examples_per_class(synthetic: SyntheticSet, per_class: int) -> list[torch.Te
     return [torch.cat(f) if f else torch.empty(0, *shape, dtype=torch.uint8) for f in found]
 
 
+def parser() -> argparse.ArgumentParser:
+    """The flags; what they mean is datafree.help's (``datafree inspect --help``)."""
+    flags = argparse.ArgumentParser(prog="datafree inspect", usage=f"datafree inspect {HELP['inspect'].usage}", add_help=False)
+    flags.add_argument("path")
+    flags.add_argument("--out")
+    flags.add_argument("--per-class", type=int, default=8)
+    flags.add_argument("--no-pictures", action="store_true")
+    return flags
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="datafree inspect", description=(
-        "Print a synthetic data set's manifest summary, verify the sha256 of every file, and draw a sample grid "
-        "per class and the class histogram."))
-    parser.add_argument("path", help="the data set folder (written by datafree synthesize) or its manifest.json")
-    parser.add_argument("--out", help="folder for the pictures (default: outputs/inspect/<folder name>)")
-    parser.add_argument("--per-class", type=int, default=8, help="images per class in the grid (default 8)")
-    parser.add_argument("--no-pictures", action="store_true", help="only the summary and the checksums")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     if args.per_class < 1:
         raise DatafreeError(f"--per-class must be >= 1, got {args.per_class}.")
     synthetic = SyntheticSet(args.path)

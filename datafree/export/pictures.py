@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 _GAP = 2
+_MARKER = (90, 90, 90)
 
 
 def _font(size: int = 12):
@@ -84,20 +85,40 @@ def bar_chart(values: Sequence[float], names: Sequence[str], path: str | Path, t
 
 def histogram_panel(series: dict[str, torch.Tensor], title: str = "", xlabel: str = "", bins: int = 60,
                     markers: dict[str, float] | None = None) -> Image.Image:
-    """Overlaid density histograms (step lines) of 1-D value sets on one axis, with vertical marker lines."""
+    """Overlaid density histograms (step lines) of 1-D value sets on one axis, with dashed vertical marker lines.
+
+    The legend (series and markers) sits in rows between the title and the plot, never over the bars.
+    """
     font = _font()
     values = {k: v.detach().float().reshape(-1).cpu() for k, v in series.items() if v.numel()}
     every = torch.cat(list(values.values())) if values else torch.zeros(1)
     low, high = float(every.min()), float(every.max())
     if high <= low:
         high = low + 1e-6
-    width, height, left, right, top, bottom = 640, 360, 50, 16, 28, 46
-    plot_w, plot_h = width - left - right, height - top - bottom
+    markers = {name: value for name, value in (markers or {}).items() if low <= value <= high}
+    entries = [(f"{name} ({v.numel()})", _COLOURS[i % len(_COLOURS)], False) for i, (name, v) in enumerate(values.items())]
+    entries += [(name, _MARKER, True) for name in markers]
+    width, left, right, bottom, plot_h = 640, 50, 16, 46, 290
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    places, x, row = [], left, 0
+    for text, _, _ in entries:
+        span = 24 + _text_width(probe, text, font) + 16
+        if x + span > width - right and x > left:
+            x, row = left, row + 1
+        places.append((x, 26 + 16 * row))
+        x += span
+    top = 26 + 16 * (row + 1) + 6
+    plot_w = width - left - right
+    height = top + plot_h + bottom
     densities = {k: torch.histc(v, bins=bins, min=low, max=high) / max(1, v.numel()) for k, v in values.items()}
     peak = max([float(d.max()) for d in densities.values()] + [1e-12])
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((left, 6), title, fill="black", font=font)
+    for (text, colour, dashed), (x, y) in zip(entries, places):
+        for start in range(x, x + 18, 6 if dashed else 18):
+            draw.line([start, y + 7, start + (3 if dashed else 18), y + 7], fill=colour, width=1 if dashed else 2)
+        draw.text((x + 24, y), text, fill=colour, font=font)
     draw.line([left, top + plot_h, left + plot_w, top + plot_h], fill="black")
     draw.line([left, top, left, top + plot_h], fill="black")
     x_of = lambda v: left + (v - low) / (high - low) * plot_w  # noqa: E731
@@ -109,21 +130,14 @@ def histogram_panel(series: dict[str, torch.Tensor], title: str = "", xlabel: st
         draw.text((x_of(v) - shift, top + plot_h + 6), label, fill="black", font=font)
     draw.text((left + plot_w // 2 - _text_width(draw, xlabel, font) // 2, height - 18), xlabel, fill="black", font=font)
     for index, (name, density) in enumerate(densities.items()):
-        colour = _COLOURS[index % len(_COLOURS)]
         points = []
         for b, d in enumerate(density.tolist()):
             y = top + plot_h - d / peak * plot_h
             points += [(left + b * plot_w / bins, y), (left + (b + 1) * plot_w / bins, y)]
-        draw.line(points, fill=colour, width=2)
-        legend_y = top + 10 + 16 * index
-        draw.line([left + plot_w - 250, legend_y, left + plot_w - 232, legend_y], fill=colour, width=2)
-        draw.text((left + plot_w - 228, legend_y - 6), f"{name} ({values[name].numel()})", fill=colour, font=font)
-    for index, (name, value) in enumerate((markers or {}).items()):
-        if low <= value <= high:
-            x = x_of(value)
-            for y in range(top, top + plot_h, 8):
-                draw.line([x, y, x, y + 4], fill=(90, 90, 90))
-            draw.text((x + 3, top + 4 + 16 * (len(densities) + index)), name, fill=(90, 90, 90), font=font)
+        draw.line(points, fill=_COLOURS[index % len(_COLOURS)], width=2)
+    for value in markers.values():
+        for y in range(top, top + plot_h, 8):
+            draw.line([x_of(value), y, x_of(value), y + 4], fill=_MARKER)
     return canvas
 
 

@@ -7,19 +7,20 @@ so that a shard name on disk always points at a whole file.
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 
 import torch
 
 from datafree.errors import DatafreeError
 from datafree.export.samples import Samples
-from datafree.utils.checkpoint import atomic_write_bytes
+from datafree.utils.checkpoint import atomic_write_bytes, torch_bytes
 
 SHARD_FORMAT = "datafree.synthetic-shard"
 SHARD_VERSION = 1
 # What a shard may hold at most: small enough to copy, load and hash in a few seconds.
 MAX_SHARD_BYTES = 256 << 20
+# What a shard file holds beside its samples: the archive's headers and each tensor's alignment (about 2.4 KB).
+SHARD_OVERHEAD = 4096
 
 
 def shard_name(number: int) -> str:
@@ -27,11 +28,11 @@ def shard_name(number: int) -> str:
 
 
 def write_shard(path: str | Path, samples: Samples) -> dict:
-    """Write ``samples`` (on the CPU) as one shard; returns its manifest entry's ``sha256`` and ``bytes``."""
-    buffer = io.BytesIO()
-    tensors = {name: t.contiguous() for name, t in samples.as_dict().items()}
-    torch.save({"format": SHARD_FORMAT, "version": SHARD_VERSION, **tensors}, buffer)
-    data = buffer.getvalue()
+    """Write ``samples`` (on the CPU) as one shard; returns its manifest entry's ``sha256`` and ``bytes``.
+
+    The file holds these samples and nothing else, also when they are a slice of a larger block.
+    """
+    data = torch_bytes({"format": SHARD_FORMAT, "version": SHARD_VERSION, **samples.as_dict()})
     atomic_write_bytes(data, path)
     return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
@@ -44,10 +45,9 @@ def read_shard(path: str | Path) -> Samples:
     except FileNotFoundError:
         raise DatafreeError(f"shard {path} is missing: the data set is incomplete; copy it again, or write it again "
                             "with the same datafree synthesize command.") from None
-    except Exception as exc:  # noqa: BLE001 - truncated, altered or foreign file
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise DatafreeError(f"shard {path} cannot be read ({reason}): it is damaged; 'datafree inspect' on its folder "
-                            "lists every file that differs from the manifest.") from None
+    except Exception:  # noqa: BLE001 - truncated, altered or foreign file; the reader's reason is about its internals
+        raise DatafreeError(f"shard {path} cannot be read (damaged): 'datafree inspect' on its folder lists every file "
+                            "that differs from the manifest.") from None
     if not isinstance(blob, dict) or blob.get("format") != SHARD_FORMAT:
         raise DatafreeError(f"{path} is not a datafree shard (no format {SHARD_FORMAT!r}): point at a folder written "
                             "by datafree synthesize.")
@@ -61,5 +61,5 @@ def sample_bytes(image_shape: tuple[int, int, int], num_classes: int) -> int:
 
 
 def samples_per_shard(requested: int, image_shape: tuple[int, int, int], num_classes: int) -> int:
-    """``requested``, lowered so that a shard stays under :data:`MAX_SHARD_BYTES`."""
-    return max(1, min(int(requested), MAX_SHARD_BYTES // sample_bytes(image_shape, num_classes)))
+    """``requested``, lowered so that a shard file stays under :data:`MAX_SHARD_BYTES`."""
+    return max(1, min(int(requested), (MAX_SHARD_BYTES - SHARD_OVERHEAD) // sample_bytes(image_shape, num_classes)))

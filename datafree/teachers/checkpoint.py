@@ -98,11 +98,10 @@ def read_checkpoint(path: str | Path, trust: bool = False, what: str = "teacher.
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, foreign objects
-        first_line = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        if not _refused_as_unsafe(exc):
+        if not _refused_as_unsafe(exc):  # the reader's own reason is about its internals
             raise DatafreeError(
-                f"{what} {str(path)!r} cannot be read ({type(exc).__name__}: {first_line}): the file is damaged or "
-                "not a PyTorch checkpoint; save it again with torch.save(model.state_dict(), path)."
+                f"{what} {str(path)!r} cannot be read: the file is damaged or not a PyTorch checkpoint; save it again "
+                "with torch.save(model.state_dict(), path)."
             ) from None
         if not trust:
             raise DatafreeError(

@@ -22,13 +22,14 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from datafree.errors import DatafreeError
+from datafree.models import create_model, list_models
 from datafree.models.sources import network_from_label, target_of
 from datafree.teachers.checkpoint import FORMAT, ClassifierInfo, read_checkpoint
 from datafree.teachers.checks import check_logits, probe_logits
 from datafree.teachers.network import Ensemble, Normalized, freeze
 from datafree.teachers.sources import hub_network, module_network, torchscript_network
 from datafree.teachers.spec import IMAGENET_MEAN, IMAGENET_STD, DataHint, resolve_input_spec
-from datafree.teachers.state_dicts import extract_state_dict, load_weights
+from datafree.teachers.state_dicts import extract_state_dict, load_weights, strip_wrapper_prefixes
 from datafree.utils.config_nodes import check_no_unset
 
 SOURCES = ("datafree", "module", "torchvision", "timm", "torchscript", "ensemble")
@@ -174,11 +175,31 @@ def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None,
     if net is None:  # a checkpoint of the user's own class (e.g. a student built with student=module)
         raise DatafreeError(f"{checkpoint!r} holds a {arch} network, which only its own class can build: load it with "
                             f"teacher=module teacher.model._target_={arch} teacher.checkpoint={checkpoint}.")
-    saved = meta.get("arch")
-    said = f" The checkpoint says it holds {saved!r} with {meta.get('num_classes')} classes." if saved else ""
     load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"architecture {arch!r} with {classes} classes",
-                 f"{said.strip()} Set teacher.arch / teacher.num_classes to the network the weights came from.".strip())
+                 lambda: _zoo_fix(state, channels, checkpoint))
     return net, meta, []
+
+
+def _zoo_fix(state: dict, channels: int, checkpoint) -> str:
+    """What to set when weights do not fit the zoo network named: the zoo network they fit, else the user's own class.
+
+    Every zoo network is built on the meta device (no memory, no initialisation) with the class count of the
+    weights' last matrix and compared key by key, shape by shape.
+    """
+    shapes = {k: tuple(v.shape) for k, v in strip_wrapper_prefixes(state).items() if isinstance(v, torch.Tensor)}
+    matrices = [shape for shape in shapes.values() if len(shape) == 2]
+    if matrices:
+        with torch.device("meta"):
+            for name in list_models():
+                try:
+                    own = create_model(name, num_classes=matrices[-1][0], in_channels=channels).state_dict()
+                except DatafreeError:  # a generator, or a network without in_channels
+                    continue
+                if {k: tuple(v.shape) for k, v in own.items()} == shapes:
+                    return f"The weights are a {name} with {matrices[-1][0]} classes: set teacher.arch={name} " \
+                           f"teacher.num_classes={matrices[-1][0]}."
+    return (f"The weights fit no zoo network: load them into your own class with teacher=module "
+            f"teacher.model._target_=my_pkg.MyNet teacher.checkpoint={checkpoint} (docs/custom_teacher.md).")
 
 
 def _zoo_channels(input_size, state: dict, hint: DataHint | None) -> int:

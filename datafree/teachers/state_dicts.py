@@ -5,6 +5,8 @@ offending keys, before ``load_state_dict`` would print a page of them.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -58,10 +60,11 @@ def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return state
 
 
-def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, model: str, fix: str) -> None:
+def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, model: str,
+                 fix: str | Callable[[], str]) -> None:
     """``net.load_state_dict(state)`` after checking keys and shapes.
 
-    The error reads "``where`` does not match ``model``: <what differs>. ``fix``".
+    The error reads "``where`` does not match ``model``: <what differs>. ``fix``" (a callable: asked only then).
     """
     state = strip_wrapper_prefixes(state)
     own = net.state_dict()
@@ -82,7 +85,7 @@ def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, mod
             )
         if mismatched:
             details.append(f"{len(mismatched)} shape mismatches ({'; '.join(mismatched[:3])})")
-        raise DatafreeError(f"{where} does not match {model}: {'; '.join(details)}. {fix}")
+        raise DatafreeError(f"{where} does not match {model}: {'; '.join(details)}. {fix() if callable(fix) else fix}")
     if any(t.is_meta for t in own.values()):
         return  # a network on the meta device (shapes only): the check was the point
     net.load_state_dict(state)

@@ -159,25 +159,23 @@ class StateFiles:
     def load(self, saves: int | None = None) -> dict | None:
         """The newest readable state (last, else prev), or None when this folder holds none to resume from.
 
-        A file that cannot be read (truncated, corrupt, foreign) is reported and skipped; when every
+        A file that cannot be read (truncated, corrupt, foreign) is skipped and named in one notice; when every
         state file is unreadable the resume is refused, since starting afresh would overwrite the run.
         ``saves``: the newest readable one of that save number (the one every rank of a run has).
         """
         if not self.resume:
             return None
-        unreadable = []
+        damaged = []
         for name in (LAST, PREV):
             path = self._path(name)
             if not path.is_file():
                 continue
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)
-                if not isinstance(state, dict) or state.get("format") != FORMAT:
-                    raise ValueError("not a datafree state file")
-            except Exception as exc:  # noqa: BLE001 - any unreadable file falls back to the previous one
-                reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-                unreadable.append(f"{name}: {reason}")
-                self.notice(f"datafree: notice: {path} cannot be read ({reason}); trying the previous state")
+            except Exception:  # noqa: BLE001 - the reader's reason is about its internals; the user needs "damaged"
+                state = None
+            if not isinstance(state, dict) or state.get("format") != FORMAT:
+                damaged.append(path.name)
                 continue
             if saves is not None and int(state.get("saves", 0)) != saves:
                 continue
@@ -188,13 +186,15 @@ class StateFiles:
                     f"{'; '.join(diffs)}. Give the same settings as the interrupted run (only run length and "
                     f"logging may change), or start a new run without resume."
                 )
+            if damaged:
+                self.notice(f"datafree: notice: {' and '.join(damaged)} in {self.directory} cannot be read (damaged): "
+                            f"resuming from {path.name}")
             self.last_saved = path
             return state
-        if unreadable:
+        if damaged:
             raise DatafreeError(
-                f"cannot resume from {self.directory}: no state file there can be read ({'; '.join(unreadable)}), and "
-                "starting afresh would overwrite the run, so nothing was changed. Put back a good copy of "
-                f"{LAST} (or {PREV}), or start a new run in another folder (hydra.run.dir) without resume."
+                f"cannot resume from {self.directory}: {' and '.join(damaged)} cannot be read (damaged), so nothing was "
+                "changed: put back a good copy, or start a new run in another folder (hydra.run.dir) without resume."
             )
         return None
 
@@ -235,6 +235,11 @@ def resume_requested(resume, out_dir: str | os.PathLike) -> bool:
         raise DatafreeError(
             f"resume={shown} but the run directory is {out_dir}: give only resume=RUN_DIR (it sets the run directory), "
             "or resume=true with hydra.run.dir=RUN_DIR."
+        )
+    if not out_dir.is_dir():
+        raise DatafreeError(
+            f"resume={shown} but {out_dir} does not exist: point resume at the run directory of the interrupted run "
+            "(it holds state_last.pt), or leave resume out to start a new run."
         )
     if not found:
         raise DatafreeError(

@@ -1,4 +1,6 @@
+import os
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +105,24 @@ def test_hydra_instantiate():
 
     ds = instantiate({"_target_": "datafree.data.build_dataset", "kind": "shapes", "split": "test", "n": 20, "seed": 3})
     assert len(ds) == 20 and ds.num_classes == 10
+
+
+def test_a_failed_download_leaves_nothing_behind(tmp_path, monkeypatch):
+    import urllib.error
+
+    from torchvision.datasets import cifar
+
+    def cut_off(url, download_root, filename, md5):  # torchvision makes the folder and starts the archive
+        os.makedirs(download_root, exist_ok=True)
+        Path(download_root, filename).write_bytes(b"half an archive")
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(cifar, "download_and_extract_archive", cut_off)
+    with pytest.raises(DatafreeError, match="could not download cifar10"):
+        load_cifar("cifar10", tmp_path / "new" / "torchvision", train=True, download=True)
+    assert not (tmp_path / "new").exists()  # the folders it made, too
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    with pytest.raises(DatafreeError, match="could not download cifar10"):
+        load_cifar("cifar10", tmp_path / "mine", train=True, download=True)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]

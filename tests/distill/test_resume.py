@@ -159,7 +159,7 @@ def test_truncated_last_state_falls_back_to_previous(tmp_path):
     notices = []
     state = StateFiles(tmp_path, config={"lr": 0.05}, resume=True, notice=notices.append).load()
     assert state["step"] == 6  # the periodic checkpoint before the interrupted one
-    assert len(notices) == 1 and "state_last.pt cannot be read" in notices[0] and "previous" in notices[0]
+    assert notices == [f"datafree: notice: state_last.pt in {tmp_path} cannot be read (damaged): resuming from state_prev.pt"]
     # The run resumed from the previous state ends where the uninterrupted one did.
     resumed = _make(tmp_path, resume=True, checkpoint_every=3)
     resumed.outputs.state.notice = notices.append
@@ -171,7 +171,7 @@ def test_truncated_last_state_falls_back_to_previous(tmp_path):
     (tmp_path / LAST).write_bytes(data[: len(data) // 2])
     (tmp_path / PREV).write_bytes(b"not a checkpoint")
     # No state left to read: starting afresh would overwrite the run, so the resume is refused.
-    with pytest.raises(DatafreeError, match="no state file there can be read .*nothing was changed"):
+    with pytest.raises(DatafreeError, match="state_last.pt and state_prev.pt cannot be read \\(damaged\\), so nothing was changed"):
         StateFiles(tmp_path, resume=True, notice=notices.append).load()
 
 

@@ -14,6 +14,7 @@ from datafree.export.audit import AuditSettings, nearest, run_audit
 from datafree.synthesizers import Synthesizer
 from datafree.synthesizers.base import Batch
 from datafree.teachers import load_teacher
+from test_cli import run_in_process
 
 COPY, MIRROR = 13, 27  # positions of the planted training images among the synthetic ones
 REAL_COPY, REAL_MIRROR = 101, 702
@@ -75,16 +76,17 @@ def test_nearest_matches_a_brute_force_search():
     assert torch.equal(index, (unit_q @ unit_k.T).argmax(1))
 
 
-def test_audit_command_writes_its_report(planted_set, tmp_path, shapes_teacher_path):
+def test_audit_command_writes_its_report(planted_set, tmp_path, shapes_teacher_path, capsys):
     folder, _ = planted_set
-    with initialize_config_module("datafree.recipes", version_base="1.3"):
-        cfg = compose("audit", overrides=[f"synthetic={folder}", "data.image_size=8", "data.train.n=1500",
-                                          "data.test.n=300", "device=cpu", f"teacher.checkpoint={shapes_teacher_path}"])
-    summary = jobs.audit_job(cfg, tmp_path / "run")
+    code, out, err = run_in_process(capsys, "audit", f"synthetic={folder}", "data.image_size=8", "data.train.n=1500",
+                                    "data.test.n=300", "device=cpu", f"teacher.checkpoint={shapes_teacher_path}",
+                                    f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 0, err
     report = json.loads((tmp_path / "run" / "audit.json").read_text())
-    assert report["teacher"]["matches_synthetic_set"] and summary["flagged"] >= 2
+    assert report["teacher"]["matches_synthetic_set"] and report["flagged"]["any"]["count"] >= 2
     assert report["closest"]["pixel"][0]["index"] in (COPY, MIRROR)
-    assert (tmp_path / "run" / "closest_pairs.png").is_file() and (tmp_path / "run" / "distances.png").is_file()
+    # The report and its pictures; no empty audit.log (the audit prints, it logs nothing)
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {".hydra", "audit.json", "closest_pairs.png", "distances.png"}
     with initialize_config_module("datafree.recipes", version_base="1.3"):
         wrong_size = compose("audit", overrides=[f"synthetic={folder}", "data.train.n=50", "data.test.n=50", "device=cpu"])
     with pytest.raises(DatafreeError, match=r"images of \[3, 16, 16\] but the synthetic set \[3, 8, 8\]"):
@@ -110,3 +112,20 @@ def test_a_teacher_without_a_feature_layer_is_refused_for_the_feature_space():
     with pytest.raises(DatafreeError, match="TorchScript teacher: set features=false"):
         check_feature_teacher(scripted)
 
+
+
+def test_the_distance_histograms_legend_never_covers_the_bars():
+    from PIL import ImageChops
+
+    from datafree.export.pictures import histogram_panel
+
+    ends = torch.tensor([0.0, 1.0])  # the same axis for every draw
+    near, far = torch.cat([ends, torch.full((98,), 0.1)]), torch.cat([ends, torch.full((98,), 0.9)])
+
+    def panel(names, first, marker):
+        return histogram_panel({names[0]: first, names[1]: far}, title="t", xlabel="x", markers={marker: 0.5})
+
+    legend = ImageChops.difference(panel(("a", "b"), near, "m"), panel(("a long name", "another long name"), near,
+                                                                        "a long marker")).getbbox()
+    bars = ImageChops.difference(panel(("a", "b"), near, "m"), panel(("a", "b"), far, "m")).getbbox()
+    assert legend and bars and legend[3] <= bars[1]  # the legend ends above the highest bar

@@ -11,9 +11,10 @@ from PIL import Image
 from fakes import AimingSynthesizer, RecordingNoise, red_teacher
 from datafree.errors import DatafreeError
 from datafree.export import SyntheticSet, synthesize_dataset
-from datafree.export import writer as writer_module
+from datafree.export import shards as shards_module, writer as writer_module
 from datafree.export.imagefolder import read_image_folder
 from datafree.ops.pixels import dequantise, quantise
+from datafree.export.shards import read_shard
 
 
 def _write(out, n=40, **options):
@@ -149,6 +150,31 @@ def test_continuation_and_regenerated_damage_equal_an_uninterrupted_run(tmp_path
     assert any("shard_00001.pt differs from the manifest" in n and "writing it and the 1 shards after it" in n for n in notices)
     for name in sorted(p.name for p in (tmp_path / "whole").glob("shard_*.pt")):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else []
+    return [t for value in values for t in _tensors(value)]
+
+
+def test_every_file_holds_only_its_own_samples_and_shards_stay_under_the_limit(tmp_path, monkeypatch):
+    # Shards are slices of the drawn batches, and the run state after each keeps the rest: neither may carry the other.
+    monkeypatch.setattr(shards_module, "MAX_SHARD_BYTES", 8192)
+    size = shards_module.samples_per_shard(100, (3, 8, 8), 4)
+    assert size < 100
+    _kill_after(monkeypatch, 2, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        _write(tmp_path / "set", n=60, shard_size=100, synthesizer=AimingSynthesizer(batch_size=40))
+    files = sorted((tmp_path / "set").glob("shard_*.pt")) + sorted((tmp_path / "set" / ".resume").glob("*.pt"))
+    assert len(files) == 4
+    for path in files:
+        tensors = _tensors(torch.load(path, weights_only=True))
+        for t in tensors:
+            assert t.untyped_storage().nbytes() == t.numel() * t.element_size(), path.name
+    for path in files[:2]:
+        assert len(read_shard(path)) == size and path.stat().st_size <= 8192
 
 
 def test_damage_in_a_complete_set_is_reported_not_hidden(tmp_path):

@@ -37,6 +37,9 @@ def test_state_files_rotate_and_refuse_what_cannot_be_meant(tmp_path):
     with pytest.raises(DatafreeError, match="already holds the saved state"):
         resume_requested(None, tmp_path)
     assert resume_requested(True, tmp_path) and resume_requested(str(tmp_path), tmp_path)
+    with pytest.raises(DatafreeError, match="empty does not exist"):
+        resume_requested(True, tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DatafreeError, match="holds no saved state"):
         resume_requested(True, tmp_path / "empty")
     assert resume_requested(False, tmp_path / "empty") is False
