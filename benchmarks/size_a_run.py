@@ -12,7 +12,6 @@ images and student steps.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
@@ -22,17 +21,7 @@ from datafree.synthesizers import Augment, FastSynthesizer
 from datafree.teachers import ClassifierInfo, Normalized, freeze
 from datafree.teachers.students import build_student
 from datafree.utils.device import network_layout, resolve_device
-
-
-def timed(fn, device, warmup: int, reps: int) -> float:
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / reps
+from speed import timed  # benchmarks/speed.py: mean of timed repetitions after warm-up
 
 
 def main() -> None:

@@ -23,9 +23,10 @@ RUN_KEYS = (
 
 HELP: dict[str, CommandHelp] = {
     "train-teacher": CommandHelp(
-        "train a zoo network on labelled real data, as a teacher to distil.\n"
+        "train (or fine-tune) a network on labelled real data, as a teacher to distil.\n"
         "Writes teacher.pt (a datafree checkpoint), summary.csv and the full state (state_last.pt) to the run folder.",
-        (("teacher=NAME", "the network: tinycnn_shapes (the demo's), resnet34, wrn40_2, ... (teacher.arch)"),
+        (("teacher=NAME", "the network: tinycnn_shapes (the demo's), resnet34, ..., or torchvision | timm | module"),
+         ("teacher.checkpoint=PATH", "weights to start from (fine-tuning; a head for other classes starts fresh)"),
          ("data=NAME", "the labelled data: shapes (generated), cifar10, cifar100, imagefolder (data.root=DIR)"),
          ("data.download=BOOL", "cifar10 / cifar100: download the data set when it is missing"),
          ("teacher.train.epochs=N", "training epochs (teacher.train.time_budget_s=S: stop by the clock)"),
@@ -39,21 +40,22 @@ HELP: dict[str, CommandHelp] = {
         "distil a teacher into a smaller student on synthetic images, with no training data.\n"
         "Writes student.pt, samples.png, summary.csv and the full state to the run folder. With no keys it runs\n"
         "the CPU demo: a shapes teacher trained first, then distilled, against a student distilled on noise.",
-        (("teacher.checkpoint=PATH", "the teacher (teacher=module | torchvision | torchscript | ensemble for others)"),
-         ("student=NAME", "the student network: microcnn, resnet18, wrn16_1, mobilenetv2, ..."),
+        (("teacher.checkpoint=PATH", "the teacher (teacher=module | torchvision | timm | torchscript | ensemble)"),
+         ("student=NAME", "the student: microcnn, resnet18, ..., or torchvision | timm | module (student.name=...)"),
          ("synthesizer=NAME", "how inputs are made: deepinversion, adi, dafl, dfad, zskt, dfq, fast, noise"),
          ("data=NAME", "the held-out test set: shapes, cifar10, imagefolder, none; data=synthetic: a stored set"),
          ("trainer.rounds=N", "synthesis rounds (trainer.time_budget_s=S: stop by the clock)"),
          ("experiment=NAME", "a complete setting, e.g. cifar10_resnet34_resnet18"),
          ("resume=RUN_DIR", "continue a stopped run in its folder"),
          *RUN_KEYS),
-        ("", "experiment=cifar10_resnet34_resnet18 teacher.checkpoint=outputs/teacher/teacher.pt"),
+        ("", "experiment=fast teacher.checkpoint=outputs/teacher/teacher.pt student=torchvision "
+             "student.name=mobilenet_v3_large"),
     ),
     "synthesize": CommandHelp(
         "write a synthetic data set labelled by the teacher, to share or to distil from.\n"
         "Writes shard files (and/or PNGs) and a manifest.json of checksums to the folder out; the same command\n"
         "started again continues a stopped run after its last complete shard.",
-        (("teacher.checkpoint=PATH", "the teacher (teacher=module | torchvision | torchscript | ensemble for others)"),
+        (("teacher.checkpoint=PATH", "the teacher (teacher=module | torchvision | timm | torchscript | ensemble)"),
          ("n=N", "samples to write"),
          ("out=DIR", "the data set folder"),
          ("synthesizer=NAME", "how images are made: deepinversion, adi, dafl, dfad, zskt, dfq, fast, noise"),

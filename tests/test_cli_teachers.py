@@ -91,7 +91,8 @@ def test_unimportable_user_class_fails_cleanly(tmp_path):
     ("distill", ["teacher=module"], ["teacher.checkpoint, teacher.model._target_ must be set"]),
     ("distill", ["data=none"], ["no teacher.checkpoint, and no labelled data"]),
     ("distill", ["teacher=torchvision", "teacher.checkpoint=/no/such.pt"], ["does not exist"]),
-    ("train-teacher", ["teacher=module"], ["train-teacher trains a zoo model", "datafree distill"]),
+    ("train-teacher", ["teacher=module"], ["teacher.model._target_ must be set"]),
+    ("train-teacher", ["teacher=torchscript"], ["not a teacher.source=torchscript teacher", "datafree distill"]),
 ])
 def test_teacher_recipe_mistakes_fail_cleanly(tmp_path, capsys, command, overrides, needles):
     out = tmp_path / "run"

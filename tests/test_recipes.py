@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from datafree.models import create_model
 from datafree.synthesizers import Synthesizer
@@ -27,8 +28,10 @@ def _compose(name: str, overrides: list[str]):
 def test_experiments_compose(name, experiment):
     cfg = _compose(name, [] if experiment is None else [f"experiment={experiment}"])
     num_classes = cfg.data.num_classes or 10  # synthesize reads no data: the teacher's checkpoint says
-    if cfg.teacher.arch is not None or name != "synthesize":  # synthesize: the checkpoint names the architecture
+    if cfg.teacher.arch is not None:  # null: the checkpoint names it (synthesize, teacher=checkpoint)
         create_model(cfg.teacher.arch, num_classes=num_classes)
+    elif name == "distill":  # synthesize and train-teacher read the checkpoint or refuse in one line
+        assert OmegaConf.is_missing(cfg.teacher, "checkpoint"), "a null arch needs a checkpoint to name it"
     if cfg.get("student"):
         create_model(cfg.student.arch, num_classes=num_classes)
 
@@ -52,6 +55,9 @@ def test_every_model_recipe_names_a_zoo_model(group):
         cfg = _compose("distill", [f"{group}={option}"])
         if cfg[group].get("source", "datafree") != "datafree":
             continue  # teachers from the user's own sources: tests/teachers/
+        if cfg[group].arch is None:  # teacher=checkpoint: the checkpoint names the network
+            assert OmegaConf.is_missing(cfg[group], "checkpoint"), option
+            continue
         create_model(cfg[group].arch, num_classes=10)
 
 
