@@ -34,6 +34,13 @@ def _batch_dim():
     return ({0: torch.export.Dim("batch", min=1, max=65536)},)
 
 
+def _refusal(exporter: str, error: BaseException, instead: str) -> DatafreeError:
+    """The one line for an exporter's failure: the operator it names (else its first line) and what to do instead."""
+    operator = _operator_in(error)
+    what = f"the operator {operator}" if operator else f"the student ({first_line(error, 160)})"
+    return DatafreeError(f"{exporter} refuses {what}: {instead}")
+
+
 def _operator_in(error: BaseException) -> str | None:
     """The operator an exporter names in its error (``aten::foo``, ``mylib.op``, ``<OpOverload(op='x.y')>``)."""
     text = str(error)
@@ -61,10 +68,8 @@ def write_onnx(student: nn.Module, example: torch.Tensor, path: Path, opset: int
                                         external_data=False, verbose=False)
         program.save(str(path))
     except Exception as error:  # noqa: BLE001 - the exporter's own errors are many; each becomes one line
-        operator = _operator_in(error)
-        what = f"the operator {operator}" if operator else f"the student ({first_line(error, 160)})"
-        raise DatafreeError(f"ONNX export refuses {what}: write the student as formats=[torchscript,export] instead "
-                            "(they carry any PyTorch operator), or replace that layer with standard ones.") from None
+        raise _refusal("ONNX export", error, "write the student as formats=[torchscript,export] instead (they carry "
+                       "any PyTorch operator), or replace that layer with standard ones.") from None
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -81,10 +86,7 @@ def write_torchscript(student: nn.Module, example: torch.Tensor, path: Path, ops
             traced = torch.jit.trace(student, example, check_trace=False)
             torch.jit.save(traced, str(path))
     except Exception as error:  # noqa: BLE001
-        operator = _operator_in(error)
-        what = f"the operator {operator}" if operator else f"the student ({first_line(error, 160)})"
-        raise DatafreeError(f"TorchScript tracing refuses {what}: write the student as formats=[onnx,export] "
-                            "instead.") from None
+        raise _refusal("TorchScript tracing", error, "write the student as formats=[onnx,export] instead.") from None
     return {}
 
 
@@ -95,10 +97,8 @@ def write_export(student: nn.Module, example: torch.Tensor, path: Path, opset: i
             program = torch.export.export(student, (example,), dynamic_shapes=_batch_dim())
         torch.export.save(program, str(path))
     except Exception as error:  # noqa: BLE001
-        operator = _operator_in(error)
-        what = f"the operator {operator}" if operator else f"the student ({first_line(error, 160)})"
-        raise DatafreeError(f"torch.export refuses {what}: write the student as formats=[torchscript] instead "
-                            "(tracing records whatever ran).") from None
+        raise _refusal("torch.export", error, "write the student as formats=[torchscript] instead (tracing records "
+                       "whatever ran).") from None
     return {}
 
 
