@@ -12,18 +12,8 @@ from datafree.ship.deploy import DeploySettings, deploy_student
 from datafree.ship.runners import load_runner
 from datafree.teachers import ClassifierInfo, Normalized
 
-# The int8 student may lose at most this many points of test accuracy to float (docs/ship.md states it).
+# The int8 student may lose at most this many points of test accuracy to float (docs/shipping.md states it).
 INT8_POINTS = 3.0
-
-
-@pytest.fixture(scope="module")
-def deployed(shapes_student, synthetic_images, tmp_path_factory):
-    out = tmp_path_factory.mktemp("deploy")
-    settings = DeploySettings(int8=True, calibration_images=128, check_images=128, latency=False)
-    manifest = deploy_student(shapes_student.model, shapes_student.info, out, synthetic=synthetic_images,
-                              real_test=shapes_student.test, real_train=shapes_student.train, settings=settings,
-                              log=lambda line: None)
-    return out, manifest
 
 
 @pytest.mark.parametrize("file, engine", [("student.onnx", "onnxruntime"), ("student.ts", "torchscript"),
