@@ -29,7 +29,7 @@ from datafree.ship.formats import check_formats, example_input
 from datafree.ship.parity import Tolerance, compare, require_within
 from datafree.ship.quantise import quantise
 from datafree.ship.runners import Runner, load_runner, logits_of, torch_runner
-from datafree.ship.timing import cpu_latency
+from datafree.ship.timing import cpu_latency, cpu_name
 from datafree.teachers import ClassifierInfo
 from datafree.utils.checkpoint import atomic_write
 from datafree.version import __version__
@@ -133,6 +133,7 @@ def _int8(float_onnx: Path, stage: Path, reference: Runner, check: dict[str, tor
         section["accuracy_skipped"] = "no test images: give data=... with a test split"
     if settings.latency:
         image_size = tuple(next(iter(check.values())).shape[1:])
+        section["latency_cpu"] = cpu_name()
         section["latency_ms_batch1"] = {
             "pytorch_float": cpu_latency(reference, image_size, settings.threads).as_dict(),
             "onnxruntime_float": cpu_latency(float_onnx_runner, image_size, settings.threads).as_dict(),

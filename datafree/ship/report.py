@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from datafree.ship.corruptions import LEVELS, SEVERITIES, corrupt
 from datafree.ship.metrics import (calibration, linear_cka, multiply_accumulates, parameter_count,
                                    peak_activation_bytes, per_class_accuracy, weight_bytes)
 from datafree.ship.runners import Runner, logits_of
-from datafree.ship.timing import cpu_latency, gpu_throughput
+from datafree.ship.timing import cpu_latency, cpu_name, gpu_throughput
 from datafree.utils.checkpoint import atomic_write
 from datafree.version import __version__
 
@@ -200,7 +199,7 @@ def build_report(entries: list[Entry], images: Images, input_size: tuple[int, in
     return {
         "datafree_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cpu_threads": settings.threads,
+        "machine": {"cpu": cpu_name(), "cpu_threads": settings.threads,
                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                     "torch": torch.__version__},
         "input_size": list(input_size),
@@ -246,7 +245,7 @@ def headline_table(rows: list[dict]) -> list[str]:
         lines.append(" | ".join([
             f"| {row['name']}", row["engine"], _count(row.get("parameters")), _count(row.get("macs")),
             _size(row.get("file_bytes")),
-            "n/a" if not latency else f"{latency['median_ms']:.3f} ms ± {latency['iqr_ms'] / 2:.3f}",
+            "n/a" if not latency else f"{latency['median_ms']:.3f} ms ± {latency['iqr_ms'] / 2:.2g}",
             "n/a" if not gpu else f"{gpu['images_per_s']:.0f} img/s",
             "n/a" if not memory else _size(memory["bytes"]),
             _pct(row.get("accuracy")), _pct(row.get("agreement")),

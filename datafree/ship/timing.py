@@ -3,6 +3,7 @@ stable, reported as the median and the spread (interquartile range) per call."""
 from __future__ import annotations
 
 import logging
+import platform
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,6 +22,19 @@ def _benchmark():
     finally:
         logger.setLevel(level)
     return benchmark
+
+
+def cpu_name() -> str:
+    """The CPU a latency was measured on, as the user knows it (Linux: /proc/cpuinfo's model name; elsewhere what
+    :mod:`platform` says, often only the architecture)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 @dataclass
