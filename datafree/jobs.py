@@ -551,13 +551,13 @@ def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
 
 def deploy_job(cfg: DictConfig, out_dir: Path) -> dict:
     """The student as checked deployable files (and int8 with ``int8=true``) in the run folder: :mod:`datafree.ship`."""
-    from datafree.ship.deploy import deploy_student, settings_from
-    from datafree.ship.sources import data_node, load_student, real_split, synthetic_images
+    from datafree.ship.deploy import DeploySettings, deploy_student
+    from datafree.ship.sources import data_node, load_student, real_split, recipe_settings, synthetic_images
 
     dist.require_one_process("datafree deploy")
     device = prepare(cfg, out_dir)
     values = OmegaConf.to_container(cfg, resolve=True)
-    settings = settings_from({**values, "threads": torch.get_num_threads()})
+    settings = recipe_settings(DeploySettings, {**values, "threads": torch.get_num_threads()})
     student = load_student(cfg.run, cfg.checkpoint)
     data, data_from = data_node(cfg.get("data"), student)
     real_test, real_train = real_split(data, "test", student.info), None
@@ -594,7 +594,8 @@ def report_job(cfg: DictConfig, out_dir: Path) -> dict:
     """The teacher and its students side by side: report.json, report.md and pictures (:mod:`datafree.ship.report`)."""
     from datafree.ship.report import Entry, Images, ReportSettings, build_report, headline_table, write_report
     from datafree.ship.runners import load_runner, torch_runner
-    from datafree.ship.sources import data_node, load_student, real_split, run_teacher, synthetic_images
+    from datafree.ship.sources import (data_node, load_student, real_split, recipe_settings, run_teacher,
+                                       synthetic_images)
 
     dist.require_one_process("datafree report")
     device = prepare(cfg, out_dir)
@@ -623,10 +624,7 @@ def report_job(cfg: DictConfig, out_dir: Path) -> dict:
     if cfg.deployed:
         entries += _deployed_entries(Path(cfg.deployed), student, threads, load_runner)
     classes = list(info.classes) or [f"class_{i}" for i in range(info.num_classes)]
-    settings = ReportSettings(test_images=int(cfg.test_images), corruption_images=int(cfg.corruption_images),
-                              cka_images=int(cfg.cka_images), bins=int(cfg.bins), latency=bool(cfg.latency),
-                              min_run_time=float(cfg.min_run_time), gpu_batch=int(cfg.gpu_batch), threads=threads,
-                              seed=int(cfg.seed))
+    settings = recipe_settings(ReportSettings, {**OmegaConf.to_container(cfg, resolve=True), "threads": threads})
     report = build_report(entries, images, tuple(info.input_size), classes, device, settings)
     report["sources"] = {"student": str(student.checkpoint), "data": data_from, "deployed": cfg.deployed}
     paths = write_report(report, out_dir)

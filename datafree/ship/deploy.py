@@ -7,7 +7,6 @@ written by this run.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -224,9 +223,3 @@ def describe(info: ClassifierInfo, files: dict, int8: dict | None, check: dict[s
         "files": files,
         "int8": int8,
     }
-
-
-def settings_from(values: dict) -> DeploySettings:
-    """The recipe's keys as :class:`DeploySettings` (the keys it lacks keep their defaults)."""
-    names = {f.name for f in dataclasses.fields(DeploySettings)}
-    return DeploySettings(**{k: v for k, v in values.items() if k in names})

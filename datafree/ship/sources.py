@@ -3,6 +3,7 @@ synthetic images (a stored set, the run's replay pool, or the run's synthesizer 
 labelled images when the user has them. Every refusal is one line that names the fix."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,3 +176,11 @@ def data_node(recipe_data, student: Student) -> tuple[dict | None, str]:
         return node, "the recipe's data"
     node = student.run_config.get("data")
     return (node, "the run's data") if node else (None, "none")
+
+
+def recipe_settings(cls, values: dict):
+    """A settings dataclass (:class:`~datafree.ship.deploy.DeploySettings`,
+    :class:`~datafree.ship.report.ReportSettings`) from a recipe's keys: those it names; the rest of the recipe is
+    not its business, and a key the recipe lacks keeps its default."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})
