@@ -2,6 +2,7 @@
 batch size; data-free int8 stays close to float; deploy.json describes the files truly; refusals write nothing."""
 import hashlib
 import json
+import sys
 
 import pytest
 import torch
@@ -153,4 +154,16 @@ def test_int8_needs_synthetic_images_and_says_where_to_get_them(tmp_path):
         deploy_student(student, _info(), tmp_path, settings=DeploySettings(formats=["onnx"], int8=True,
                                                                            check_images=8, latency=False),
                        log=lambda line: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("missing, needle", [("onnxscript", "ONNX export needs onnx and onnxscript"),
+                                             ("onnxruntime", "needs onnxruntime")])
+def test_without_the_deploy_extra_onnx_says_how_to_install_it(tmp_path, monkeypatch, missing, needle):
+    monkeypatch.setitem(sys.modules, missing, None)  # what an environment without the package imports
+    student = Normalized(_Gelu(), (0.5,) * 3, (0.25,) * 3).eval()
+    with pytest.raises(DatafreeError) as refused:
+        deploy_student(student, _info(), tmp_path, settings=DeploySettings(formats=["onnx"], check_images=8,
+                                                                           latency=False), log=lambda line: None)
+    assert needle in str(refused.value) and 'pip install "datafree[deploy]"' in str(refused.value)
     assert list(tmp_path.iterdir()) == []
