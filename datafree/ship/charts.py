@@ -33,9 +33,28 @@ def _axes(draw: ImageDraw.ImageDraw, width: int, height: int, title: str, xlabel
     draw.text((4, 24), ylabel, fill="black", font=font)  # above the axis, clear of the tick labels
 
 
-def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    step = (high - low) / max(1, count - 1)
-    return [low + i * step for i in range(count)]
+def _round_ticks(low: float, high: float, most: int = 6) -> list[float]:
+    """Round values in [low, high]: the multiples of the smallest step of 1, 2 or 5 x 10^k giving at most ``most``."""
+    if high <= low:
+        return [low]
+    exponent = math.floor(math.log10((high - low) / most))
+    for factor in (1, 2, 5, 10):
+        step = factor * 10.0 ** exponent
+        ticks = [i * step for i in range(math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9) + 1)]
+        if len(ticks) <= most:
+            return ticks
+    return [low, high]
+
+
+def _log_ticks(low: float, high: float, most: int = 6) -> list[float]:
+    """Round values on a log10 axis from ``low`` to ``high`` (exponents): 1, 2 and 5 x 10^k, or the powers of ten
+    alone when those are too many."""
+    decades = range(math.floor(low), math.ceil(high) + 1)
+    for factors in ((1, 2, 5), (1,)):
+        ticks = [math.log10(f) + k for k in decades for f in factors if low <= math.log10(f) + k <= high]
+        if len(ticks) <= most:
+            return ticks or [low, high]
+    return ticks
 
 
 def scatter_panel(points: Sequence[tuple[str, float, float]], title: str, xlabel: str, ylabel: str,
@@ -54,8 +73,9 @@ def scatter_panel(points: Sequence[tuple[str, float, float]], title: str, xlabel
         y_low, y_high = max(0.0, y_low - 0.05), min(1.0, y_high + 0.05)
     x_of = lambda v: _LEFT + (v - x_low) / (x_high - x_low) * (width - _LEFT - _RIGHT)  # noqa: E731
     y_of = lambda v: height - _BOTTOM - (v - y_low) / (y_high - y_low) * (height - _TOP - _BOTTOM)  # noqa: E731
-    x_ticks = [(v, f"{10 ** v:.3g}" if log_x else f"{v:.3g}") for v in _nice_ticks(x_low, x_high)]
-    y_ticks = [(v, f"{100 * v:.0f}%") for v in _nice_ticks(y_low, y_high)]
+    x_ticks = [(v, f"{10 ** v:g}" if log_x else f"{v:g}")
+               for v in (_log_ticks(x_low, x_high) if log_x else _round_ticks(x_low, x_high))]
+    y_ticks = [(v, f"{100 * v:.0f}%") for v in _round_ticks(y_low, y_high)]
     _axes(draw, width, height, title, xlabel, ylabel, x_ticks, y_ticks, x_of, y_of)
     for index, ((name, _, y), x) in enumerate(zip(points, xs)):
         colour = _COLOURS[index % len(_COLOURS)]
