@@ -2,7 +2,8 @@
 # Ship a distilled student and measure it (docs/benchmarks.md, "Shipping a student"), from the repo root:
 #   benchmarks/ship.sh RUN_DIR RESULTS_DIR [OVERRIDES ...]
 # RUN_DIR is a finished distill run (student.pt, state_last.pt: its replay pool gives the synthetic images; its
-# recipe names the teacher and the test data). Two commands, each as a user types it:
+# recipe names the teacher and the test data). Two commands (python3 -m datafree: also where datafree is on
+# PYTHONPATH rather than installed, as benchmarks/device_env.sh does on the GPU machine):
 #   datafree deploy  ONNX, TorchScript and torch.export files, each checked against PyTorch, and student.int8.onnx
 #                    (onnxruntime static int8 calibrated on CALIBRATION synthetic images; as many real training
 #                    images calibrate a second int8 file for comparison), CPU latency at batch 1 (PyTorch,
@@ -18,9 +19,9 @@ run=$(realpath "$1"); results=$2; shift 2
 work=.cache/ship/$(basename "$run"); THREADS=${THREADS:-auto}; CALIBRATION=${CALIBRATION:-512}
 GPU_BATCH=${GPU_BATCH:-1024}
 rm -rf "$work"; mkdir -p "$work" "$results"
-datafree deploy run="$run" int8=true calibration_images="$CALIBRATION" cpu_threads="$THREADS" \
+python3 -m datafree deploy run="$run" int8=true calibration_images="$CALIBRATION" cpu_threads="$THREADS" \
     hydra.run.dir="$work/deploy" "$@" | tee "$results/deploy.txt"
-datafree report run="$run" deployed="$work/deploy" cpu_threads="$THREADS" gpu_batch="$GPU_BATCH" \
+python3 -m datafree report run="$run" deployed="$work/deploy" cpu_threads="$THREADS" gpu_batch="$GPU_BATCH" \
     hydra.run.dir="$work/report" "$@" | tee "$results/report.txt"
 cp "$work/deploy/deploy.json" "$work"/report/report.{json,md} "$work"/report/*.png "$results/"
 python3 benchmarks/ship_table.py "$results" | tee "$results/ship.md"
