@@ -3,6 +3,7 @@ batch size; data-free int8 stays close to float; deploy.json describes the files
 import hashlib
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,6 +45,10 @@ def test_deploy_json_describes_the_files_truly(deployed, shapes_student):
     assert manifest["student"]["classes"] == shapes_student.info.classes
     assert manifest["checked_on"] == {"synthetic": 128, "real": 128}
     assert sorted(p.name for p in out.iterdir()) == sorted([*manifest["files"], "deploy.json"])  # no staging left
+
+
+def test_the_docs_state_the_int8_tolerance_the_tests_hold():
+    assert f"within {INT8_POINTS:g} points of float" in (Path(__file__).parents[2] / "docs" / "shipping.md").read_text()
 
 
 def test_int8_calibrated_on_synthetic_images_stays_within_the_stated_points(deployed):
