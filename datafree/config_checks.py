@@ -64,7 +64,9 @@ RULES: dict[str, tuple[tuple, str]] = {
     "format": (("'shards', 'imagefolder' or 'both'", lambda v: v in ("shards", "imagefolder", "both")), "both"),
     "out": (PATH, "DIR"),
     "from_run": (_or_null(PATH), "RUN_DIR"),
-    "synthetic": (_or_null(PATH), "DIR"),  # audit (required there), deploy and report (optional)
+    # audit (where null is refused with its own line: datafree.export.manifest.data_set_folder), deploy and report
+    # (optional there); an empty value is refused everywhere, as a path the message names.
+    "synthetic": ((PATH[0], lambda v: v is None or PATH[1](v)), "DIR"),
     "flips": (BOOL, "true"),
     "features": (BOOL, "true"),
     "pixel_threshold": (_or_null(_number(0)), "0.02"),
