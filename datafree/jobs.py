@@ -299,7 +299,7 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
         source = synthesizer
     test_batches = None if test_set is None else batches(test_set, cfg.data, device, train=False, seed=int(cfg.seed))
 
-    def run(source, run_dir: Path, run_logger: RunLogger, **overrides) -> DistillResult:
+    def run(source, run_dir: Path, run_logger: RunLogger, **overrides) -> tuple[DistillResult, torch.nn.Module]:
         seed_everything(int(cfg.seed))  # the same student initialisation for every run of this job
         student, student_info = make_student(student_node, info, device)
         student_info.extra.update({"synthetic_set": str(cfg.data.path)} if offline else {})
@@ -309,11 +309,11 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
             logger=run_logger, student_info=student_info, progress=bool(cfg.progress), state=run_state(cfg, run_dir),
             **overrides,
         )
-        return distiller.fit()
+        return distiller.fit(), student
 
     with logger:
-        result = run(source, out_dir, logger, checkpoint_path=out_dir / "student.pt",
-                     grid_path=None if offline else out_dir / "samples.png")
+        result, student = run(source, out_dir, logger, checkpoint_path=out_dir / "student.pt",
+                              grid_path=None if offline else out_dir / "samples.png")
     summary = {"teacher_accuracy": info.test_accuracy, "student_accuracy": result.student_accuracy,
                "agreement": result.agreement, "images": result.images_synthesized,
                "steps": result.student_steps, "wall_time_s": round(result.wall_time_s, 1),
@@ -334,16 +334,17 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
         # Same student, same number of rounds and steps, but inputs of pure noise.
         noise = NoiseSynthesizer(batch_size=getattr(synthesizer, "batch_size", 256))
         with RunLogger(out_dir / "noise_baseline") as noise_logger:
-            baseline = run(noise, out_dir / "noise_baseline", noise_logger, rounds=max(1, result.rounds),
-                           time_budget_s=None)
+            baseline, _ = run(noise, out_dir / "noise_baseline", noise_logger, rounds=max(1, result.rounds),
+                              time_budget_s=None)
         summary["noise_baseline_accuracy"] = baseline.student_accuracy
         print(f"baseline: the same student distilled on {baseline.images_synthesized} random-noise images: "
               f"test accuracy {_pct(baseline.student_accuracy)}")
     if test_set is not None:
         print(f"chance: {_pct(1 / info.num_classes)}")
-    if dist.is_main_process() and (out_dir / "student.pt").is_file():  # the report's headline (datafree report: all of it)
-        from datafree.ship.report import run_headline
-        print(f"report: student {run_headline(out_dir / 'student.pt', teacher, test_set, device)}")
+    if dist.is_main_process():  # the report's headline for the student the run ends with (datafree report: all of it)
+        from datafree.ship.report import headline
+        line = headline(student, info.input_size, out_dir / "student.pt", teacher, test_set, torch.get_num_threads())
+        print(f"report: student {line}")
     print(describe_run_folder(out_dir))
     return summary
 

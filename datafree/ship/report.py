@@ -357,11 +357,3 @@ def _headline_parts(student, device, input_size, file, teacher, test, threads, l
     else:
         parts.append("no test images: accuracy, agreement and ECE not measured")
     return parts
-
-
-def run_headline(checkpoint: Path, teacher: nn.Module | None, test: ImageDataset | None, device: torch.device) -> str:
-    """:func:`headline` for a run's ``student.pt`` as written (on ``device``, against the run's teacher)."""
-    from datafree.teachers import load_teacher
-
-    loaded = load_teacher("datafree", checkpoint=str(checkpoint), device=device)
-    return headline(loaded.model, loaded.info.input_size, checkpoint, teacher, test, torch.get_num_threads())
