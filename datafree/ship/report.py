@@ -27,7 +27,7 @@ from datafree.ship.corruptions import LEVELS, SEVERITIES, corrupt
 from datafree.ship.metrics import (calibration, linear_cka, multiply_accumulates, parameter_count,
                                    peak_activation_bytes, per_class_accuracy, weight_bytes)
 from datafree.ship.runners import Runner, logits_of
-from datafree.ship.timing import cpu_latency, cpu_name, gpu_throughput
+from datafree.ship.timing import cpu_latency, cpu_name, gpu_throughput, quick_cpu_latency
 from datafree.utils.checkpoint import atomic_write
 from datafree.version import __version__
 
@@ -326,25 +326,25 @@ def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
 
 
 def headline(student: nn.Module, input_size: tuple[int, int, int], file: Path | None, teacher: nn.Module | None,
-             test: ImageDataset | None, threads: int, limit: int = 10000) -> str:
+             test: ImageDataset | None, limit: int = 10000) -> str:
     """The report's headline for one student, in one line (what ``datafree distill`` prints at its end): file size,
     parameters, MACs, CPU latency at batch 1, and accuracy, agreement and ECE when there are test images. Cheap: one
-    pass over at most ``limit`` test images and a quarter of a second of timing."""
+    pass over at most ``limit`` test images and twenty timed calls."""
     device = next((p.device for p in student.parameters()), torch.device("cpu"))
     was_training = student.training
     student.eval()
     try:
-        return "; ".join(_headline_parts(student, device, input_size, file, teacher, test, threads, limit))
+        return "; ".join(_headline_parts(student, device, input_size, file, teacher, test, limit))
     finally:
         student.train(was_training)
 
 
-def _headline_parts(student, device, input_size, file, teacher, test, threads, limit) -> list[str]:
+def _headline_parts(student, device, input_size, file, teacher, test, limit) -> list[str]:
     parts = [f"{_size(file.stat().st_size) if file is not None and file.is_file() else 'n/a'} file",
              f"{_count(parameter_count(student))} parameters", f"{_count(multiply_accumulates(student, input_size))} MACs"]
     cpu_student = student if device.type == "cpu" else copy.deepcopy(student).cpu()
-    latency = cpu_latency(Runner("student", "pytorch", module=cpu_student), input_size, threads,
-                          min_run_time=0.25, warmup=3)
+    latency = quick_cpu_latency(Runner("student", "pytorch", module=cpu_student), input_size)
+    threads = latency.threads
     parts.append(f"CPU latency {latency.median_ms:.3f} ms at batch 1 ({threads} thread{'s' if threads > 1 else ''})")
     if test is not None:
         images, labels = test.images[:limit], test.labels[:limit]

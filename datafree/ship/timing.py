@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import platform
+import statistics
+import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -78,3 +80,22 @@ def gpu_throughput(runner: Runner, input_size: tuple[int, int, int], batch: int,
     images = torch.rand(batch, *input_size, device=device)
     timing = _measure(on_device, images, torch.get_num_threads(), min_run_time, warmup)
     return timing, batch / (timing.median_ms / 1e3)
+
+
+@torch.inference_mode()
+def quick_cpu_latency(runner: Runner, input_size: tuple[int, int, int], calls: int = 20, warmup: int = 3) -> Timing:
+    """A rough batch-1 CPU latency on the threads torch has: ``calls`` single calls timed one by one after
+    ``warmup``, their median and interquartile range. What a distill run's headline shows, in milliseconds of work
+    rather than :func:`cpu_latency`'s second of benchmark (``datafree report`` measures properly)."""
+    runner = runner.to(torch.device("cpu"))
+    image = torch.rand(1, *input_size)
+    for _ in range(warmup):
+        runner.call(image)
+    seconds = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        runner.call(image)
+        seconds.append(time.perf_counter() - started)
+    quartiles = statistics.quantiles(seconds, n=4)
+    return Timing(median_ms=statistics.median(seconds) * 1e3, iqr_ms=(quartiles[2] - quartiles[0]) * 1e3,
+                  calls=calls, threads=torch.get_num_threads())
