@@ -137,3 +137,17 @@ def test_a_student_checkpoint_that_does_not_fit_names_the_keys_and_the_fix(tmp_p
                       f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "student.checkpoint", "does not match the student torchvision:mobilenet_v3_small",
                           "missing keys", "leave student.checkpoint out")
+
+
+def test_a_timm_teacher_distils_into_a_zoo_student(tmp_path, capsys):
+    import timm
+
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_resnet", num_classes=10).state_dict(), tmp_path / "teacher.pth")
+    args = [a for a in BASE if not a.startswith("teacher")] + [
+        "teacher=timm", "teacher.name=test_resnet", f"teacher.checkpoint={tmp_path / 'teacher.pth'}", "student=microcnn"]
+    proc = in_process(capsys, "distill", *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "teacher timm:test_resnet: test accuracy" in proc.stdout and "student microcnn: test accuracy" in proc.stdout
+    log = _log(tmp_path / "run")
+    assert "inferred 10 classes from the classifier weights" in log and "using the data set's 8x8 images" in log

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datafree.distill.objectives import Objectives
+from datafree.distill.preflight import check_student_fits
 from datafree.distill.settings import Outputs, TrainerSettings
 from datafree.distill.sources import BatchSource, SynthesizerSource
 from datafree.errors import DatafreeError
@@ -119,6 +120,9 @@ class Distiller:
             self.outputs.logger.info(self.objectives.describe(self.loss_name))
         source.bind(teacher, student, num_classes=num_classes, input_size=tuple(input_size),
                     batch_size=settings.batch_size, device=device, logger=self.outputs.logger)
+        if device.type == "cuda":  # a student too large fails here, before anything is synthesized or written
+            check_student_fits(teacher, student, batch_size=settings.batch_size, input_size=tuple(input_size),
+                               device=device, amp=amp)
         self._captured = self._capture_plan()
 
     @classmethod

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# CIFAR-10 at 128 px beyond the zoo (docs/benchmarks.md, "Any teacher, any student"), on one GPU, from the
+# repository root:
+#   benchmarks/any_teacher_128.sh DATA_DIR TEACHER_S STUDENT_S [STUDENT ...]
+# 1. train-teacher: a torchvision ResNet-50 trained from scratch at data.image_size=128 (the resized-crop
+#    augmentation train-teacher picks above 64 px), plain cross-entropy, stopped after TEACHER_S seconds of
+#    training (the cosine schedule follows the clock); skipped when /tmp/t128/teacher.pt exists.
+# 2. distill experiment=fast (unchanged) into each torchvision STUDENT (default: resnet18 mobilenet_v3_large),
+#    STUDENT_S seconds each, evaluated every 10 rounds for the curve. SIDE_BY_SIDE=1 runs the students at the
+#    same time on the one GPU (each then has about half of it; the docs say so next to the figures).
+# Logs and summary.csv files go to $OUT (default .cache/any_teacher_128). SIZE, TEACHER and OVERRIDES change the
+# pair for a dry run (SIZE=64 TEACHER=resnet18 OVERRIDES=device=cpu ... mobilenet_v3_small on the CPU).
+set -euo pipefail
+data=$1; teacher_s=$2; student_s=$3; shift 3
+students=("$@"); [ ${#students[@]} -gt 0 ] || students=(resnet18 mobilenet_v3_large)
+OUT=${OUT:-.cache/any_teacher_128}; SIDE_BY_SIDE=${SIDE_BY_SIDE:-0}; T=${TEACHER_DIR:-/tmp/t128}
+SIZE=${SIZE:-128}; TEACHER=${TEACHER:-resnet50}; read -ra extra <<< "${OVERRIDES:-}"  # e.g. OVERRIDES=device=cpu
+mkdir -p "$OUT"
+common=(data=cifar10_jpeg "data.root=$data" "data.image_size=$SIZE" progress=false "${extra[@]}")
+if [ ! -f "$T/teacher.pt" ]; then
+  start=$(date +%s)
+  python3 -m datafree train-teacher "${common[@]}" teacher=torchvision "teacher.name=$TEACHER" \
+      "teacher.train.time_budget_s=$teacher_s" "hydra.run.dir=$T" > "$OUT/teacher.log" 2>&1 \
+      || { tail -n 20 "$OUT/teacher.log"; exit 1; }
+  echo "train-teacher wall time: $(( $(date +%s) - start )) s" | tee -a "$OUT/teacher.log"
+  cp "$T/summary.csv" "$OUT/teacher_summary.csv" 2>/dev/null || true
+fi
+tail -n 3 "$OUT/teacher.log"
+pids=()
+for s in "${students[@]}"; do
+  python3 -m datafree distill "${common[@]}" experiment=fast "teacher.checkpoint=$T/teacher.pt" \
+      student=torchvision "student.name=$s" "trainer.time_budget_s=$student_s" trainer.eval_every=10 \
+      "hydra.run.dir=/tmp/s128_$s" > "$OUT/$s.log" 2>&1 &
+  pids+=($!)
+  [ "$SIDE_BY_SIDE" = 1 ] || wait "${pids[-1]}" || true
+done
+wait || true
+for s in "${students[@]}"; do
+  echo "== $s"; tail -n 8 "$OUT/$s.log"
+  cp "/tmp/s128_$s/summary.csv" "$OUT/${s}_summary.csv" 2>/dev/null || true
+done
