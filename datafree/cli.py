@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "distill": ("distill", "distill_job"),
     "synthesize": ("synthesize", "synthesize_job"),
     "audit": ("audit", "audit_job"),
+    "deploy": ("deploy", "deploy_job"),
+    "report": ("report", "report_job"),
 }
 # Commands without a recipe, with their own flags: (module, function given the arguments).
 PLAIN_COMMANDS: dict[str, tuple[str, str]] = {
@@ -57,6 +59,7 @@ Examples:
   datafree synthesize teacher.checkpoint=PATH n=10000 out=DIR   (then: datafree inspect DIR)
   datafree distill data=synthetic data.path=DIR   (a student from a synthetic data set, no teacher)
   datafree audit synthetic=DIR data=cifar10_jpeg teacher.checkpoint=PATH   (did training images leak?)
+  datafree report run=RUN_DIR   |   datafree deploy run=RUN_DIR int8=true   (ship the student)
   (teacher sources: datafree checkpoints, module, torchvision, torchscript, ensemble; see docs/custom_teacher.md)
 datafree <command> --help: what it does, its main keys and examples; --cfg job: every key.
 Hydra's own flags work too: --cfg job, --hydra-help, -m (multirun)."""
@@ -423,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         print(command_help(command))
         return 0
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
-    if command in (*PLAIN_COMMANDS, "audit") and distributed:
+    if command in (*PLAIN_COMMANDS, "audit", "deploy", "report") and distributed:
         if int(os.environ.get("RANK", 0)) == 0:
             print(f"datafree: error: datafree {command} runs in one process: run it without torchrun.", file=sys.stderr)
         return 2

@@ -64,7 +64,9 @@ RULES: dict[str, tuple[tuple, str]] = {
     "format": (("'shards', 'imagefolder' or 'both'", lambda v: v in ("shards", "imagefolder", "both")), "both"),
     "out": (PATH, "DIR"),
     "from_run": (_or_null(PATH), "RUN_DIR"),
-    "synthetic": (PATH, "DIR"),  # audit
+    # audit (where null is refused with its own line: datafree.export.manifest.data_set_folder), deploy and report
+    # (optional there); an empty value is refused everywhere, as a path the message names.
+    "synthetic": ((PATH[0], lambda v: v is None or PATH[1](v)), "DIR"),
     "flips": (BOOL, "true"),
     "features": (BOOL, "true"),
     "pixel_threshold": (_or_null(_number(0)), "0.02"),
@@ -77,6 +79,29 @@ RULES: dict[str, tuple[tuple, str]] = {
     "dist_timeout_s": (POSITIVE, "600"),
     "resume": (("null, true, false or the run directory to continue",
                 lambda v: v is None or isinstance(v, (bool, str))), "true"),
+    "run": (_or_null(PATH), "RUN_DIR"),  # deploy, report
+    "checkpoint": (_or_null(PATH), "student.pt"),
+    "deployed": (_or_null(PATH), "DIR"),
+    "formats": (("a list of onnx, torchscript, export", lambda v: isinstance(v, list) and bool(v)
+                 and all(f in ("onnx", "torchscript", "export") for f in v)), "[onnx,torchscript,export]"),
+    "opset": (_int(17), "20"),
+    "check_images": (_int(1), "256"),
+    "max_logit_diff": (POSITIVE, "1e-3"),
+    "min_agreement": (FRACTION, "0.99"),
+    "int8": (BOOL, "true"),
+    "calibration_images": (_int(1), "512"),
+    "int8_min_agreement": (FRACTION, "0.9"),
+    "int8_keep_float": (("a list of ONNX operator types", lambda v: isinstance(v, list)
+                         and all(isinstance(x, str) for x in v)), "[Gemm]"),
+    "compare_real_calibration": (BOOL, "true"),
+    "eval_images": (_int(1), "10000"),
+    "latency": (BOOL, "true"),
+    "test_images": (_int(1), "10000"),
+    "corruption_images": (_int(1), "2000"),
+    "cka_images": (_int(2), "2000"),
+    "bins": (_int(2), "15"),
+    "min_run_time": (POSITIVE, "0.5"),
+    "gpu_batch": (_int(1), "256"),
     "data.root": (_or_null(PATH), "DIR"),
     "data.path": (PATH, "DIR"),
     "data.num_classes": (_or_null(_int(2)), "10"),  # null: data=none, the teacher alone

@@ -81,6 +81,35 @@ HELP: dict[str, CommandHelp] = {
         ("synthetic=outputs/synthetic/shapes",
          "synthetic=outputs/synthetic/cifar10 data=cifar10_jpeg teacher.checkpoint=T.pt"),
     ),
+    "deploy": CommandHelp(
+        "write the student as deployable files, each checked against PyTorch; int8=true adds data-free int8.\n"
+        "Writes student.onnx, student.ts, student.pt2 (they take [0, 1] pixels, any batch size) and deploy.json to\n"
+        "the run folder; a file whose logits differ from the PyTorch student's beyond the tolerance is not written.",
+        (("run=RUN_DIR", "a distill run's folder: its student, replay pool, synthesizer and data"),
+         ("checkpoint=PATH", "or a student.pt (a datafree checkpoint)"),
+         ("formats=[onnx,torchscript,export]", "the files to write"),
+         ("int8=BOOL", "also student.int8.onnx: onnxruntime static int8 calibrated on synthetic images only"),
+         ("synthetic=DIR", "a synthetic data set (datafree synthesize) to check and calibrate on"),
+         ("data=NAME", "real test images for the checks and int8's accuracy (default: the run's data)"),
+         ("max_logit_diff=X", "the tolerance of a float file (min_agreement=F: of its top-1 agreement)"),
+         *RUN_KEYS),
+        ("run=outputs/distill/RUN int8=true",
+         "checkpoint=student.pt synthetic=outputs/synthetic/shapes data=shapes formats=[onnx] int8=true"),
+    ),
+    "report": CommandHelp(
+        "compare the teacher and its students side by side: size, speed, accuracy, calibration, robustness.\n"
+        "Parameters, MACs, file size, CPU latency at batch 1, GPU throughput, peak memory, test accuracy,\n"
+        "agreement, ECE, per-class accuracy, corruptions and feature similarity; writes report.json, report.md\n"
+        "and pictures to the run folder. Without test images it reports what needs no labels and says what it skipped.",
+        (("run=RUN_DIR", "a distill run's folder: its student, teacher and data"),
+         ("checkpoint=PATH", "or a student.pt (then teacher.checkpoint=PATH for the teacher)"),
+         ("deployed=DIR", "a deploy folder: its ONNX float and int8 files join the table"),
+         ("data=NAME", "the labelled test images (default: the run's data)"),
+         ("latency=BOOL", "false: no timing (faster)"),
+         *RUN_KEYS),
+        ("run=outputs/distill/RUN",
+         "run=outputs/distill/RUN deployed=outputs/deploy/RUN data=shapes"),
+    ),
     "inspect": CommandHelp(
         "summarise a synthetic data set and verify it.\n"
         "Prints the manifest's summary, checks the sha256 of every file (exit status 1 when some differ, listed)\n"

@@ -299,7 +299,7 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
         source = synthesizer
     test_batches = None if test_set is None else batches(test_set, cfg.data, device, train=False, seed=int(cfg.seed))
 
-    def run(source, run_dir: Path, run_logger: RunLogger, **overrides) -> DistillResult:
+    def run(source, run_dir: Path, run_logger: RunLogger, **overrides) -> tuple[DistillResult, torch.nn.Module]:
         seed_everything(int(cfg.seed))  # the same student initialisation for every run of this job
         student, student_info = make_student(student_node, info, device)
         student_info.extra.update({"synthetic_set": str(cfg.data.path)} if offline else {})
@@ -309,11 +309,11 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
             logger=run_logger, student_info=student_info, progress=bool(cfg.progress), state=run_state(cfg, run_dir),
             **overrides,
         )
-        return distiller.fit()
+        return distiller.fit(), student
 
     with logger:
-        result = run(source, out_dir, logger, checkpoint_path=out_dir / "student.pt",
-                     grid_path=None if offline else out_dir / "samples.png")
+        result, student = run(source, out_dir, logger, checkpoint_path=out_dir / "student.pt",
+                              grid_path=None if offline else out_dir / "samples.png")
     summary = {"teacher_accuracy": info.test_accuracy, "student_accuracy": result.student_accuracy,
                "agreement": result.agreement, "images": result.images_synthesized,
                "steps": result.student_steps, "wall_time_s": round(result.wall_time_s, 1),
@@ -334,13 +334,17 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
         # Same student, same number of rounds and steps, but inputs of pure noise.
         noise = NoiseSynthesizer(batch_size=getattr(synthesizer, "batch_size", 256))
         with RunLogger(out_dir / "noise_baseline") as noise_logger:
-            baseline = run(noise, out_dir / "noise_baseline", noise_logger, rounds=max(1, result.rounds),
-                           time_budget_s=None)
+            baseline, _ = run(noise, out_dir / "noise_baseline", noise_logger, rounds=max(1, result.rounds),
+                              time_budget_s=None)
         summary["noise_baseline_accuracy"] = baseline.student_accuracy
         print(f"baseline: the same student distilled on {baseline.images_synthesized} random-noise images: "
               f"test accuracy {_pct(baseline.student_accuracy)}")
     if test_set is not None:
         print(f"chance: {_pct(1 / info.num_classes)}")
+    if dist.is_main_process():  # the report's headline for the student the run ends with (datafree report: all of it)
+        from datafree.ship.report import headline
+        line = headline(student, info.input_size, out_dir / "student.pt", teacher, test_set)
+        print(f"report: student {line}")
     print(describe_run_folder(out_dir))
     return summary
 
@@ -544,3 +548,123 @@ def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
     print(f"report: {paths['report']}; pictures: {paths['pairs']}, {paths['distances']}")
     return {"flagged": report["flagged"]["any"]["count"], "report": str(paths["report"]),
             "search_time_s": report["search_time_s"]}
+
+
+def deploy_job(cfg: DictConfig, out_dir: Path) -> dict:
+    """The student as checked deployable files (and int8 with ``int8=true``) in the run folder: :mod:`datafree.ship`."""
+    from datafree.ship.deploy import DeploySettings, deploy_student
+    from datafree.ship.sources import data_node, load_student, real_split, recipe_settings, synthetic_images
+
+    dist.require_one_process("datafree deploy")
+    device = prepare(cfg, out_dir)
+    values = OmegaConf.to_container(cfg, resolve=True)
+    settings = recipe_settings(DeploySettings, {**values, "threads": torch.get_num_threads()})
+    student = load_student(cfg.run, cfg.checkpoint)
+    data, data_from = data_node(cfg.get("data"), student)
+    real_test, real_train = real_split(data, "test", student.info), None
+    if settings.int8 and settings.compare_real_calibration:
+        real_train = real_split(data, "train", student.info)
+    wanted = max(settings.check_images, settings.calibration_images if settings.int8 else 0)
+    synthetic, where = synthetic_images(student, wanted, cfg.synthetic, device, seed=int(cfg.seed))
+    print(f"student {student.info.arch} from {student.checkpoint}; synthetic images: {len(synthetic)} ({where}); "
+          f"real images: {'none' if real_test is None else f'{len(real_test)} test'}"
+          f"{'' if real_train is None else f', {len(real_train)} training'} ({data_from})")
+    manifest = deploy_student(student.model, student.info, out_dir, synthetic=synthetic, real_test=real_test,
+                              real_train=real_train, settings=settings,
+                              source={"checkpoint": str(student.checkpoint), "synthetic_images": where})
+    int8 = manifest["int8"]
+    if int8 is not None:
+        sizes = int8["bytes"]
+        line = f"int8: {sizes['int8_onnx'] / 1e3:.1f} kB (float ONNX {sizes['float_onnx'] / 1e3:.1f} kB)"
+        if int8.get("accuracy"):
+            acc = int8["accuracy"]
+            line += f"; test accuracy {_pct(acc['int8'])} (float {_pct(acc['float'])})"
+        if int8.get("calibration_comparison"):
+            cmp = int8["calibration_comparison"]
+            line += (f"; calibrated on {cmp['images']} real images instead: {_pct(cmp['real_calibrated'])}")
+        if int8.get("latency_ms_batch1"):
+            ms = {k: v["median_ms"] for k, v in int8["latency_ms_batch1"].items()}
+            line += (f"; CPU latency at batch 1: PyTorch {ms['pytorch_float']:.3f} ms, onnxruntime float "
+                     f"{ms['onnxruntime_float']:.3f} ms, int8 {ms['onnxruntime_int8']:.3f} ms")
+        print(line)
+    print(f"deploy folder: {out_dir} ({', '.join(manifest['files'])}, deploy.json)")
+    return {"files": list(manifest["files"]), "manifest": str(out_dir / "deploy.json"), "int8": int8}
+
+
+def report_job(cfg: DictConfig, out_dir: Path) -> dict:
+    """The teacher and its students side by side: report.json, report.md and pictures (:mod:`datafree.ship.report`)."""
+    from datafree.ship.report import Entry, Images, ReportSettings, build_report, headline_table, write_report
+    from datafree.ship.runners import load_runner, torch_runner
+    from datafree.ship.sources import (data_node, load_student, real_split, recipe_settings, run_teacher,
+                                       synthetic_images)
+
+    dist.require_one_process("datafree report")
+    device = prepare(cfg, out_dir)
+    threads = torch.get_num_threads()
+    student = load_student(cfg.run, cfg.checkpoint)
+    info = student.info
+    if cfg.teacher.get("checkpoint") or source_of(cfg.teacher) != "datafree":
+        teacher = teacher_from_config(cfg.teacher, "cpu", DataHint(num_classes=info.num_classes))
+        if (teacher.info.num_classes, tuple(teacher.info.input_size)) != (info.num_classes, tuple(info.input_size)):
+            raise DatafreeError(f"the teacher takes {list(teacher.info.input_size)} with {teacher.info.num_classes} "
+                                f"classes, the student {list(info.input_size)} with {info.num_classes}: give the "
+                                "student's own teacher (teacher.checkpoint=PATH).")
+    else:
+        teacher = run_teacher(student, torch.device("cpu"))
+    data, data_from = data_node(cfg.get("data"), student)
+    test = real_split(data, "test", info)
+    images = Images(test)
+    if test is None:
+        unlabelled, where = synthetic_images(student, int(cfg.cka_images), cfg.synthetic, device, seed=int(cfg.seed))
+        images = Images(None, unlabelled if len(unlabelled) else None, where)
+    entries = []
+    if teacher is not None:
+        entries.append(Entry("teacher", torch_runner("teacher", teacher.model), teacher.model,
+                             _teacher_file(cfg, student), role="teacher"))
+    entries.append(Entry("student", torch_runner("student", student.model), student.model, student.checkpoint))
+    if cfg.deployed:
+        entries += _deployed_entries(Path(cfg.deployed), student, threads, load_runner)
+    classes = list(info.classes) or [f"class_{i}" for i in range(info.num_classes)]
+    settings = recipe_settings(ReportSettings, {**OmegaConf.to_container(cfg, resolve=True), "threads": threads})
+    report = build_report(entries, images, tuple(info.input_size), classes, device, settings)
+    report["sources"] = {"student": str(student.checkpoint), "data": data_from, "deployed": cfg.deployed}
+    paths = write_report(report, out_dir)
+    print("\n".join(headline_table(report["models"])))
+    for reason in report["skipped"]:
+        print(f"not measured: {reason}")
+    print(f"report: {paths['markdown']} ({', '.join(p.name for p in paths.values() if p.suffix == '.png') or 'no pictures'})")
+    return {"report": str(paths["report"]), "models": [r["name"] for r in report["models"]]}
+
+
+def _teacher_file(cfg: DictConfig, student) -> Path | None:
+    if cfg.teacher.get("checkpoint"):
+        return Path(cfg.teacher.checkpoint)
+    if student.run_dir is not None and (student.run_dir / "teacher.pt").is_file():
+        return student.run_dir / "teacher.pt"
+    node = student.run_config.get("teacher") or {}
+    return Path(node["checkpoint"]) if node.get("checkpoint") else None
+
+
+def _deployed_entries(folder: Path, student, threads: int, load_runner) -> list:
+    """The ONNX files of a deploy folder (float and int8), as report entries run by onnxruntime."""
+    import json
+
+    from datafree.ship.deploy import INT8_FILE, MANIFEST
+    from datafree.ship.report import Entry
+
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise DatafreeError(f"deployed={folder} holds no {MANIFEST}: point it at a folder written by datafree deploy.")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("output", {}).get("shape", [None, None])[1] != student.info.num_classes or \
+            manifest.get("input", {}).get("shape", [None])[1:] != list(student.info.input_size):
+        raise DatafreeError(f"deployed={folder} holds files for another network ({manifest.get('student', {}).get('arch')}, "
+                            f"input {manifest.get('input', {}).get('shape')}): give this student's deploy folder.")
+    entries = []
+    for name, label in (("student.onnx", "student ONNX"), (INT8_FILE, "student int8 ONNX")):
+        if name in manifest.get("files", {}) and (folder / name).is_file():
+            entries.append(Entry(label, load_runner(label, folder / name, "onnxruntime", threads), student.model,
+                                 folder / name))
+    if not entries:
+        raise DatafreeError(f"deployed={folder} lists no ONNX file: deploy with formats including onnx (and int8=true).")
+    return entries

@@ -23,6 +23,8 @@ class DistillRun:
     config: dict  # the run's resolved recipe
     student_state: dict
     synthesizer_state: dict  # what the run's synthesizer saved (empty when it keeps nothing)
+    # The run's replay pool: uint8 images its synthesizer made (None for an offline run, empty without replay).
+    pool_images: torch.Tensor | None = None
 
     def require(self, synthesizer_target: str | None, student: str | None) -> None:
         """Refuse a recipe whose synthesizer class or student (its label, e.g. ``torchvision:NAME``) is not the run's."""
@@ -61,5 +63,7 @@ def load_distill_run(path: str | Path) -> DistillRun:
     if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("kind") != "distill" \
             or "student" not in state:
         raise DatafreeError(f"from_run: {file} is not the state of a datafree distill run: point at a distill run's folder.")
-    return DistillRun(file, state.get("config") or {}, state["student"], state.get("synthesizer") or {})
+    pool = state.get("pool")
+    return DistillRun(file, state.get("config") or {}, state["student"], state.get("synthesizer") or {},
+                      pool.get("images") if isinstance(pool, dict) else None)
 

@@ -53,6 +53,8 @@ def teacher_fingerprint(model: nn.Module) -> str:
 
 def data_set_folder(path: str | os.PathLike) -> Path:
     """The folder of a synthetic data set given as the folder or its manifest; checks that it is one."""
+    if path is None:
+        raise DatafreeError("no synthetic data set given: set synthetic=DIR, a folder that datafree synthesize wrote.")
     path = Path(path).expanduser()
     if path.is_file() and path.name == MANIFEST:
         path = path.parent

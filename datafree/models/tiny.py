@@ -34,7 +34,7 @@ class MaxPool2x2(nn.MaxPool2d):
         super().__init__(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting() or x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous():
+        if torch.jit.is_scripting() or torch.jit.is_tracing() or x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous():
             return F.max_pool2d(x, 2)
         return self._channels_last(x)
 

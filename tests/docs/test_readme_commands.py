@@ -1,6 +1,6 @@
-"""The README's commands: the ones CI runs, and its two command blocks, run as written.
+"""The README's commands: the ones CI runs, and its command blocks, run as written.
 
-The two blocks are full CPU runs (minutes each), so running them is a slow test; the fast
+The blocks are full CPU runs (minutes each), so running them is a slow test; the fast
 tests check that the README still marks them, so that the slow ones cannot silently run nothing.
 """
 import re
@@ -24,15 +24,17 @@ def test_ci_runs_the_readmes_test_command():
     assert 'pip install -e ".[dev]"' in _readme_commands() and any("install -q -e '.[dev]'" in line for line in ci)
 
 
-def test_readme_marks_its_two_command_blocks():
-    assert len(README_RUNS) == 2, README_RUNS
+def test_readme_marks_its_three_command_blocks():
+    assert len(README_RUNS) == 3, README_RUNS
     assert "teacher=module" in README_RUNS[0] and "datafree synthesize" in README_RUNS[1]
+    assert "datafree deploy" in README_RUNS[2]
 
 
-def test_readmes_synthetic_data_commands_are_the_guides():
-    """The README's synthetic data set block is part of docs/synthetic_data.md's, which a slow test runs."""
-    (guide,) = [body for kind, _, body in blocks("docs/synthetic_data.md") if kind == "run"]
-    readme, guide_commands = commands(README_RUNS[1]), commands(guide)
+@pytest.mark.parametrize("index, guide", [(1, "docs/synthetic_data.md"), (2, "docs/shipping.md")])
+def test_readmes_commands_are_the_guides(index, guide):
+    """The README's synthetic data set and shipping blocks are part of their guides' blocks, which slow tests run."""
+    (guide_block,) = [body for kind, _, body in blocks(guide) if kind == "run"]
+    readme, guide_commands = commands(README_RUNS[index]), commands(guide_block)
     assert readme and all(command in guide_commands for command in readme), (readme, guide_commands)
     assert [c for c in guide_commands if c in readme] == readme  # in the same order
 

@@ -1,0 +1,174 @@
+"""datafree.ship.deploy: the written files compute what the PyTorch student computes, in their own engines, at any
+batch size; data-free int8 stays close to float; deploy.json describes the files truly; refusals write nothing."""
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from datafree.errors import DatafreeError
+from datafree.ship.deploy import DeploySettings, deploy_student
+from datafree.ship.runners import load_runner
+from datafree.teachers import ClassifierInfo, Normalized
+
+# The int8 student may lose at most this many points of test accuracy to float (docs/shipping.md states it).
+INT8_POINTS = 3.0
+
+
+@pytest.mark.parametrize("file, engine", [("student.onnx", "onnxruntime"), ("student.ts", "torchscript"),
+                                          ("student.pt2", "torch.export")])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_every_file_matches_pytorch_in_its_own_engine_at_any_batch_size(deployed, shapes_student, file, engine, batch):
+    out, _ = deployed
+    runner = load_runner(file, out / file, engine, threads=1)
+    images = torch.rand(batch, 3, 16, 16, generator=torch.Generator().manual_seed(batch))  # [0, 1] pixels, unnormalised
+    with torch.no_grad():
+        expected = shapes_student.model(images)
+    got = runner.logits(images)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() < 1e-4
+    assert torch.equal(got.argmax(1), expected.argmax(1))
+
+
+def test_deploy_json_describes_the_files_truly(deployed, shapes_student):
+    out, manifest = deployed
+    assert json.loads((out / "deploy.json").read_text()) == manifest
+    assert set(manifest["files"]) == {"student.onnx", "student.ts", "student.pt2", "student.int8.onnx"}
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == hashlib.sha256((out / name).read_bytes()).hexdigest()
+        assert entry["bytes"] == (out / name).stat().st_size
+    assert manifest["files"]["student.onnx"]["opset"] >= 18
+    assert manifest["input"]["shape"] == ["batch", 3, 16, 16] and manifest["input"]["value_range"] == [0.0, 1.0]
+    assert manifest["student"]["classes"] == shapes_student.info.classes
+    assert manifest["checked_on"] == {"synthetic": 128, "real": 128}
+    assert sorted(p.name for p in out.iterdir()) == sorted([*manifest["files"], "deploy.json"])  # no staging left
+
+
+def test_the_docs_state_the_int8_tolerance_the_tests_hold():
+    assert f"within {INT8_POINTS:g} points of float" in (Path(__file__).parents[2] / "docs" / "shipping.md").read_text()
+
+
+def test_int8_calibrated_on_synthetic_images_stays_within_the_stated_points(deployed):
+    _, manifest = deployed
+    int8 = manifest["int8"]
+    assert int8["calibration"] == {"images": 128, "source": "synthetic only"}
+    accuracy = int8["accuracy"]
+    assert accuracy["float"] > 0.2  # a trained student, far above chance (10%): there is something to lose
+    assert abs(accuracy["int8"] - accuracy["float"]) * 100 <= INT8_POINTS
+    assert int8["bytes"]["int8_onnx"] < int8["bytes"]["float_onnx"]
+    comparison = int8["calibration_comparison"]
+    assert comparison["images"] == 128 and 0 <= comparison["real_calibrated"] <= 1
+    assert "Sub" in int8["kept_float"]  # the input normalisation stays float
+
+
+class _Gelu(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 8, 3), nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.head(nn.functional.gelu(self.conv(x)).mean((2, 3)))
+
+
+def _info():
+    return ClassifierInfo("custom", 10, (3, 16, 16), (0.5,) * 3, (0.25,) * 3)
+
+
+def test_a_layer_the_quantiser_cannot_handle_is_named_and_kept_in_float(tmp_path, synthetic_images):
+    lines = []
+    settings = DeploySettings(formats=["onnx"], int8=True, int8_min_agreement=0.0, calibration_images=64,
+                              check_images=32, latency=False)
+    manifest = deploy_student(Normalized(_Gelu(), (0.5,) * 3, (0.25,) * 3).eval(), _info(), tmp_path,
+                              synthetic=synthetic_images, settings=settings, log=lines.append)
+    assert manifest["int8"]["kept_float"]["Gelu"] == 1
+    assert any(line.startswith("int8: kept in float") and "Gelu x1" in line for line in lines)
+    assert (tmp_path / "student.int8.onnx").is_file()
+
+
+@torch.library.custom_op("datafree_test::mystery", mutates_args=())
+def _mystery(x: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+
+@_mystery.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+class _Mystery(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 4, 3), nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.head(_mystery(self.conv(x)).mean((2, 3)))
+
+
+def test_an_operator_onnx_refuses_is_named_with_the_formats_that_work(tmp_path):
+    student = Normalized(_Mystery(), (0.5,) * 3, (0.25,) * 3).eval()
+    with pytest.raises(DatafreeError) as refused:
+        deploy_student(student, _info(), tmp_path / "onnx", settings=DeploySettings(check_images=8, latency=False),
+                       log=lambda line: None)
+    message = str(refused.value)
+    assert "ONNX export refuses the operator datafree_test.mystery" in message
+    assert "formats=[torchscript,export]" in message and "\n" not in message
+    assert list((tmp_path / "onnx").iterdir()) == []  # nothing written, not even the files before the refusal
+    # What the line recommends works.
+    manifest = deploy_student(student, _info(), tmp_path / "other",
+                              settings=DeploySettings(formats=["torchscript", "export"], check_images=8, latency=False),
+                              log=lambda line: None)
+    assert set(manifest["files"]) == {"student.ts", "student.pt2"}
+
+
+class _DiffersWhenWritten(nn.Module):
+    """Python that takes another branch while traced (``when="tracing"``) or exported: the file computes
+    something else than the module."""
+
+    def __init__(self, when: str):
+        super().__init__()
+        self.head, self.when = nn.Linear(3, 10), when
+
+    def forward(self, x):
+        logits = self.head(x.mean((2, 3)))
+        if torch.jit.is_tracing() if self.when == "tracing" else torch.compiler.is_exporting():
+            logits = logits + 0.5 * torch.arange(10.0)
+        return logits
+
+
+@pytest.mark.parametrize("when, formats", [("tracing", ["torchscript"]),
+                                           ("exporting", ["torchscript", "export"])])  # a good file first, then a bad one
+def test_a_file_outside_the_tolerance_is_not_written_and_the_line_gives_the_difference(tmp_path, when, formats):
+    student = Normalized(_DiffersWhenWritten(when), (0.5,) * 3, (0.25,) * 3).eval()
+    with pytest.raises(DatafreeError) as refused:
+        deploy_student(student, _info(), tmp_path, settings=DeploySettings(formats=formats, check_images=16,
+                                                                           latency=False), log=lambda line: None)
+    message = str(refused.value)
+    assert f"the {formats[-1]} file" in message
+    assert "differs from the PyTorch student by up to 4.5 in a logit" in message
+    assert "it was not written" in message and "max_logit_diff" in message
+    assert list(tmp_path.iterdir()) == []  # the torchscript file that passed is not kept either
+
+
+def test_int8_needs_synthetic_images_and_says_where_to_get_them(tmp_path):
+    student = Normalized(_Gelu(), (0.5,) * 3, (0.25,) * 3).eval()
+    with pytest.raises(DatafreeError, match="int8=true calibrates on synthetic images and there are none: give "
+                                            "synthetic=DIR"):
+        deploy_student(student, _info(), tmp_path, settings=DeploySettings(formats=["onnx"], int8=True,
+                                                                           check_images=8, latency=False),
+                       log=lambda line: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("missing, needle", [("onnxscript", "ONNX export needs onnx and onnxscript"),
+                                             ("onnxruntime", "needs onnxruntime")])
+def test_without_the_deploy_extra_onnx_says_how_to_install_it(tmp_path, monkeypatch, missing, needle):
+    monkeypatch.setitem(sys.modules, missing, None)  # what an environment without the package imports
+    student = Normalized(_Gelu(), (0.5,) * 3, (0.25,) * 3).eval()
+    with pytest.raises(DatafreeError) as refused:
+        deploy_student(student, _info(), tmp_path, settings=DeploySettings(formats=["onnx"], check_images=8,
+                                                                           latency=False), log=lambda line: None)
+    assert needle in str(refused.value) and 'pip install "datafree[deploy]"' in str(refused.value)
+    assert list(tmp_path.iterdir()) == []
