@@ -7,6 +7,8 @@ streams a set written by ``datafree synthesize`` with the teacher's stored logit
 """
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
@@ -23,7 +25,7 @@ from datafree.utils.logging import RunLogger
 GRID_IMAGES = 512
 
 
-class BatchSource:
+class BatchSource(abc.ABC):
     """Where batches come from; the defaults suit a source with nothing to do between rounds."""
 
     def bind(self, teacher: nn.Module | None, student: nn.Module, *, num_classes: int, input_size: tuple[int, int, int],
@@ -36,8 +38,9 @@ class BatchSource:
     def end_round(self) -> None:
         """After the round's student steps."""
 
+    @abc.abstractmethod
     def next(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        raise NotImplementedError
+        """The next student batch: (inputs on the device, the teacher's logits or None to run the teacher)."""
 
     def capture_blockers(self) -> list[str]:
         return []
