@@ -9,12 +9,15 @@
 #    STUDENT_S seconds each, evaluated every 10 rounds for the curve. SIDE_BY_SIDE=1 runs the students at the
 #    same time on the one GPU (each then has about half of it; the docs say so next to the figures).
 # Logs and summary.csv files go to $OUT (default .cache/any_teacher_128). SIZE, TEACHER and OVERRIDES change the
-# pair for a dry run (SIZE=64 TEACHER=resnet18 OVERRIDES=device=cpu ... mobilenet_v3_small on the CPU).
+# pair for a dry run (SIZE=64 TEACHER=resnet18 OVERRIDES=device=cpu ... mobilenet_v3_small on the CPU);
+# DISTILL_OVERRIDES and TAG run a variant of the students (TAG=_s32 DISTILL_OVERRIDES=synthesizer.synthesis_size=32).
 set -euo pipefail
 data=$1; teacher_s=$2; student_s=$3; shift 3
 students=("$@"); [ ${#students[@]} -gt 0 ] || students=(resnet18 mobilenet_v3_large)
 OUT=${OUT:-.cache/any_teacher_128}; SIDE_BY_SIDE=${SIDE_BY_SIDE:-0}; T=${TEACHER_DIR:-/tmp/t128}
 SIZE=${SIZE:-128}; TEACHER=${TEACHER:-resnet50}; read -ra extra <<< "${OVERRIDES:-}"  # e.g. OVERRIDES=device=cpu
+read -ra distill_extra <<< "${DISTILL_OVERRIDES:-}"  # distill only, e.g. synthesizer.synthesis_size=32
+TAG=${TAG:-}  # a suffix for the students' run folders and logs (variants side by side)
 mkdir -p "$OUT"
 common=(data=cifar10_jpeg "data.root=$data" "data.image_size=$SIZE" progress=false "${extra[@]}")
 if [ ! -f "$T/teacher.pt" ]; then
@@ -30,12 +33,12 @@ pids=()
 for s in "${students[@]}"; do
   python3 -m datafree distill "${common[@]}" experiment=fast "teacher.checkpoint=$T/teacher.pt" \
       student=torchvision "student.name=$s" "trainer.time_budget_s=$student_s" trainer.eval_every=10 \
-      "hydra.run.dir=/tmp/s128_$s" > "$OUT/$s.log" 2>&1 &
+      "${distill_extra[@]}" "hydra.run.dir=/tmp/s128_$s$TAG" > "$OUT/$s$TAG.log" 2>&1 &
   pids+=($!)
   [ "$SIDE_BY_SIDE" = 1 ] || wait "${pids[-1]}" || true
 done
 wait || true
 for s in "${students[@]}"; do
-  echo "== $s"; tail -n 8 "$OUT/$s.log"
-  cp "/tmp/s128_$s/summary.csv" "$OUT/${s}_summary.csv" 2>/dev/null || true
+  echo "== $s$TAG"; tail -n 8 "$OUT/$s$TAG.log"
+  cp "/tmp/s128_$s$TAG/summary.csv" "$OUT/${s}${TAG}_summary.csv" 2>/dev/null || true
 done

@@ -62,6 +62,7 @@ class FastSynthesizer(Synthesizer):
         adv_weight: float = 1.0,
         jitter: int = 2,
         flip: bool = True,
+        synthesis_size: int | None = None,
         cuda_graphs: bool = True,
         amp: bool = True,
     ):
@@ -76,6 +77,11 @@ class FastSynthesizer(Synthesizer):
             raise DatafreeError(f"synthesizer.bn_momentum must be in [0, 1) (0: match each batch alone), got {bn_momentum}.")
         if first_bn_multiplier < 0:
             raise DatafreeError(f"synthesizer.first_bn_multiplier must be >= 0, got {first_bn_multiplier}.")
+        if synthesis_size is not None and (isinstance(synthesis_size, bool) or not isinstance(synthesis_size, int)
+                                           or synthesis_size < 8 or synthesis_size % 4):
+            raise DatafreeError(f"synthesizer.synthesis_size must be null (the teacher's input size) or a multiple of 4 "
+                                f"of at least 8, got {synthesis_size!r}: e.g. synthesizer.synthesis_size=32.")
+        self.synthesis_size = synthesis_size
         self.batch_size, self.g_steps, self.lr = int(batch_size), int(g_steps), float(lr)
         self.latent_dim, self.base_width = int(latent_dim), int(base_width)
         self.bn_weight, self.first_bn_multiplier, self.bn_momentum = float(bn_weight), float(first_bn_multiplier), float(bn_momentum)
@@ -96,8 +102,16 @@ class FastSynthesizer(Synthesizer):
     def validate(self) -> None:
         channels, height, width = self.input_size
         self.check_teacher(self.teacher)
+        size = self.synthesis_size
+        if size is not None and size > min(height, width):
+            raise DatafreeError(f"synthesizer.synthesis_size={size} is larger than the teacher's {height}x{width} "
+                                f"input: set it to at most {min(height, width)}, or null for the teacher's size.")
+        # A smaller synthesis size: the generator makes size x size images (width scaled for non-square inputs),
+        # bilinearly upsampled to the teacher's input in every step; null: the teacher's size itself.
+        shape = (height, width) if size is None else (size, max(4, round(width * size / height / 4) * 4))
+        self._upsample = shape != (height, width)
         self.generator = create_model("dcgan_generator", latent_dim=self.latent_dim, base_width=self.base_width,
-                                      image_size=height if height == width else (height, width), channels=channels,
+                                      image_size=shape[0] if shape[0] == shape[1] else shape, channels=channels,
                                       output_bn=False).to(self.device).train()
         self.noisy = nn.Linear(self.num_classes + self.latent_dim, self.latent_dim).to(self.device)
         params = [*self.noisy.parameters(), *self.generator.parameters()]
@@ -113,7 +127,7 @@ class FastSynthesizer(Synthesizer):
             state, self._pending_state = self._pending_state, None
             self.load_state_dict(state)
         with torch.no_grad():
-            images = self.generator(self.noisy(self._code[:2]))
+            images = self._generate(self._code[:2])
         if tuple(images.shape[1:]) != tuple(self.input_size):
             raise DatafreeError(f"the generator makes images of shape {tuple(images.shape[1:])} but the teacher takes "
                                 f"{tuple(self.input_size)}.")
@@ -145,10 +159,17 @@ class FastSynthesizer(Synthesizer):
         self._code[:, : self.num_classes] = F.one_hot(targets, self.num_classes).float()
         self._code[:, self.num_classes:].normal_()
 
+    def _generate(self, code: torch.Tensor) -> torch.Tensor:
+        """Images at the teacher's input size, in [0, 1], float32."""
+        with autocast(self.device, self.amp):
+            images = self.generator(self.noisy(code)).float()
+        if self._upsample:
+            images = F.interpolate(images, size=tuple(self.input_size[1:]), mode="bilinear", align_corners=False)
+        return images
+
     def _generator_step(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One Adam step of noisy layer + generator; returns the images it started from and the loss terms."""
-        with autocast(self.device, self.amp):
-            images = self.generator(self.noisy(self._code)).float()
+        images = self._generate(self._code)
         inputs = self.augment(images)
         with autocast(self.device, self.amp):
             teacher_logits = self.teacher(inputs).float()

@@ -22,7 +22,8 @@ def _fast(**kw):
 class TestFast(SynthesizerContract):
     bad_settings = [(dict(g_steps=0), "g_steps"), (dict(lr=0.0), "lr"), (dict(bn_momentum=1.0), "bn_momentum"),
                     (dict(bn_weight=0.0, ce_weight=0.0, adv_weight=0.0), "nothing would be optimised"),
-                    (dict(jitter=-1), "jitter"), (dict(bn_weight=-1.0), ">= 0")]
+                    (dict(jitter=-1), "jitter"), (dict(bn_weight=-1.0), ">= 0"),
+                    (dict(synthesis_size=6), "synthesis_size"), (dict(synthesis_size=True), "synthesis_size")]
 
     def make(self, **overrides):
         return _fast(**overrides)
@@ -69,3 +70,20 @@ def test_a_halved_batch_gets_new_buffers(bn_teacher):
     synth.synthesize()
     synth.batch_size = 8
     assert synth.synthesize().images.shape[0] == 8
+
+
+def test_a_smaller_synthesis_size_is_upsampled_to_the_teacher_input(bn_teacher):
+    torch.manual_seed(0)
+    teacher = create_model("microcnn", num_classes=4).eval()
+    synth = FastSynthesizer(batch_size=8, g_steps=2, latent_dim=8, base_width=8, amp=False, synthesis_size=8)
+    synth.bind(teacher, TinyBNNet(), 4, (3, 16, 16), torch.device("cpu"))
+    assert synth.generator(synth.noisy(synth._code[:1])).shape[-2:] == (8, 8)  # the generator's own size
+    batch = synth.synthesize()
+    assert batch.images.shape == (8, 3, 16, 16) and 0 <= batch.images.min() and batch.images.max() <= 1
+    with torch.no_grad():  # what the teacher sees is the generator's image, bilinearly upsampled
+        code = synth._code[:2]
+        expected = torch.nn.functional.interpolate(synth.generator(synth.noisy(code)), size=(16, 16), mode="bilinear")
+        assert torch.allclose(synth._generate(code), expected)
+    too_large = FastSynthesizer(batch_size=8, g_steps=2, latent_dim=8, base_width=8, amp=False, synthesis_size=32)
+    with pytest.raises(Exception, match="synthesis_size=32 is larger than the teacher's 16x16 input"):
+        too_large.bind(teacher, TinyBNNet(), 4, (3, 16, 16), torch.device("cpu"))
