@@ -343,7 +343,7 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
         print(f"chance: {_pct(1 / info.num_classes)}")
     if dist.is_main_process():  # the report's headline for the student the run ends with (datafree report: all of it)
         from datafree.ship.report import headline
-        line = headline(student, info.input_size, out_dir / "student.pt", teacher, test_set)
+        line = headline(student, info.input_size, out_dir / "student.pt", test_set)
         print(f"report: student {line}")
     print(describe_run_folder(out_dir))
     return summary
