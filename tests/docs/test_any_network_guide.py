@@ -1,10 +1,13 @@
 """docs/any_network.md, run exactly as written in an empty folder: a torchvision ResNet-18 teacher fine-tuned from a checkpoint
-on grey images, distilled into a torchvision and a timm student with experiment=fast."""
+on grey images, distilled into a torchvision and a timm student with experiment=fast. About 40 s: slow (the same
+sources, fine-tuning and students run in the default suite in tests/test_cli_students.py)."""
+import pytest
 import torch
 
 from markdown_blocks import blocks, play
 
 
+@pytest.mark.slow
 def test_the_walk_through_fine_tunes_a_teacher_and_distils_two_students(tmp_path):
     steps = blocks("docs/any_network.md")
     assert [k for k, _, _ in steps] == ["file", "run"]
