@@ -35,7 +35,7 @@ class Runner:
         if self.session is not None:
             array = images.detach().float().cpu().contiguous().numpy()
             return torch.from_numpy(self.session.run(None, {self.session.get_inputs()[0].name: array})[0]).float()
-        return self.module(images.to(self.device, torch.float32)).float().cpu()
+        return self.module(images.to(_placement(self.module, self.device), torch.float32)).float().cpu()
 
     def call(self, images: torch.Tensor):
         """One forward pass with nothing converted afterwards: what a latency measurement times."""
@@ -45,14 +45,24 @@ class Runner:
             return self.module(images)
 
     def to(self, device: torch.device) -> "Runner":
-        """The same network on ``device`` (PyTorch modules only; onnxruntime stays on the CPU here)."""
-        if self.module is None or device == self.device:
+        """The same network on ``device`` (PyTorch modules only; onnxruntime stays on the CPU here).
+
+        The module is moved whatever ``self.device`` says: ``nn.Module.to`` moves it in place, so another runner
+        sharing it (the CPU latency's, say) may have moved it since this runner was made."""
+        if self.module is None:
             return self
-        return Runner(self.name, self.engine, self.file, self.module.to(device), None, device)
+        return Runner(self.name, self.engine, self.file, self.module.to(device), None, torch.device(device))
 
     @property
     def on_cpu_only(self) -> bool:
         return self.session is not None
+
+
+def _placement(module: nn.Module, default: torch.device) -> torch.device:
+    """Where ``module`` is now (its first parameter or buffer), which may no longer be where it was put."""
+    tensor = next(module.parameters(), None)
+    tensor = tensor if tensor is not None else next(module.buffers(), None)
+    return default if tensor is None else tensor.device
 
 
 @contextlib.contextmanager
