@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -6,6 +8,21 @@ from datafree.models import create_model
 from datafree.teachers import ClassifierInfo, Normalized, save_classifier
 from datafree.training import train_classifier
 from nets import calibrated_bn_net
+
+# Under pytest-xdist (pyproject's -n auto) each test process gets its share of the cores, so that two processes
+# on a 2-core machine do not each spin two threads; subprocesses a test starts choose their own (cpu_threads).
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(max(1, _cores // _workers))
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests run in one test process, one after another (--dist loadgroup): none may fill the device while
+    another measures or captures on it."""
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(pytest.mark.xdist_group("gpu"))
 
 
 @pytest.fixture(scope="session", autouse=True)
