@@ -91,6 +91,14 @@ class BatchNormStatistics:
     (DeepInversion's feature-distribution regulariser), in float32 whatever the
     autocast dtype (:func:`channel_stats`). :meth:`loss` sums them, with ``first_multiplier`` on the first layer.
 
+    That ``raw`` distance carries the teacher's own scale: about 1-6 for the CIFAR ResNet-34 the fast recipe was
+    tuned on, 10^3 for a ResNet-50 at 128 px or a ResNet-34 trained for 90 s (docs/benchmarks.md), which is why
+    DeepInversion weights it 10 on CIFAR and 0.01 on ImageNet. ``distance="relative"`` measures each layer in the
+    teacher's own units instead: ``(||(mean_batch - running_mean) / s||_2 + ||(var_batch - running_var) / s^2||_2)
+    / sqrt(C)`` with ``s^2 = running_var + eps`` per channel (root mean square over the C channels), averaged over
+    the layers; scaling a layer's input by any per-channel factor leaves it unchanged, and its size does not grow
+    with width or depth.
+
     With ``momentum`` > 0 (FastDFKD's statistics momentum) the batch statistics are first
     blended with a running average of earlier batches' statistics,
     ``(1 - momentum) * batch + momentum * average``, so that each batch need only move the
@@ -99,7 +107,13 @@ class BatchNormStatistics:
     (the first call takes it as it is). All of it stays on the device.
     """
 
-    def __init__(self, model: nn.Module, first_multiplier: float = 1.0, momentum: float = 0.0):
+    DISTANCES = ("raw", "relative")
+
+    def __init__(self, model: nn.Module, first_multiplier: float = 1.0, momentum: float = 0.0, distance: str = "raw"):
+        if distance not in self.DISTANCES:
+            raise DatafreeError(f"the BatchNorm-statistics distance must be raw (DeepInversion's) or relative (in the "
+                                f"teacher's own units), got {distance!r}.")
+        self.distance = distance
         self.layers = batchnorm_layers(model)
         if not self.layers:
             norms = sorted({type(m).__name__ for m in model.modules()
@@ -137,9 +151,14 @@ class BatchNormStatistics:
                 average_mean, average_var = self._average[index]
                 mean = torch.lerp(mean, average_mean, self._blend)
                 var = torch.lerp(var, average_var, self._blend)
-            self._losses[index] = torch.linalg.vector_norm(mean - module.running_mean, 2) + torch.linalg.vector_norm(
-                var - module.running_var, 2
-            )
+            if self.distance == "raw":
+                self._losses[index] = torch.linalg.vector_norm(mean - module.running_mean, 2) + torch.linalg.vector_norm(
+                    var - module.running_var, 2
+                )
+                return
+            scale = module.running_var.float() + module.eps  # the teacher's own per-channel variance
+            self._losses[index] = (torch.linalg.vector_norm((mean - module.running_mean) * scale.rsqrt(), 2)
+                                   + torch.linalg.vector_norm((var - module.running_var) / scale, 2)) / mean.numel() ** 0.5
 
         return record
 
@@ -189,7 +208,7 @@ class BatchNormStatistics:
             total = term if total is None else total + term
         if total is None:
             raise RuntimeError("BatchNormStatistics.loss() called before a forward pass inside the with block")
-        return total
+        return total if self.distance == "raw" else total / len(self.layers)
 
 
 def resolve_layers(model: nn.Module, names: list[str], who: str) -> list[nn.Module]:

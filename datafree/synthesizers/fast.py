@@ -11,7 +11,9 @@ in front of a persistent generator, fed with the class):
   no output BatchNorm: a sigmoid straight after the last convolution, as FastDFKD's, so
   the pixel spread is not capped);
 * loss: ``bn_weight`` x the teacher's BatchNorm-statistics distance (blended with a
-  running average of earlier batches, ``bn_momentum``), ``ce_weight`` x cross-entropy of
+  running average of earlier batches, ``bn_momentum``; ``bn_distance`` raw, DeepInversion's,
+  or relative, in the teacher's own units: :class:`~datafree.ops.hooks.BatchNormStatistics`),
+  ``ce_weight`` x cross-entropy of
   the teacher to the asked-for class, and ``adv_weight`` x minus the teacher-student KL
   where both still agree (CMI/FastDFKD's adversarial term; the student in eval mode);
 * the round's final images go to the trainer's uint8 memory bank, from which the student
@@ -58,6 +60,7 @@ class FastSynthesizer(Synthesizer):
         bn_weight: float = 10.0,
         first_bn_multiplier: float = 1.0,
         bn_momentum: float = 0.9,
+        bn_distance: str = "raw",
         ce_weight: float = 0.5,
         adv_weight: float = 1.0,
         jitter: int = 2,
@@ -81,7 +84,10 @@ class FastSynthesizer(Synthesizer):
                                            or synthesis_size < 8 or synthesis_size % 4):
             raise DatafreeError(f"synthesizer.synthesis_size must be null (the teacher's input size) or a multiple of 4 "
                                 f"of at least 8, got {synthesis_size!r}: e.g. synthesizer.synthesis_size=32.")
-        self.synthesis_size = synthesis_size
+        if bn_distance not in BatchNormStatistics.DISTANCES:
+            raise DatafreeError(f"synthesizer.bn_distance must be raw (DeepInversion's, the recipe's) or relative (in "
+                                f"the teacher's own units, for teachers unlike the CIFAR ones), got {bn_distance!r}.")
+        self.synthesis_size, self.bn_distance = synthesis_size, bn_distance
         self.batch_size, self.g_steps, self.lr = int(batch_size), int(g_steps), float(lr)
         self.latent_dim, self.base_width = int(latent_dim), int(base_width)
         self.bn_weight, self.first_bn_multiplier, self.bn_momentum = float(bn_weight), float(first_bn_multiplier), float(bn_momentum)
@@ -118,7 +124,7 @@ class FastSynthesizer(Synthesizer):
         self.optimizer = fused_adam(params, lr=self.lr, betas=(0.5, 0.999), capturable=self._graphed)
         self._guard = NonFiniteGuard(self.device, ())
         self.augment.to(self.device)
-        self._bn = (BatchNormStatistics(self.teacher, self.first_bn_multiplier, self.bn_momentum)
+        self._bn = (BatchNormStatistics(self.teacher, self.first_bn_multiplier, self.bn_momentum, self.bn_distance)
                     if self.bn_weight else None)
         # What each step reads; refilled in place every round, so a captured step sees the new round.
         self._step = CapturedStep(self._generator_step, self.device, enabled=self._graphed)

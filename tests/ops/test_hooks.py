@@ -103,3 +103,57 @@ def test_statistics_momentum_matches_the_average_not_each_batch():
     assert blended < unblended  # half of the distance is carried by the (closer) first batch
     with pytest.raises(DatafreeError, match="momentum"):
         BatchNormStatistics(net, momentum=1.0)
+
+
+def _scaled_copy(net: TinyBNNet, factor: torch.Tensor) -> TinyBNNet:
+    """The same network with the first BatchNorm's input scaled per channel by ``factor`` (its convolution's
+    weights and bias scaled, its running statistics likewise): the network's output is unchanged."""
+    copy = TinyBNNet().eval()
+    copy.load_state_dict(net.state_dict())
+    conv, bn = copy.features[0], copy.features[1]
+    with torch.no_grad():
+        conv.weight.mul_(factor.view(-1, 1, 1, 1))
+        if conv.bias is not None:
+            conv.bias.mul_(factor)
+        bn.running_mean.mul_(factor)
+        bn.running_var.mul_(factor**2)
+    return copy
+
+
+def test_the_relative_distance_does_not_depend_on_the_teachers_scale():
+    """A teacher whose features are 1000 times larger gives a raw distance about 1000 times larger (the
+    fast recipe's fixed weight then means something else: docs/benchmarks.md), and the same relative one."""
+    torch.manual_seed(0)
+    net = TinyBNNet().eval()
+    with torch.no_grad():
+        net.features[1].running_var.uniform_(0.5, 2.0)  # statistics that are not the batch's
+        net.features[1].running_mean.uniform_(-1.0, 1.0)
+    scaled = _scaled_copy(net, torch.full((net.features[1].num_features,), 1000.0))
+    x = torch.rand(32, 3, 8, 8)
+    first = {}
+    for distance in ("raw", "relative"):
+        for name, model in (("plain", net), ("scaled", scaled)):
+            with BatchNormStatistics(model, distance=distance) as stats:
+                assert torch.allclose(model(x), net(x), rtol=1e-3, atol=1e-3)
+                first[distance, name] = stats._losses[0].item()
+    assert first["raw", "scaled"] > 500 * first["raw", "plain"]
+    assert first["relative", "scaled"] == pytest.approx(first["relative", "plain"], rel=1e-3)
+
+
+def test_the_relative_distance_is_a_mean_over_layers_of_channel_rms():
+    torch.manual_seed(0)
+    net = TinyBNNet().eval()
+    x = torch.randn(16, 3, 8, 8)
+    with BatchNormStatistics(net, distance="relative") as stats:
+        net(x)
+        layers = [layer for layer in net.modules() if isinstance(layer, nn.BatchNorm2d)]
+        assert stats.loss().item() == pytest.approx(sum(v.item() for v in stats._losses) / len(layers), rel=1e-6)
+        first_in = net.features[0](x)
+        bn = net.features[1]
+        mean, var = first_in.mean((0, 2, 3)), first_in.var((0, 2, 3), unbiased=False)
+        scale = bn.running_var + bn.eps
+        expected = (((mean - bn.running_mean) / scale.sqrt()).norm() + ((var - bn.running_var) / scale).norm()) \
+            / bn.num_features ** 0.5
+        assert stats._losses[0].item() == pytest.approx(expected.item(), rel=1e-4)
+    with pytest.raises(DatafreeError, match="must be raw .* or relative"):
+        BatchNormStatistics(net, distance="kl")

@@ -23,7 +23,8 @@ class TestFast(SynthesizerContract):
     bad_settings = [(dict(g_steps=0), "g_steps"), (dict(lr=0.0), "lr"), (dict(bn_momentum=1.0), "bn_momentum"),
                     (dict(bn_weight=0.0, ce_weight=0.0, adv_weight=0.0), "nothing would be optimised"),
                     (dict(jitter=-1), "jitter"), (dict(bn_weight=-1.0), ">= 0"),
-                    (dict(synthesis_size=6), "synthesis_size"), (dict(synthesis_size=True), "synthesis_size")]
+                    (dict(synthesis_size=6), "synthesis_size"), (dict(synthesis_size=True), "synthesis_size"),
+                    (dict(bn_distance="kl"), "bn_distance must be raw")]
 
     def make(self, **overrides):
         return _fast(**overrides)
@@ -87,3 +88,11 @@ def test_a_smaller_synthesis_size_is_upsampled_to_the_teacher_input(bn_teacher):
     too_large = FastSynthesizer(batch_size=8, g_steps=2, latent_dim=8, base_width=8, amp=False, synthesis_size=32)
     with pytest.raises(Exception, match="synthesis_size=32 is larger than the teacher's 16x16 input"):
         too_large.bind(teacher, TinyBNNet(), 4, (3, 16, 16), torch.device("cpu"))
+
+
+def test_a_relative_bn_distance_runs_a_round(bn_teacher):
+    torch.manual_seed(0)
+    synth = _bind(_fast(bn_distance="relative", bn_momentum=0.0), bn_teacher)
+    assert synth._bn.distance == "relative"
+    batch = synth.synthesize()
+    assert batch.images.shape == (16, 3, 8, 8) and torch.isfinite(synth.last_losses["bn"])
