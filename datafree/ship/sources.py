@@ -157,8 +157,12 @@ def synthetic_images(student: Student, n: int, synthetic: str | None, device: to
     return images, ", ".join(where) or "none"
 
 
-def real_split(data: dict | None, split: str, info: ClassifierInfo) -> ImageDataset | None:
-    """The ``split`` of the recipe's data node (``data=...``), else of the run's recipe; checked against the student."""
+def real_split(data: dict | None, split: str, info: ClassifierInfo, seed: int = 0) -> ImageDataset | None:
+    """The ``split`` of the recipe's data node (``data=...``), else of the run's recipe; checked against the student.
+
+    In a repeatable random order (``seed``): deploy and report measure on its first N images (``eval_images``,
+    ``corruption_images``, ...), and data sets come sorted by class (CIFAR-10's first 2,000 test images are all
+    airplanes and automobiles), so a prefix of the stored order would measure a few classes only."""
     if not data or not data.get(split):
         return None
     dataset = instantiate_node(OmegaConf.create(data[split]), f"data.{split}")
@@ -166,7 +170,7 @@ def real_split(data: dict | None, split: str, info: ClassifierInfo) -> ImageData
         raise DatafreeError(f"data.{split} holds {list(dataset.images.shape[1:])} images of {dataset.num_classes} "
                             f"classes, the student takes {list(info.input_size)} with {info.num_classes}: choose the "
                             "data the teacher was made for (data=..., data.image_size=...).")
-    return dataset
+    return dataset.subset(torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)))
 
 
 def data_node(recipe_data, student: Student) -> tuple[dict | None, str]:

@@ -1,0 +1,32 @@
+"""datafree.ship.sources.real_split: what deploy and report measure on is a random sample of every class,
+whatever the order the data set is stored in."""
+import torch
+
+from datafree.data import ImageDataset
+from datafree.ship.sources import real_split
+from datafree.teachers import ClassifierInfo
+
+CLASSES = [f"c{k}" for k in range(10)]
+
+
+def class_sorted(per_class: int = 50) -> ImageDataset:
+    """A data set stored as CIFAR-10's folders are read: every image of class 0, then of class 1, ..."""
+    labels = torch.arange(10).repeat_interleave(per_class)
+    images = labels.view(-1, 1, 1, 1).expand(-1, 3, 4, 4).to(torch.uint8).clone()  # each image holds its label
+    return ImageDataset(images, labels, CLASSES)
+
+
+NODE = {"test": {"_target_": f"{__name__}.class_sorted"}}
+INFO = ClassifierInfo("microcnn", 10, (3, 4, 4), (0.5,) * 3, (0.25,) * 3, CLASSES)
+
+
+def test_the_first_images_measured_cover_every_class():
+    test = real_split(NODE, "test", INFO)
+    assert len(test) == 500 and sorted(test.labels.tolist()) == sorted(class_sorted().labels.tolist())
+    assert torch.equal(test.images[:, 0, 0, 0].long(), test.labels)  # images keep their labels
+    assert set(test.labels[:100].tolist()) == set(range(10))  # the stored order's first 100 are one class
+
+
+def test_the_order_is_repeatable_and_follows_the_seed():
+    assert torch.equal(real_split(NODE, "test", INFO).labels, real_split(NODE, "test", INFO).labels)
+    assert not torch.equal(real_split(NODE, "test", INFO, seed=1).labels, real_split(NODE, "test", INFO).labels)
