@@ -561,9 +561,10 @@ def deploy_job(cfg: DictConfig, out_dir: Path) -> dict:
     settings = recipe_settings(DeploySettings, {**values, "threads": torch.get_num_threads()})
     student = load_student(cfg.run, cfg.checkpoint)
     data, data_from = data_node(cfg.get("data"), student)
-    real_test, real_train = real_split(data, "test", student.info, seed=int(cfg.seed)), None
-    if settings.int8 and settings.compare_real_calibration:
-        real_train = real_split(data, "train", student.info, seed=int(cfg.seed))
+    measured = max(settings.eval_images, settings.check_images)
+    real_test, real_train = real_split(data, "test", student.info, sample=measured, seed=int(cfg.seed)), None
+    if settings.int8 and settings.compare_real_calibration:  # int8's real calibration draws its own random images
+        real_train = real_split(data, "train", student.info)
     wanted = max(settings.check_images, settings.calibration_images if settings.int8 else 0)
     synthetic, where = synthetic_images(student, wanted, cfg.synthetic, device, seed=int(cfg.seed))
     print(f"student {student.info.arch} from {student.checkpoint}; synthetic images: {len(synthetic)} ({where}); "
@@ -612,7 +613,8 @@ def report_job(cfg: DictConfig, out_dir: Path) -> dict:
     else:
         teacher = run_teacher(student, torch.device("cpu"))
     data, data_from = data_node(cfg.get("data"), student)
-    test = real_split(data, "test", info, seed=int(cfg.seed))
+    measured = max(int(cfg.test_images), int(cfg.corruption_images), int(cfg.cka_images))
+    test = real_split(data, "test", info, sample=measured, seed=int(cfg.seed))
     images = Images(test)
     if test is None:
         unlabelled, where = synthetic_images(student, int(cfg.cka_images), cfg.synthetic, device, seed=int(cfg.seed))

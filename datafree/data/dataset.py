@@ -139,6 +139,12 @@ class ImageDataset:
             images=convert_channels(self.images, channels), labels=self.labels, classes=list(self.classes))
 
     # ------------------------------------------------------------------ subsets
+    def sample(self, n: int, seed: int = 0) -> "ImageDataset":
+        """At most ``n`` images drawn at random, in a repeatable random order (``seed``): what a measurement on
+        "the first n images" should take, since data sets come stored by class (CIFAR-10's first 2,000 test
+        images are airplanes and automobiles)."""
+        return self.subset(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n])
+
     def subset(self, indices: Sequence[int] | torch.Tensor | slice) -> "ImageDataset":
         """A new data set holding the chosen images (copies; same class list).
 

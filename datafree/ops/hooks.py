@@ -115,6 +115,8 @@ class BatchNormStatistics:
                                 f"teacher's own units), got {distance!r}.")
         self.distance = distance
         self.layers = batchnorm_layers(model)
+        # The relative distance's per-channel units, once: a teacher's running statistics do not change.
+        self._units = [(m.running_var.float() + m.eps).rsqrt() for m in self.layers] if distance == "relative" else None
         if not self.layers:
             norms = sorted({type(m).__name__ for m in model.modules()
                             if isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm,
@@ -151,14 +153,11 @@ class BatchNormStatistics:
                 average_mean, average_var = self._average[index]
                 mean = torch.lerp(mean, average_mean, self._blend)
                 var = torch.lerp(var, average_var, self._blend)
-            if self.distance == "raw":
-                self._losses[index] = torch.linalg.vector_norm(mean - module.running_mean, 2) + torch.linalg.vector_norm(
-                    var - module.running_var, 2
-                )
-                return
-            scale = module.running_var.float() + module.eps  # the teacher's own per-channel variance
-            self._losses[index] = (torch.linalg.vector_norm((mean - module.running_mean) * scale.rsqrt(), 2)
-                                   + torch.linalg.vector_norm((var - module.running_var) / scale, 2)) / mean.numel() ** 0.5
+            mean, var = mean - module.running_mean, var - module.running_var
+            if self._units is not None:  # relative: in the teacher's standard deviations, RMS over channels
+                unit = self._units[index]
+                mean, var = mean * unit / mean.numel() ** 0.5, var * unit.square() / var.numel() ** 0.5
+            self._losses[index] = torch.linalg.vector_norm(mean, 2) + torch.linalg.vector_norm(var, 2)
 
         return record
 
@@ -208,7 +207,7 @@ class BatchNormStatistics:
             total = term if total is None else total + term
         if total is None:
             raise RuntimeError("BatchNormStatistics.loss() called before a forward pass inside the with block")
-        return total if self.distance == "raw" else total / len(self.layers)
+        return total if self._units is None else total / len(self.layers)
 
 
 def resolve_layers(model: nn.Module, names: list[str], who: str) -> list[nn.Module]:

@@ -115,8 +115,7 @@ def _int8(float_onnx: Path, stage: Path, reference: Runner, check: dict[str, tor
                                "int8_agreement_with_float": float((int8_logits.argmax(1) == float_logits.argmax(1))
                                                                   .float().mean())}
         if settings.compare_real_calibration and real_train is not None:
-            real_images = dequantise(real_train.images[torch.randperm(len(real_train), generator=torch.Generator()
-                                                                      .manual_seed(0))[:len(calibration)]])
+            real_images = dequantise(real_train.sample(len(calibration), seed=0).images)
             with tempfile.TemporaryDirectory(dir=stage) as scratch:
                 control = quantise(float_onnx, Path(scratch) / "real.int8.onnx", real_images,
                                    tuple(settings.int8_keep_float))

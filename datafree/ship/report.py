@@ -349,7 +349,7 @@ def _headline_parts(student, device, input_size, file, test, limit) -> list[str]
     parts.append(f"CPU latency {latency.median_ms:.3f} ms at batch 1 ({threads} thread{'s' if threads > 1 else ''})")
     if test is not None:
         if len(test) > limit:  # a random sample: data sets come sorted by class, so a prefix is a few classes
-            test = test.subset(torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:limit])
+            test = test.sample(limit)
         images, labels = test.images, test.labels
         logits = logits_of(Runner("student", "pytorch", module=student, device=device), images)
         parts.append(f"ECE {calibration(logits, labels).ece:.3f}")

@@ -157,12 +157,13 @@ def synthetic_images(student: Student, n: int, synthetic: str | None, device: to
     return images, ", ".join(where) or "none"
 
 
-def real_split(data: dict | None, split: str, info: ClassifierInfo, seed: int = 0) -> ImageDataset | None:
+def real_split(data: dict | None, split: str, info: ClassifierInfo, sample: int | None = None,
+               seed: int = 0) -> ImageDataset | None:
     """The ``split`` of the recipe's data node (``data=...``), else of the run's recipe; checked against the student.
 
-    In a repeatable random order (``seed``): deploy and report measure on its first N images (``eval_images``,
-    ``corruption_images``, ...), and data sets come sorted by class (CIFAR-10's first 2,000 test images are all
-    airplanes and automobiles), so a prefix of the stored order would measure a few classes only."""
+    With ``sample``: at most that many of its images, drawn at random in a repeatable order
+    (:meth:`~datafree.data.ImageDataset.sample`), for measurements that take the first N images (``eval_images``,
+    ``corruption_images``, ...): a prefix of the stored order would measure a few classes only."""
     if not data or not data.get(split):
         return None
     dataset = instantiate_node(OmegaConf.create(data[split]), f"data.{split}")
@@ -170,7 +171,7 @@ def real_split(data: dict | None, split: str, info: ClassifierInfo, seed: int = 
         raise DatafreeError(f"data.{split} holds {list(dataset.images.shape[1:])} images of {dataset.num_classes} "
                             f"classes, the student takes {list(info.input_size)} with {info.num_classes}: choose the "
                             "data the teacher was made for (data=..., data.image_size=...).")
-    return dataset.subset(torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)))
+    return dataset if sample is None else dataset.sample(sample, seed)
 
 
 def data_node(recipe_data, student: Student) -> tuple[dict | None, str]:

@@ -21,15 +21,20 @@ INFO = ClassifierInfo("microcnn", 10, (3, 4, 4), (0.5,) * 3, (0.25,) * 3, CLASSE
 
 
 def test_the_first_images_measured_cover_every_class():
-    test = real_split(NODE, "test", INFO)
+    assert torch.equal(real_split(NODE, "test", INFO).labels, class_sorted().labels)  # unsampled: as stored
+    test = real_split(NODE, "test", INFO, sample=1000)
     assert len(test) == 500 and sorted(test.labels.tolist()) == sorted(class_sorted().labels.tolist())
     assert torch.equal(test.images[:, 0, 0, 0].long(), test.labels)  # images keep their labels
     assert set(test.labels[:100].tolist()) == set(range(10))  # the stored order's first 100 are one class
 
 
-def test_the_order_is_repeatable_and_follows_the_seed():
-    assert torch.equal(real_split(NODE, "test", INFO).labels, real_split(NODE, "test", INFO).labels)
-    assert not torch.equal(real_split(NODE, "test", INFO, seed=1).labels, real_split(NODE, "test", INFO).labels)
+def test_a_sample_is_repeatable_follows_the_seed_and_holds_at_most_what_is_asked():
+    def labels(**kw):
+        return real_split(NODE, "test", INFO, **kw).labels
+
+    assert torch.equal(labels(sample=100), labels(sample=100)) and len(labels(sample=100)) == 100
+    assert torch.equal(labels(sample=100), labels(sample=1000)[:100])  # one order, cut where asked
+    assert not torch.equal(labels(sample=100, seed=1), labels(sample=100))
 
 
 class _AlwaysClassZero(torch.nn.Module):
