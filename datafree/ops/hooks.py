@@ -92,8 +92,8 @@ class BatchNormStatistics:
     autocast dtype (:func:`channel_stats`). :meth:`loss` sums them, with ``first_multiplier`` on the first layer.
 
     That ``raw`` distance carries the teacher's own scale: about 1-6 for the CIFAR ResNet-34 the fast recipe was
-    tuned on, 10^3 for a ResNet-50 at 128 px or a ResNet-34 trained for 90 s (docs/benchmarks.md), which is why
-    DeepInversion weights it 10 on CIFAR and 0.01 on ImageNet. ``distance="relative"`` measures each layer in the
+    tuned on, 10^3 for a ResNet-50 at 128 px or a ResNet-34 trained for 90 s (docs/benchmarks.md); DeepInversion's
+    own commands weight it 10 on CIFAR and 0.01 on ImageNet. ``distance="relative"`` measures each layer in the
     teacher's own units instead: ``(||(mean_batch - running_mean) / s||_2 + ||(var_batch - running_var) / s^2||_2)
     / sqrt(C)`` with ``s^2 = running_var + eps`` per channel (root mean square over the C channels), averaged over
     the layers; scaling a layer's input by any per-channel factor leaves it unchanged, and its size does not grow
