@@ -23,6 +23,7 @@ from datafree.ship.runners import DEPLOY_EXTRA, EXPORT_LOGGERS, quiet_loggers
 
 # The operators that neither carry weights nor need int8: they stay float without loss worth naming.
 _PLUMBING = {"QuantizeLinear", "DequantizeLinear", "Constant", "Identity", "Shape", "Cast"}
+_NORMS = ("BatchNormalization", "InstanceNormalization", "LayerNormalization")
 
 
 @dataclass
@@ -82,6 +83,11 @@ def quantise(float_onnx: Path, out: Path, calibration: torch.Tensor, keep_float:
                 activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
                 calibrate_method=quantization.CalibrationMethod.MinMax,
                 calibration_providers=["CPUExecutionProvider"],
+                # A normalisation layer's scale is one value per channel, a 1-D tensor: its channels are axis 0.
+                # The quantiser's default (axis 1, a convolution's layout) is out of range there, so it warned for
+                # every BatchNorm that could not be folded (a WRN's pre-activation ones) and fell back to one
+                # scale for all channels.
+                extra_options={"QDQOpTypePerChannelSupportToAxis": dict.fromkeys(_NORMS, 0)},
             )
         except DatafreeError:
             raise

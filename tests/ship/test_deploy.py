@@ -88,6 +88,36 @@ def test_a_layer_the_quantiser_cannot_handle_is_named_and_kept_in_float(tmp_path
     assert (tmp_path / "student.int8.onnx").is_file()
 
 
+class _PreActivation(nn.Module):
+    """A BatchNorm after a ReLU, as in a WRN's pre-activation blocks: no convolution to fold it into."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.conv2, self.head = nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3), nn.Linear(8, 10)
+        with torch.no_grad():  # channels of very different scales: one int8 scale for all would blur the small ones
+            self.bn.weight.copy_(torch.logspace(-2, 1, 8))
+
+    def forward(self, x):
+        return self.head(self.conv2(torch.relu(self.bn(torch.relu(self.conv(x))))).mean((2, 3)))
+
+
+def test_a_batchnorm_that_cannot_be_folded_is_quantised_per_channel_without_warnings(tmp_path, synthetic_images, caplog):
+    import onnx
+
+    settings = DeploySettings(formats=["onnx"], int8=True, int8_min_agreement=0.0, calibration_images=64,
+                              check_images=32, latency=False)
+    with caplog.at_level("WARNING"):
+        deploy_student(Normalized(_PreActivation(), (0.5,) * 3, (0.25,) * 3).eval(), _info(), tmp_path,
+                       synthetic=synthetic_images, settings=settings, log=lambda line: None)
+    assert not [r.getMessage() for r in caplog.records if "out-of-range" in r.getMessage()]
+    graph = onnx.load(str(tmp_path / "student.int8.onnx")).graph
+    shapes = {i.name: list(i.dims) for i in graph.initializer}
+    norm = next(n for n in graph.node if n.op_type == "BatchNormalization")
+    scale = next(n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] == norm.input[1])
+    assert shapes[scale.input[1]] == [8]  # one int8 scale per channel
+    assert [a.i for a in scale.attribute if a.name == "axis"] == [0]
+
+
 @torch.library.custom_op("datafree_test::mystery", mutates_args=())
 def _mystery(x: torch.Tensor) -> torch.Tensor:
     return x * 2
