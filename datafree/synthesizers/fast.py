@@ -30,6 +30,7 @@ nothing on the host.
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,8 @@ from datafree.ops.hooks import BatchNormStatistics, check_batchnorm_teacher
 from datafree.utils.device import autocast
 from datafree.utils.graphs import CapturedStep
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam
+
+log = logging.getLogger("datafree")
 
 
 class FastSynthesizer(Synthesizer):
@@ -105,6 +108,14 @@ class FastSynthesizer(Synthesizer):
         if self.bn_weight:
             check_batchnorm_teacher(teacher, "the fast synthesizer's BatchNorm-statistics prior (bn_weight)")
 
+    def describe(self) -> str:
+        """What the run chose, for its log: the generator's image size and the BatchNorm prior."""
+        height, width = self.input_size[1:]
+        size = f"{self._made[0]}x{self._made[1]} images" + (f", upsampled to the teacher's {height}x{width}" if self._upsample else "")
+        prior = (f"{self.bn_distance} distance x {self.bn_weight:g} over {len(self._bn.layers)} BatchNorm layers"
+                 if self._bn is not None else "off (bn_weight=0)")
+        return f"synthesizer: the generator makes {size}; BatchNorm prior: {prior}"
+
     def validate(self) -> None:
         channels, height, width = self.input_size
         self.check_teacher(self.teacher)
@@ -115,7 +126,7 @@ class FastSynthesizer(Synthesizer):
         # A smaller synthesis size: the generator makes size x size images (width scaled for non-square inputs),
         # bilinearly upsampled to the teacher's input in every step; null: the teacher's size itself.
         shape = (height, width) if size is None else (size, max(4, round(width * size / height / 4) * 4))
-        self._upsample = shape != (height, width)
+        self._upsample, self._made = shape != (height, width), shape
         self.generator = create_model("dcgan_generator", latent_dim=self.latent_dim, base_width=self.base_width,
                                       image_size=shape[0] if shape[0] == shape[1] else shape, channels=channels,
                                       output_bn=False).to(self.device).train()
@@ -126,6 +137,7 @@ class FastSynthesizer(Synthesizer):
         self.augment.to(self.device)
         self._bn = (BatchNormStatistics(self.teacher, self.first_bn_multiplier, self.bn_momentum, self.bn_distance)
                     if self.bn_weight else None)
+        log.info(self.describe())
         # What each step reads; refilled in place every round, so a captured step sees the new round.
         self._step = CapturedStep(self._generator_step, self.device, enabled=self._graphed)
         self._size_buffers()

@@ -96,3 +96,18 @@ def test_a_relative_bn_distance_runs_a_round(bn_teacher):
     assert synth._bn.distance == "relative"
     batch = synth.synthesize()
     assert batch.images.shape == (16, 3, 8, 8) and torch.isfinite(synth.last_losses["bn"])
+
+
+def test_the_log_says_what_the_generator_makes_and_how_the_batchnorm_prior_is_measured(bn_teacher, caplog):
+    teacher = create_model("microcnn", num_classes=4).eval()
+    with caplog.at_level("INFO", logger="datafree"):
+        FastSynthesizer(batch_size=8, g_steps=2, latent_dim=8, base_width=8, amp=False, synthesis_size=8,
+                        bn_distance="relative", bn_weight=400.0).bind(teacher, TinyBNNet(), 4, (3, 16, 16),
+                                                                      torch.device("cpu"))
+        _bind(_fast(bn_weight=0.0), bn_teacher)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("synthesizer:")]
+    assert lines == [
+        "synthesizer: the generator makes 8x8 images, upsampled to the teacher's 16x16; "
+        "BatchNorm prior: relative distance x 400 over 2 BatchNorm layers",
+        "synthesizer: the generator makes 8x8 images; BatchNorm prior: off (bn_weight=0)",
+    ]
