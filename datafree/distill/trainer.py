@@ -14,6 +14,7 @@ has its gradients averaged over the ranks.
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import torch
@@ -229,6 +230,7 @@ class Distiller:
         stopped_by = "rounds"
         resumed_in_round = saved is not None and run.round_step > 0
         self.student.train()
+        started = time.perf_counter()
         bar = tqdm(total=total_steps, initial=run.step, desc="distill",
                    disable=not (outputs.progress and is_main_process()), dynamic_ncols=True, leave=False)
         try:
@@ -257,6 +259,9 @@ class Distiller:
                     self.source.end_round()
                     run.round, run.round_step = run.round + 1, 0
                     run.rounds_done += 1
+                    if started is not None:
+                        self._log_pace(run, time.perf_counter() - started)
+                        started = None
                     if run.rounds_done % settings.eval_every == 0:
                         self._evaluate_and_save(loop, run)
                         loop.save_if_best(run.metrics.get("student_accuracy"), snapshot)
@@ -277,6 +282,20 @@ class Distiller:
         )
 
     _NAN_HINT = "Lower trainer.lr or the synthesizer's learning rate, or check the teacher on real inputs."
+
+    def _log_pace(self, run: Progress, seconds: float) -> None:
+        """After this process's first round: how long it took and when the log speaks next, so that a slow run
+        (a large pair on the CPU) says early what to expect rather than nothing until its first evaluation."""
+        settings = self.settings
+        if run.rounds_done % settings.eval_every == 0 or run.round >= settings.rounds:
+            return  # an evaluation line follows at once
+        budget = settings.time_budget_s
+        fit = (f"; about {max(1, int(budget / seconds)):,} rounds fit in trainer.time_budget_s={budget:g} at this pace"
+               if budget and run.rounds_done == 1 else "")  # resumed: part of the budget is spent
+        self.outputs.logger.info(
+            f"round {run.round} took {seconds:.1f}s (with its warm-up){fit}; the next evaluation comes after round "
+            f"{(run.rounds_done // settings.eval_every + 1) * settings.eval_every} (trainer.eval_every="
+            f"{settings.eval_every})")
 
     def _log(self, loop: Loop, run: Progress, loss_sum: torch.Tensor, bar) -> None:
         """Read the losses back (one host copy), stop on too many non-finite steps, log the means."""

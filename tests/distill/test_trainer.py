@@ -128,3 +128,13 @@ def test_review_fixes_generator_anneals_no_unused_pool_and_clipping():
     d.guard.step = record
     d._step(torch.rand(8, 3, 8, 8), None)
     assert norms and norms[0] == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_the_first_round_says_how_long_it_took_and_when_the_log_speaks_next(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="datafree"):
+        _distiller(tmp_path / "a", NoiseSynthesizer(batch_size=8), rounds=3, eval_every=2, time_budget_s=600).fit()
+        _distiller(tmp_path / "b", NoiseSynthesizer(batch_size=8), rounds=3, eval_every=1).fit()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("round 1 took")]
+    assert len(lines) == 1  # with an evaluation every round, the evaluation's own line comes at once
+    assert "rounds fit in trainer.time_budget_s=600 at this pace" in lines[0]
+    assert lines[0].endswith("the next evaluation comes after round 2 (trainer.eval_every=2)")
