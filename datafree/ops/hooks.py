@@ -44,6 +44,14 @@ def check_batchnorm_teacher(model: nn.Module, what: str = "the BatchNorm-statist
         log.info("BatchNorm layers without running statistics are skipped by %s: %s", what, ", ".join(skipped[:8]))
 
 
+def check_bn_distance(distance, key: str = "the BatchNorm-statistics distance") -> str:
+    """``distance`` if it is one :class:`BatchNormStatistics` knows; else one line naming ``key`` and the choices."""
+    if distance not in BatchNormStatistics.DISTANCES:
+        raise DatafreeError(f"{key} must be raw (DeepInversion's distance, in the teacher's own scale) or relative "
+                            f"(in the teacher's own units, the same scale for every teacher), got {distance!r}.")
+    return distance
+
+
 class _ChannelStats(torch.autograd.Function):
     """Per-channel mean and (population) variance of an (N, C, ...) tensor, in float32, with a hand-written backward.
 
@@ -111,10 +119,7 @@ class BatchNormStatistics:
     DISTANCES = ("raw", "relative")
 
     def __init__(self, model: nn.Module, first_multiplier: float = 1.0, momentum: float = 0.0, distance: str = "raw"):
-        if distance not in self.DISTANCES:
-            raise DatafreeError(f"the BatchNorm-statistics distance must be raw (DeepInversion's) or relative (in the "
-                                f"teacher's own units), got {distance!r}.")
-        self.distance = distance
+        self.distance = check_bn_distance(distance)
         self.layers = batchnorm_layers(model)
         # The relative distance's per-channel units, once: a teacher's running statistics do not change.
         self._units = [(m.running_var.float() + m.eps).rsqrt() for m in self.layers] if distance == "relative" else None

@@ -43,7 +43,7 @@ from datafree.models import create_model
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
 from datafree.ops.hooks import (BatchNormStatistics, PenultimateFeatures, check_batchnorm_teacher,
-                                        require_hookable)
+                                        check_bn_distance, require_hookable)
 from datafree.utils import dist
 from datafree.utils.device import autocast
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam
@@ -90,6 +90,7 @@ class GeneratorSynthesizer(Synthesizer):
         adv_loss: str = "l1",
         bn_weight: float = 0.0,
         first_bn_multiplier: float = 1.0,
+        bn_distance: str = "raw",
         oh_weight: float = 0.0,
         act_weight: float = 0.0,
         ie_weight: float = 0.0,
@@ -150,6 +151,7 @@ class GeneratorSynthesizer(Synthesizer):
         self.lr, self.betas = float(lr), betas
         self.adv_weight, self.adv_loss = float(adv_weight), str(adv_loss)
         self.bn_weight, self.first_bn_multiplier = float(bn_weight), float(first_bn_multiplier)
+        self.bn_distance = check_bn_distance(bn_distance, "synthesizer.bn_distance")
         self.oh_weight, self.act_weight, self.ie_weight = float(oh_weight), float(act_weight), float(ie_weight)
         self.ce_weight = float(ce_weight)
         self.lifecycle, self.reinit_every = str(lifecycle), int(reinit_every)
@@ -284,7 +286,8 @@ class GeneratorSynthesizer(Synthesizer):
         params = [p for p in generator.parameters() if p.requires_grad] + ([z] if self.optimize_latent else [])
         student_was_training = self.student.training
         self.student.eval()  # its BN running statistics must not drift towards the generator's batches
-        bn_stats = BatchNormStatistics(self.teacher, self.first_bn_multiplier) if self.bn_weight else None
+        bn_stats = (BatchNormStatistics(self.teacher, self.first_bn_multiplier, distance=self.bn_distance)
+                    if self.bn_weight else None)
         features = PenultimateFeatures(self.teacher, "the activation prior (act_weight)",
                                        "set synthesizer.act_weight=0.") if self.act_weight else None
         try:

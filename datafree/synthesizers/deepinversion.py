@@ -28,7 +28,7 @@ from datafree.ops.divergences import jensen_shannon
 from datafree.errors import DatafreeError
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
-from datafree.ops.hooks import BatchNormStatistics, check_batchnorm_teacher
+from datafree.ops.hooks import BatchNormStatistics, check_batchnorm_teacher, check_bn_distance
 from datafree.synthesizers.priors import total_variation
 from datafree.utils.device import autocast
 
@@ -46,6 +46,7 @@ class DeepInversion(Synthesizer):
         lr: float = 0.05,
         bn_weight: float = 10.0,
         first_bn_multiplier: float = 1.0,
+        bn_distance: str = "raw",
         ce_weight: float = 1.0,
         tv_l1_weight: float = 0.0,
         tv_l2_weight: float = 1e-3,
@@ -65,6 +66,7 @@ class DeepInversion(Synthesizer):
             )
         self.batch_size, self.iterations, self.lr = int(batch_size), int(iterations), float(lr)
         self.bn_weight, self.first_bn_multiplier = float(bn_weight), float(first_bn_multiplier)
+        self.bn_distance = check_bn_distance(bn_distance, "synthesizer.bn_distance")
         self.ce_weight, self.tv_l1_weight, self.tv_l2_weight = float(ce_weight), float(tv_l1_weight), float(tv_l2_weight)
         self.l2_weight, self.adi_weight = float(l2_weight), float(adi_weight)
         self.augment = Augment(jitter=jitter, flip=flip, extra=augment)
@@ -93,7 +95,8 @@ class DeepInversion(Synthesizer):
         optimizer = torch.optim.Adam([pixels], lr=self.lr, betas=(0.5, 0.9))
         student_was_training = self.student.training
         self.student.eval()  # its BN running statistics must not drift towards the synthetic batch
-        bn_stats = BatchNormStatistics(self.teacher, self.first_bn_multiplier) if self.bn_weight > 0 else None
+        bn_stats = (BatchNormStatistics(self.teacher, self.first_bn_multiplier, distance=self.bn_distance)
+                    if self.bn_weight > 0 else None)
         try:
             with bn_stats if bn_stats is not None else contextlib.nullcontext():
                 for step in range(self.iterations):

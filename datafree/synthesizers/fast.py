@@ -41,7 +41,7 @@ from datafree.errors import DatafreeError
 from datafree.models import create_model
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
-from datafree.ops.hooks import BatchNormStatistics, check_batchnorm_teacher
+from datafree.ops.hooks import BatchNormStatistics, check_batchnorm_teacher, check_bn_distance
 from datafree.utils.device import autocast
 from datafree.utils.graphs import CapturedStep
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam
@@ -87,10 +87,7 @@ class FastSynthesizer(Synthesizer):
                                            or synthesis_size < 8 or synthesis_size % 4):
             raise DatafreeError(f"synthesizer.synthesis_size must be null (the teacher's input size) or a multiple of 4 "
                                 f"of at least 8, got {synthesis_size!r}: e.g. synthesizer.synthesis_size=32.")
-        if bn_distance not in BatchNormStatistics.DISTANCES:
-            raise DatafreeError(f"synthesizer.bn_distance must be raw (DeepInversion's, the recipe's) or relative (in "
-                                f"the teacher's own units, for teachers unlike the CIFAR ones), got {bn_distance!r}.")
-        self.synthesis_size, self.bn_distance = synthesis_size, bn_distance
+        self.synthesis_size, self.bn_distance = synthesis_size, check_bn_distance(bn_distance, "synthesizer.bn_distance")
         self.batch_size, self.g_steps, self.lr = int(batch_size), int(g_steps), float(lr)
         self.latent_dim, self.base_width = int(latent_dim), int(base_width)
         self.bn_weight, self.first_bn_multiplier, self.bn_momentum = float(bn_weight), float(first_bn_multiplier), float(bn_momentum)

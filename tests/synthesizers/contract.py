@@ -7,7 +7,9 @@ and whether its default settings need BatchNorm statistics; the checks here run 
 * an error inside a round leaves no hook on the teacher and the networks in the modes they had;
 * its state survives ``torch.load(weights_only=True)`` and, loaded into a new instance, continues identically;
 * bad settings fail in the constructor with a message naming them;
-* a teacher it cannot serve is refused at ``bind`` (and by ``check_teacher``, before any student exists).
+* a teacher it cannot serve is refused at ``bind`` (and by ``check_teacher``, before any student exists);
+* where it matches BatchNorm statistics, ``bn_distance`` (raw or relative) reaches the statistics it measures,
+  and any other value is refused in the constructor.
 """
 import copy
 
@@ -17,6 +19,7 @@ import torch
 from nets import TinyBNNet
 from datafree.errors import DatafreeError
 from datafree.models import create_model
+from datafree.ops.hooks import BatchNormStatistics
 from datafree.synthesizers import Batch, Synthesizer
 
 CPU = torch.device("cpu")
@@ -76,6 +79,26 @@ class SynthesizerContract:
         bind(again, bn_teacher, student)
         torch.set_rng_state(rng)
         assert torch.equal(again.synthesize().images, expected)
+
+    def test_the_batchnorm_distance_reaches_the_statistics_it_measures(self, bn_teacher, monkeypatch):
+        if not self.needs_batchnorm:
+            pytest.skip("no BatchNorm prior")
+        with pytest.raises(DatafreeError, match="synthesizer.bn_distance must be raw .* or relative"):
+            self.make(bn_distance="kl")
+        measured = []  # the distance of every BatchNormStatistics whose hooks are in place during the round
+        original = BatchNormStatistics.__enter__
+
+        def spy(stats):
+            measured.append(stats.distance)
+            return original(stats)
+
+        monkeypatch.setattr(BatchNormStatistics, "__enter__", spy)
+        for distance in ("raw", "relative"):
+            torch.manual_seed(0)
+            batch = bind(self.make(bn_distance=distance), bn_teacher).synthesize()
+            assert batch.images.isfinite().all()
+            assert measured and set(measured) == {distance}
+            measured.clear()
 
     def test_bad_settings_fail_in_the_constructor_naming_them(self):
         for overrides, match in self.bad_settings:
