@@ -48,6 +48,7 @@ for spec in "$@"; do
   [ -n "${args[$pair]:-}" ] || { echo "unknown pair $pair: one of ${!args[*]}" >&2; exit 2; }
   read -ra pair_args <<< "${args[$pair]}"
   run=${pair}_${distance}_$weight; runs+=("$run")
+  rm -rf "/tmp/bnd_runs/$run"  # a new run each time (a folder left by an earlier call would be refused: resume=)
   python3 -m datafree distill "${common[@]}" "${pair_args[@]}" "synthesizer.bn_distance=$distance" \
       "synthesizer.bn_weight=$weight" "trainer.time_budget_s=$student_s" "hydra.run.dir=/tmp/bnd_runs/$run" \
       > "$OUT/$run.log" 2>&1 &
