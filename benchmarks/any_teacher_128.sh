@@ -31,6 +31,7 @@ fi
 tail -n 3 "$OUT/teacher.log"
 pids=()
 for s in "${students[@]}"; do
+  rm -rf "/tmp/s128_$s$TAG"  # a new run each call (distill refuses a folder holding a saved state)
   python3 -m datafree distill "${common[@]}" experiment=fast "teacher.checkpoint=$T/teacher.pt" \
       student=torchvision "student.name=$s" "trainer.time_budget_s=$student_s" trainer.eval_every=10 \
       "${distill_extra[@]}" "hydra.run.dir=/tmp/s128_$s$TAG" > "$OUT/$s$TAG.log" 2>&1 &

@@ -24,6 +24,7 @@ wait
 for t in resnet34 wrn40_2; do
   tail -n 2 "$OUT/teacher_$t.log" 2>/dev/null || true
   pair=${t}_${student_of[$t]}
+  rm -rf "/tmp/ship_runs/$pair"  # a new run each call (distill refuses a folder holding a saved state)
   python3 -m datafree distill "${common[@]}" "experiment=cifar10_${pair}_fast" "teacher.checkpoint=$T/$t/teacher.pt" \
       "trainer.time_budget_s=$student_s" "hydra.run.dir=/tmp/ship_runs/$pair" > "$OUT/distill_$pair.log" 2>&1 &
 done
