@@ -43,6 +43,7 @@ from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
 from datafree.ops.hooks import BatchNormStatistics, check_batchnorm_teacher, check_bn_distance
 from datafree.utils.device import autocast
+from datafree.utils.dist import is_main_process
 from datafree.utils.graphs import CapturedStep
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam
 
@@ -134,7 +135,8 @@ class FastSynthesizer(Synthesizer):
         self.augment.to(self.device)
         self._bn = (BatchNormStatistics(self.teacher, self.first_bn_multiplier, self.bn_momentum, self.bn_distance)
                     if self.bn_weight else None)
-        log.info(self.describe())
+        if is_main_process():  # every rank binds its own synthesizer; one line says it
+            log.info(self.describe())
         # What each step reads; refilled in place every round, so a captured step sees the new round.
         self._step = CapturedStep(self._generator_step, self.device, enabled=self._graphed)
         self._size_buffers()
