@@ -7,7 +7,8 @@
 #    training (the cosine schedule follows the clock); skipped when /tmp/t128/teacher.pt exists.
 # 2. distill experiment=fast (unchanged) into each torchvision STUDENT (default: resnet18 mobilenet_v3_large),
 #    STUDENT_S seconds each, evaluated every 10 rounds for the curve. SIDE_BY_SIDE=1 runs the students at the
-#    same time on the one GPU (each then has about half of it; the docs say so next to the figures).
+#    same time on the one GPU (each then has about half of it; the docs say so next to the figures). STUDENT_S=0
+#    trains the teacher only (for benchmarks/resumable_distill.sh, a student longer than one command).
 # Logs and summary.csv files go to $OUT (default .cache/any_teacher_128). SIZE, TEACHER and OVERRIDES change the
 # pair for a dry run (SIZE=64 TEACHER=resnet18 OVERRIDES=device=cpu ... mobilenet_v3_small on the CPU);
 # DISTILL_OVERRIDES and TAG run a variant of the students (TAG=_s32 DISTILL_OVERRIDES=synthesizer.synthesis_size=32).
@@ -29,6 +30,7 @@ if [ ! -f "$T/teacher.pt" ]; then
   cp "$T/summary.csv" "$OUT/teacher_summary.csv" 2>/dev/null || true
 fi
 tail -n 3 "$OUT/teacher.log"
+[ "$student_s" != 0 ] || exit 0
 pids=()
 for s in "${students[@]}"; do
   rm -rf "/tmp/s128_$s$TAG"  # a new run each call (distill refuses a folder holding a saved state)

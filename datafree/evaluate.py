@@ -1,4 +1,6 @@
-"""Accuracy on a real held-out set, and teacher-student agreement, in one pass.
+"""Accuracy on a real held-out set, and teacher-student agreement, in one pass; with them what a
+collapsed model looks like: the share of images given its most frequent class, and of images whose
+logits are not finite (an argmax over NaN logits names one class for every image: chance, not a measure).
 
 Under torchrun each rank evaluates its share of the test set (``DeviceBatches`` with a
 ``shard``) and the counts are summed over the ranks, so every rank gets the same result.
@@ -17,8 +19,13 @@ from datafree.utils.device import autocast
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: bool = True,
-             reference: nn.Module | None = None) -> dict[str, float]:
+             reference: nn.Module | None = None, num_classes: int | None = None, oom_hint: str = "") -> dict[str, float]:
     """Top-1 accuracy of ``model``; with ``reference`` also its accuracy and their agreement.
+
+    ``nonfinite_share``: the share of images with a non-finite logit; with ``num_classes`` also ``top_class`` and
+    ``top_class_share``, the class ``model`` predicts most often and the share of images it gives that class (every
+    rank counts ``num_classes`` votes, so that the sum over ranks has one length even where a rank has no images).
+    ``oom_hint`` ends the out-of-memory message: what else the caller holds on the device that could be lowered.
 
     Counts stay on the device until the end: one host sync per evaluation. Under torchrun
     every rank first takes rank 0's BatchNorm running statistics (DDP keeps each rank's own
@@ -30,29 +37,39 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
     correct = torch.zeros((), dtype=torch.long, device=device)
     agree = torch.zeros_like(correct)
     ref_correct = torch.zeros_like(correct)
+    nonfinite = torch.zeros_like(correct)
+    votes = torch.zeros(num_classes or 0, dtype=torch.long, device=device)  # images per predicted class
     total = 0
     try:
         for images, labels in batches:
             try:
                 with autocast(device, amp):
-                    pred = model(images).argmax(1)
+                    logits = model(images)
+                    pred = logits.argmax(1)
                     if reference is not None:
                         ref_pred = reference(images).argmax(1)
             except torch.OutOfMemoryError:
                 raise DatafreeError(f"out of GPU memory evaluating batches of {images.shape[0]} images: lower "
-                                    f"data.eval_batch_size (e.g. data.eval_batch_size={max(1, images.shape[0] // 2)}).") from None
+                                    f"data.eval_batch_size (e.g. data.eval_batch_size={max(1, images.shape[0] // 2)}){oom_hint}.") from None
             correct += (pred == labels).sum()
+            nonfinite += (~torch.isfinite(logits).all(1)).sum()
+            if num_classes:
+                votes += torch.bincount(pred, minlength=num_classes)[:num_classes]
             if reference is not None:
                 agree += (pred == ref_pred).sum()
                 ref_correct += (ref_pred == labels).sum()
             total += labels.shape[0]
     finally:
         model.train(was_training)
-    counts = torch.stack([correct, agree, ref_correct, torch.full_like(correct, total)])
-    correct, agree, ref_correct, total = dist.all_reduce_(counts).tolist()
+    counts = dist.all_reduce_(torch.cat([torch.stack([correct, agree, ref_correct, nonfinite,
+                                                      torch.full_like(correct, total)]), votes]))
+    (correct, agree, ref_correct, nonfinite, total), votes = counts[:5].tolist(), counts[5:]
     if total == 0:
         return {"accuracy": float("nan")}
-    result = {"accuracy": correct / total}
+    result = {"accuracy": correct / total, "nonfinite_share": nonfinite / total}
+    if votes.numel():
+        top = int(votes.argmax())
+        result.update(top_class=top, top_class_share=int(votes[top]) / total)
     if reference is not None:
         result["reference_accuracy"] = ref_correct / total
         result["agreement"] = agree / total

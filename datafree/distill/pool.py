@@ -25,6 +25,10 @@ class SyntheticPool:
         # CUDA graph draws from the whole pool as it grows.
         self._fill = torch.zeros((), device=self.device)
 
+    def nbytes(self) -> int:
+        """The device memory the pool holds: its whole capacity, allocated up front."""
+        return self._images.numel() * self._images.element_size()
+
     def __len__(self) -> int:
         return self._size
 

@@ -94,7 +94,7 @@ class Distiller:
             grid_path=Path(outputs.grid_path) if outputs.grid_path else None,
         )
         self.teacher, self.student, self.source, self.settings = teacher, student, source, settings
-        self.device, self.amp = device, amp
+        self.device, self.amp, self.num_classes = device, amp, num_classes
         self.loss = settings.loss
         self.loss_name = getattr(self.loss, "name", type(self.loss).__name__.lower())
         # Feature, relation and adversarial terms beside the loss; their adapters train with the student.
@@ -355,23 +355,59 @@ class Distiller:
                                  "time_s": round(loop.elapsed(), 2),
                                  "skipped_steps": int(self.guard.skipped.item())}  # evaluation syncs anyway
         if outputs.test_batches is not None:
-            result = evaluate(self.student, outputs.test_batches, self.device, self.amp, reference=self.teacher)
+            result = evaluate(self.student, outputs.test_batches, self.device, self.amp, reference=self.teacher,
+                              num_classes=self.num_classes, oom_hint=self._pool_hint())
             row["student_accuracy"] = result["accuracy"]
             line = f"round {run.rounds_done} step {run.step}: student {result['accuracy']:.4f}"
             if self.teacher is not None:
                 row.update(teacher_accuracy=result["reference_accuracy"], agreement=result["agreement"])
                 line += f" teacher {result['reference_accuracy']:.4f} agreement {result['agreement']:.4f}"
+            row["top_class_share"] = round(result.get("top_class_share", float("nan")), 4)  # 0.9 or more: collapsed
             logger.scalars(run.step, {"eval/student_accuracy": result["accuracy"],
                                       **({"eval/agreement": result["agreement"]} if self.teacher is not None else {})})
             *_, source = self._read_back(torch.zeros(0, device=self.device))
             synth = " ".join(f"{k} {v:.3g}" for k, v in source.items())
             logger.info(f"{line} ({row['time_s']:.0f}s){' | ' + synth if synth else ''}")
+            self._warn_if_collapsed(result)
         logger.summary({**row, **run.terms})
         if outputs.checkpoint_path is not None and outputs.student_info is not None and logger.enabled:
             info = dataclasses.replace(outputs.student_info, test_accuracy=row.get("student_accuracy"))
             save_classifier(outputs.checkpoint_path, self.student, info)
             run.last_good = str(outputs.checkpoint_path)
         run.metrics = row
+
+    def _pool_hint(self) -> str:
+        """The replay pool's share of the device, for an out-of-memory message: it is often the largest allocation,
+        and an auto pool is sized from the memory free when the run starts, so runs started together on one GPU
+        each count the others' memory as free."""
+        pool = getattr(self.source, "pool", None)
+        if pool is None or pool.device.type != "cuda" or not pool.capacity:
+            return ""
+        return (f", or trainer.pool_capacity (the replay pool holds {pool.capacity:,} images in "
+                f"{pool.nbytes() / 2**30:.1f} GiB; trainer.pool_capacity=auto takes a quarter of the memory free when "
+                f"the run starts, so runs started together on one GPU crowd each other)")
+
+    # A student that gives one class to this share of the test images (or more) has collapsed: its accuracy is
+    # that class's share of the test set, whatever it learned. 0.9, not 1: a student caught while collapsing.
+    COLLAPSED_SHARE = 0.9
+
+    def _warn_if_collapsed(self, result: dict) -> None:
+        """Say so when the student's accuracy is a constant answer rather than a measure of what it learned: logits
+        that are not finite (whose argmax names class 0), or one class for nearly every test image."""
+        logger = self.outputs.logger
+        if result.get("nonfinite_share"):
+            logger.warning(f"the student's logits are not finite for {result['nonfinite_share']:.1%} of the test "
+                           f"images (argmax gives them one class, so the accuracy says nothing): its weights or BatchNorm running "
+                           f"statistics hold NaN or Inf. {self._NAN_HINT}")
+        elif result.get("top_class_share", 0.0) >= self.COLLAPSED_SHARE:
+            info = self.outputs.student_info
+            top = result["top_class"]
+            name = f"'{info.classes[top]}' ({top})" if info is not None and top < len(info.classes) else str(top)
+            logger.warning(
+                f"the student gives class {name} to {result['top_class_share']:.1%} of the test images: it has not "
+                f"learned to tell the classes apart on real images yet. If it stays so, look at samples.png (does the "
+                f"teacher give every class?) and the synth/ terms (synth/ce is 0.5 x the teacher's cross-entropy to "
+                f"the asked class; above about 1 the teacher does not see the asked classes).")
 
     def _save_grid(self, images: torch.Tensor | None) -> None:
         """The samples in rows by the class the teacher gives them."""

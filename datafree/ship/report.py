@@ -256,6 +256,13 @@ def headline_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _memory_note(rows: list[dict]) -> str:
+    """What the peak-memory column measured: on a GPU machine the allocator's peak at the throughput batch, else the
+    CPU estimate at batch 1; the two differ by orders of magnitude, so the note names the one the rows hold."""
+    where = sorted({r["peak_memory_bytes"]["where"] for r in rows if r.get("peak_memory_bytes")})
+    return f"peak memory: {'; '.join(where)}." if where else "peak memory: not measured."
+
+
 def markdown(report: dict, pictures: dict[str, str]) -> str:
     rows = report["models"]
     out = [f"# datafree report", "",
@@ -263,8 +270,7 @@ def markdown(report: dict, pictures: dict[str, str]) -> str:
            f"latency on {report['machine']['cpu_threads']} thread(s) of {report['machine']['cpu']}"
            + (f", GPU {report['machine']['gpu']}" if report["machine"]["gpu"] else "") + ".", "",
            f"Test images: {report['test_images'] or 'none'}; latency is the median per call with ± half the "
-           "interquartile range; peak memory on the CPU is the weights plus the largest set of activations alive "
-           "at once in one batch-1 pass.", "", *headline_table(rows), ""]
+           f"interquartile range; {_memory_note(rows)}", "", *headline_table(rows), ""]
     if any("per_class_accuracy" in r for r in rows):
         out += ["## Per-class accuracy", "", "| class | " + " | ".join(r["name"] for r in rows) + " |",
                 "| --- |" + " ---: |" * len(rows)]

@@ -44,6 +44,10 @@ class RunLogger:
         if self.enabled:
             log.info(message)
 
+    def warning(self, message: str) -> None:
+        if self.enabled:
+            log.warning(message)
+
     def scalars(self, step: int, values: dict[str, float]) -> None:
         writer = self._tensorboard()
         if writer is not None:

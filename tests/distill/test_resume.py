@@ -261,3 +261,14 @@ def test_out_of_memory_in_evaluation_names_the_eval_batch_size():
     with pytest.raises(DatafreeError, match=r"evaluating batches of 16 images: lower data.eval_batch_size \(e.g. "
                                             r"data.eval_batch_size=8\)"):
         evaluate(Hungry(), [(torch.rand(16, 3, 8, 8), torch.zeros(16, dtype=torch.long))], torch.device("cpu"))
+
+
+def test_out_of_memory_in_a_distill_evaluation_names_the_replay_pool_as_well(tmp_path):
+    """On a GPU the pool is often the largest allocation, and runs started together size auto pools from the same
+    free memory: the message names it beside the evaluation batch (the device is faked: the text is the test)."""
+    d = _make(tmp_path, state=None, pool_capacity=1000)
+    assert d._pool_hint() == ""  # a pool in host memory crowds no GPU
+    d.source.pool.device = torch.device("cuda")
+    hint = d._pool_hint()
+    assert hint.startswith(", or trainer.pool_capacity (the replay pool holds 1,000 images in 0.0 GiB;")
+    assert "runs started together on one GPU crowd each other)" in hint

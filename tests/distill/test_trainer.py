@@ -13,7 +13,7 @@ from datafree.teachers import ClassifierInfo, freeze
 from datafree.utils.logging import RunLogger
 
 
-def _distiller(tmp_path, synth, teacher=None, **kw):
+def _distiller(tmp_path, synth, teacher=None, student=None, **kw):
     teacher = freeze(teacher or calibrated_bn_net())
     test = [(torch.rand(32, 3, 8, 8), torch.randint(4, (32,))) for _ in range(2)]
     info = ClassifierInfo(arch="tiny", num_classes=4, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3)
@@ -21,7 +21,7 @@ def _distiller(tmp_path, synth, teacher=None, **kw):
                    batch_size=16, lr=0.05, eval_every=2, log_every=2, amp=False, test_batches=test,
                    logger=RunLogger(tmp_path, tensorboard=True), progress=False)
     options.update(kw)
-    return Distiller.from_options(teacher, TinyBNNet(), synth, **options)
+    return Distiller.from_options(teacher, student or TinyBNNet(), synth, **options)
 
 
 def test_fit_lowers_kd_loss_and_writes_outputs(tmp_path):
@@ -138,3 +138,46 @@ def test_the_first_round_says_how_long_it_took_and_when_the_log_speaks_next(tmp_
     assert len(lines) == 1  # with an evaluation every round, the evaluation's own line comes at once
     assert "rounds fit in trainer.time_budget_s=600 at this pace" in lines[0]
     assert lines[0].endswith("the next evaluation comes after round 2 (trainer.eval_every=2)")
+
+
+class _Answers(torch.nn.Module):
+    """A trainable student whose evaluation is fixed from outside: ``offset`` is added to its logits in eval mode."""
+
+    def __init__(self, offset):
+        super().__init__()
+        self.net = TinyBNNet()
+        self.register_buffer("offset", torch.tensor(offset))
+
+    def forward(self, x):
+        out = self.net(x)
+        return out if self.training else out + self.offset
+
+
+@pytest.mark.parametrize("offset, warning", [
+    ([0.0, 0.0, 1e4, 0.0], "the student gives class 'c2' (2) to 100.0% of the test images"),
+    ([0.0, float("nan"), 0.0, 0.0], "the student's logits are not finite for 100.0% of the test images"),
+])
+def test_a_student_whose_accuracy_is_a_constant_answer_is_named_in_the_log(tmp_path, caplog, offset, warning):
+    info = ClassifierInfo(arch="tiny", num_classes=4, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3,
+                          classes=["c0", "c1", "c2", "c3"])
+    with caplog.at_level("INFO", logger="datafree"):
+        _distiller(tmp_path, NoiseSynthesizer(batch_size=8), student=_Answers(offset), rounds=2, eval_every=2,
+                   student_info=info).fit()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith(warning)
+    assert float(next(csv.DictReader((tmp_path / "summary.csv").open()))["top_class_share"]) == 1.0
+
+
+def test_a_student_that_tells_classes_apart_draws_no_warning(tmp_path, caplog):
+    from datafree.evaluate import evaluate
+
+    images = torch.rand(40, 3, 8, 8)
+    labels = torch.arange(40) % 4
+    guess = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 4))
+    result = evaluate(guess, [(images, labels)], torch.device("cpu"), amp=False, num_classes=4)
+    assert result["nonfinite_share"] == 0 and 0.25 <= result["top_class_share"] < 1
+    assert 0 <= result["top_class"] < 4
+    with caplog.at_level("INFO", logger="datafree"):
+        _distiller(tmp_path, NoiseSynthesizer(batch_size=8), rounds=2, eval_every=2)._warn_if_collapsed(
+            {**result, "top_class_share": 0.5})
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

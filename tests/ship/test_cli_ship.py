@@ -94,6 +94,8 @@ def test_report_writes_every_file_with_sane_values(shapes_student, shapes_teache
     assert "GPU throughput: no CUDA device" in report["skipped"] or torch.cuda.is_available()
     markdown = (out / "report.md").read_text()
     assert "| student int8 ONNX | onnxruntime |" in markdown and "![reliability diagrams](reliability.png)" in markdown
+    # the memory column says where it was measured (the GPU's allocator at a large batch, or the CPU at batch 1)
+    assert f"peak memory: {student['peak_memory_bytes']['where']}." in markdown
 
 
 def test_a_report_without_test_data_reports_what_needs_no_labels(run_dir, tmp_path, capsys):
