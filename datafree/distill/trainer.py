@@ -393,7 +393,7 @@ class Distiller:
 
     def _warn_if_collapsed(self, result: dict) -> None:
         """Say so when the student's accuracy is a constant answer rather than a measure of what it learned: logits
-        that are not finite (whose argmax names class 0), or one class for nearly every test image."""
+        that are not finite (whose argmax gives every image one class), or one class for nearly every test image."""
         logger = self.outputs.logger
         if result.get("nonfinite_share"):
             logger.warning(f"the student's logits are not finite for {result['nonfinite_share']:.1%} of the test "
