@@ -88,6 +88,8 @@ class Outputs:
     grid_path: str | Path | None = None  # samples.png
     progress: bool = True
     state: StateFiles | None = None  # full-state checkpoints (resume)
+    warn_collapse: bool = True  # a warning when the student gives one class to nearly every test image; off for a
+                                # baseline meant to sit at chance (the noise baseline)
 
     @classmethod
     def split(cls, options: dict) -> tuple["Outputs", dict]:

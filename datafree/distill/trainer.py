@@ -368,7 +368,8 @@ class Distiller:
             *_, source = self._read_back(torch.zeros(0, device=self.device))
             synth = " ".join(f"{k} {v:.3g}" for k, v in source.items())
             logger.info(f"{line} ({row['time_s']:.0f}s){' | ' + synth if synth else ''}")
-            self._warn_if_collapsed(result)
+            if outputs.warn_collapse:
+                self._warn_if_collapsed(result)
         logger.summary({**row, **run.terms})
         if outputs.checkpoint_path is not None and outputs.student_info is not None and logger.enabled:
             info = dataclasses.replace(outputs.student_info, test_accuracy=row.get("student_accuracy"))

@@ -181,3 +181,12 @@ def test_a_student_that_tells_classes_apart_draws_no_warning(tmp_path, caplog):
         _distiller(tmp_path, NoiseSynthesizer(batch_size=8), rounds=2, eval_every=2)._warn_if_collapsed(
             {**result, "top_class_share": 0.5})
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_run_meant_to_sit_at_chance_draws_no_collapse_warning(tmp_path, caplog):
+    """The noise baseline (warn_collapse=False) is at chance by design: its evaluations say nothing more."""
+    with caplog.at_level("INFO", logger="datafree"):
+        _distiller(tmp_path, NoiseSynthesizer(batch_size=8), student=_Answers([0.0, 0.0, 1e4, 0.0]), rounds=2,
+                   eval_every=2, warn_collapse=False).fit()
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert float(next(csv.DictReader((tmp_path / "summary.csv").open()))["top_class_share"]) == 1.0
