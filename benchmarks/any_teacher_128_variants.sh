@@ -5,11 +5,13 @@
 # Each variant is experiment=fast into a torchvision ResNet-18 (STUDENT=... for another) with its overrides, for
 # STUDENT_S seconds, evaluated every 25 rounds. The runs share the GPU: compare them with each other, not with runs
 # that had it alone. Four or more at once need trainer.pool_capacity set: each auto pool takes a quarter of the
-# memory free when its run starts. Logs and summary.csv files go to $OUT (default .cache/any_teacher_128).
+# memory free when its run starts. Logs and summary.csv files go to $OUT (default .cache/any_teacher_128), with
+# NAME_bn_scale.txt: benchmarks/bn_scale.py on each finished run's synthetic images beside real ones and noise, layer
+# by layer (BN_SCALE=0 skips it).
 set -euo pipefail
 set -f  # overrides may hold [lists]: no file-name expansion
 data=$1; student_s=$2; shift 2
-OUT=${OUT:-.cache/any_teacher_128}; T=${TEACHER_DIR:-/tmp/t128}; STUDENT=${STUDENT:-resnet18}
+OUT=${OUT:-.cache/any_teacher_128}; T=${TEACHER_DIR:-/tmp/t128}; STUDENT=${STUDENT:-resnet18}; BN_SCALE=${BN_SCALE:-1}
 mkdir -p "$OUT"
 for spec in "$@"; do
   name=${spec%%=*}; overrides=${spec#*=}
@@ -24,4 +26,8 @@ wait || true
 for spec in "$@"; do
   name=${spec%%=*}; echo "== $name"; grep -E "synthesizer:|round .* step|error|WARNING" "$OUT/$name.log" | tail -n 6
   cp "/tmp/v128_$name/summary.csv" "$OUT/${name}_summary.csv" 2>/dev/null || true
+  if [ "$BN_SCALE" = 1 ] && [ -f "/tmp/v128_$name/state_last.pt" ]; then
+    python3 benchmarks/bn_scale.py "$T/teacher.pt" "$data/test.tar.gz" --pool "/tmp/v128_$name" \
+        > "$OUT/${name}_bn_scale.txt" 2>&1 && tail -n 10 "$OUT/${name}_bn_scale.txt"
+  fi
 done
