@@ -53,8 +53,8 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
                                     f"data.eval_batch_size (e.g. data.eval_batch_size={max(1, images.shape[0] // 2)}){oom_hint}.") from None
             correct += (pred == labels).sum()
             nonfinite += (~torch.isfinite(logits).all(1)).sum()
-            if num_classes:
-                votes += torch.bincount(pred, minlength=num_classes)[:num_classes]
+            if num_classes:  # a comparison, not bincount: bincount sizes its output from the data (a host sync)
+                votes += (pred[:, None] == torch.arange(num_classes, device=pred.device)).sum(0)
             if reference is not None:
                 agree += (pred == ref_pred).sum()
                 ref_correct += (ref_pred == labels).sum()
@@ -62,14 +62,14 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
     finally:
         model.train(was_training)
     counts = dist.all_reduce_(torch.cat([torch.stack([correct, agree, ref_correct, nonfinite,
-                                                      torch.full_like(correct, total)]), votes]))
-    (correct, agree, ref_correct, nonfinite, total), votes = counts[:5].tolist(), counts[5:]
+                                                      torch.full_like(correct, total)]), votes])).tolist()
+    (correct, agree, ref_correct, nonfinite, total), votes = counts[:5], counts[5:]
     if total == 0:
         return {"accuracy": float("nan")}
     result = {"accuracy": correct / total, "nonfinite_share": nonfinite / total}
-    if votes.numel():
-        top = int(votes.argmax())
-        result.update(top_class=top, top_class_share=int(votes[top]) / total)
+    if votes:
+        top = max(range(len(votes)), key=votes.__getitem__)
+        result.update(top_class=top, top_class_share=votes[top] / total)
     if reference is not None:
         result["reference_accuracy"] = ref_correct / total
         result["agreement"] = agree / total

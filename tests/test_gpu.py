@@ -310,3 +310,27 @@ def test_a_student_too_large_for_the_device_is_refused_before_any_work():
     with pytest.raises(DatafreeError, match="does not fit on the .* GiB device at trainer.batch_size"):
         check_student_fits(teacher, student, batch_size=batch, input_size=(3, 224, 224), device=device, amp=True)
     check_student_fits(teacher, student, batch_size=64, input_size=(3, 32, 32), device=device, amp=True)
+
+
+def test_evaluation_counts_the_predicted_classes_with_one_host_sync():
+    """The collapse counts (classes predicted, non-finite logits) stay on the device: the evaluation's one sync is
+    the read-back at its end, as before they were added."""
+    import warnings
+
+    from datafree.evaluate import evaluate
+
+    device = torch.device("cuda")
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10)).to(device)
+    batches = [(torch.rand(500, 3, 8, 8, device=device), torch.randint(10, (500,), device=device)) for _ in range(4)]
+    evaluate(model, batches, device, num_classes=10)  # warm-up: kernels load, autocast caches
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            result = evaluate(model, batches, device, num_classes=10)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) == 1, [str(w.message) for w in syncs]
+    assert 0.1 <= result["top_class_share"] <= 1 and result["nonfinite_share"] == 0
