@@ -136,6 +136,7 @@ RULES: dict[str, tuple[tuple, str]] = {
     "trainer.batch_size": (_int(1), "256"),
     "trainer.optimizer": (("'sgd' or 'adam'", lambda v: v in ("sgd", "adam")), "sgd"),
     "trainer.lr": (POSITIVE, "0.1"),
+    "trainer.warmup_steps": (_int(0), "200"),
     "trainer.momentum": (MOMENTUM, "0.9"),
     "trainer.weight_decay": (_number(0), "5e-4"),
     "trainer.replay": (FRACTION, "0.5"),

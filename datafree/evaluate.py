@@ -7,6 +7,7 @@ Under torchrun each rank evaluates its share of the test set (``DeviceBatches`` 
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import torch
@@ -22,9 +23,11 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
              reference: nn.Module | None = None, num_classes: int | None = None, oom_hint: str = "") -> dict[str, float]:
     """Top-1 accuracy of ``model``; with ``reference`` also its accuracy and their agreement.
 
-    ``nonfinite_share``: the share of images with a non-finite logit; with ``num_classes`` also ``top_class`` and
-    ``top_class_share``, the class ``model`` predicts most often and the share of images it gives that class (every
-    rank counts ``num_classes`` votes, so that the sum over ranks has one length even where a rank has no images).
+    ``nonfinite_share``: the share of images with a non-finite logit; ``logit_range``: how far any one logit moves
+    over the images (the largest max - min over the finite ones, nan when none is finite; 0 when the model answers
+    every image alike, as a network whose last activations all died does); with ``num_classes`` also ``top_class`` and ``top_class_share``,
+    the class ``model`` predicts most often and the share of images it gives that class (every rank counts
+    ``num_classes`` votes, so that the sum over ranks has one length even where a rank has no images).
     ``oom_hint`` ends the out-of-memory message: what else the caller holds on the device that could be lowered.
 
     Counts stay on the device until the end: one host sync per evaluation. Under torchrun
@@ -39,6 +42,7 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
     ref_correct = torch.zeros_like(correct)
     nonfinite = torch.zeros_like(correct)
     votes = torch.zeros(num_classes or 0, dtype=torch.long, device=device)  # images per predicted class
+    spread = torch.full((), -torch.inf, device=device)  # the largest range of one logit over the images
     total = 0
     try:
         for images, labels in batches:
@@ -52,7 +56,12 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
                 raise DatafreeError(f"out of GPU memory evaluating batches of {images.shape[0]} images: lower "
                                     f"data.eval_batch_size (e.g. data.eval_batch_size={max(1, images.shape[0] // 2)}){oom_hint}.") from None
             correct += (pred == labels).sum()
-            nonfinite += (~torch.isfinite(logits).all(1)).sum()
+            finite = torch.isfinite(logits).all(1)
+            nonfinite += (~finite).sum()
+            rows = finite[:, None]  # the finite rows only; where(), not a mask index (that would sync)
+            high = torch.where(rows, logits.float(), -torch.inf).amax(0)
+            low = torch.where(rows, logits.float(), torch.inf).amin(0)
+            spread = torch.maximum(spread, (high - low).max())  # -inf where no row is finite: unchanged
             if num_classes:  # a comparison, not bincount: bincount sizes its output from the data (a host sync)
                 votes += (pred[:, None] == torch.arange(num_classes, device=pred.device)).sum(0)
             if reference is not None:
@@ -62,11 +71,14 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
     finally:
         model.train(was_training)
     counts = dist.all_reduce_(torch.cat([torch.stack([correct, agree, ref_correct, nonfinite,
-                                                      torch.full_like(correct, total)]), votes])).tolist()
-    (correct, agree, ref_correct, nonfinite, total), votes = counts[:5], counts[5:]
+                                                      torch.full_like(correct, total)]), votes]))
+    spread = dist.all_reduce_(spread.reshape(1), op="max")
+    counts = torch.cat([counts.double(), spread.double()]).tolist()  # one copy to the host (exact below 2^53)
+    (correct, agree, ref_correct, nonfinite, total), votes = map(int, counts[:5]), [int(v) for v in counts[5:-1]]
     if total == 0:
         return {"accuracy": float("nan")}
-    result = {"accuracy": correct / total, "nonfinite_share": nonfinite / total}
+    result = {"accuracy": correct / total, "nonfinite_share": nonfinite / total,
+              "logit_range": counts[-1] if counts[-1] > -math.inf else math.nan}  # nan: no finite logits
     if votes:
         top = max(range(len(votes)), key=votes.__getitem__)
         result.update(top_class=top, top_class_share=votes[top] / total)

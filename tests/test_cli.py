@@ -137,6 +137,7 @@ def _assert_clean_failure(proc, out: Path, *needles):
         (["seed=abc"], ["seed must be an int >= 0, got 'abc'"]),
         (["amp=maybe"], ["amp must be true or false, got 'maybe'"]),
         (["trainer.max_nonfinite=0"], ["trainer.max_nonfinite must be an int >= 1"]),
+        (["trainer.warmup_steps=-1"], ["trainer.warmup_steps must be an int >= 0, got -1", "trainer.warmup_steps=200"]),
         (["device=tpu"], ["device must be auto, cpu, cuda or cuda:N, got 'tpu'"]),
         (["trainer.optimizer=lion"], ["trainer.optimizer must be 'sgd' or 'adam', got 'lion'"]),
         (["synthesizer.iterations=0"], ["synthesizer.iterations must be an int >= 1"]),

@@ -193,7 +193,7 @@ def test_fast_rounds_replay_as_cuda_graphs_without_host_sync():
     torch.cuda.set_sync_debug_mode("error")
     try:
         distiller.source.new_round()
-        distiller._set_lr(0.5)  # a new learning rate reaches the captured step through its tensor
+        distiller._set_lr(0.5, 0)  # a new learning rate reaches the captured step through its tensor
         losses = [distiller._update().clone() for _ in range(3)]
     finally:
         torch.cuda.set_sync_debug_mode("default")

@@ -41,9 +41,10 @@ class TrainerSettings:
     pool_capacity: int | str  # images, or auto: sized from the free device memory
     augment: Any  # an Augment
     halve_synthesis_on_oom: bool
-    # The student's optimiser (cosine schedule over the run).
+    # The student's optimiser (cosine schedule over the run, after warmup_steps of linear warm-up).
     optimizer: str
     lr: float
+    warmup_steps: int
     momentum: float
     weight_decay: float
     clip_grad_norm: float | None

@@ -203,9 +203,13 @@ class Distiller:
         self.guard.step(self.optimizer, loss, terms)  # skipped on the device when not finite
         return self.objectives.step_values(loss, terms)
 
-    def _set_lr(self, progress: float) -> None:
+    def _set_lr(self, progress: float, step: int) -> None:
+        """The cosine schedule over the run; the student's rate also rises linearly over its first
+        ``warmup_steps`` steps (counted in steps, not in a share of the run, whose length a time budget sets). The
+        synthesizer follows the cosine alone: the warm-up guards the student."""
         factor = lr_at(progress, "cosine", 0.0)
-        set_lr(self.optimizer, self.settings.lr * factor)
+        warmup = self.settings.warmup_steps
+        set_lr(self.optimizer, self.settings.lr * factor * (min(1.0, (step + 1) / warmup) if warmup else 1.0))
         self.source.follow_schedule(factor)
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -245,7 +249,7 @@ class Distiller:
                             self._save_grid(self.source.grid_images(final=False))
                     resumed_in_round = False
                     while run.round_step < settings.student_steps:
-                        self._set_lr(loop.fraction(run.step, total_steps))
+                        self._set_lr(loop.fraction(run.step, total_steps), run.step)
                         loss_sum += self._update().nan_to_num(0.0, 0.0, 0.0)
                         run.loss_count += 1
                         run.step += 1
@@ -363,6 +367,7 @@ class Distiller:
                 row.update(teacher_accuracy=result["reference_accuracy"], agreement=result["agreement"])
                 line += f" teacher {result['reference_accuracy']:.4f} agreement {result['agreement']:.4f}"
             row["top_class_share"] = round(result.get("top_class_share", float("nan")), 4)  # 0.9 or more: collapsed
+            row["logit_range"] = round(result.get("logit_range", float("nan")), 4)  # about 0: a dead student
             logger.scalars(run.step, {"eval/student_accuracy": result["accuracy"],
                                       **({"eval/agreement": result["agreement"]} if self.teacher is not None else {})})
             *_, source = self._read_back(torch.zeros(0, device=self.device))
@@ -391,6 +396,10 @@ class Distiller:
     # A student that gives one class to this share of the test images (or more) has collapsed: its accuracy is
     # that class's share of the test set, whatever it learned. 0.9, not 1: a student caught while collapsing.
     COLLAPSED_SHARE = 0.9
+    # Logits that move by less than this over the whole test set come from a network whose last activations are all
+    # zero (a dead ReLU layer): the output is the classifier's bias for every image. A live collapsed student's move
+    # by far more (its features still depend on the image).
+    DEAD_RANGE = 1e-3
 
     def _warn_if_collapsed(self, result: dict) -> None:
         """Say so when the student's accuracy is a constant answer rather than a measure of what it learned: logits
@@ -404,11 +413,23 @@ class Distiller:
             info = self.outputs.student_info
             top = result["top_class"]
             name = f"'{info.classes[top]}' ({top})" if info is not None and top < len(info.classes) else str(top)
+            share = f"the student gives class {name} to {result['top_class_share']:.1%} of the test images"
+            if result.get("logit_range", 1.0) < self.DEAD_RANGE:
+                warmup = self.settings.warmup_steps
+                logger.warning(
+                    f"{share}, with the same logits for every image (none moves by more than "
+                    f"{result['logit_range']:.2g}): its last activations died, so no gradient reaches the layers "
+                    f"before them and it will not recover. A learning rate too high for this student in the first "
+                    f"steps does that: start again with "
+                    + (f"trainer.warmup_steps={max(200, 4 * warmup)} (now {warmup})" if warmup
+                       else "trainer.warmup_steps=200 (now 0)")
+                    + f" or a lower trainer.lr (now {self.settings.lr:g}).")
+                return
             logger.warning(
-                f"the student gives class {name} to {result['top_class_share']:.1%} of the test images: it has not "
-                f"learned to tell the classes apart on real images yet. If it stays so, look at samples.png (does the "
-                f"teacher give every class?) and the synth/ terms (synth/ce is 0.5 x the teacher's cross-entropy to "
-                f"the asked class; above about 1 the teacher does not see the asked classes).")
+                f"{share}: it has not learned to tell the classes apart on real images yet. If it stays so, look at "
+                f"samples.png (does the teacher give every class?) and the synth/ terms (synth/ce is 0.5 x the "
+                f"teacher's cross-entropy to the asked class; above about 1 the teacher does not see the asked "
+                f"classes).")
 
     def _save_grid(self, images: torch.Tensor | None) -> None:
         """The samples in rows by the class the teacher gives them."""

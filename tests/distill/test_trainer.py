@@ -117,7 +117,7 @@ def test_review_fixes_generator_anneals_no_unused_pool_and_clipping():
     assert d.source.pool.capacity == 0
     d.fit()
     assert len(d.source.pool) == 0 and synth.optimizer.param_groups[0]["lr"] < 0.2 * synth.lr  # annealed with the student
-    d._set_lr(0.0)
+    d._set_lr(0.0, 0)
     assert synth.optimizer.param_groups[0]["lr"] == synth.lr
     norms, step = [], d.guard.step
 
@@ -153,19 +153,31 @@ class _Answers(torch.nn.Module):
         return out if self.training else out + self.offset
 
 
-@pytest.mark.parametrize("offset, warning", [
-    ([0.0, 0.0, 1e4, 0.0], "the student gives class 'c2' (2) to 100.0% of the test images"),
-    ([0.0, float("nan"), 0.0, 0.0], "the student's logits are not finite for 100.0% of the test images"),
+class _Dead(_Answers):
+    """A student whose evaluation is the same for every image, as a network whose last ReLUs all died gives."""
+
+    def forward(self, x):
+        out = self.net(x)
+        return out if self.training else out * 0 + self.offset
+
+
+@pytest.mark.parametrize("student, offset, warning", [
+    (_Answers, [0.0, 0.0, 1e4, 0.0], "the student gives class 'c2' (2) to 100.0% of the test images: it has not"),
+    (_Answers, [0.0, float("nan"), 0.0, 0.0], "the student's logits are not finite for 100.0% of the test images"),
+    (_Dead, [0.0, 0.0, 1.0, 0.0], "the student gives class 'c2' (2) to 100.0% of the test images, with the same "
+                                  "logits for every image (none moves by more than 0): its last activations died"),
 ])
-def test_a_student_whose_accuracy_is_a_constant_answer_is_named_in_the_log(tmp_path, caplog, offset, warning):
+def test_a_student_whose_accuracy_is_a_constant_answer_is_named_in_the_log(tmp_path, caplog, student, offset, warning):
     info = ClassifierInfo(arch="tiny", num_classes=4, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3,
                           classes=["c0", "c1", "c2", "c3"])
     with caplog.at_level("INFO", logger="datafree"):
-        _distiller(tmp_path, NoiseSynthesizer(batch_size=8), student=_Answers(offset), rounds=2, eval_every=2,
+        _distiller(tmp_path, NoiseSynthesizer(batch_size=8), student=student(offset), rounds=2, eval_every=2,
                    student_info=info).fit()
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith(warning)
-    assert float(next(csv.DictReader((tmp_path / "summary.csv").open()))["top_class_share"]) == 1.0
+    row = next(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert float(row["top_class_share"]) == 1.0
+    assert (float(row["logit_range"]) == 0) == (student is _Dead)
 
 
 def test_a_student_that_tells_classes_apart_draws_no_warning(tmp_path, caplog):
@@ -175,7 +187,7 @@ def test_a_student_that_tells_classes_apart_draws_no_warning(tmp_path, caplog):
     labels = torch.arange(40) % 4
     guess = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 4))
     result = evaluate(guess, [(images, labels)], torch.device("cpu"), amp=False, num_classes=4)
-    assert result["nonfinite_share"] == 0 and 0.25 <= result["top_class_share"] < 1
+    assert result["nonfinite_share"] == 0 and 0.25 <= result["top_class_share"] < 1 and result["logit_range"] > 0.01
     assert 0 <= result["top_class"] < 4
     with caplog.at_level("INFO", logger="datafree"):
         _distiller(tmp_path, NoiseSynthesizer(batch_size=8), rounds=2, eval_every=2)._warn_if_collapsed(
@@ -190,3 +202,24 @@ def test_a_run_meant_to_sit_at_chance_draws_no_collapse_warning(tmp_path, caplog
                    eval_every=2, warn_collapse=False).fit()
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
     assert float(next(csv.DictReader((tmp_path / "summary.csv").open()))["top_class_share"]) == 1.0
+
+
+def test_the_student_learning_rate_warms_up_over_its_first_steps_then_follows_the_cosine(tmp_path):
+    """trainer.warmup_steps=4: the student's rate is the plain schedule's times 1/4, 2/4, 3/4, then the schedule."""
+    rates = {}
+    for warmup in (0, 4):
+        d = _distiller(tmp_path / str(warmup), NoiseSynthesizer(batch_size=8), rounds=3, student_steps=3,
+                       eval_every=3, warmup_steps=warmup)
+        seen, step = [], d.guard.step
+
+        def record(optimizer, loss, terms, seen=seen, step=step):
+            seen.append(float(optimizer.param_groups[0]["lr"]))
+            return step(optimizer, loss, terms)
+
+        d.guard.step = record
+        d.fit()
+        rates[warmup] = seen
+    plain, warm = rates[0], rates[4]
+    assert len(plain) == len(warm) == 9 and plain[0] == pytest.approx(0.05)
+    assert warm == pytest.approx([rate * min(1.0, (i + 1) / 4) for i, rate in enumerate(plain)])
+    assert warm[:4] == sorted(warm[:4]) and warm[4:] == pytest.approx(plain[4:])
