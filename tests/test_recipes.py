@@ -107,3 +107,11 @@ def test_the_any_teacher_recipe_measures_batchnorm_in_the_teachers_units_and_the
     for pair in ("cifar10_resnet34_resnet18_fast", "cifar10_wrn40_2_wrn16_1_fast"):
         synthesizer = _compose("distill", [f"experiment={pair}"]).synthesizer
         assert (synthesizer.bn_distance, synthesizer.bn_weight) == ("raw", 10.0)
+
+
+def test_the_any_teacher_recipe_warms_the_student_up_and_the_cifar_pairs_do_not():
+    """A torchvision ResNet-18 at 128 px died in its first round at the fast trainer's rate without a warm-up
+    (docs/benchmarks.md); the CIFAR pairs' recipes were measured without one."""
+    assert _compose("distill", ["experiment=fast"]).trainer.warmup_steps == 200
+    for pair in ("cifar10_resnet34_resnet18_fast", "cifar10_wrn40_2_wrn16_1_fast", "demo_fast"):
+        assert _compose("distill", [f"experiment={pair}"]).trainer.warmup_steps == 0
