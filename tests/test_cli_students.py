@@ -66,7 +66,9 @@ def test_a_layer_pair_term_names_a_torchvision_students_own_modules(tmp_path, ca
 
 
 def test_a_torchvision_student_resumes_bitwise(tmp_path, capsys):
-    args = [*BASE, *MOBILENET, "trainer.rounds=3", "trainer.student_steps=2", "trainer.checkpoint_every=2"]
+    # stopped in the middle of the learning-rate warm-up: the resumed steps must take the rates they would have had
+    args = [*BASE, *MOBILENET, "trainer.rounds=3", "trainer.student_steps=2", "trainer.checkpoint_every=2",
+            "trainer.warmup_steps=5"]
     proc = in_process(capsys, "distill", *args, f"hydra.run.dir={tmp_path / 'reference'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = tmp_path / "run"
