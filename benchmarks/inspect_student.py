@@ -50,10 +50,12 @@ def main() -> None:
         with torch.no_grad():
             logits = student(images)
         given = logits.argmax(1)
+        spread = (logits.amax(0) - logits.amin(0)).max()
         print(f"{mode} mode: classes {given.bincount(minlength=info.num_classes).tolist()}, agreement "
-              f"{(given == answers).float().mean():.3f}, largest logit range {(logits.amax(0) - logits.amin(0)).max():.3g}")
+              f"{(given == answers).float().mean():.3f}, largest logit range {spread:.3g}")
         for name, out in outputs.items():
-            print(f"  {name:24s} variation over images {out.std(0).mean():9.4f}   share > 0 {(out > 0).float().mean():.3f}")
+            live = (out > 0).float().mean()
+            print(f"  {name:24s} variation over images {out.std(0).mean():9.4f}   share > 0 {live:.3f}")
 
 
 if __name__ == "__main__":

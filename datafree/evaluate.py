@@ -25,9 +25,10 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
 
     ``nonfinite_share``: the share of images with a non-finite logit; ``logit_range``: how far any one logit moves
     over the images (the largest max - min over the finite ones, nan when none is finite; 0 when the model answers
-    every image alike, as a network whose last activations all died does); with ``num_classes`` also ``top_class`` and ``top_class_share``,
-    the class ``model`` predicts most often and the share of images it gives that class (every rank counts
-    ``num_classes`` votes, so that the sum over ranks has one length even where a rank has no images).
+    every image alike, as a network whose last activations all died does); with ``num_classes`` also
+    ``top_class`` and ``top_class_share``, the class ``model`` predicts most often and the share of images it gives
+    that class (every rank counts ``num_classes`` votes, so that the sum over ranks has one length even where a
+    rank has no images).
     ``oom_hint`` ends the out-of-memory message: what else the caller holds on the device that could be lowered.
 
     Counts stay on the device until the end: one host sync per evaluation. Under torchrun

@@ -419,8 +419,8 @@ class Distiller:
                 logger.warning(
                     f"{share}, with the same logits for every image (none moves by more than "
                     f"{result['logit_range']:.2g}): its last activations died, so no gradient reaches the layers "
-                    f"before them (students measured so stayed so to the end of their run). A learning rate too high for this student in the first "
-                    f"steps does that: start again with "
+                    f"before them (students measured so stayed so to the end of their run). A learning rate too "
+                    f"high for this student in the first steps does that: start again with "
                     + (f"trainer.warmup_steps={max(200, 4 * warmup)} (now {warmup})" if warmup
                        else "trainer.warmup_steps=200 (now 0)")
                     + f" or a lower trainer.lr (now {self.settings.lr:g}).")
