@@ -6,10 +6,11 @@
 A student whose last stage loses every activation (each ReLU's input below zero for every image) answers every image
 with its classifier's bias, and no gradient reaches the layers before it again: a dead student, which its evaluation
 shows as one class for every test image. This trains a fresh ``--student`` (a zoo name, torchvision:NAME or
-timm:NAME, built for the teacher's task as distill builds it) for ``--steps`` SGD steps (momentum 0.9, weight decay
-5e-4, KD at temperature 4: trainer=fast's student step, without its crop) on the newest ``--images`` synthetic images
-of RUN_DIR's saved replay pool (a distill run's folder holding state_last.pt), the learning rate rising linearly over
-``--warmup`` steps, and prints per step the KD loss and the share of the last stage's outputs above zero (0: dead).
+timm:NAME, built for the teacher's task as distill builds it) for ``--steps`` Nesterov SGD steps (momentum 0.9,
+weight decay 5e-4, KD at temperature 4: trainer=fast's student step, without its crop) on the newest ``--images``
+synthetic images of RUN_DIR's saved replay pool (a distill run's folder holding state_last.pt), the learning rate
+rising linearly over ``--warmup`` steps, and prints per step the KD loss and the share of the last stage's outputs
+above zero (0: dead). On a GPU it runs there (no autocast); the figures in docs/benchmarks.md are from the CPU.
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def main() -> None:
     stage = last_stage(student)
     seen: dict[str, torch.Tensor] = {}
     stage.register_forward_hook(lambda module, inputs, output: seen.__setitem__("out", output.detach()))
-    optimizer = torch.optim.SGD(student.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
+    optimizer = torch.optim.SGD(student.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     print(f"{info.arch} -> {args.student} on {images.shape[0]} images of {args.run_dir}; lr {args.lr:g}, batch "
           f"{args.batch}, warm-up {args.warmup} steps, on {device}")
     for step in range(args.steps):
