@@ -24,8 +24,9 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
     """Top-1 accuracy of ``model``; with ``reference`` also its accuracy and their agreement.
 
     ``nonfinite_share``: the share of images with a non-finite logit; ``logit_range``: how far any one logit moves
-    over the images (the largest max - min over the finite ones, nan when none is finite; 0 when the model answers
-    every image alike, as a network whose last activations all died does); with ``num_classes`` also
+    over the images (the largest max - min over the finite ones, nan when none is finite; about 0 when the model
+    answers every image alike, as a network whose last activations died does; with ``reference`` also
+    ``reference_logit_range``, the same for the reference, the scale to compare it with); with ``num_classes`` also
     ``top_class`` and ``top_class_share``, the class ``model`` predicts most often and the share of images it gives
     that class (every rank counts ``num_classes`` votes, so that the sum over ranks has one length even where a
     rank has no images).
@@ -44,6 +45,7 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
     nonfinite = torch.zeros_like(correct)
     votes = torch.zeros(num_classes or 0, dtype=torch.long, device=device)  # images per predicted class
     spread = torch.full((), -torch.inf, device=device)  # the largest range of one logit over the images
+    ref_spread = spread.clone()  # the same for the reference
     total = 0
     try:
         for images, labels in batches:
@@ -52,38 +54,46 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
                     logits = model(images)
                     pred = logits.argmax(1)
                     if reference is not None:
-                        ref_pred = reference(images).argmax(1)
+                        ref_logits = reference(images)
+                        ref_pred = ref_logits.argmax(1)
             except torch.OutOfMemoryError:
                 raise DatafreeError(f"out of GPU memory evaluating batches of {images.shape[0]} images: lower "
                                     f"data.eval_batch_size (e.g. data.eval_batch_size={max(1, images.shape[0] // 2)}){oom_hint}.") from None
             correct += (pred == labels).sum()
-            finite = torch.isfinite(logits).all(1)
-            nonfinite += (~finite).sum()
-            rows = finite[:, None]  # the finite rows only; where(), not a mask index (that would sync)
-            high = torch.where(rows, logits.float(), -torch.inf).amax(0)
-            low = torch.where(rows, logits.float(), torch.inf).amin(0)
-            spread = torch.maximum(spread, (high - low).max())  # -inf where no row is finite: unchanged
+            nonfinite += (~torch.isfinite(logits).all(1)).sum()
+            spread = torch.maximum(spread, _logit_range(logits))
             if num_classes:  # a comparison, not bincount: bincount sizes its output from the data (a host sync)
                 votes += (pred[:, None] == torch.arange(num_classes, device=pred.device)).sum(0)
             if reference is not None:
                 agree += (pred == ref_pred).sum()
                 ref_correct += (ref_pred == labels).sum()
+                ref_spread = torch.maximum(ref_spread, _logit_range(ref_logits))
             total += labels.shape[0]
     finally:
         model.train(was_training)
     counts = dist.all_reduce_(torch.cat([torch.stack([correct, agree, ref_correct, nonfinite,
                                                       torch.full_like(correct, total)]), votes]))
-    spread = dist.all_reduce_(spread.reshape(1), op="max")
+    spread = dist.all_reduce_(torch.stack([spread, ref_spread]), op="max")
     counts = torch.cat([counts.double(), spread.double()]).tolist()  # one copy to the host (exact below 2^53)
-    (correct, agree, ref_correct, nonfinite, total), votes = map(int, counts[:5]), [int(v) for v in counts[5:-1]]
+    (correct, agree, ref_correct, nonfinite, total), votes = map(int, counts[:5]), [int(v) for v in counts[5:-2]]
+    spread, ref_spread = (value if value > -math.inf else math.nan for value in counts[-2:])  # nan: none finite
     if total == 0:
         return {"accuracy": float("nan")}
-    result = {"accuracy": correct / total, "nonfinite_share": nonfinite / total,
-              "logit_range": counts[-1] if counts[-1] > -math.inf else math.nan}  # nan: no finite logits
+    result = {"accuracy": correct / total, "nonfinite_share": nonfinite / total, "logit_range": spread}
     if votes:
         top = max(range(len(votes)), key=votes.__getitem__)
         result.update(top_class=top, top_class_share=votes[top] / total)
     if reference is not None:
         result["reference_accuracy"] = ref_correct / total
         result["agreement"] = agree / total
+        result["reference_logit_range"] = ref_spread
     return result
+
+
+def _logit_range(logits: torch.Tensor) -> torch.Tensor:
+    """The largest range (max - min over the batch) of any one logit, over the rows whose logits are all finite;
+    -inf when none is. ``where()``, not a mask index: a mask index sizes its output from the data (a host sync)."""
+    rows = torch.isfinite(logits).all(1, keepdim=True)
+    high = torch.where(rows, logits.float(), -torch.inf).amax(0)
+    low = torch.where(rows, logits.float(), torch.inf).amin(0)
+    return (high - low).max()

@@ -164,8 +164,8 @@ class _Dead(_Answers):
 @pytest.mark.parametrize("student, offset, warning", [
     (_Answers, [0.0, 0.0, 1e4, 0.0], "the student gives class 'c2' (2) to 100.0% of the test images: it has not"),
     (_Answers, [0.0, float("nan"), 0.0, 0.0], "the student's logits are not finite for 100.0% of the test images"),
-    (_Dead, [0.0, 0.0, 1.0, 0.0], "the student gives class 'c2' (2) to 100.0% of the test images, with the same "
-                                  "logits for every image (none moves by more than 0): its last activations died"),
+    (_Dead, [0.0, 0.0, 1.0, 0.0], "the student gives class 'c2' (2) to 100.0% of the test images, and its logits "
+                                  "barely move between images (by at most 0, the teacher's by "),
 ])
 def test_a_student_whose_accuracy_is_a_constant_answer_is_named_in_the_log(tmp_path, caplog, student, offset, warning):
     info = ClassifierInfo(arch="tiny", num_classes=4, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3,
@@ -223,3 +223,16 @@ def test_the_student_learning_rate_warms_up_over_its_first_steps_then_follows_th
     assert len(plain) == len(warm) == 9 and plain[0] == pytest.approx(0.05)
     assert warm == pytest.approx([rate * min(1.0, (i + 1) / 4) for i, rate in enumerate(plain)])
     assert warm[:4] == sorted(warm[:4]) and warm[4:] == pytest.approx(plain[4:])
+
+
+@pytest.mark.parametrize("logit_range, teacher_range, dead", [
+    (0.169, 22.35, True),   # the torchvision ResNet-18 found dead at 128 px, on real test images (docs/benchmarks.md)
+    (2.0, 22.35, False),    # moves on a tenth of the teacher's scale: alive, whatever class it favours
+    (0.169, None, False),   # no teacher to compare with: only logits that do not move at all
+    (0.0, None, True),
+    (float("nan"), 22.35, False),  # no finite logit: the non-finite warning speaks instead
+])
+def test_a_dead_student_is_told_by_logits_that_barely_move_against_the_teachers(tmp_path, logit_range, teacher_range,
+                                                                                  dead):
+    result = {"logit_range": logit_range, **({"reference_logit_range": teacher_range} if teacher_range else {})}
+    assert _distiller(tmp_path, NoiseSynthesizer(batch_size=8))._barely_moves(result) is dead
