@@ -59,9 +59,8 @@ def main() -> None:
         batches = list(zip(pixels.split(250), labels.split(250)))
         result = evaluate(student, batches, torch.device("cpu"), amp=False, num_classes=info.num_classes,
                           reference=teacher)
-        dead = result["top_class_share"] >= Distiller.COLLAPSED_SHARE and Distiller._barely_moves(Distiller, result)
         print(f"{len(labels)} real test images: " + ", ".join(f"{k} {v:.4g}" for k, v in result.items())
-              + f"; distill's warning would call it dead: {dead}")
+              + f"; distill's warning would call it dead: {Distiller.is_dead(result)}")
     for mode in ("eval", "train"):
         student.train(mode == "train")
         with torch.no_grad():

@@ -60,14 +60,15 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
                 raise DatafreeError(f"out of GPU memory evaluating batches of {images.shape[0]} images: lower "
                                     f"data.eval_batch_size (e.g. data.eval_batch_size={max(1, images.shape[0] // 2)}){oom_hint}.") from None
             correct += (pred == labels).sum()
-            nonfinite += (~torch.isfinite(logits).all(1)).sum()
-            spread = torch.maximum(spread, _logit_range(logits))
+            finite = torch.isfinite(logits).all(1)
+            nonfinite += (~finite).sum()
+            spread = torch.maximum(spread, _logit_range(logits, finite))
             if num_classes:  # a comparison, not bincount: bincount sizes its output from the data (a host sync)
                 votes += (pred[:, None] == torch.arange(num_classes, device=pred.device)).sum(0)
             if reference is not None:
                 agree += (pred == ref_pred).sum()
                 ref_correct += (ref_pred == labels).sum()
-                ref_spread = torch.maximum(ref_spread, _logit_range(ref_logits))
+                ref_spread = torch.maximum(ref_spread, _logit_range(ref_logits, torch.isfinite(ref_logits).all(1)))
             total += labels.shape[0]
     finally:
         model.train(was_training)
@@ -90,10 +91,9 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
     return result
 
 
-def _logit_range(logits: torch.Tensor) -> torch.Tensor:
-    """The largest range (max - min over the batch) of any one logit, over the rows whose logits are all finite;
-    -inf when none is. ``where()``, not a mask index: a mask index sizes its output from the data (a host sync)."""
-    rows = torch.isfinite(logits).all(1, keepdim=True)
-    high = torch.where(rows, logits.float(), -torch.inf).amax(0)
-    low = torch.where(rows, logits.float(), torch.inf).amin(0)
-    return (high - low).max()
+def _logit_range(logits: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+    """The largest range (max - min over the batch) of any one logit, over the rows ``finite`` marks (those whose
+    logits are all finite); -inf when there is none. ``where()``, not a mask index: a mask index sizes its output
+    from the data (a host sync)."""
+    logits, rows = logits.float(), finite[:, None]
+    return (torch.where(rows, logits, -torch.inf).amax(0) - torch.where(rows, logits, torch.inf).amin(0)).max()

@@ -405,10 +405,14 @@ class Distiller:
     DEAD_SHARE = 0.05
     DEAD_RANGE = 1e-3
 
-    def _barely_moves(self, result: dict) -> bool:
+    @classmethod
+    def is_dead(cls, result: dict) -> bool:
+        """Whether an evaluation's ``result`` is a dead student's: one class for nearly every image, and logits that
+        barely move between images (against the teacher's range where the result has it)."""
         spread, scale = result.get("logit_range", math.nan), result.get("reference_logit_range", math.nan)
-        limit = self.DEAD_SHARE * scale if math.isfinite(scale) and scale > 0 else self.DEAD_RANGE
-        return math.isfinite(spread) and spread < limit
+        limit = cls.DEAD_SHARE * scale if math.isfinite(scale) and scale > 0 else cls.DEAD_RANGE
+        return (result.get("top_class_share", 0.0) >= cls.COLLAPSED_SHARE and math.isfinite(spread)
+                and spread < limit)
 
     def _warn_if_collapsed(self, result: dict) -> None:
         """Say so when the student's accuracy is a constant answer rather than a measure of what it learned: logits
@@ -423,7 +427,7 @@ class Distiller:
             top = result["top_class"]
             name = f"'{info.classes[top]}' ({top})" if info is not None and top < len(info.classes) else str(top)
             share = f"the student gives class {name} to {result['top_class_share']:.1%} of the test images"
-            if self._barely_moves(result):
+            if self.is_dead(result):
                 warmup = self.settings.warmup_steps
                 scale = result.get("reference_logit_range", math.nan)
                 logger.warning(

@@ -225,14 +225,16 @@ def test_the_student_learning_rate_warms_up_over_its_first_steps_then_follows_th
     assert warm[:4] == sorted(warm[:4]) and warm[4:] == pytest.approx(plain[4:])
 
 
-@pytest.mark.parametrize("logit_range, teacher_range, dead", [
-    (0.169, 22.35, True),   # the torchvision ResNet-18 found dead at 128 px, on real test images (docs/benchmarks.md)
-    (2.0, 22.35, False),    # moves on a tenth of the teacher's scale: alive, whatever class it favours
-    (0.169, None, False),   # no teacher to compare with: only logits that do not move at all
-    (0.0, None, True),
-    (float("nan"), 22.35, False),  # no finite logit: the non-finite warning speaks instead
+@pytest.mark.parametrize("logit_range, teacher_range, share, dead", [
+    (0.169, 22.35, 1.0, True),    # the torchvision ResNet-18 found dead at 128 px, on real test images (docs/benchmarks.md)
+    (2.0, 22.35, 1.0, False),     # moves on a tenth of the teacher's scale: alive, whatever class it favours
+    (0.169, 22.35, 0.5, False),   # tells classes apart: not dead, however small its logits
+    (0.169, None, 1.0, False),    # no teacher to compare with: only logits that do not move at all
+    (0.0, None, 1.0, True),
+    (float("nan"), 22.35, 1.0, False),  # no finite logit: the non-finite warning speaks instead
 ])
-def test_a_dead_student_is_told_by_logits_that_barely_move_against_the_teachers(tmp_path, logit_range, teacher_range,
-                                                                                  dead):
-    result = {"logit_range": logit_range, **({"reference_logit_range": teacher_range} if teacher_range else {})}
-    assert _distiller(tmp_path, NoiseSynthesizer(batch_size=8))._barely_moves(result) is dead
+def test_a_dead_student_is_one_class_with_logits_that_barely_move_against_the_teachers(logit_range, teacher_range,
+                                                                                         share, dead):
+    result = {"logit_range": logit_range, "top_class_share": share,
+              **({"reference_logit_range": teacher_range} if teacher_range else {})}
+    assert Distiller.is_dead(result) is dead
