@@ -164,8 +164,9 @@ class _Dead(_Answers):
 @pytest.mark.parametrize("student, offset, warning", [
     (_Answers, [0.0, 0.0, 1e4, 0.0], "the student gives class 'c2' (2) to 100.0% of the test images: it has not"),
     (_Answers, [0.0, float("nan"), 0.0, 0.0], "the student's logits are not finite for 100.0% of the test images"),
-    (_Dead, [0.0, 0.0, 1.0, 0.0], "the student gives class 'c2' (2) to 100.0% of the test images, and its logits "
-                                  "barely move between images (by at most 0, the teacher's by "),
+    (_Dead, [0.0, 0.0, 1.0, 0.0], "the student gives class 'c2' (2) to 100.0% of the test images: it has not "
+                                  "learned to tell the classes apart on real images yet. For now its logits barely "
+                                  "move between images (by at most 0, the teacher's by "),
 ])
 def test_a_student_whose_accuracy_is_a_constant_answer_is_named_in_the_log(tmp_path, caplog, student, offset, warning):
     info = ClassifierInfo(arch="tiny", num_classes=4, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3,
@@ -178,6 +179,39 @@ def test_a_student_whose_accuracy_is_a_constant_answer_is_named_in_the_log(tmp_p
     row = next(csv.DictReader((tmp_path / "summary.csv").open()))
     assert float(row["top_class_share"]) == 1.0
     assert (float(row["logit_range"]) == 0) == (student is _Dead)
+
+
+def test_a_student_whose_logits_stay_flat_is_called_dead_once_they_have_not_grown_for_a_while(tmp_path, caplog,
+                                                                                              monkeypatch):
+    """Evaluations at steps 6 and 12 (3 steps a round, every 2 rounds): flat at the first (the generic warning, with
+    the watch started), still flat 6 steps later (dead)."""
+    monkeypatch.setattr(Distiller, "DEAD_AFTER_STEPS", 6)
+    with caplog.at_level("INFO", logger="datafree"):
+        _distiller(tmp_path, NoiseSynthesizer(batch_size=8), student=_Dead([0.0, 0.0, 1.0, 0.0]), rounds=4,
+                   eval_every=2).fit()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "For now its logits barely move" in warnings[0]
+    assert warnings[1].startswith("the student gives class 2 to 100.0% of the test images, and its logits barely "
+                                  "move between images (by at most 0, the teacher's by ")
+    assert "as they did at step 6 without growing since: its last activations died" in warnings[1]
+    assert "trainer.warmup_steps=200 (now 0)" in warnings[1]
+
+
+@pytest.mark.parametrize("ranges, dead_at", [
+    # The torchvision MobileNetV3-Large at 128 px (docs/benchmarks.md): flat at first, then waking; it learned.
+    ([(200, 0.0039), (400, 0.0586), (600, 0.367)], None),
+    ([(500, 0.17), (1000, 0.16)], 1000),   # flat and not growing over 500 steps: dead
+    ([(500, 0.17), (600, 0.16), (700, 0.3)], 700),  # not doubled over 200 steps
+    ([(500, 0.17), (600, 0.16)], None),    # too soon to tell
+    ([(200, 0.17), (300, 0.5), (400, 0.6)], None),  # waking (tripled) restarts the watch at step 300
+])
+def test_a_flat_student_is_dead_only_if_its_logits_do_not_double_within_the_steps_allowed(tmp_path, ranges, dead_at):
+    d = _distiller(tmp_path, NoiseSynthesizer(batch_size=8), rounds=2, eval_every=2)
+    said = [step for step, spread in ranges
+            if d._stayed_flat({"logit_range": spread, "reference_logit_range": 31.2, "top_class_share": 1.0}, step)]
+    assert said == ([dead_at] if dead_at else [])
+    assert not d._stayed_flat({"logit_range": 30.0, "reference_logit_range": 31.2, "top_class_share": 0.2}, 2000)
+    assert d._flat_since is None  # a live evaluation ends the watch
 
 
 def test_a_student_that_tells_classes_apart_draws_no_warning(tmp_path, caplog):
