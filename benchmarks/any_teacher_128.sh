@@ -29,7 +29,8 @@ if [ ! -f "$T/teacher.pt" ]; then
   echo "train-teacher wall time: $(( $(date +%s) - start )) s" | tee -a "$OUT/teacher.log"
   cp "$T/summary.csv" "$OUT/teacher_summary.csv" 2>/dev/null || true
 fi
-tail -n 3 "$OUT/teacher.log"
+# A teacher trained by an earlier call (another OUT) has no log here: say which one is used instead of stopping.
+if [ -f "$OUT/teacher.log" ]; then tail -n 3 "$OUT/teacher.log"; else echo "teacher: $T/teacher.pt, trained earlier"; fi
 [ "$student_s" != 0 ] || exit 0
 pids=()
 for s in "${students[@]}"; do
