@@ -30,3 +30,13 @@ methods_plot() {  # PAIR BUDGET_S TITLE
 }
 methods_plot resnet34_resnet18 120 "ResNet-34 -> ResNet-18, every method, 120 s on one H100"
 methods_plot wrn40_2_wrn16_1 120 "WRN-40-2 -> WRN-16-1, every method, 120 s on one H100"
+
+# CIFAR-10 at 128 px beyond the zoo (benchmarks/any_teacher_128.sh; docs/benchmarks.md, "With the warm-up, the
+# 128-px students learn"): one seed each so far.
+w=$r/any_teacher/cifar128_warmup
+python3 benchmarks/plot_curves.py assets/any_teacher_128px.png \
+    "ResNet-18, alone=$w/alone_resnet18_summary.csv" \
+    "ResNet-18, 2 runs sharing the GPU=$w/side_by_side_resnet18_summary.csv" \
+    "MobileNetV3-Large, 2 runs sharing the GPU=$w/side_by_side_mobilenet_v3_large_summary.csv" \
+    --title "CIFAR-10 at 128 px: ResNet-50 teacher (77.26%) -> torchvision students
+experiment=fast, one seed each, one H200"
