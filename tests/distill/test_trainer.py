@@ -193,7 +193,7 @@ def test_a_student_whose_logits_stay_flat_is_called_dead_once_they_have_not_grow
     assert len(warnings) == 2 and "For now its logits barely move" in warnings[0]
     assert warnings[1].startswith("the student gives class 2 to 100.0% of the test images, and its logits barely "
                                   "move between images (by at most 0, the teacher's by ")
-    assert "as they did at step 6 without growing since: its last activations died" in warnings[1]
+    assert "as at step 6, without doubling since: its last activations died" in warnings[1]
     assert "trainer.warmup_steps=200 (now 0)" in warnings[1]
 
 
