@@ -1,6 +1,11 @@
-"""CPU latency at batch 1 and file sizes of the zoo's CIFAR networks, float and int8, on this machine.
+"""CPU latency at batch 1 and file sizes of networks, float and int8, on this machine.
 
-    python benchmarks/ship_latency.py [--archs resnet18 wrn16_1 resnet34 wrn40_2] [--threads 1 2] [--out FILE.json]
+    python benchmarks/ship_latency.py [--archs resnet18 wrn16_1 resnet34 wrn40_2] [--size 32] [--threads 1 2]
+        [--out FILE.json]
+
+ARCHS are what `student=` takes by name: the zoo's CIFAR networks (`resnet18`), `torchvision:NAME`, `timm:NAME`;
+each built for 10 classes and 3 channels, at SIZE x SIZE pixels (`--size 128` for the 128-px benchmark's
+torchvision students and teacher).
 
 Latency and size do not depend on what the weights are, so the networks are built with random weights (seed 0)
 and deployed as `datafree deploy` deploys a distilled student (`deploy_student`: ONNX checked against PyTorch,
@@ -17,32 +22,34 @@ import tempfile
 
 import torch
 
-from datafree.models import create_model
 from datafree.ship import DeploySettings, deploy_student
 from datafree.ship.timing import cpu_name
 from datafree.teachers import ClassifierInfo, Normalized
+from datafree.teachers.students import build_student
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
-def measure(arch: str, threads: int) -> dict:
+def measure(arch: str, threads: int, size: int = 32) -> dict:
     torch.manual_seed(0)
-    model = Normalized(create_model(arch, num_classes=10), CIFAR_MEAN, CIFAR_STD).eval()
-    info = ClassifierInfo(arch, 10, (3, 32, 32), CIFAR_MEAN, CIFAR_STD)
-    calibration = torch.randint(0, 256, (128, 3, 32, 32), dtype=torch.uint8)
+    net, label = build_student(arch, num_classes=10, in_channels=3)
+    model = Normalized(net, CIFAR_MEAN, CIFAR_STD).eval()
+    info = ClassifierInfo(label, 10, (3, size, size), CIFAR_MEAN, CIFAR_STD)
+    calibration = torch.randint(0, 256, (128, 3, size, size), dtype=torch.uint8)
     settings = DeploySettings(formats=["onnx"], int8=True, calibration_images=128, check_images=32,
                               int8_min_agreement=0.0, compare_real_calibration=False, latency=True, threads=threads)
     with tempfile.TemporaryDirectory() as out:
         manifest = deploy_student(model, info, out, synthetic=calibration, settings=settings, log=lambda line: None)
     int8 = manifest["int8"]
     latency = {k: round(v["median_ms"], 3) for k, v in int8["latency_ms_batch1"].items()}
-    return {"arch": arch, "threads": threads, "cpu": int8["latency_cpu"], "latency_ms": latency,
+    return {"arch": label, "size": size, "threads": threads, "cpu": int8["latency_cpu"], "latency_ms": latency,
             "kb": {k: round(v / 1e3, 1) for k, v in int8["bytes"].items()}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", nargs="+", default=["resnet18", "wrn16_1", "resnet34", "wrn40_2"])
+    parser.add_argument("--size", type=int, default=32, help="input side in pixels")
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--out", help="also write the rows as JSON here")
     args = parser.parse_args()
@@ -52,10 +59,10 @@ def main() -> None:
     rows = []
     for arch in args.archs:
         for threads in args.threads:
-            row = measure(arch, threads)
+            row = measure(arch, threads, args.size)
             rows.append(row)
             ms, kb = row["latency_ms"], row["kb"]
-            print(f"| {arch} | {threads} | {ms['pytorch_float']:.3f} | {ms['onnxruntime_float']:.3f} | "
+            print(f"| {row['arch']} at {args.size} px | {threads} | {ms['pytorch_float']:.3f} | {ms['onnxruntime_float']:.3f} | "
                   f"{ms['onnxruntime_int8']:.3f} | {kb['float_onnx']:,.1f} kB | {kb['int8_onnx']:,.1f} kB |", flush=True)
     if args.out:
         with open(args.out, "w") as handle:
