@@ -149,6 +149,8 @@ RULES: dict[str, tuple[tuple, str]] = {
     "trainer.halve_synthesis_on_oom": (BOOL, "true"),
     "trainer.cuda_graphs": (BOOL, "false"),
     "trainer.sync_batchnorm": (BOOL, "true"),
+    "trainer.bn_momentum": (("auto, keep or a number in (0, 1]", lambda v: v in ("auto", "keep") or (
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1)), "0.1"),
     "trainer.clip_grad_norm": (_or_null(POSITIVE), "5.0"),
     "trainer.attention.weight": (_number(0), "250"),
     "trainer.hint.weight": (_number(0), "1.0"),

@@ -36,6 +36,7 @@ class TrainerSettings:
     loss: Any  # KDLoss, LogitL1Loss, ...
     cuda_graphs: bool
     sync_batchnorm: bool
+    bn_momentum: float | str  # auto (raise any below 0.1 to 0.1), keep, or a number in (0, 1]
     # The synthetic batches of an online run: replayed share, memory bank, augmentation, out of memory.
     replay: float
     pool_capacity: int | str  # images, or auto: sized from the free device memory

@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datafree.distill.objectives import Objectives
+from datafree.distill.bn_momentum import set_bn_momentum
 from datafree.distill.preflight import check_student_fits
 from datafree.distill.settings import Outputs, TrainerSettings
 from datafree.distill.sources import BatchSource, SynthesizerSource
@@ -94,6 +95,10 @@ class Distiller:
             checkpoint_path=Path(outputs.checkpoint_path) if outputs.checkpoint_path else None,
             grid_path=Path(outputs.grid_path) if outputs.grid_path else None,
         )
+        # Before any capture: a CUDA graph holds the momentum it was captured with.
+        note = set_bn_momentum(student, settings.bn_momentum)
+        if note:
+            self.outputs.logger.info(note)
         self.teacher, self.student, self.source, self.settings = teacher, student, source, settings
         self.device, self.amp, self.num_classes = device, amp, num_classes
         self.loss = settings.loss
@@ -408,10 +413,11 @@ class Distiller:
     DEAD_SHARE = 0.05
     DEAD_RANGE = 1e-3
     # A flat student is not yet a dead one: a torchvision MobileNetV3-Large at 128 px moved by 0.004 against its
-    # teacher's 31 at its first evaluation (step 200; its classifier starts from weights of standard deviation 0.01),
-    # then its range grew 15x, 6x and 3x over the next three spans of 200 student steps, and it learned
-    # (docs/benchmarks.md). The trainer calls a flat student dead only when its range has not doubled over
-    # DEAD_AFTER_STEPS student steps.
+    # teacher's 31 at its first evaluation (step 200), then its range grew 15x, 6x and 3x over the next three spans
+    # of 200 student steps, and it learned (docs/benchmarks.md). Its BatchNorm momentum, torchvision's 0.01, kept
+    # its running statistics (what evaluation uses) far from its weights' for hundreds of steps; trainer.bn_momentum
+    # (distill/bn_momentum.py) now raises it, but any student's statistics lag a little at first. The trainer calls
+    # a flat student dead only when its range has not doubled over DEAD_AFTER_STEPS student steps.
     DEAD_AFTER_STEPS = 200
     WAKING_GROWTH = 2.0
 
@@ -467,8 +473,9 @@ class Distiller:
                        else "trainer.warmup_steps=200 (now 0)")
                     + f" or a lower trainer.lr (now {self.settings.lr:g}).")
                 return
-            flat = (f" For now {moves}: a torchvision MobileNetV3 did so for its first 600 steps, then "
-                    f"learned; if they do not double within {self.DEAD_AFTER_STEPS} student steps, the log will say "
+            flat = (f" For now {moves}: a student whose BatchNorm running statistics still lag its weights does "
+                    "so at first (a torchvision MobileNetV3 at its own momentum of 0.01 did for 600 steps, then "
+                    f"learned); if they do not double within {self.DEAD_AFTER_STEPS} student steps, the log will say "
                     "the student died." if self._flat_since is not None else "")
             logger.warning(
                 f"{share}: it has not learned to tell the classes apart on real images yet.{flat} If it stays so, look at "
