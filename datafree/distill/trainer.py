@@ -425,8 +425,8 @@ class Distiller:
     def is_dead(cls, result: dict) -> bool:
         """Whether one evaluation's ``result`` looks like a dead student's: one class for nearly every image, and
         logits that barely move between images (against the teacher's range where the result has it). One
-        evaluation cannot tell a dead student from one whose head starts small; ``fit`` also asks that the range
-        has not doubled over ``DEAD_AFTER_STEPS`` student steps before it says so."""
+        evaluation cannot tell a dead student from one whose running statistics still lag; ``fit`` also asks that
+        the range has not doubled over ``DEAD_AFTER_STEPS`` student steps before it says so."""
         spread, scale = result.get("logit_range", math.nan), result.get("reference_logit_range", math.nan)
         limit = cls.DEAD_SHARE * scale if math.isfinite(scale) and scale > 0 else cls.DEAD_RANGE
         return (result.get("top_class_share", 0.0) >= cls.COLLAPSED_SHARE and math.isfinite(spread)
