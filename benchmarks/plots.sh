@@ -32,11 +32,12 @@ methods_plot resnet34_resnet18 120 "ResNet-34 -> ResNet-18, every method, 120 s 
 methods_plot wrn40_2_wrn16_1 120 "WRN-40-2 -> WRN-16-1, every method, 120 s on one H100"
 
 # CIFAR-10 at 128 px beyond the zoo (benchmarks/any_teacher_128.sh; docs/benchmarks.md, "With the warm-up, the
-# 128-px students learn"): one seed each so far.
-w=$r/any_teacher/cifar128_warmup
+# 128-px students learn" and "Three seeds"): two ResNet-50 teachers of one recipe; the curves are student/teacher.
+w=$r/any_teacher/cifar128_warmup; s=$r/any_teacher/cifar128_seeds
 python3 benchmarks/plot_curves.py assets/any_teacher_128px.png \
-    "ResNet-18, alone=$w/alone_resnet18_summary.csv" \
-    "ResNet-18, 2 runs sharing the GPU=$w/side_by_side_resnet18_summary.csv" \
-    "MobileNetV3-Large, 2 runs sharing the GPU=$w/side_by_side_mobilenet_v3_large_summary.csv" \
-    --title "CIFAR-10 at 128 px: ResNet-50 teacher (77.26%) -> torchvision students
-experiment=fast, one seed each, one H200"
+    "ResNet-18, alone, 3 seeds (teacher 79.27%)=$s/resnet18_s0_summary.csv,$s/resnet18_s1_summary.csv,$s/resnet18_s2_summary.csv" \
+    "ResNet-18, alone (teacher 77.26%)=$w/alone_resnet18_summary.csv" \
+    "ResNet-18, 2 runs sharing the GPU (77.26%)=$w/side_by_side_resnet18_summary.csv" \
+    "MobileNetV3-Large, 2 runs sharing the GPU (77.26%)=$w/side_by_side_mobilenet_v3_large_summary.csv" \
+    --title "CIFAR-10 at 128 px: torchvision ResNet-50 teacher -> torchvision students
+experiment=fast, one H200"
