@@ -4,7 +4,8 @@
 #   benchmarks/any_teacher_128.sh DATA_DIR TEACHER_S STUDENT_S [STUDENT ...]
 # 1. train-teacher: a torchvision ResNet-50 trained from scratch at data.image_size=128 (the resized-crop
 #    augmentation train-teacher picks above 64 px), plain cross-entropy, stopped after TEACHER_S seconds of
-#    training (the cosine schedule follows the clock); skipped when /tmp/t128/teacher.pt exists.
+#    training (the cosine schedule follows the clock); skipped when /tmp/t128/teacher.pt exists (TEACHER_S=0
+#    insists on that: it stops when there is none).
 # 2. distill experiment=fast (unchanged) into each torchvision STUDENT (default: resnet18 mobilenet_v3_large),
 #    STUDENT_S seconds each, evaluated every 10 rounds for the curve. SIDE_BY_SIDE=1 runs the students at the
 #    same time on the one GPU (each then has about half of it; the docs say so next to the figures). STUDENT_S=0
@@ -22,6 +23,9 @@ TAG=${TAG:-}  # a suffix for the students' run folders and logs (variants side b
 mkdir -p "$OUT"
 common=(data=cifar10_jpeg "data.root=$data" "data.image_size=$SIZE" progress=false "${extra[@]}")
 if [ ! -f "$T/teacher.pt" ]; then
+  # TEACHER_S=0 means "reuse the teacher there": on a machine handed back since, that teacher is gone.
+  [ "$teacher_s" != 0 ] || { echo "no teacher at $T/teacher.pt to reuse (TEACHER_S=0): put one there" \
+      "(TEACHER_DIR=... names another folder) or give TEACHER_S > 0 to train one" >&2; exit 2; }
   start=$(date +%s)
   python3 -m datafree train-teacher "${common[@]}" teacher=torchvision "teacher.name=$TEACHER" \
       "teacher.train.time_budget_s=$teacher_s" "hydra.run.dir=$T" > "$OUT/teacher.log" 2>&1 \
