@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from datafree.distill.bn_momentum import set_bn_momentum
+from datafree.models.bn_momentum import set_bn_momentum
 from datafree.teachers.students import build_student
 
 

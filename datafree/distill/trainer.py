@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datafree.distill.objectives import Objectives
-from datafree.distill.bn_momentum import set_bn_momentum
+from datafree.models.bn_momentum import set_bn_momentum
 from datafree.distill.preflight import check_student_fits
 from datafree.distill.settings import Outputs, TrainerSettings
 from datafree.distill.sources import BatchSource, SynthesizerSource
@@ -346,6 +346,8 @@ class Distiller:
     def _state_dicts(self) -> dict:
         """The Distiller's parts in a state; the loop adds the guard, the RNG states and the clock."""
         return {"student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
+                # the dead-student watch (_stayed_flat): a resumed run goes on counting from the same evaluation
+                "flat_since": None if self._flat_since is None else list(self._flat_since),
                 **self.source.state_dict(),
                 # Hint adapters (features) and the discriminator with its optimiser: not in the student's state dict.
                 **self.objectives.state_dict()}
@@ -358,6 +360,8 @@ class Distiller:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.source.load_state_dict(saved)
         self.objectives.load_state_dict(saved)
+        since = saved.get("flat_since")  # absent in states saved before the watch was kept
+        self._flat_since = None if since is None else (int(since[0]), float(since[1]))
 
     # -- evaluation and outputs ---------------------------------------------------------------------
     def _evaluate_and_save(self, loop: Loop, run: Progress) -> None:
@@ -416,7 +420,7 @@ class Distiller:
     # teacher's 31 at its first evaluation (step 200), then its range grew 15x, 6x and 3x over the next three spans
     # of 200 student steps, and it learned (docs/benchmarks.md). Its BatchNorm momentum, torchvision's 0.01, kept
     # its running statistics (what evaluation uses) far from its weights' for hundreds of steps; trainer.bn_momentum
-    # (distill/bn_momentum.py) now raises it, but any student's statistics lag a little at first. The trainer calls
+    # (models/bn_momentum.py) now raises it, but any student's statistics lag a little at first. The trainer calls
     # a flat student dead only when its range has not doubled over DEAD_AFTER_STEPS student steps.
     DEAD_AFTER_STEPS = 200
     WAKING_GROWTH = 2.0

@@ -8,7 +8,7 @@ import torch
 import torchvision
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from datafree.distill.bn_momentum import set_bn_momentum
+from datafree.models.bn_momentum import set_bn_momentum
 from datafree.models import create_model
 
 

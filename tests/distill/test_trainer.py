@@ -197,6 +197,26 @@ def test_a_student_whose_logits_stay_flat_is_called_dead_once_they_have_not_grow
     assert "trainer.warmup_steps=200 (now 0)" in warnings[1]
 
 
+def test_the_dead_student_watch_goes_on_across_a_resume(tmp_path, caplog, monkeypatch):
+    """The run above, stopped after its first evaluation and resumed for two more rounds: the watch started at step 6
+    travels in the saved state, so step 12 still says dead (a fresh watch would only start there)."""
+    from datafree.utils.run_state import StateFiles
+
+    monkeypatch.setattr(Distiller, "DEAD_AFTER_STEPS", 6)
+
+    def run(rounds, resume):
+        state = StateFiles(tmp_path, config={"lr": 0.05}, resume=resume, notice=lambda m: None)
+        _distiller(tmp_path, NoiseSynthesizer(batch_size=8), student=_Dead([0.0, 0.0, 1.0, 0.0]), rounds=rounds,
+                   eval_every=2, state=state).fit()
+
+    with caplog.at_level("INFO", logger="datafree"):
+        run(2, resume=False)
+        run(4, resume=True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "For now its logits barely move" in warnings[0]
+    assert "as at step 6, without doubling since: its last activations died" in warnings[-1]
+
+
 @pytest.mark.parametrize("ranges, dead_at", [
     # The torchvision MobileNetV3-Large at 128 px (docs/benchmarks.md): flat at first, then waking; it learned.
     ([(200, 0.0039), (400, 0.0586), (600, 0.367)], None),
