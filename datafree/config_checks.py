@@ -44,6 +44,9 @@ BOOL = ("true or false", lambda v: isinstance(v, bool))
 POSITIVE = _number(0, low_open=True)
 FRACTION = _number(0, 1, high_open=False)
 MOMENTUM = _number(0, 1)
+# trainer.bn_momentum, teacher.train.bn_momentum (models/bn_momentum.py)
+BN_MOMENTUM = ("auto, keep or a number in (0, 1]", lambda v: v in ("auto", "keep") or (
+    isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1))
 EMBEDDING = ("'penultimate' or 'logits'", lambda v: v in ("penultimate", "logits"))
 # A path left empty (data.root=, or data.root=$UNSET in a shell) would mean the working directory.
 PATH = ("a path (not empty)", lambda v: isinstance(v, str) and bool(v.strip()))
@@ -131,6 +134,7 @@ RULES: dict[str, tuple[tuple, str]] = {
     "teacher.train.time_budget_s": (_or_null(POSITIVE), "600"),
     "teacher.train.checkpoint_every": (_int(0), "1000"),
     "teacher.train.max_nonfinite": (_int(1), "20"),
+    "teacher.train.bn_momentum": (BN_MOMENTUM, "0.1"),
     "trainer.rounds": (_int(1), "100"),
     "trainer.student_steps": (_int(0), "20"),
     "trainer.batch_size": (_int(1), "256"),
@@ -149,8 +153,7 @@ RULES: dict[str, tuple[tuple, str]] = {
     "trainer.halve_synthesis_on_oom": (BOOL, "true"),
     "trainer.cuda_graphs": (BOOL, "false"),
     "trainer.sync_batchnorm": (BOOL, "true"),
-    "trainer.bn_momentum": (("auto, keep or a number in (0, 1]", lambda v: v in ("auto", "keep") or (
-        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1)), "0.1"),
+    "trainer.bn_momentum": (BN_MOMENTUM, "0.1"),
     "trainer.clip_grad_norm": (_or_null(POSITIVE), "5.0"),
     "trainer.attention.weight": (_number(0), "250"),
     "trainer.hint.weight": (_number(0), "1.0"),

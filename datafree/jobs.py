@@ -22,6 +22,7 @@ from datafree.distill.features import KINDS as FEATURE_KINDS, check_layer_names
 from datafree.distill.trainer import DistillResult
 from datafree.errors import DatafreeError
 from datafree.models import create_model
+from datafree.models.bn_momentum import set_bn_momentum
 from datafree.models.sources import build_network, on_meta_device
 from datafree.recipe_nodes import instantiate_node
 from datafree.synthesizers.noise import NoiseSynthesizer
@@ -158,6 +159,9 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     mean, std = normalisation(cfg.data, train_set)
     model = network_layout(Normalized(net, mean, std).to(device), device)
     train = cfg.teacher.train
+    note = set_bn_momentum(model, train.bn_momentum, who="teacher", key="teacher.train.bn_momentum")
+    if note:
+        logger.info(note)
     result = train_classifier(
         model,
         batches(train_set, cfg.data, device, train=True, seed=int(cfg.seed)),

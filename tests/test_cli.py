@@ -170,10 +170,14 @@ def test_gpu_asked_for_without_one_fails_cleanly(tmp_path):
     _assert_clean_failure(proc, out, "no CUDA GPU is visible", "device=cpu")
 
 
-def test_bad_teacher_training_setting_fails_cleanly(tmp_path, capsys):
+@pytest.mark.parametrize("override, needle", [
+    ("teacher.train.epochs=0", "teacher.train.epochs must be an int >= 1, got 0"),
+    ("teacher.train.bn_momentum=fast", "teacher.train.bn_momentum must be auto, keep or a number in (0, 1], got 'fast'"),
+])
+def test_bad_teacher_training_setting_fails_cleanly(tmp_path, capsys, override, needle):
     out = tmp_path / "run"
-    proc = in_process(capsys, "train-teacher", "teacher.train.epochs=0", "device=cpu", f"hydra.run.dir={out}")
-    _assert_clean_failure(proc, out, "teacher.train.epochs must be an int >= 1, got 0")
+    proc = in_process(capsys, "train-teacher", override, "device=cpu", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, needle)
 
 
 def test_corrupt_teacher_checkpoint_fails_cleanly(tmp_path, capsys):

@@ -90,7 +90,10 @@ def test_train_teacher_fine_tunes_a_torchvision_network_from_a_checkpoint(tmp_pa
                       f"teacher.checkpoint={tmp_path / 'start.pth'}", "teacher.train.epochs=1", "teacher.train.lr=0.01",
                       f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "starts fresh for 10" in _log(tmp_path / "run", "train-teacher")
+    log = _log(tmp_path / "run", "train-teacher")
+    assert "starts fresh for 10" in log
+    # torchvision's MobileNetV3 momentum of 0.01 would leave the trained teacher's running statistics behind its weights
+    assert "teacher: BatchNorm momentum 0.01 -> 0.1 in 34 of 34 layers for this run (teacher.train.bn_momentum=auto)" in log
     assert "teacher torchvision:mobilenet_v3_small: test accuracy" in proc.stdout
     trained = load_teacher("datafree", checkpoint=str(tmp_path / "run" / "teacher.pt"))
     assert trained.info.arch == "torchvision:mobilenet_v3_small" and trained.info.input_size == (3, 8, 8)
