@@ -17,6 +17,10 @@ from datafree.errors import DatafreeError
 from datafree.utils import dist
 from datafree.utils.device import autocast
 
+# A model that gives one class to this share of the test images (or more) has collapsed: its accuracy is that
+# class's share of the test set, whatever it learned. 0.9, not 1: a model caught while collapsing.
+COLLAPSED_SHARE = 0.9
+
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: bool = True,

@@ -21,8 +21,9 @@ from datafree.data.loader import crop_for
 from datafree.distill.features import KINDS as FEATURE_KINDS, check_layer_names
 from datafree.distill.trainer import DistillResult
 from datafree.errors import DatafreeError
+from datafree.evaluate import COLLAPSED_SHARE
 from datafree.models import create_model
-from datafree.models.bn_momentum import set_bn_momentum
+from datafree.models.bn_momentum import lags, set_bn_momentum
 from datafree.models.sources import build_network, on_meta_device
 from datafree.recipe_nodes import instantiate_node
 from datafree.synthesizers.noise import NoiseSynthesizer
@@ -181,7 +182,10 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         state=run_state(cfg, logger.out_dir),
         checkpoint_every=int(train.checkpoint_every),
         max_nonfinite=int(train.max_nonfinite),
+        num_classes=num_classes,
     )
+    if result.get("top_class_share", 0.0) >= COLLAPSED_SHARE:
+        logger.warning(collapsed_teacher(result, list(train_set.classes), model, train))
     info = ClassifierInfo(
         arch=label,
         num_classes=num_classes,
@@ -195,6 +199,20 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     if dist.is_main_process():
         logger.info(f"teacher written to {save_classifier(out_dir / 'teacher.pt', model, info)}")
     return freeze(model), info
+
+
+def collapsed_teacher(result: dict, classes: list[str], model: torch.nn.Module, train: DictConfig) -> str:
+    """What to say about a trained teacher that gives one class to nearly every test image, and what to change."""
+    top = int(result["top_class"])
+    name = f"'{classes[top]}' ({top})" if top < len(classes) else str(top)
+    said = (f"the trained teacher gives class {name} to {result['top_class_share']:.1%} of the test images (test "
+            f"accuracy {result['test_accuracy']:.2%}): a teacher that answers one class has nothing to teach. ")
+    if lags(model):
+        return said + (f"Its BatchNorm momentum (teacher.train.bn_momentum={train.bn_momentum}) leaves the running "
+                       "statistics, which eval mode uses, behind its weights in a short run: set "
+                       "teacher.train.bn_momentum=auto.")
+    return said + (f"Train it longer (teacher.train.epochs, now {train.epochs}, or teacher.train.time_budget_s) or at "
+                   f"a lower rate (teacher.train.lr, now {train.lr:g}), and check that data.train holds every class.")
 
 
 # -- commands ------------------------------------------------------------------------------------

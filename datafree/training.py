@@ -40,6 +40,7 @@ def train_classifier(
     state: StateFiles | None = None,
     checkpoint_every: int = 1000,
     max_nonfinite: int | None = None,
+    num_classes: int | None = None,
 ) -> dict[str, float]:
     """SGD with Nesterov momentum, per-step LR schedule, label smoothing, bf16 on GPU.
 
@@ -54,6 +55,9 @@ def train_classifier(
     must then be a :class:`~datafree.data.DeviceBatches` (it has a state_dict).
     Steps with a non-finite loss or gradient are skipped on the device; after
     ``max_nonfinite`` in a row the run stops (None: the teacher training recipe's, teacher/train/cifar.yaml).
+
+    With ``num_classes`` each evaluation also counts the predicted classes; the result then has the last one's
+    ``top_class`` and ``top_class_share`` (a teacher that answers one class: :data:`~datafree.evaluate.COLLAPSED_SHARE`).
 
     Under torchrun the model trains through DDP: give every rank ``train_batches`` sharded
     (``DeviceBatches(shard=(rank, world))``: each step is one global batch) and ``test_batches``
@@ -78,6 +82,7 @@ def train_classifier(
     epochs_run = 0
     out_of_time = False
     accuracy = float("nan")
+    classes: dict[str, float] = {}  # the last evaluation's top_class and top_class_share (with num_classes)
     first_epoch, loss_sum, good = 0, torch.zeros((), device=device), torch.zeros((), device=device)
 
     def restore(saved: dict) -> None:
@@ -141,7 +146,9 @@ def train_classifier(
                 train_loss = (totals[0] / totals[1]).item()
                 row = {"epoch": epoch + 1, "train_loss": train_loss, "time_s": round(loop.elapsed(), 2)}
                 if test_batches is not None:
-                    accuracy = evaluate(model, test_batches, device, amp)["accuracy"]
+                    result = evaluate(model, test_batches, device, amp, num_classes=num_classes)
+                    accuracy = result["accuracy"]
+                    classes = {k: result[k] for k in ("top_class", "top_class_share") if k in result}
                     row["test_accuracy"] = accuracy
                 if not math.isfinite(train_loss):
                     raise DatafreeError(
@@ -159,4 +166,4 @@ def train_classifier(
             loop.save(snapshot(epochs_run if not out_of_time else epoch), force=True)
     finally:
         bar.close()
-    return {"test_accuracy": accuracy, "epochs": epochs_run, "wall_time_s": loop.elapsed()}
+    return {"test_accuracy": accuracy, "epochs": epochs_run, "wall_time_s": loop.elapsed(), **classes}

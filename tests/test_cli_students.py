@@ -99,6 +99,32 @@ def test_train_teacher_fine_tunes_a_torchvision_network_from_a_checkpoint(tmp_pa
     assert trained.info.arch == "torchvision:mobilenet_v3_small" and trained.info.input_size == (3, 8, 8)
 
 
+def test_a_teacher_left_answering_one_class_is_named_with_what_to_change(tmp_path, capsys):
+    """At torchvision's own momentum of 0.01 a MobileNetV3 trained for one short epoch is judged on running statistics
+    that have hardly moved from their start: it answers one class, and the log says which setting to change."""
+    teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+    proc = in_process(capsys, "train-teacher", *teacher, "teacher=torchvision", "teacher.name=mobilenet_v3_small",
+                      "teacher.train.epochs=1", "teacher.train.bn_momentum=keep", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = _log(tmp_path / "run", "train-teacher")
+    assert "of the test images (test accuracy" in log and "a teacher that answers one class has nothing to teach" in log
+    assert "(teacher.train.bn_momentum=keep) leaves the running statistics" in log
+    assert "set teacher.train.bn_momentum=auto" in log
+
+
+def test_a_collapsed_teacher_without_lagging_statistics_is_told_to_train_longer():
+    from omegaconf import OmegaConf
+
+    from datafree.jobs import collapsed_teacher
+    from datafree.models import create_model
+
+    said = collapsed_teacher({"top_class": 2, "top_class_share": 0.95, "test_accuracy": 0.1}, ["a", "b", "c"],
+                             create_model("resnet18", num_classes=3),
+                             OmegaConf.create({"bn_momentum": "auto", "epochs": 3, "lr": 0.2}))
+    assert said.startswith("the trained teacher gives class 'c' (2) to 95.0% of the test images (test accuracy 10.00%)")
+    assert "teacher.train.epochs, now 3" in said and "teacher.train.lr, now 0.2" in said and "momentum" not in said
+
+
 def test_train_teacher_builds_the_checkpoints_network_with_its_weights(tmp_path):
     """The fine-tuning start: every layer but the fresh head holds the checkpoint's weights (a grey first layer
     summed from the RGB one)."""

@@ -28,7 +28,7 @@ from datafree.distill.preflight import check_student_fits
 from datafree.distill.settings import Outputs, TrainerSettings
 from datafree.distill.sources import BatchSource, SynthesizerSource
 from datafree.errors import DatafreeError
-from datafree.evaluate import evaluate
+from datafree.evaluate import COLLAPSED_SHARE, evaluate
 from datafree.synthesizers.base import Synthesizer
 from datafree.teachers import save_classifier
 from datafree.utils import dist
@@ -406,9 +406,7 @@ class Distiller:
                 f"{pool.nbytes() / 2**30:.1f} GiB; trainer.pool_capacity=auto takes a quarter of the memory free when "
                 f"the run starts, so runs started together on one GPU crowd each other)")
 
-    # A student that gives one class to this share of the test images (or more) has collapsed: its accuracy is
-    # that class's share of the test set, whatever it learned. 0.9, not 1: a student caught while collapsing.
-    COLLAPSED_SHARE = 0.9
+    COLLAPSED_SHARE = COLLAPSED_SHARE  # evaluate.py: one class for this share of the test images, or more
     # A student whose logits move over the test set by less than this share of what the teacher's move has lost its
     # last activations (a dead ReLU stage): the output is about the classifier's bias for every image. A KD student
     # that learned anything moves on the teacher's scale. Measured: a torchvision ResNet-18 dead at 128 px moved

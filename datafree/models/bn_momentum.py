@@ -41,3 +41,10 @@ def set_bn_momentum(model: nn.Module, setting: float | str, who: str = "student"
     return (f"{who}: BatchNorm momentum {'/'.join(before)} -> {target:g} in {len(changed)} of {len(layers)} "
             f"layers for this run ({key}={setting}): its running statistics, which eval mode uses, then follow its "
             "weights; training uses each batch's own statistics")
+
+
+def lags(model: nn.Module) -> bool:
+    """Whether any BatchNorm layer of ``model`` still has a momentum below 0.1 (or None): its running statistics
+    then trail its weights for hundreds of steps."""
+    return any(isinstance(m, _BatchNorm) and m.track_running_stats and (m.momentum is None or m.momentum < RUN_MOMENTUM)
+               for m in model.modules())
