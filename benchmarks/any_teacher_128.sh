@@ -13,9 +13,10 @@
 # Logs and summary.csv files go to $OUT (default .cache/any_teacher_128). SIZE, TEACHER and OVERRIDES change the
 # pair for a dry run (SIZE=64 TEACHER=resnet18 OVERRIDES=device=cpu ... mobilenet_v3_small on the CPU);
 # DISTILL_OVERRIDES and TAG run a variant of the students (TAG=_s32 DISTILL_OVERRIDES=synthesizer.synthesis_size=32).
-# SHIP=1 runs benchmarks/ship.sh (deploy with int8, then report) on each finished student, into $OUT/ship_STUDENT$TAG,
-# while the run folder and its replay pool (int8's synthetic calibration images) are still on the machine; real
-# calibration for comparison reads DATA_DIR/train.tar.gz (a few hundred images per class are enough: it takes 512).
+# SHIP=1 runs benchmarks/ship.sh (deploy with int8, then report; REPORT=0: deploy only, about half the time) on each
+# finished student, into $OUT/ship_STUDENT$TAG, while the run folder and its replay pool (int8's synthetic calibration
+# images) are still on the machine; real calibration for comparison reads DATA_DIR/train.tar.gz (a few hundred images
+# per class are enough: it takes 512).
 set -euo pipefail
 data=$1; teacher_s=$2; student_s=$3; shift 3
 students=("$@"); [ ${#students[@]} -gt 0 ] || students=(resnet18 mobilenet_v3_large)

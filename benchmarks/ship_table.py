@@ -1,6 +1,7 @@
 """The row of docs/benchmarks.md's "Shipping a student" table for one benchmarks/ship.sh results folder:
     python3 benchmarks/ship_table.py RESULTS_DIR
-(RESULTS_DIR holds deploy.json and report.json)."""
+(RESULTS_DIR holds deploy.json, and report.json unless ship.sh ran with REPORT=0: the report's columns then read n/a,
+and the CPU is deploy's)."""
 import json
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ def size(value):
 
 def main(out: Path) -> None:
     deploy = json.loads((out / "deploy.json").read_text())
-    report = json.loads((out / "report.json").read_text())
+    report_path = out / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {"models": [], "machine": None}
     int8 = deploy["int8"] or {}
     accuracy = int8.get("accuracy") or {}
     calibration = int8.get("calibration_comparison") or {}
@@ -30,7 +32,9 @@ def main(out: Path) -> None:
     rows = {row["name"]: row for row in report["models"]}
     student = rows.get("student", {})
     gpu = student.get("gpu_throughput")
-    machine = report["machine"]
+    machine = report["machine"] or {  # deploy's latencies: its CPU and threads
+        "gpu": None, "cpu": int8.get("latency_cpu", "n/a"),
+        "cpu_threads": (latency.get("pytorch_float") or {}).get("threads", "n/a")}
     print("| student | float | int8 (synthetic calibration) | int8 (real calibration) | CPU ms, batch 1: PyTorch / "
           "ORT float / ORT int8 | student.pt / .onnx / .int8.onnx | GPU img/s | CPU threads |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
