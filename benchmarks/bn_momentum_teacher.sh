@@ -27,13 +27,12 @@ import torch
 
 import datafree
 from datafree.data import build_dataset
+from datafree.evaluate import evaluate
 
 test = build_dataset(kind="shapes", split="test", n=2000, image_size=32, seed=0)  # the data recipe's test split
-images = test.images.float() / 255
+batches = [(test.images.float() / 255, test.labels)]
 for path in sys.argv[1:]:
-    model = datafree.load_teacher("datafree", checkpoint=path).model
-    with torch.no_grad():
-        pred = torch.cat([model(images[i:i + 500]).argmax(1) for i in range(0, len(images), 500)])
-    share = torch.bincount(pred, minlength=10).max().item() / len(pred)
-    print(f"{path}: accuracy {(pred == test.labels).float().mean().item():.4f}, top class share {share:.3f}")
+    result = evaluate(datafree.load_teacher("datafree", checkpoint=path).model, batches, torch.device("cpu"),
+                      amp=False, num_classes=10)
+    print(f"{path}: accuracy {result['accuracy']:.4f}, top class share {result['top_class_share']:.3f}")
 PY

@@ -14,6 +14,7 @@ import torch
 
 import datafree
 from datafree.data import build_dataset
+from datafree.evaluate import evaluate
 
 
 def main() -> None:
@@ -25,15 +26,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     test = build_dataset(kind="tarball", split="test", root=args.data_dir, image_size=args.size)
-    model = datafree.load_teacher("datafree", checkpoint=args.checkpoint).model.float()
-    started, correct = time.perf_counter(), 0
-    with torch.no_grad():
-        for i in range(0, len(test.images), 250):
-            logits = model(test.images[i:i + 250].float() / 255)
-            correct += int((logits.argmax(1) == test.labels[i:i + 250]).sum())
-    print(f"{args.checkpoint}: float32 CPU test accuracy {correct / len(test.images):.4f} on {len(test.images)} images "
+    model = datafree.load_teacher("datafree", checkpoint=args.checkpoint).model
+    batches = [(test.images[i:i + 250].float() / 255, test.labels[i:i + 250]) for i in range(0, len(test.images), 250)]
+    started = time.perf_counter()
+    accuracy = evaluate(model, batches, torch.device("cpu"), amp=False)["accuracy"]  # float32: no autocast
+    print(f"{args.checkpoint}: float32 CPU test accuracy {accuracy:.4f} on {len(test.images)} images "
           f"({time.perf_counter() - started:.0f} s, {args.threads} threads)")
-
 
 if __name__ == "__main__":
     main()

@@ -14,8 +14,9 @@
 # commands printed, deploy.json, report.json, report.md, the pictures, and ship.md, the Markdown row of the table
 # (benchmarks/ship_table.py). OVERRIDES (hydra overrides, e.g. data=cifar10_jpeg data.root=DIR) go to both commands.
 # THREADS defaults to auto (half the usable cores: 1 on the 2-core machine). REPORT=0 skips the report (deploy's int8
-# accuracy and latencies alone, for a command short of time: the report took about 1.5 minutes of the 2.8 a 32-px
-# ResNet-18 needed on the GPU machine); the table's report columns then read n/a.
+# accuracy and latencies alone, for a command short of time: for the 32-px ResNet-18 of results/ship/h200_second/,
+# deploy.json was written 81 s after the distill log's last line and report.json 93 s after deploy.json); the
+# table's report columns then read n/a.
 set -euo pipefail
 run=$(realpath "$1"); results=$2; shift 2
 work=.cache/ship/$(basename "$run"); THREADS=${THREADS:-auto}; CALIBRATION=${CALIBRATION:-512}

@@ -4,14 +4,15 @@
 # Recipe: recipes/teacher/train/cifar.yaml (plain cross-entropy, 200 epochs, cosine), stopped by
 # BUDGET_S seconds of training if it comes first (the schedule then follows the clock). Each teacher
 # lands in /tmp/teachers/ARCH/teacher.pt; float16 pieces (benchmarks/shard_checkpoint.py) of each,
-# and a tarball of the logs, go to $OUT.
+# and a tarball of the logs, go to $OUT. OVERRIDES go to every train-teacher (device=cpu for a dry run).
 set -euo pipefail
 data=$1; budget=$2; shift 2
 archs=("$@"); [ ${#archs[@]} -gt 0 ] || archs=(resnet34 wrn40_2)
 mkdir -p /tmp/teachers
+read -ra extra <<< "${OVERRIDES:-}"
 for arch in "${archs[@]}"; do
   python3 -m datafree train-teacher data=cifar10_jpeg data.root="$data" teacher="$arch" \
-      teacher.train.time_budget_s="$budget" progress=false hydra.run.dir="/tmp/teachers/$arch" \
+      teacher.train.time_budget_s="$budget" progress=false "${extra[@]}" hydra.run.dir="/tmp/teachers/$arch" \
       > "/tmp/teachers/$arch.log" 2>&1 &
 done
 wait

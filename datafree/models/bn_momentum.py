@@ -22,6 +22,16 @@ from torch.nn.modules.batchnorm import _BatchNorm
 RUN_MOMENTUM = 0.1
 
 
+def _tracked(model: nn.Module) -> list[_BatchNorm]:
+    """The BatchNorm layers that keep running statistics (those eval mode reads)."""
+    return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+
+
+def _lagging(layer: _BatchNorm) -> bool:
+    """A momentum below 0.1, or None (a cumulative average): the running statistics trail the weights."""
+    return layer.momentum is None or layer.momentum < RUN_MOMENTUM
+
+
 def set_bn_momentum(model: nn.Module, setting: float | str, who: str = "student",
                     key: str = "trainer.bn_momentum") -> str | None:
     """Apply ``setting`` (the recipe's ``key``) to ``model``'s BatchNorm layers: ``auto`` raises every momentum below
@@ -30,9 +40,8 @@ def set_bn_momentum(model: nn.Module, setting: float | str, who: str = "student"
     if setting == "keep":
         return None
     target = RUN_MOMENTUM if setting == "auto" else float(setting)
-    layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-    changed = [m for m in layers if m.momentum != target and (
-        setting != "auto" or m.momentum is None or m.momentum < RUN_MOMENTUM)]
+    layers = _tracked(model)
+    changed = [m for m in layers if m.momentum != target and (setting != "auto" or _lagging(m))]
     if not changed:
         return None
     before = sorted({"None" if m.momentum is None else f"{m.momentum:.3g}" for m in changed})
@@ -44,7 +53,5 @@ def set_bn_momentum(model: nn.Module, setting: float | str, who: str = "student"
 
 
 def lags(model: nn.Module) -> bool:
-    """Whether any BatchNorm layer of ``model`` still has a momentum below 0.1 (or None): its running statistics
-    then trail its weights for hundreds of steps."""
-    return any(isinstance(m, _BatchNorm) and m.track_running_stats and (m.momentum is None or m.momentum < RUN_MOMENTUM)
-               for m in model.modules())
+    """Whether any BatchNorm layer of ``model`` still trails its weights (a momentum below 0.1, or None)."""
+    return any(_lagging(m) for m in _tracked(model))
