@@ -25,6 +25,7 @@ SIZE=${SIZE:-128}; TEACHER=${TEACHER:-resnet50}; read -ra extra <<< "${OVERRIDES
 read -ra distill_extra <<< "${DISTILL_OVERRIDES:-}"  # distill only, e.g. synthesizer.synthesis_size=32
 TAG=${TAG:-}  # a suffix for the students' run folders and logs (variants side by side)
 mkdir -p "$OUT"
+source benchmarks/keep_curves.sh  # a student stopped by the command's time limit still leaves its curve in $OUT
 common=(data=cifar10_jpeg "data.root=$data" "data.image_size=$SIZE" progress=false "${extra[@]}")
 if [ ! -f "$T/teacher.pt" ]; then
   # TEACHER_S=0 means "reuse the teacher there": on a machine handed back since, that teacher is gone.
@@ -43,16 +44,17 @@ if [ -f "$OUT/teacher.log" ]; then tail -n 3 "$OUT/teacher.log"; else echo "teac
 pids=()
 for s in "${students[@]}"; do
   rm -rf "/tmp/s128_$s$TAG"  # a new run each call (distill refuses a folder holding a saved state)
+  keep_curve "/tmp/s128_$s$TAG/summary.csv" "$OUT/${s}${TAG}_summary.csv"
   python3 -m datafree distill "${common[@]}" experiment=fast "teacher.checkpoint=$T/teacher.pt" \
       student=torchvision "student.name=$s" "trainer.time_budget_s=$student_s" trainer.eval_every=10 \
       "${distill_extra[@]}" "hydra.run.dir=/tmp/s128_$s$TAG" > "$OUT/$s$TAG.log" 2>&1 &
   pids+=($!)
   [ "$SIDE_BY_SIDE" = 1 ] || wait "${pids[-1]}" || true
 done
-wait || true
+wait "${pids[@]}" || true  # not a bare wait: the curve copiers run until stop_curves
+stop_curves
 for s in "${students[@]}"; do
   echo "== $s$TAG"; tail -n 8 "$OUT/$s$TAG.log"
-  cp "/tmp/s128_$s$TAG/summary.csv" "$OUT/${s}${TAG}_summary.csv" 2>/dev/null || true
   [ "${SHIP:-0}" = 1 ] || continue
   # after every student has finished: ship.sh's CPU latencies need the CPU to themselves
   benchmarks/ship.sh "/tmp/s128_$s$TAG" "$OUT/ship_$s$TAG" data=cifar10_jpeg "data.root=$data" \

@@ -8,10 +8,9 @@ set -euo pipefail
 name=$1; pieces=$2; shift 2
 mkdir -p /tmp/runs
 python3 benchmarks/shard_checkpoint.py join "$pieces" "/tmp/runs/teacher_$name.pt"
-(while sleep 15; do cp "/tmp/runs/$name/summary.csv" "$OUT/${name}_summary.csv" 2>/dev/null || true; done) &
-copier=$!
-trap 'kill $copier 2>/dev/null || true' EXIT  # a failed run must not leave the copier holding the pipe open
+source benchmarks/keep_curves.sh
+keep_curve "/tmp/runs/$name/summary.csv" "$OUT/${name}_summary.csv"
 python3 -m datafree distill data=cifar10_jpeg data.root=.cache/dist/data teacher.checkpoint="/tmp/runs/teacher_$name.pt" \
     progress=false hydra.run.dir="/tmp/runs/$name" "$@" 2>&1 | grep -v -i warning | tee "$OUT/$name.log"
-cp "/tmp/runs/$name/summary.csv" "$OUT/${name}_summary.csv"
+stop_curves
 cp "/tmp/runs/$name/samples.png" "$OUT/${name}_samples.png"

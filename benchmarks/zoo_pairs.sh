@@ -4,8 +4,9 @@
 #   benchmarks/zoo_pairs.sh DATA_DIR TEACHER_S STUDENT_S PAIR [PAIR ...]      PAIR = TEACHER:STUDENT (zoo names)
 #   e.g. benchmarks/zoo_pairs.sh .cache/data 300 600 vgg11_bn:resnet18 resnet34:mobilenetv2 wrn40_2:wrn16_2
 # 1. benchmarks/train_teachers.sh for each teacher the pairs name that /tmp/teachers/TEACHER/teacher.pt does not hold
-#    yet (side by side, plain cross-entropy, TEACHER_S seconds each; float16 pieces to $OUT/TEACHER, to carry later);
-#    TEACHER_S=0 insists on the teachers being there.
+#    yet (side by side, plain cross-entropy, TEACHER_S seconds each; float16 pieces of at most 15 MiB to $OUT/TEACHER,
+#    to carry later: they come back as files, so leave them out of any tarball of $OUT, which would pass the
+#    16 MiB a returned file may have); TEACHER_S=0 insists on the teachers being there.
 # 2. distill each pair alone on the GPU, one after the other, with RECIPE (default experiment=fast, unchanged) for
 #    STUDENT_S seconds, once per seed in SEEDS (default 0); summary.csv is copied to $OUT as the run goes, so a run cut
 #    short by the machine still leaves its curve. OVERRIDES go to every command (device=cpu for a dry run),
@@ -17,6 +18,7 @@ data=$1; teacher_s=$2; student_s=$3; shift 3
 OUT=${OUT:-.cache/zoo_pairs}; T=/tmp/teachers; RECIPE=${RECIPE:-experiment=fast}
 read -ra seeds <<< "${SEEDS:-0}"; read -ra extra <<< "${OVERRIDES:-}"; read -ra distill_extra <<< "${DISTILL_OVERRIDES:-}"
 mkdir -p "$OUT"
+source benchmarks/keep_curves.sh
 common=(data=cifar10_jpeg "data.root=$data" progress=false "${extra[@]}")
 missing=(); for pair in "$@"; do t=${pair%%:*}
   [ -f "$T/$t/teacher.pt" ] || [[ " ${missing[*]} " == *" $t "* ]] || missing+=("$t"); done
@@ -31,13 +33,11 @@ for pair in "$@"; do
   for seed in "${seeds[@]}"; do
     name="${t}_${s}_s$seed"; run="/tmp/zoo_runs/$name"; rows+=("$name")
     rm -rf "$run"  # a new run each call (distill refuses a folder holding a saved state)
-    (while sleep 15; do cp "$run/summary.csv" "$OUT/${name}_summary.csv" 2>/dev/null || true; done) &
-    copier=$!
+    keep_curve "$run/summary.csv" "$OUT/${name}_summary.csv"
     python3 -m datafree distill "${common[@]}" "$RECIPE" "teacher.checkpoint=$T/$t/teacher.pt" "student=$s" \
         "trainer.time_budget_s=$student_s" "seed=$seed" "${distill_extra[@]}" "hydra.run.dir=$run" \
         > "$OUT/$name.log" 2>&1 || tail -n 20 "$OUT/$name.log"
-    kill "$copier" 2>/dev/null || true
-    cp "$run/summary.csv" "$OUT/${name}_summary.csv" 2>/dev/null || true
+    stop_curves
     grep -h "test accuracy" "$OUT/$name.log" | tail -n 2 || true
   done
 done
