@@ -9,13 +9,15 @@
 #    16 MiB a returned file may have); TEACHER_S=0 insists on the teachers being there.
 # 2. distill each pair alone on the GPU, one after the other, with RECIPE (default experiment=fast, unchanged) for
 #    STUDENT_S seconds, once per seed in SEEDS (default 0); summary.csv is copied to $OUT as the run goes, so a run cut
-#    short by the machine still leaves its curve. OVERRIDES go to every command (device=cpu for a dry run),
-#    DISTILL_OVERRIDES to distill only.
+#    short by the machine still leaves its curve. SIDE_BY_SIDE=1 runs a pair's seeds at the same time on the one GPU
+#    (three seeds in the time of one, each with about a third of the GPU: a harder test of the same budget; the docs
+#    say so next to the figures). OVERRIDES go to every command (device=cpu for a dry run), DISTILL_OVERRIDES to
+#    distill only.
 # 3. the end-of-run table (benchmarks/end_table.py): accuracy at the end, never the best evaluation.
 set -euo pipefail
 data=$1; teacher_s=$2; student_s=$3; shift 3
 [ $# -gt 0 ] || { echo "usage: $0 DATA_DIR TEACHER_S STUDENT_S TEACHER:STUDENT [...]" >&2; exit 2; }
-OUT=${OUT:-.cache/zoo_pairs}; T=/tmp/teachers; RECIPE=${RECIPE:-experiment=fast}
+OUT=${OUT:-.cache/zoo_pairs}; T=/tmp/teachers; RECIPE=${RECIPE:-experiment=fast}; SIDE_BY_SIDE=${SIDE_BY_SIDE:-0}
 read -ra seeds <<< "${SEEDS:-0}"; read -ra extra <<< "${OVERRIDES:-}"; read -ra distill_extra <<< "${DISTILL_OVERRIDES:-}"
 mkdir -p "$OUT"
 source benchmarks/keep_curves.sh
@@ -29,16 +31,21 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 rows=()
 for pair in "$@"; do
-  t=${pair%%:*}; s=${pair#*:}
+  t=${pair%%:*}; s=${pair#*:}; names=(); pids=()
   for seed in "${seeds[@]}"; do
-    name="${t}_${s}_s$seed"; run="/tmp/zoo_runs/$name"; rows+=("$name")
+    name="${t}_${s}_s$seed"; run="/tmp/zoo_runs/$name"; rows+=("$name"); names+=("$name")
     rm -rf "$run"  # a new run each call (distill refuses a folder holding a saved state)
     keep_curve "$run/summary.csv" "$OUT/${name}_summary.csv"
     python3 -m datafree distill "${common[@]}" "$RECIPE" "teacher.checkpoint=$T/$t/teacher.pt" "student=$s" \
         "trainer.time_budget_s=$student_s" "seed=$seed" "${distill_extra[@]}" "hydra.run.dir=$run" \
-        > "$OUT/$name.log" 2>&1 || tail -n 20 "$OUT/$name.log"
-    stop_curves
-    grep -h "test accuracy" "$OUT/$name.log" | tail -n 2 || true
+        > "$OUT/$name.log" 2>&1 &
+    pids+=($!)
+    [ "$SIDE_BY_SIDE" = 1 ] || wait "${pids[-1]}" || true
+  done
+  wait "${pids[@]}" || true  # not a bare wait: the curve copiers run until stop_curves
+  stop_curves
+  for name in "${names[@]}"; do  # a failed run shows its last lines instead
+    grep -h "test accuracy" "$OUT/$name.log" | tail -n 2 | grep . || tail -n 20 "$OUT/$name.log"
   done
 done
 python3 benchmarks/end_table.py "$OUT" "" "${rows[@]}"
