@@ -1,36 +1,63 @@
 #!/usr/bin/env bash
-# The GPU rows of docs/benchmarks.md's "Shipping a student" table, in one command on the GPU machine (repo root):
-#   benchmarks/ship_fast_pairs.sh DATA_DIR TEACHER_S STUDENT_S
-# 1. train-teacher resnet34 and wrn40_2 side by side (recipes/teacher/train/cifar.yaml: plain cross-entropy),
-#    TEACHER_S seconds of training each, under /tmp/ship_teachers (skipped when a teacher.pt is there);
-# 2. distill the two fast recipes (experiment=cifar10_resnet34_resnet18_fast, ..._wrn40_2_wrn16_1_fast) side by
-#    side, unchanged but for trainer.time_budget_s=STUDENT_S (their own budgets are 540 s and 300 s alone);
-# 3. benchmarks/ship.sh on each finished run, one after the other (its CPU latencies need the CPU to themselves).
+# The GPU rows of docs/benchmarks.md's "Shipping a student" table, on the GPU machine (repo root):
+#   benchmarks/ship_fast_pairs.sh DATA_DIR TEACHER_S STUDENT_S [PAIR ...]
+# PAIR: resnet34_resnet18, wrn40_2_wrn16_1 (default: both).
+# 1. train-teacher each pair's teacher side by side (recipes/teacher/train/cifar.yaml: plain cross-entropy),
+#    TEACHER_S seconds of training each, under /tmp/ship_teachers (skipped when a teacher.pt is there; TEACHER_S=0
+#    insists on that); float16 pieces of each new teacher go to $OUT/teachers/ (benchmarks/shard_checkpoint.py)
+#    so that a machine handed back between commands does not cost the teachers;
+# 2. distill the pairs' fast recipes (experiment=cifar10_PAIR_fast), unchanged but for trainer.time_budget_s=STUDENT_S
+#    (STUDENT_S=full: each recipe's own budget, 540 s and 300 s; STUDENT_S=0: the teachers only), side by side, or
+#    one after the other with SIDE_BY_SIDE=0 (each alone on the GPU, as the recipes were measured);
+# 3. benchmarks/ship.sh on each finished run, one after the other (its CPU latencies need the CPU to themselves;
+#    REPORT=0 deploys only, about half the time).
+# A run longer than one command may last: the teachers in one command, each pair in its own, on one held machine:
+#   benchmarks/ship_fast_pairs.sh .cache/data 330 0
+#   SIDE_BY_SIDE=0 REPORT=0 benchmarks/ship_fast_pairs.sh .cache/data 0 full resnet34_resnet18
+#   SIDE_BY_SIDE=0 REPORT=0 benchmarks/ship_fast_pairs.sh .cache/data 0 full wrn40_2_wrn16_1
 # Everything worth keeping goes to $OUT/<pair>/ (default .cache/ship_fast_pairs). OVERRIDES go to every command
 # (a dry run on the CPU: OVERRIDES=device=cpu benchmarks/ship_fast_pairs.sh DATA 5 10).
 set -euo pipefail
-data=$1; teacher_s=$2; student_s=$3
-OUT=${OUT:-.cache/ship_fast_pairs}; T=/tmp/ship_teachers
-declare -A student_of=([resnet34]=resnet18 [wrn40_2]=wrn16_1)
+data=$1; teacher_s=$2; student_s=$3; shift 3
+pairs=("$@"); [ ${#pairs[@]} -gt 0 ] || pairs=(resnet34_resnet18 wrn40_2_wrn16_1)
+OUT=${OUT:-.cache/ship_fast_pairs}; T=/tmp/ship_teachers; SIDE_BY_SIDE=${SIDE_BY_SIDE:-1}
+declare -A teacher_of=([resnet34_resnet18]=resnet34 [wrn40_2_wrn16_1]=wrn40_2)
+for pair in "${pairs[@]}"; do
+  [ -n "${teacher_of[$pair]:-}" ] || { echo "unknown pair $pair: resnet34_resnet18 or wrn40_2_wrn16_1" >&2; exit 2; }
+done
 mkdir -p "$OUT" "$T"
+source benchmarks/keep_curves.sh  # a run stopped by the command's time limit still leaves its curve in $OUT
 read -ra extra <<< "${OVERRIDES:-}"
 common=(data=cifar10_jpeg "data.root=$data" progress=false "${extra[@]}")
-for t in resnet34 wrn40_2; do
+trained=()
+for pair in "${pairs[@]}"; do
+  t=${teacher_of[$pair]}
   [ -f "$T/$t/teacher.pt" ] && continue
+  [ "$teacher_s" != 0 ] || { echo "no teacher at $T/$t/teacher.pt (TEACHER_S=0): give TEACHER_S > 0 to train one" >&2; exit 2; }
   python3 -m datafree train-teacher "${common[@]}" teacher="$t" "teacher.train.time_budget_s=$teacher_s" \
       "hydra.run.dir=$T/$t" > "$OUT/teacher_$t.log" 2>&1 &
+  trained+=("$t")
 done
-wait
-for t in resnet34 wrn40_2; do
-  tail -n 2 "$OUT/teacher_$t.log" 2>/dev/null || true
-  pair=${t}_${student_of[$t]}
+wait  # only the teachers run yet: the curve copiers start below
+for t in "${trained[@]}"; do
+  tail -n 2 "$OUT/teacher_$t.log"
+  python3 benchmarks/shard_checkpoint.py split "$T/$t/teacher.pt" "$OUT/teachers/$t" --max-mib 15 || true
+done
+[ "$student_s" != 0 ] || exit 0
+pids=()
+for pair in "${pairs[@]}"; do
+  budget=(); [ "$student_s" = full ] || budget=("trainer.time_budget_s=$student_s")
   rm -rf "/tmp/ship_runs/$pair"  # a new run each call (distill refuses a folder holding a saved state)
-  python3 -m datafree distill "${common[@]}" "experiment=cifar10_${pair}_fast" "teacher.checkpoint=$T/$t/teacher.pt" \
-      "trainer.time_budget_s=$student_s" "hydra.run.dir=/tmp/ship_runs/$pair" > "$OUT/distill_$pair.log" 2>&1 &
+  keep_curve "/tmp/ship_runs/$pair/summary.csv" "$OUT/distill_${pair}_summary.csv"
+  python3 -m datafree distill "${common[@]}" "experiment=cifar10_${pair}_fast" \
+      "teacher.checkpoint=$T/${teacher_of[$pair]}/teacher.pt" "${budget[@]}" "hydra.run.dir=/tmp/ship_runs/$pair" \
+      > "$OUT/distill_$pair.log" 2>&1 &
+  pids+=($!)
+  [ "$SIDE_BY_SIDE" = 1 ] || wait "${pids[-1]}" || true
 done
-wait || true
-for t in resnet34 wrn40_2; do
-  pair=${t}_${student_of[$t]}
+wait "${pids[@]}" || true  # not a bare wait: the curve copiers run until stop_curves
+stop_curves
+for pair in "${pairs[@]}"; do
   echo "== $pair"; tail -n 12 "$OUT/distill_$pair.log"
   benchmarks/ship.sh "/tmp/ship_runs/$pair" "$OUT/$pair" data=cifar10_jpeg "data.root=$data" "${extra[@]}" \
       > "$OUT/ship_$pair.log" 2>&1 || { tail -n 20 "$OUT/ship_$pair.log"; continue; }
