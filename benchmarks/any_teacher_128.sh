@@ -13,6 +13,9 @@
 # Logs and summary.csv files go to $OUT (default .cache/any_teacher_128). SIZE, TEACHER and OVERRIDES change the
 # pair for a dry run (SIZE=64 TEACHER=resnet18 OVERRIDES=device=cpu ... mobilenet_v3_small on the CPU);
 # DISTILL_OVERRIDES and TAG run a variant of the students (TAG=_s32 DISTILL_OVERRIDES=synthesizer.synthesis_size=32).
+# PIECE_S=N runs each student as a piece of a run longer than one command may last (benchmarks/resumable_distill.sh):
+# stopped after N seconds with its state saved, and resumed by the same line in the next call on the same held
+# machine (the log in $OUT is appended to; STUDENT_S is the whole run's budget, e.g. 1200 in pieces of 540).
 # SHIP=1 runs benchmarks/ship.sh (deploy with int8, then report; REPORT=0: deploy only, about half the time) on each
 # finished student, into $OUT/ship_STUDENT$TAG, while the run folder and its replay pool (int8's synthetic calibration
 # images) are still on the machine; real calibration for comparison reads DATA_DIR/train.tar.gz (a few hundred images
@@ -43,11 +46,16 @@ if [ -f "$OUT/teacher.log" ]; then tail -n 3 "$OUT/teacher.log"; else echo "teac
 [ "$student_s" != 0 ] || exit 0
 pids=()
 for s in "${students[@]}"; do
-  rm -rf "/tmp/s128_$s$TAG"  # a new run each call (distill refuses a folder holding a saved state)
-  keep_curve "/tmp/s128_$s$TAG/summary.csv" "$OUT/${s}${TAG}_summary.csv"
-  python3 -m datafree distill "${common[@]}" experiment=fast "teacher.checkpoint=$T/teacher.pt" \
-      student=torchvision "student.name=$s" "trainer.time_budget_s=$student_s" trainer.eval_every=10 \
-      "${distill_extra[@]}" "hydra.run.dir=/tmp/s128_$s$TAG" > "$OUT/$s$TAG.log" 2>&1 &
+  run="/tmp/s128_$s$TAG"
+  keep_curve "$run/summary.csv" "$OUT/${s}${TAG}_summary.csv"
+  args=("${common[@]}" experiment=fast "teacher.checkpoint=$T/teacher.pt" student=torchvision "student.name=$s"
+        "trainer.time_budget_s=$student_s" trainer.eval_every=10 "${distill_extra[@]}")
+  if [ -n "${PIECE_S:-}" ]; then  # one piece of a longer run: started here, or resumed where a former call left it
+    benchmarks/resumable_distill.sh "$run" "$PIECE_S" "$OUT/$s$TAG.log" "${args[@]}" > /dev/null &
+  else
+    rm -rf "$run"  # a new run each call (distill refuses a folder holding a saved state)
+    python3 -m datafree distill "${args[@]}" "hydra.run.dir=$run" > "$OUT/$s$TAG.log" 2>&1 &
+  fi
   pids+=($!)
   [ "$SIDE_BY_SIDE" = 1 ] || wait "${pids[-1]}" || true
 done
@@ -56,6 +64,8 @@ stop_curves
 for s in "${students[@]}"; do
   echo "== $s$TAG"; tail -n 8 "$OUT/$s$TAG.log"
   [ "${SHIP:-0}" = 1 ] || continue
+  grep -q "^student .*test accuracy" "$OUT/$s$TAG.log" \
+      || { echo "$s$TAG has not finished (no final test accuracy in its log): not shipped"; continue; }
   # after every student has finished: ship.sh's CPU latencies need the CPU to themselves
   benchmarks/ship.sh "/tmp/s128_$s$TAG" "$OUT/ship_$s$TAG" data=cifar10_jpeg "data.root=$data" \
       "data.image_size=$SIZE" "${extra[@]}" > "$OUT/ship_$s$TAG.log" 2>&1 \
