@@ -10,10 +10,13 @@
 #    (STUDENT_S=full: each recipe's own budget, 540 s and 300 s; STUDENT_S=0: the teachers only), side by side, or
 #    one after the other with SIDE_BY_SIDE=0 (each alone on the GPU, as the recipes were measured);
 # 3. benchmarks/ship.sh on each finished run, one after the other (its CPU latencies need the CPU to themselves;
-#    REPORT=0 deploys only, about half the time).
-# A run longer than one command may last: the teachers in one command, each pair in its own, on one held machine:
+#    REPORT=0 deploys only, about half the time; SHIP=0 skips this step; STUDENT_S=done skips step 2 and ships the
+#    runs a former call with the same $OUT finished on this machine).
+# Longer than one command may last (10 minutes): the teachers in one command, then the pairs, on one held machine
+# (the ResNet-18's 540 s and its deploy do not fit one command together):
 #   benchmarks/ship_fast_pairs.sh .cache/data 330 0
-#   SIDE_BY_SIDE=0 REPORT=0 benchmarks/ship_fast_pairs.sh .cache/data 0 full resnet34_resnet18
+#   SIDE_BY_SIDE=0 SHIP=0 benchmarks/ship_fast_pairs.sh .cache/data 0 full resnet34_resnet18
+#   REPORT=0 benchmarks/ship_fast_pairs.sh .cache/data 0 done resnet34_resnet18
 #   SIDE_BY_SIDE=0 REPORT=0 benchmarks/ship_fast_pairs.sh .cache/data 0 full wrn40_2_wrn16_1
 # Everything worth keeping goes to $OUT/<pair>/ (default .cache/ship_fast_pairs). OVERRIDES go to every command
 # (a dry run on the CPU: OVERRIDES=device=cpu benchmarks/ship_fast_pairs.sh DATA 5 10).
@@ -46,6 +49,7 @@ done
 [ "$student_s" != 0 ] || exit 0
 pids=()
 for pair in "${pairs[@]}"; do
+  [ "$student_s" != done ] || break
   budget=(); [ "$student_s" = full ] || budget=("trainer.time_budget_s=$student_s")
   rm -rf "/tmp/ship_runs/$pair"  # a new run each call (distill refuses a folder holding a saved state)
   keep_curve "/tmp/ship_runs/$pair/summary.csv" "$OUT/distill_${pair}_summary.csv"
@@ -57,9 +61,13 @@ for pair in "${pairs[@]}"; do
 done
 wait "${pids[@]}" || true  # not a bare wait: the curve copiers run until stop_curves
 stop_curves
+[ "${SHIP:-1}" != 0 ] || exit 0
 for pair in "${pairs[@]}"; do
-  echo "== $pair"; tail -n 12 "$OUT/distill_$pair.log"
-  benchmarks/ship.sh "/tmp/ship_runs/$pair" "$OUT/$pair" data=cifar10_jpeg "data.root=$data" "${extra[@]}" \
+  run=/tmp/ship_runs/$pair
+  [ "$student_s" = done ] || { echo "== $pair"; tail -n 12 "$OUT/distill_$pair.log"; }
+  grep -q "^student .*test accuracy" "$OUT/distill_$pair.log" 2>/dev/null \
+      || { echo "$pair: not shipped: no finished run (no final test accuracy in $OUT/distill_$pair.log)" >&2; continue; }
+  benchmarks/ship.sh "$run" "$OUT/$pair" data=cifar10_jpeg "data.root=$data" "${extra[@]}" \
       > "$OUT/ship_$pair.log" 2>&1 || { tail -n 20 "$OUT/ship_$pair.log"; continue; }
   cat "$OUT/$pair/ship.md"
 done
