@@ -28,7 +28,7 @@ SIZE=${SIZE:-128}; TEACHER=${TEACHER:-resnet50}; read -ra extra <<< "${OVERRIDES
 read -ra distill_extra <<< "${DISTILL_OVERRIDES:-}"  # distill only, e.g. synthesizer.synthesis_size=32
 TAG=${TAG:-}  # a suffix for the students' run folders and logs (variants side by side)
 mkdir -p "$OUT"
-source benchmarks/keep_curves.sh  # a student stopped by the command's time limit still leaves its curve in $OUT
+source benchmarks/runs.sh  # a student stopped by the command's time limit still leaves its curve in $OUT
 common=(data=cifar10_jpeg "data.root=$data" "data.image_size=$SIZE" progress=false "${extra[@]}")
 if [ ! -f "$T/teacher.pt" ]; then
   # TEACHER_S=0 means "reuse the teacher there": on a machine handed back since, that teacher is gone.
@@ -44,23 +44,18 @@ fi
 # A teacher trained by an earlier call (another OUT) has no log here: say which one is used instead of stopping.
 if [ -f "$OUT/teacher.log" ]; then tail -n 3 "$OUT/teacher.log"; else echo "teacher: $T/teacher.pt, trained earlier"; fi
 [ "$student_s" != 0 ] || exit 0
-pids=()
 for s in "${students[@]}"; do
-  run="/tmp/s128_$s$TAG"
-  keep_curve "$run/summary.csv" "$OUT/${s}${TAG}_summary.csv"
+  run="/tmp/s128_$s$TAG"; curve=("$run/summary.csv" "$OUT/${s}${TAG}_summary.csv")
   args=("${common[@]}" experiment=fast "teacher.checkpoint=$T/teacher.pt" student=torchvision "student.name=$s"
         "trainer.time_budget_s=$student_s" trainer.eval_every=10 "${distill_extra[@]}")
   if [ -n "${PIECE_S:-}" ]; then  # one piece of a longer run: started here, or resumed where a former call left it
-    benchmarks/resumable_distill.sh "$run" "$PIECE_S" "$OUT/$s$TAG.log" "${args[@]}" > /dev/null &
+    start_run "${curve[@]}" /dev/null benchmarks/resumable_distill.sh "$run" "$PIECE_S" "$OUT/$s$TAG.log" "${args[@]}"
   else
     rm -rf "$run"  # a new run each call (distill refuses a folder holding a saved state)
-    python3 -m datafree distill "${args[@]}" "hydra.run.dir=$run" > "$OUT/$s$TAG.log" 2>&1 &
+    start_run "${curve[@]}" "$OUT/$s$TAG.log" python3 -m datafree distill "${args[@]}" "hydra.run.dir=$run"
   fi
-  pids+=($!)
-  [ "$SIDE_BY_SIDE" = 1 ] || wait "${pids[-1]}" || true
 done
-wait "${pids[@]}" || true  # not a bare wait: the curve copiers run until stop_curves
-stop_curves
+wait_runs
 for s in "${students[@]}"; do
   echo "== $s$TAG"; tail -n 8 "$OUT/$s$TAG.log"
   [ "${SHIP:-0}" = 1 ] || continue

@@ -8,7 +8,7 @@ set -euo pipefail
 name=$1; pieces=$2; shift 2
 mkdir -p /tmp/runs
 python3 benchmarks/shard_checkpoint.py join "$pieces" "/tmp/runs/teacher_$name.pt"
-source benchmarks/keep_curves.sh
+source benchmarks/runs.sh
 keep_curve "/tmp/runs/$name/summary.csv" "$OUT/${name}_summary.csv"
 python3 -m datafree distill data=cifar10_jpeg data.root=.cache/dist/data teacher.checkpoint="/tmp/runs/teacher_$name.pt" \
     progress=false hydra.run.dir="/tmp/runs/$name" "$@" 2>&1 | grep -v -i warning | tee "$OUT/$name.log"

@@ -29,7 +29,7 @@ for pair in "${pairs[@]}"; do
   [ -n "${teacher_of[$pair]:-}" ] || { echo "unknown pair $pair: resnet34_resnet18 or wrn40_2_wrn16_1" >&2; exit 2; }
 done
 mkdir -p "$OUT" "$T"
-source benchmarks/keep_curves.sh  # a run stopped by the command's time limit still leaves its curve in $OUT
+source benchmarks/runs.sh  # a run stopped by the command's time limit still leaves its curve in $OUT
 read -ra extra <<< "${OVERRIDES:-}"
 common=(data=cifar10_jpeg "data.root=$data" progress=false "${extra[@]}")
 trained=()
@@ -47,24 +47,19 @@ for t in "${trained[@]}"; do
   python3 benchmarks/shard_checkpoint.py split "$T/$t/teacher.pt" "$OUT/teachers/$t" --max-mib 15 || true
 done
 [ "$student_s" != 0 ] || exit 0
-pids=()
 for pair in "${pairs[@]}"; do
   [ "$student_s" != done ] || break
   budget=(); [ "$student_s" = full ] || budget=("trainer.time_budget_s=$student_s")
   rm -rf "/tmp/ship_runs/$pair"  # a new run each call (distill refuses a folder holding a saved state)
-  keep_curve "/tmp/ship_runs/$pair/summary.csv" "$OUT/distill_${pair}_summary.csv"
-  python3 -m datafree distill "${common[@]}" "experiment=cifar10_${pair}_fast" \
-      "teacher.checkpoint=$T/${teacher_of[$pair]}/teacher.pt" "${budget[@]}" "hydra.run.dir=/tmp/ship_runs/$pair" \
-      > "$OUT/distill_$pair.log" 2>&1 &
-  pids+=($!)
-  [ "$SIDE_BY_SIDE" = 1 ] || wait "${pids[-1]}" || true
+  start_run "/tmp/ship_runs/$pair/summary.csv" "$OUT/distill_${pair}_summary.csv" "$OUT/distill_$pair.log" \
+      python3 -m datafree distill "${common[@]}" "experiment=cifar10_${pair}_fast" \
+      "teacher.checkpoint=$T/${teacher_of[$pair]}/teacher.pt" "${budget[@]}" "hydra.run.dir=/tmp/ship_runs/$pair"
 done
-wait "${pids[@]}" || true  # not a bare wait: the curve copiers run until stop_curves
-stop_curves
-[ "${SHIP:-1}" != 0 ] || exit 0
+wait_runs
 for pair in "${pairs[@]}"; do
   run=/tmp/ship_runs/$pair
   [ "$student_s" = done ] || { echo "== $pair"; tail -n 12 "$OUT/distill_$pair.log"; }
+  [ "${SHIP:-1}" != 0 ] || continue
   grep -q "^student .*test accuracy" "$OUT/distill_$pair.log" 2>/dev/null \
       || { echo "$pair: not shipped: no finished run (no final test accuracy in $OUT/distill_$pair.log)" >&2; continue; }
   benchmarks/ship.sh "$run" "$OUT/$pair" data=cifar10_jpeg "data.root=$data" "${extra[@]}" \

@@ -20,7 +20,7 @@ data=$1; teacher_s=$2; student_s=$3; shift 3
 OUT=${OUT:-.cache/zoo_pairs}; T=/tmp/teachers; RECIPE=${RECIPE:-experiment=fast}; SIDE_BY_SIDE=${SIDE_BY_SIDE:-0}
 read -ra seeds <<< "${SEEDS:-0}"; read -ra extra <<< "${OVERRIDES:-}"; read -ra distill_extra <<< "${DISTILL_OVERRIDES:-}"
 mkdir -p "$OUT"
-source benchmarks/keep_curves.sh
+source benchmarks/runs.sh
 common=(data=cifar10_jpeg "data.root=$data" progress=false "${extra[@]}")
 missing=(); for pair in "$@"; do t=${pair%%:*}
   [ -f "$T/$t/teacher.pt" ] || [[ " ${missing[*]} " == *" $t "* ]] || missing+=("$t"); done
@@ -31,19 +31,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 rows=()
 for pair in "$@"; do
-  t=${pair%%:*}; s=${pair#*:}; names=(); pids=()
+  t=${pair%%:*}; s=${pair#*:}; names=()
   for seed in "${seeds[@]}"; do
     name="${t}_${s}_s$seed"; run="/tmp/zoo_runs/$name"; rows+=("$name"); names+=("$name")
     rm -rf "$run"  # a new run each call (distill refuses a folder holding a saved state)
-    keep_curve "$run/summary.csv" "$OUT/${name}_summary.csv"
-    python3 -m datafree distill "${common[@]}" "$RECIPE" "teacher.checkpoint=$T/$t/teacher.pt" "student=$s" \
-        "trainer.time_budget_s=$student_s" "seed=$seed" "${distill_extra[@]}" "hydra.run.dir=$run" \
-        > "$OUT/$name.log" 2>&1 &
-    pids+=($!)
-    [ "$SIDE_BY_SIDE" = 1 ] || wait "${pids[-1]}" || true
+    start_run "$run/summary.csv" "$OUT/${name}_summary.csv" "$OUT/$name.log" \
+        python3 -m datafree distill "${common[@]}" "$RECIPE" "teacher.checkpoint=$T/$t/teacher.pt" "student=$s" \
+        "trainer.time_budget_s=$student_s" "seed=$seed" "${distill_extra[@]}" "hydra.run.dir=$run"
   done
-  wait "${pids[@]}" || true  # not a bare wait: the curve copiers run until stop_curves
-  stop_curves
+  wait_runs
   for name in "${names[@]}"; do  # a failed run shows its last lines instead
     grep -h "test accuracy" "$OUT/$name.log" | tail -n 2 | grep . || tail -n 20 "$OUT/$name.log"
   done
