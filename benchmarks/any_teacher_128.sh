@@ -59,7 +59,7 @@ wait_runs
 for s in "${students[@]}"; do
   echo "== $s$TAG"; tail -n 8 "$OUT/$s$TAG.log"
   [ "${SHIP:-0}" = 1 ] || continue
-  grep -q "^student .*test accuracy" "$OUT/$s$TAG.log" \
+  run_finished "$OUT/$s$TAG.log" \
       || { echo "$s$TAG has not finished (no final test accuracy in its log): not shipped"; continue; }
   # after every student has finished: ship.sh's CPU latencies need the CPU to themselves
   benchmarks/ship.sh "/tmp/s128_$s$TAG" "$OUT/ship_$s$TAG" data=cifar10_jpeg "data.root=$data" \

@@ -5,6 +5,8 @@
 #                   COMMAND's output to LOG, its curve copied every 15 s; waits for it unless SIDE_BY_SIDE=1
 #   wait_runs       waits for every run started, then stops the copiers with a last copy
 #   keep_curve SRC DST, stop_curves: the copiers alone
+#   run_finished LOG  true when distill's LOG ends a run (its final "student ...: test accuracy" line), false for a
+#                   run stopped or failed before its end
 # stop_curves also runs when the script exits. On SIGTERM or SIGINT (timeout's SIGTERM reaches the whole process
 # group) the script first waits for its runs: they got the same signal, finish their round and save their state,
 # and write their last evaluation meanwhile. The copiers keep off the caller's output: a pipe held open by one (or by
@@ -33,6 +35,7 @@ wait_runs() {
   _run_pids=()
   stop_curves
 }
+run_finished() { grep -q "^student .*test accuracy" "$1" 2>/dev/null; }
 _runs_on_signal() {
   local i
   for i in "${_curve_pids[@]}"; do kill "$i" 2>/dev/null || true; done

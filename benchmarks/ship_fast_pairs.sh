@@ -60,7 +60,7 @@ for pair in "${pairs[@]}"; do
   run=/tmp/ship_runs/$pair
   [ "$student_s" = done ] || { echo "== $pair"; tail -n 12 "$OUT/distill_$pair.log"; }
   [ "${SHIP:-1}" != 0 ] || continue
-  grep -q "^student .*test accuracy" "$OUT/distill_$pair.log" 2>/dev/null \
+  run_finished "$OUT/distill_$pair.log" \
       || { echo "$pair: not shipped: no finished run (no final test accuracy in $OUT/distill_$pair.log)" >&2; continue; }
   benchmarks/ship.sh "$run" "$OUT/$pair" data=cifar10_jpeg "data.root=$data" "${extra[@]}" \
       > "$OUT/ship_$pair.log" 2>&1 || { tail -n 20 "$OUT/ship_$pair.log"; continue; }

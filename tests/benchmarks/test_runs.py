@@ -76,3 +76,15 @@ def test_the_script_s_exit_copies_the_curves_once_more(tmp_path):
     done = _run(tmp_path, body)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "a.csv").read_text() == "2\n"  # whatever a run wrote last is in $OUT
+
+
+@pytest.mark.parametrize("log, finished", [
+    ("[...] round 10 step 200: student 0.1838 teacher 0.7961\nstudent torchvision:resnet18: test accuracy 78.13% "
+     "(agreement with teacher 88.75%) after 44032 synthetic images, 367s, stopped by time budget\n", True),
+    ("[...] round 130 step 2600: student 0.7418 teacher 0.7961\ndatafree: interrupted: stopped by SIGTERM after "
+     "student step 2741 (round 138): full state saved\n", False),
+])
+def test_a_run_is_finished_only_when_its_log_ends_it(tmp_path, log, finished):
+    (tmp_path / "distill.log").write_text(log)
+    done = _run(tmp_path, 'run_finished "$RUN/../distill.log"\n')
+    assert (done.returncode == 0) is finished, done.stderr
