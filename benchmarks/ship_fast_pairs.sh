@@ -13,11 +13,13 @@
 #    REPORT=0 deploys only, about half the time; SHIP=0 skips this step; STUDENT_S=done skips step 2 and ships the
 #    runs a former call with the same $OUT finished on this machine).
 # Longer than one command may last (10 minutes): the teachers in one command, then the pairs, on one held machine
-# (the ResNet-18's 540 s and its deploy do not fit one command together):
-#   benchmarks/ship_fast_pairs.sh .cache/data 330 0
-#   SIDE_BY_SIDE=0 SHIP=0 benchmarks/ship_fast_pairs.sh .cache/data 0 full resnet34_resnet18
-#   REPORT=0 benchmarks/ship_fast_pairs.sh .cache/data 0 done resnet34_resnet18
-#   SIDE_BY_SIDE=0 REPORT=0 benchmarks/ship_fast_pairs.sh .cache/data 0 full wrn40_2_wrn16_1
+# (the ResNet-18's 540 s and its deploy do not fit one command together). As run for docs/benchmarks.md on
+# 2026-12-04, with each command's wall time (1,462 s in all; the same OUT in every command):
+#   benchmarks/ship_fast_pairs.sh .cache/data 330 0                                              # 365 s
+#   SIDE_BY_SIDE=0 SHIP=0 benchmarks/ship_fast_pairs.sh .cache/data 0 full resnet34_resnet18     # 560 s
+#   benchmarks/ship_fast_pairs.sh .cache/data 0 done resnet34_resnet18 &&
+#     SIDE_BY_SIDE=0 SHIP=0 benchmarks/ship_fast_pairs.sh .cache/data 0 full wrn40_2_wrn16_1     # 465 s
+#   benchmarks/ship_fast_pairs.sh .cache/data 0 done wrn40_2_wrn16_1                             # 72 s
 # Everything worth keeping goes to $OUT/<pair>/ (default .cache/ship_fast_pairs). OVERRIDES go to every command
 # (a dry run on the CPU: OVERRIDES=device=cpu benchmarks/ship_fast_pairs.sh DATA 5 10).
 set -euo pipefail
