@@ -96,6 +96,8 @@ RULES: dict[str, tuple[tuple, str]] = {
     "int8_min_agreement": (FRACTION, "0.9"),
     "int8_keep_float": (("a list of ONNX operator types", lambda v: isinstance(v, list)
                          and all(isinstance(x, str) for x in v)), "[Gemm]"),
+    "int8_target_agreement": (FRACTION, "0.98"),
+    "int8_float_layers": (_int(0), "8"),
     "compare_real_calibration": (BOOL, "true"),
     "eval_images": (_int(1), "10000"),
     "latency": (BOOL, "true"),

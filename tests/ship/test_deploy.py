@@ -1,5 +1,6 @@
 """datafree.ship.deploy: the written files compute what the PyTorch student computes, in their own engines, at any
 batch size; data-free int8 stays close to float; deploy.json describes the files truly; refusals write nothing."""
+import copy
 import hashlib
 import json
 import sys
@@ -116,6 +117,83 @@ def test_a_batchnorm_that_cannot_be_folded_is_quantised_per_channel_without_warn
     scale = next(n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] == norm.input[1])
     assert shapes[scale.input[1]] == [8]  # one int8 scale per channel
     assert [a.i for a in scale.attribute if a.name == "axis"] == [0]
+
+
+def _hostile_to_int8(student) -> Normalized:
+    """``student`` computing the same function, but with the input of its second convolution spanning three decades
+    across channels: the first BatchNorm's channels scaled down, the next convolution's weights scaled up by as much
+    (a ReLU and a max-pool commute with a positive scale). One uint8 scale for that input rounds the small channels
+    away: a MobileNet's depthwise layers after BatchNorm folding, exaggerated."""
+    model = copy.deepcopy(student.model)
+    features, scales = model.model.features, torch.logspace(-3, 0, 16)
+    with torch.no_grad():
+        features[1].weight.mul_(scales)
+        features[1].bias.mul_(scales)
+        features[4].weight.div_(scales.view(1, 16, 1, 1))
+    return model.eval()
+
+
+def _int8_settings(**overrides) -> DeploySettings:
+    return DeploySettings(**{"formats": ["onnx"], "int8": True, "calibration_images": 128, "check_images": 64,
+                             "latency": False, **overrides})
+
+
+def test_int8_keeps_the_layers_it_hurts_most_in_float_until_the_file_agrees(tmp_path, shapes_student,
+                                                                           synthetic_images):
+    import onnx
+
+    model = _hostile_to_int8(shapes_student)
+    images = torch.rand(8, 3, 16, 16)
+    with torch.no_grad():
+        assert (model(images) - shapes_student.model(images)).abs().max() < 1e-4  # the same student
+    refused = tmp_path / "refused"
+    with pytest.raises(DatafreeError, match=r"agrees with the PyTorch student on .*int8_min_agreement") as error:
+        deploy_student(model, shapes_student.info, refused, synthetic=synthetic_images, real_test=shapes_student.test,
+                       settings=_int8_settings(int8_float_layers=0), log=lambda line: None)
+    assert "most sensitive" not in str(error.value)  # no search was asked for
+    assert list(refused.iterdir()) == []
+
+    lines = []
+    manifest = deploy_student(model, shapes_student.info, tmp_path / "kept", synthetic=synthetic_images,
+                              real_test=shapes_student.test, real_train=shapes_student.train,
+                              settings=_int8_settings(), log=lines.append)
+    int8 = manifest["int8"]
+    assert int8["parity"]["agreement"] >= 0.9
+    assert int8["float_layers"][0] == "features.4"  # the convolution whose input was made hostile comes first
+    search = int8["sensitivity_search"]
+    assert search["kept_in_float"] == int8["float_layers"] and search["layers_weighed"] == 3
+    assert search["agreement_by_layers_in_float"][len(int8["float_layers"])] == round(int8["parity"]["agreement"], 6)
+    assert search["agreement_by_layers_in_float"][0] < 0.9  # the all-int8 file, refused above
+    assert abs(int8["accuracy"]["int8"] - int8["accuracy"]["float"]) * 100 <= INT8_POINTS
+    assert any(line.startswith("int8: kept in float the") and "features.4" in line for line in lines)
+    weights = {i.name for i in onnx.load(str(tmp_path / "kept" / "student.int8.onnx")).graph.initializer}
+    assert "model.features.4.weight" in weights and "model.features.4.weight_quantized" not in weights  # float
+    assert any(name.endswith("_quantized") for name in weights)  # and the rest int8
+
+
+def test_a_file_that_passes_but_agrees_less_than_sought_gets_the_search_unless_told_otherwise(tmp_path, shapes_student,
+                                                                                          synthetic_images):
+    model = _hostile_to_int8(shapes_student)
+    kwargs = dict(synthetic=synthetic_images, real_test=shapes_student.test, log=lambda line: None)
+    as_is = deploy_student(model, shapes_student.info, tmp_path / "as_is",
+                           settings=_int8_settings(int8_min_agreement=0.3, int8_target_agreement=0.3), **kwargs)["int8"]
+    assert as_is["float_layers"] == [] and "sensitivity_search" not in as_is
+    assert 0.3 <= as_is["parity"]["agreement"] < 0.9  # written: it passes the minimum asked for
+    sought = deploy_student(model, shapes_student.info, tmp_path / "sought",
+                            settings=_int8_settings(int8_min_agreement=0.3), **kwargs)["int8"]  # default target 0.98
+    assert sought["float_layers"] and sought["parity"]["agreement"] > as_is["parity"]["agreement"] + 0.4
+
+
+def test_int8_that_falls_short_with_its_layers_in_float_names_them(tmp_path, shapes_student, synthetic_images):
+    out = tmp_path / "deploy"
+    with pytest.raises(DatafreeError) as error:
+        deploy_student(_hostile_to_int8(shapes_student), shapes_student.info, out, synthetic=synthetic_images,
+                       real_test=shapes_student.test, settings=_int8_settings(int8_float_layers=1,
+                                                                              int8_min_agreement=0.999),
+                       log=lambda line: None)
+    assert ("even with its most sensitive weight layer in float (features.4; int8_float_layers=1 allows more)"
+            in str(error.value))
+    assert "\n" not in str(error.value) and list(out.iterdir()) == []
 
 
 @torch.library.custom_op("datafree_test::mystery", mutates_args=())
