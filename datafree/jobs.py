@@ -684,11 +684,14 @@ def _deployed_entries(folder: Path, student, threads: int, load_runner) -> list:
             manifest.get("input", {}).get("shape", [None])[1:] != list(student.info.input_size):
         raise DatafreeError(f"deployed={folder} holds files for another network ({manifest.get('student', {}).get('arch')}, "
                             f"input {manifest.get('input', {}).get('shape')}): give this student's deploy folder.")
+    float_layers = (manifest.get("int8") or {}).get("float_layers") or []
+    int8_note = (f"{len(float_layers)} weight layer{'s' * (len(float_layers) != 1)} kept in float by deploy, those "
+                 f"int8 hurt most ({', '.join(float_layers)})" if float_layers else None)
     entries = []
-    for name, label in (("student.onnx", "student ONNX"), (INT8_FILE, "student int8 ONNX")):
+    for name, label, note in (("student.onnx", "student ONNX", None), (INT8_FILE, "student int8 ONNX", int8_note)):
         if name in manifest.get("files", {}) and (folder / name).is_file():
             entries.append(Entry(label, load_runner(label, folder / name, "onnxruntime", threads), student.model,
-                                 folder / name))
+                                 folder / name, note=note))
     if not entries:
         raise DatafreeError(f"deployed={folder} lists no ONNX file: deploy with formats including onnx (and int8=true).")
     return entries

@@ -9,6 +9,7 @@ and the report says what it skipped and why.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Entry:
     network: nn.Module | None = None
     file: Path | None = None
     role: str = "student"  # "teacher" | "student"
+    note: str | None = None  # what the report should say of the file (an int8 file's layers kept in float)
 
 
 @dataclass
@@ -171,9 +173,11 @@ def build_report(entries: list[Entry], images: Images, input_size: tuple[int, in
     for entry in entries:
         started = time.perf_counter()
         runner = entry.runner.to(device)
-        entry = Entry(entry.name, runner, entry.network, entry.file, entry.role)
+        entry = dataclasses.replace(entry, runner=runner)
         row = {"name": entry.name, "role": entry.role, "engine": runner.engine,
                "file": None if entry.file is None else str(entry.file)}
+        if entry.note:
+            row["note"] = entry.note
         row.update(_measure_costs(entry, input_size, device, settings))
         if unlabelled is not None:
             logits = logits_of(runner, unlabelled)
@@ -286,6 +290,8 @@ def markdown(report: dict, pictures: dict[str, str]) -> str:
                 " / ".join(f"{100 * v:.1f}" for v in r["corruptions"][name]) if "corruptions" in r else "n/a"
                 for r in rows) + " |")
         out.append("")
+    if any(r.get("note") for r in rows):
+        out += ["## Notes", ""] + [f"- {r['name']}: {r['note']}" for r in rows if r.get("note")] + [""]
     if pictures:
         out += ["## Pictures", ""] + [f"![{what}]({file})" for what, file in pictures.items()] + [""]
     if report["skipped"]:

@@ -184,6 +184,25 @@ def test_a_file_that_passes_but_agrees_less_than_sought_gets_the_search_unless_t
     assert sought["float_layers"] and sought["parity"]["agreement"] > as_is["parity"]["agreement"] + 0.4
 
 
+def test_the_report_names_the_layers_an_int8_file_keeps_in_float(tmp_path, shapes_student, synthetic_images):
+    from types import SimpleNamespace
+
+    from datafree.jobs import _deployed_entries
+    from datafree.ship.report import Images, ReportSettings, build_report, markdown
+
+    model = _hostile_to_int8(shapes_student)
+    int8 = deploy_student(model, shapes_student.info, tmp_path, synthetic=synthetic_images,
+                          real_test=shapes_student.test, settings=_int8_settings(), log=lambda line: None)["int8"]
+    entries = _deployed_entries(tmp_path, SimpleNamespace(info=shapes_student.info, model=model), 1, load_runner)
+    assert [e.name for e in entries] == ["student ONNX", "student int8 ONNX"] and entries[0].note is None
+    report = build_report(entries, Images(shapes_student.test), (3, 16, 16), list(shapes_student.info.classes),
+                          torch.device("cpu"), ReportSettings(test_images=64, corruption_images=16, cka_images=16,
+                                                              latency=False), log=lambda line: None)
+    layers = int8["float_layers"]
+    assert (f"- student int8 ONNX: {len(layers)} weight layers kept in float by deploy, those int8 hurt most "
+            f"({', '.join(layers)})") in markdown(report, {})
+
+
 def test_int8_that_falls_short_with_its_layers_in_float_names_them(tmp_path, shapes_student, synthetic_images):
     out = tmp_path / "deploy"
     with pytest.raises(DatafreeError) as error:
