@@ -29,6 +29,8 @@ def main(out: Path) -> None:
     accuracy = int8.get("accuracy") or {}
     calibration = int8.get("calibration_comparison") or {}
     latency = int8.get("latency_ms_batch1") or {}
+    kept = int8.get("float_layers") or []  # deploy's sensitivity search kept these weight layers in float
+    float_layers = f" ({len(kept)} layer{'s' * (len(kept) != 1)} in float)" if kept else ""
     rows = {row["name"]: row for row in report["models"]}
     student = rows.get("student", {})
     gpu = student.get("gpu_throughput")
@@ -39,7 +41,7 @@ def main(out: Path) -> None:
           "ORT float / ORT int8 | student.pt / .onnx / .int8.onnx | GPU img/s | CPU threads |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print(" | ".join([
-        f"| {deploy['student']['arch']}", pct(accuracy.get("float")), pct(accuracy.get("int8")),
+        f"| {deploy['student']['arch']}", pct(accuracy.get("float")), pct(accuracy.get("int8")) + float_layers,
         pct(calibration.get("real_calibrated")),
         f"{ms(latency.get('pytorch_float'))} / {ms(latency.get('onnxruntime_float'))} / "
         f"{ms(latency.get('onnxruntime_int8'))}",
