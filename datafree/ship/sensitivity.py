@@ -7,8 +7,9 @@ one or two such layers in float costs little size or speed and recovers most of 
 
 The ranking is data-free: each weight layer is quantised alone (every other layer in float) and scored by how far
 its logits move from the float student's on the synthetic check images (mean squared difference). The layers are
-then kept in float in that order, one more at a time, until the file reaches the agreement sought or the limit is
-reached (then the count that agreed best). The activation ranges are calibrated once (:class:`~datafree.ship.quantise.Quantiser`), so each try costs
+then kept in float in that order, one more at a time, until the file reaches the agreement sought on the same
+synthetic images or the limit is reached (then the count that agreed best): no test image takes part in any choice,
+so the int8 accuracy deploy reports on test images is not selected on them. The activation ranges are calibrated once (:class:`~datafree.ship.quantise.Quantiser`), so each try costs
 a quantisation and a pass over the check images, not a calibration.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from datafree.ship.parity import Parity, compare
+from datafree.ship.parity import compare
 from datafree.ship.quantise import Int8File, Quantiser
 from datafree.ship.runners import Runner, load_runner
 
@@ -57,39 +58,39 @@ def rank_layers(quantiser: Quantiser, reference: Runner, images: torch.Tensor, t
     return scores
 
 
-def keep_sensitive_layers_in_float(quantiser: Quantiser, out: Path, reference: Runner,
-                                   check: dict[str, torch.Tensor], first: Parity, target: float, limit: int,
-                                   threads: int, log: Callable[[str], None] = print
-                                   ) -> tuple[Int8File, Runner, Parity, Search]:
+def keep_sensitive_layers_in_float(quantiser: Quantiser, out: Path, reference: Runner, images: torch.Tensor,
+                                   first: float, target: float, limit: int, threads: int,
+                                   log: Callable[[str], None] = print) -> tuple[Int8File, Search]:
     """Rewrite ``out`` with the most sensitive layers in float, one more at a time (at most ``limit``, and one layer
-    stays int8 at least), until its top-1 agreement with ``reference`` on ``check`` reaches ``target``; short of
-    it, the count that agreed best (the fewest layers among equals; none when none helped: ``first`` is the
-    all-int8 file's parity). The file written, its runner and parity, and the search. Ranked on the synthetic
-    check images only (``check['synthetic']``, else all of them)."""
+    stays int8 at least), until its top-1 agreement with ``reference`` on the synthetic ``images`` reaches
+    ``target``; short of it, the count that agreed best (the fewest layers among equals; none when none helped:
+    ``first`` is the all-int8 file's agreement there). Every choice is made on synthetic images: no test image.
+    The file written and the search."""
     started = time.perf_counter()
-    search = Search(agreements=[round(first.agreement, 6)])
-    ranking_images = check.get("synthetic", torch.cat(list(check.values())))
-    search.scores = rank_layers(quantiser, reference, ranking_images, threads)
+    search = Search(agreements=[round(first, 6)])
+    search.scores = rank_layers(quantiser, reference, images, threads)
     ranked = sorted(search.scores, key=search.scores.get, reverse=True)
 
-    def attempt(count: int) -> tuple[Int8File, Runner, Parity]:
+    def attempt(count: int) -> tuple[Int8File, float]:
         made = quantiser.write(out, tuple(ranked[:count]))
         runner = load_runner("student int8", made.path, "onnxruntime", threads)
-        return made, runner, compare(reference, runner, check)
+        return made, compare(reference, runner, {"synthetic": images}).agreement
 
-    for count in range(1, min(limit, len(ranked) - 1) + 1):
-        made, runner, parity = attempt(count)
-        search.agreements.append(round(parity.agreement, 6))
-        if parity.agreement >= target:
+    made, last = None, 0
+    for last in range(1, min(limit, len(ranked) - 1) + 1):
+        made, agreement = attempt(last)
+        search.agreements.append(round(agreement, 6))
+        if agreement >= target:
             break
     best = max(range(len(search.agreements)), key=lambda i: (search.agreements[i], -i))
-    if best != len(search.agreements) - 1:  # the target out of reach: back to the count that agreed best
-        made, runner, parity = attempt(best)
+    if made is None or best != last:  # the target out of reach: back to the count that agreed best
+        made, _ = attempt(best)
     search.kept = ranked[:best]
     search.seconds = time.perf_counter() - started
-    reached = "" if parity.agreement >= target else f", short of the {100 * target:g}% sought"
+    agreement = search.agreements[best]
+    reached = "" if agreement >= target else f", short of the {100 * target:g}% sought"
     which = {0: "none", 1: "the most sensitive"}.get(best, f"the {best} most sensitive")
-    names = f" ({', '.join(quantiser.layers[n] for n in search.kept)})" if best else " (none helped)"
+    names = f" ({', '.join(made.float_layers)})" if best else " (none helped)"
     log(f"int8: kept in float {which} of {len(ranked)} weight layers{names}: top-1 agreement with float "
-        f"{100 * parity.agreement:.2f}%{reached} ({search.seconds:.0f} s)")
-    return made, runner, parity, search
+        f"{100 * agreement:.2f}% on the synthetic check images{reached} ({search.seconds:.0f} s)")
+    return made, search

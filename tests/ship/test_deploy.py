@@ -5,6 +5,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 import torch
@@ -162,8 +163,11 @@ def test_int8_keeps_the_layers_it_hurts_most_in_float_until_the_file_agrees(tmp_
     assert int8["float_layers"][0] == "features.4"  # the convolution whose input was made hostile comes first
     search = int8["sensitivity_search"]
     assert search["kept_in_float"] == int8["float_layers"] and search["layers_weighed"] == 3
-    assert search["agreement_by_layers_in_float"][len(int8["float_layers"])] == round(int8["parity"]["agreement"], 6)
-    assert search["agreement_by_layers_in_float"][0] < 0.9  # the all-int8 file, refused above
+    agreements = search["agreement_by_layers_in_float"]  # on the synthetic check images: the search sees no other
+    assert agreements[0] < 0.9 and agreements[len(int8["float_layers"])] == max(agreements)
+    without_test_images = deploy_student(model, shapes_student.info, tmp_path / "synthetic_only",
+                                         synthetic=synthetic_images, settings=_int8_settings(), log=lambda line: None)
+    assert without_test_images["int8"]["sensitivity_search"] == {**search, "seconds": ANY}  # chosen without them
     assert abs(int8["accuracy"]["int8"] - int8["accuracy"]["float"]) * 100 <= INT8_POINTS
     assert any(line.startswith("int8: kept in float the") and "features.4" in line for line in lines)
     weights = {i.name for i in onnx.load(str(tmp_path / "kept" / "student.int8.onnx")).graph.initializer}
@@ -210,8 +214,8 @@ def test_int8_that_falls_short_with_its_layers_in_float_names_them(tmp_path, sha
                        real_test=shapes_student.test, settings=_int8_settings(int8_float_layers=1,
                                                                               int8_min_agreement=0.999),
                        log=lambda line: None)
-    assert ("even with its most sensitive weight layer in float (features.4; int8_float_layers=1 allows more)"
-            in str(error.value))
+    assert ("with up to 1 of its most sensitive weight layers tried in float (features.4 kept; int8_float_layers "
+            "allows more)" in str(error.value))
     assert "\n" not in str(error.value) and list(out.iterdir()) == []
 
 
