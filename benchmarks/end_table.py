@@ -5,13 +5,33 @@
 One markdown row per run: the student's accuracy at the END of the run (what the tables report), the
 best evaluation during it (only to show how much an end-of-run figure can differ from a best-of
 figure, which is selection on test data), the student/teacher ratio, student steps and wall time.
-A run without a summary (it failed before its first evaluation) gets a row that says so.
+A run whose summary did not come back (a command stopped before the copy of its last evaluation) is read from
+the evaluation lines of its log, FOLDER/PREFIX<ROW>.log, instead; a run with neither (it failed before its first
+evaluation) gets a row that says so.
 """
 from __future__ import annotations
 
 import csv
+import re
 import sys
 from pathlib import Path
+
+
+# distill's evaluation line: "round 186 step 3710: student 0.8619 teacher 0.9099 agreement 0.8883 (542s) | ..."
+EVALUATION = re.compile(r"round (?P<round>\d+) step (?P<step>\d+): student (?P<student_accuracy>[\d.]+) "
+                        r"teacher (?P<teacher_accuracy>[\d.]+) .*?\((?P<time_s>[\d.]+)s\)")
+
+
+def evaluations_of(folder: Path, name: str) -> list[dict[str, str]]:
+    """Each evaluation of run NAME, from its summary.csv, or from its log when the summary is not there."""
+    summary, log = folder / f"{name}_summary.csv", folder / f"{name}.log"
+    if summary.is_file():
+        rows = list(csv.DictReader(summary.open()))
+    elif log.is_file():
+        rows = [m.groupdict() for m in map(EVALUATION.search, log.read_text().splitlines()) if m]
+    else:
+        rows = []
+    return [r for r in rows if r.get("student_accuracy")]
 
 
 def main() -> None:
@@ -21,9 +41,7 @@ def main() -> None:
     print("| row | student accuracy (end) | best evaluation | student / teacher | student steps | wall time |")
     print("| --- | --- | --- | --- | --- | --- |")
     for row in rows:
-        path = folder / f"{prefix}{row}_summary.csv"
-        evaluations = list(csv.DictReader(path.open())) if path.is_file() else []
-        evaluations = [e for e in evaluations if e.get("student_accuracy")]
+        evaluations = evaluations_of(folder, f"{prefix}{row}")
         if not evaluations:
             print(f"| {row} | no evaluation (see {prefix}{row}.log) | | | | |")
             continue

@@ -12,7 +12,10 @@
 #    short by the machine still leaves its curve. SIDE_BY_SIDE=1 runs a pair's seeds at the same time on the one GPU
 #    (three seeds in the time of one, each with about a third of the GPU: a harder test of the same budget; the docs
 #    say so next to the figures). OVERRIDES go to every command (device=cpu for a dry run), DISTILL_OVERRIDES to
-#    distill only.
+#    distill only. PIECE_S=N runs each run as a piece of one longer than a command may last
+#    (benchmarks/resumable_distill.sh): stopped after N seconds with its state saved, and resumed by the same line in
+#    the next call on the same held machine (STUDENT_S is the whole run's budget: a 600-s run and its start-up do not
+#    fit one 600-s command; e.g. PIECE_S=330 twice).
 # 3. the end-of-run table (benchmarks/end_table.py): accuracy at the end, never the best evaluation.
 set -euo pipefail
 data=$1; teacher_s=$2; student_s=$3; shift 3
@@ -34,10 +37,16 @@ for pair in "$@"; do
   t=${pair%%:*}; s=${pair#*:}; names=()
   for seed in "${seeds[@]}"; do
     name="${t}_${s}_s$seed"; run="/tmp/zoo_runs/$name"; rows+=("$name"); names+=("$name")
-    rm -rf "$run"  # a new run each call (distill refuses a folder holding a saved state)
-    start_run "$run/summary.csv" "$OUT/${name}_summary.csv" "$OUT/$name.log" \
-        python3 -m datafree distill "${common[@]}" "$RECIPE" "teacher.checkpoint=$T/$t/teacher.pt" "student=$s" \
-        "trainer.time_budget_s=$student_s" "seed=$seed" "${distill_extra[@]}" "hydra.run.dir=$run"
+    args=("${common[@]}" "$RECIPE" "teacher.checkpoint=$T/$t/teacher.pt" "student=$s" "trainer.time_budget_s=$student_s"
+          "seed=$seed" "${distill_extra[@]}")
+    if [ -n "${PIECE_S:-}" ]; then  # one piece of a longer run: started here, or resumed where a former call left it
+      start_run "$run/summary.csv" "$OUT/${name}_summary.csv" /dev/null \
+          benchmarks/resumable_distill.sh "$run" "$PIECE_S" "$OUT/$name.log" "${args[@]}"
+    else
+      rm -rf "$run"  # a new run each call (distill refuses a folder holding a saved state)
+      start_run "$run/summary.csv" "$OUT/${name}_summary.csv" "$OUT/$name.log" \
+          python3 -m datafree distill "${args[@]}" "hydra.run.dir=$run"
+    fi
   done
   wait_runs
   for name in "${names[@]}"; do  # a failed run shows its last lines instead
