@@ -6,7 +6,8 @@
 # 1. benchmarks/train_teachers.sh for each teacher the pairs name that /tmp/teachers/TEACHER/teacher.pt does not hold
 #    yet (side by side, plain cross-entropy, TEACHER_S seconds each; float16 pieces of at most 15 MiB to $OUT/TEACHER,
 #    to carry later: they come back as files, so leave them out of any tarball of $OUT, which would pass the
-#    16 MiB a returned file may have); TEACHER_S=0 insists on the teachers being there.
+#    16 MiB a returned file may have); TEACHER_S=0 insists on the teachers being there. TEACHER_PIECES=DIR takes a
+#    teacher from such pieces carried in DIR/TEACHER (joined back to float32) before training any.
 # 2. distill each pair alone on the GPU, one after the other, with RECIPE (default experiment=fast, unchanged) for
 #    STUDENT_S seconds, once per seed in SEEDS (default 0); summary.csv is copied to $OUT as the run goes, so a run cut
 #    short by the machine still leaves its curve. SIDE_BY_SIDE=1 runs a pair's seeds at the same time on the one GPU
@@ -25,6 +26,10 @@ read -ra seeds <<< "${SEEDS:-0}"; read -ra extra <<< "${OVERRIDES:-}"; read -ra 
 mkdir -p "$OUT"
 source benchmarks/runs.sh
 common=(data=cifar10_jpeg "data.root=$data" progress=false "${extra[@]}")
+if [ -n "${TEACHER_PIECES:-}" ]; then for pair in "$@"; do t=${pair%%:*}
+  [ ! -f "$T/$t/teacher.pt" ] && [ -f "$TEACHER_PIECES/$t/teacher.meta.pt" ] || continue
+  mkdir -p "$T/$t"; python3 benchmarks/shard_checkpoint.py join "$TEACHER_PIECES/$t" "$T/$t/teacher.pt"
+  echo "teacher $t: joined from the pieces in $TEACHER_PIECES/$t"; done; fi
 missing=(); for pair in "$@"; do t=${pair%%:*}
   [ -f "$T/$t/teacher.pt" ] || [[ " ${missing[*]} " == *" $t "* ]] || missing+=("$t"); done
 if [ ${#missing[@]} -gt 0 ]; then
