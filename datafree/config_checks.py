@@ -110,7 +110,7 @@ RULES: dict[str, tuple[tuple, str]] = {
     "data.root": (_or_null(PATH), "DIR"),
     "data.path": (PATH, "DIR"),
     "data.num_classes": (_or_null(_int(2)), "10"),  # null: data=none, the teacher alone
-    "data.image_size": (_or_null(_int(8)), "32"),
+    "data.image_size": (("auto, null or an int >= 8", lambda v: v in ("auto", None) or _int(8)[1](v)), "64"),
     "data.channels": (("null, 1, 3 or 4", lambda v: v is None or (not isinstance(v, bool) and v in (1, 3, 4))), "1"),
     "data.batch_size": (_int(1), "128"),
     "data.eval_batch_size": (_int(1), "1000"),

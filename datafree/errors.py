@@ -10,6 +10,10 @@ class DatafreeError(ValueError):
     """User-facing error: the message says what is wrong and what to change."""
 
 
+class ImageSizesDiffer(DatafreeError):
+    """A folder's images differ in size and no size was asked for (``data.image_size``)."""
+
+
 def first_line(error: BaseException, limit: int = 240) -> str:
     """What an exception says, in one short line for a message (its first two non-empty lines), or its type."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]

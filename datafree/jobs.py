@@ -20,7 +20,7 @@ from datafree.data import DeviceBatches, ImageDataset
 from datafree.data.loader import crop_for
 from datafree.distill.features import KINDS as FEATURE_KINDS, check_layer_names
 from datafree.distill.trainer import DistillResult
-from datafree.errors import DatafreeError
+from datafree.errors import DatafreeError, ImageSizesDiffer
 from datafree.evaluate import COLLAPSED_SHARE
 from datafree.models import create_model
 from datafree.models.bn_momentum import lags, set_bn_momentum
@@ -45,6 +45,45 @@ from datafree.utils.seeding import seed_everything
 def load_split(data_cfg: DictConfig, split: str) -> ImageDataset | None:
     node = data_cfg.get(split)
     return None if node is None else instantiate_node(node, f"data.{split}")
+
+
+# data.image_size=auto (the real-data recipes' default): a run that has a teacher reads its images at the teacher's
+# input size (distill; audit: the synthetic set's), a run that trains one at the images' own size (train-teacher),
+# so a 64-px teacher is not evaluated on 32-px images, nor 224-px photos trained on at 32 px, by a default.
+AUTO = "auto"
+
+
+def image_size_is_auto(data_cfg: DictConfig) -> bool:
+    return data_cfg.get("image_size") == AUTO
+
+
+def set_image_size(data_cfg: DictConfig, size: int | None) -> None:
+    """Put a size in place of data.image_size=auto; the splits' image_size follows it (${data.image_size})."""
+    data_cfg.image_size = size
+
+
+def test_set_at_own_size(data_cfg: DictConfig) -> ImageDataset | None:
+    """The test split at its images' own size, or None when they differ in size (it is read at the teacher's)."""
+    set_image_size(data_cfg, None)
+    try:
+        return load_split(data_cfg, "test")
+    except ImageSizesDiffer:
+        return None
+
+
+def test_set_at_teacher_size(data_cfg: DictConfig, test_set: ImageDataset | None, input_size, logger: RunLogger):
+    """data.image_size=auto: the test split at the teacher's input size (read again from its files when its own
+    size differs: a resize of the first read would lose what larger images hold)."""
+    _, height, width = input_size
+    if data_cfg.get("test") is None or height != width:  # a non-square teacher: check_agreement says what to set
+        return test_set
+    set_image_size(data_cfg, int(height))
+    if test_set is not None and test_set.image_size == height:
+        return test_set
+    own = "they differ in size" if test_set is None else f"their own size is {test_set.image_size}x{test_set.image_size}"
+    logger.info(f"data: the test images are read at the teacher's input size, {height}x{height} ({own}; "
+                "data.image_size=auto follows the teacher, a number chooses)")
+    return load_split(data_cfg, "test")
 
 
 def batches(dataset: ImageDataset, data_cfg: DictConfig, device: torch.device, train: bool, seed: int) -> DeviceBatches:
@@ -150,6 +189,8 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         on_meta_device(lambda: build_network(source_of(cfg.teacher), arch=cfg.teacher.get("arch"),
                                              name=cfg.teacher.get("name"), model=cfg.teacher.get("model"),
                                              num_classes=num_classes, what="teacher"))
+    if image_size_is_auto(cfg.data):
+        set_image_size(cfg.data, None)  # the training images' own size; they must share one, or set data.image_size
     train_set = load_split(cfg.data, "train")
     # The teacher takes what its training images are: grey, RGB or RGBA.
     net, label = teacher_network(cfg, num_classes, train_set.channels)
@@ -157,6 +198,12 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     check_classes(train_set, num_classes, "training")
     if test_set is not None:
         check_classes(test_set, num_classes, "test")
+    if test_set is not None and test_set.image_size != train_set.image_size:
+        raise DatafreeError(f"the training images are {train_set.image_size}x{train_set.image_size} but the test images "
+                            f"{test_set.image_size}x{test_set.image_size}: set data.image_size=N to read both at N x N.")
+    shade = {1: "grey", 3: "RGB", 4: "RGBA"}.get(train_set.channels, f"{train_set.channels}-channel")
+    logger.info(f"data: {len(train_set)} training images, {shade}, {train_set.image_size}x{train_set.image_size}, "
+                f"{num_classes} classes{'' if test_set is None else f'; {len(test_set)} test images'}")
     mean, std = normalisation(cfg.data, train_set)
     model = network_layout(Normalized(net, mean, std).to(device), device)
     train = cfg.teacher.train
@@ -395,13 +442,18 @@ def online_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, synthes
     """(teacher network, its info, the test set in its channels): loaded (or trained) and checked against the data,
     the method and the student."""
     data_classes = cfg.data.get("num_classes")
-    test_set = load_split(cfg.data, "test")
+    follow_teacher = image_size_is_auto(cfg.data)
+    test_set = test_set_at_own_size(cfg.data) if follow_teacher else load_split(cfg.data, "test")
     if test_set is not None and data_classes is not None:
         check_classes(test_set, int(data_classes), "test")
     teacher = obtain_teacher(cfg, out_dir, device, data_hint(cfg.data, test_set), logger)
     info = teacher.info
     for note in teacher.notes:
         logger.info(f"teacher: {note}")
+    if follow_teacher:
+        test_set = test_set_at_teacher_size(cfg.data, test_set, info.input_size, logger)
+        if test_set is not None and data_classes is not None:
+            check_classes(test_set, int(data_classes), "test")
     test_set = same_channels(test_set, info.input_size[0], cfg.data, "the teacher", logger)
     check_agreement(info.num_classes, info.input_size, data_classes=None if data_classes is None else int(data_classes),
                     data_size=None if test_set is None else tuple(test_set.images.shape[1:]),
@@ -528,6 +580,8 @@ def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
                              amp=bool(cfg.amp))
     if not 0 <= settings.baseline_quantile <= 1:
         raise DatafreeError(f"baseline_quantile must lie in [0, 1], got {settings.baseline_quantile}: e.g. 0.01.")
+    if image_size_is_auto(cfg.data):
+        set_image_size(cfg.data, int(synthetic.image_shape[1]))  # the real images at the synthetic ones' size
     train = load_split(cfg.data, "train")
     if train is None:
         raise DatafreeError("the audit searches the real training set: choose a data recipe with data.train "

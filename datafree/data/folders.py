@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from datafree.data.dataset import ImageDataset
-from datafree.errors import DatafreeError
+from datafree.errors import DatafreeError, ImageSizesDiffer
 from datafree.utils.checkpoint import atomic_save
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"})
@@ -157,8 +157,8 @@ def _common_channels(arrays: list[np.ndarray]) -> list[np.ndarray]:
     return [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a[..., :3] for a in arrays]
 
 
-def _size_error(name_a: str, shape_a, name_b: str, shape_b) -> DatafreeError:
-    return DatafreeError(
+def _size_error(name_a: str, shape_a, name_b: str, shape_b) -> ImageSizesDiffer:
+    return ImageSizesDiffer(
         f"images differ in size: {name_a} is {shape_a[1]}x{shape_a[0]} but {name_b} is {shape_b[1]}x{shape_b[0]}: "
         "pass image_size=N (data.image_size=N in a recipe) to resize every image to N x N."
     )

@@ -166,7 +166,10 @@ def real_split(data: dict | None, split: str, info: ClassifierInfo, sample: int 
     ``corruption_images``, ...): a prefix of the stored order would measure a few classes only."""
     if not data or not data.get(split):
         return None
-    dataset = instantiate_node(OmegaConf.create(data[split]), f"data.{split}")
+    node = dict(data[split])
+    if node.get("image_size") == "auto":  # data.image_size=auto: the student's (the teacher's) input size
+        node["image_size"] = int(info.input_size[1])
+    dataset = instantiate_node(OmegaConf.create(node), f"data.{split}")
     if tuple(dataset.images.shape[1:]) != tuple(info.input_size) or dataset.num_classes != info.num_classes:
         raise DatafreeError(f"data.{split} holds {list(dataset.images.shape[1:])} images of {dataset.num_classes} "
                             f"classes, the student takes {list(info.input_size)} with {info.num_classes}: choose the "

@@ -59,3 +59,20 @@ def test_distills_headline_samples_a_test_set_larger_than_its_limit():
     line = headline(_AlwaysClassZero(), (3, 4, 4), None, class_sorted(), limit=50)
     ece = float(line.split("ECE ")[1].split()[0].rstrip(";"))
     assert ece > 0.5, line
+
+
+def sized(image_size=None) -> ImageDataset:
+    """class_sorted() at ``image_size`` (None: its own 4 px), as a loader given data.image_size reads it."""
+    data = class_sorted()
+    if image_size is None:
+        return data
+    images = data.images.float().repeat_interleave(image_size // 4, 2).repeat_interleave(image_size // 4, 3)
+    return ImageDataset(images.to(torch.uint8), data.labels, CLASSES)
+
+
+def test_data_image_size_auto_reads_the_real_images_at_the_students_size():
+    """A run made with data.image_size=auto (its recipe's data node says 'auto') is measured at its student's size."""
+    node = {"test": {"_target_": f"{__name__}.sized", "image_size": "auto"}}
+    info = ClassifierInfo("microcnn", 10, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, CLASSES)
+    assert real_split(node, "test", info).images.shape[1:] == (3, 8, 8)
+    assert real_split({"test": {**node["test"], "image_size": 8}}, "test", info).images.shape[1:] == (3, 8, 8)

@@ -1,0 +1,83 @@
+"""data.image_size=auto, the real-data recipes' default: a run with a teacher reads its images at the teacher's input
+size, train-teacher at the images' own size; a number still chooses."""
+import torch
+from PIL import Image
+
+from test_cli import run_in_process
+from test_cli_channels import _image_folder
+
+TEACHER = ["teacher=tinycnn_shapes", "teacher.arch=microcnn", "teacher.train.epochs=1", "data.batch_size=32",
+           "device=cpu", "progress=false"]
+DISTILL = ["teacher=tinycnn_shapes", "teacher.arch=microcnn", "student=microcnn", "trainer.rounds=2", "trainer.student_steps=2", "trainer.batch_size=16",
+           "trainer.eval_every=1", "noise_baseline=false", "synthesizer.batch_size=16", "synthesizer.iterations=3",
+           "device=cpu", "progress=false"]
+
+
+def _folder(tmp_path):
+    return _image_folder(tmp_path / "images", "L")  # 8x8 grey PNGs, 4 classes
+
+
+def _train_teacher(tmp_path, capsys, data, *size):
+    out = tmp_path / "teacher"
+    code, _, err = run_in_process(capsys, "train-teacher", "data=imagefolder", f"data.root={data}",
+                                  "data.num_classes=4", *TEACHER, *size, f"hydra.run.dir={out}")
+    assert code == 0, err[-3000:]
+    return out
+
+
+def test_train_teacher_reads_the_images_at_their_own_size_and_says_what_it_read(tmp_path, capsys):
+    out = _train_teacher(tmp_path, capsys, _folder(tmp_path))
+    assert torch.load(out / "teacher.pt", weights_only=True)["input_size"] == [1, 8, 8]
+    assert "data: 160 training images, grey, 8x8, 4 classes; 80 test images" in (out / "train-teacher.log").read_text()
+
+
+def test_distill_reads_the_test_images_at_the_teachers_size(tmp_path, capsys):
+    data = _folder(tmp_path)
+    teacher = _train_teacher(tmp_path, capsys, data, "data.image_size=16") / "teacher.pt"
+    out = tmp_path / "run"
+    code, stdout, err = run_in_process(capsys, "distill", "data=imagefolder", f"data.root={data}", "data.num_classes=4",
+                                       f"teacher.checkpoint={teacher}", *DISTILL, f"hydra.run.dir={out}")
+    assert code == 0, err[-3000:]
+    assert "student microcnn: test accuracy" in stdout
+    assert ("data: the test images are read at the teacher's input size, 16x16 (their own size is 8x8; "
+            "data.image_size=auto follows the teacher, a number chooses)") in (out / "distill.log").read_text()
+    assert torch.load(out / "student.pt", weights_only=True)["input_size"] == [1, 16, 16]
+
+
+def test_distill_reads_images_of_several_sizes_at_the_teachers_size(tmp_path, capsys):
+    data = _folder(tmp_path)
+    teacher = _train_teacher(tmp_path, capsys, data, "data.image_size=16") / "teacher.pt"
+    odd = next((data / "test").rglob("*.png"))
+    Image.open(odd).resize((12, 12)).save(odd)  # one test image of another size
+    out = tmp_path / "run"
+    code, _, err = run_in_process(capsys, "distill", "data=imagefolder", f"data.root={data}", "data.num_classes=4",
+                                  f"teacher.checkpoint={teacher}", *DISTILL, f"hydra.run.dir={out}")
+    assert code == 0, err[-3000:]
+    assert "16x16 (they differ in size;" in (out / "distill.log").read_text()
+
+
+def test_a_size_that_is_set_is_kept_and_a_mismatch_named(tmp_path, capsys):
+    data = _folder(tmp_path)
+    teacher = _train_teacher(tmp_path, capsys, data, "data.image_size=16") / "teacher.pt"
+    code, _, err = run_in_process(capsys, "distill", "data=imagefolder", f"data.root={data}", "data.num_classes=4",
+                                  "data.image_size=8", f"teacher.checkpoint={teacher}", *DISTILL,
+                                  f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 2 and "set data.image_size=16 to resize the test images" in err, err[-2000:]
+
+
+def test_train_teacher_on_images_of_several_sizes_asks_for_a_size(tmp_path, capsys):
+    data = _folder(tmp_path)
+    odd = next((data / "train").rglob("*.png"))
+    Image.open(odd).resize((12, 12)).save(odd)
+    out = tmp_path / "teacher"
+    code, _, err = run_in_process(capsys, "train-teacher", "data=imagefolder", f"data.root={data}",
+                                  "data.num_classes=4", *TEACHER, f"hydra.run.dir={out}")
+    assert code == 2 and "images differ in size" in err and "data.image_size=N" in err, err[-2000:]
+    assert not (out / "teacher.pt").exists()
+
+
+def test_a_bad_image_size_names_auto(tmp_path, capsys):
+    code, _, err = run_in_process(capsys, "train-teacher", "data=imagefolder", f"data.root={tmp_path}",
+                                  "data.num_classes=4", "data.image_size=big", *TEACHER,
+                                  f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 2 and "data.image_size" in err and "auto, null or an int >= 8" in err, err[-2000:]
