@@ -7,7 +7,9 @@
 #    yet (side by side, plain cross-entropy, TEACHER_S seconds each; float16 pieces of at most 15 MiB to $OUT/TEACHER,
 #    to carry later: they come back as files, so leave them out of any tarball of $OUT, which would pass the
 #    16 MiB a returned file may have); TEACHER_S=0 insists on the teachers being there. TEACHER_PIECES=DIR takes a
-#    teacher from such pieces carried in DIR/TEACHER (joined back to float32) before training any.
+#    teacher from such pieces carried in DIR/TEACHER (joined back to float32) before training any; pieces may be
+#    xz-compressed (PIECE.pt.xz: about a tenth smaller, so that a ResNet-34 and a WRN-40-2 fit in what a command
+#    may carry beside the test set and the wheels).
 # 2. distill each pair alone on the GPU, one after the other, with RECIPE (default experiment=fast, unchanged) for
 #    STUDENT_S seconds, once per seed in SEEDS (default 0); summary.csv is copied to $OUT as the run goes, so a run cut
 #    short by the machine still leaves its curve. SIDE_BY_SIDE=1 runs a pair's seeds at the same time on the one GPU
@@ -27,8 +29,13 @@ mkdir -p "$OUT"
 source benchmarks/runs.sh
 common=(data=cifar10_jpeg "data.root=$data" progress=false "${extra[@]}")
 if [ -n "${TEACHER_PIECES:-}" ]; then for pair in "$@"; do t=${pair%%:*}
-  [ ! -f "$T/$t/teacher.pt" ] && [ -f "$TEACHER_PIECES/$t/teacher.meta.pt" ] || continue
-  mkdir -p "$T/$t"; python3 benchmarks/shard_checkpoint.py join "$TEACHER_PIECES/$t" "$T/$t/teacher.pt"
+  src="$TEACHER_PIECES/$t"
+  [ ! -f "$T/$t/teacher.pt" ] && { [ -f "$src/teacher.meta.pt" ] || [ -f "$src/teacher.meta.pt.xz" ]; } || continue
+  if [ -f "$src/teacher.meta.pt.xz" ]; then  # decompressed next to the teacher it makes
+    mkdir -p "$T/pieces/$t"; for f in "$src"/*.pt.xz; do xz -dc "$f" > "$T/pieces/$t/$(basename "${f%.xz}")"; done
+    src="$T/pieces/$t"
+  fi
+  mkdir -p "$T/$t"; python3 benchmarks/shard_checkpoint.py join "$src" "$T/$t/teacher.pt"
   echo "teacher $t: joined from the pieces in $TEACHER_PIECES/$t"; done; fi
 missing=(); for pair in "$@"; do t=${pair%%:*}
   [ -f "$T/$t/teacher.pt" ] || [[ " ${missing[*]} " == *" $t "* ]] || missing+=("$t"); done
