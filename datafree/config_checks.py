@@ -181,7 +181,7 @@ RULES: dict[str, tuple[tuple, str]] = {
 
 def check_config(cfg: DictConfig) -> dict:
     """Raise a DatafreeError naming the first bad key; returns the resolved recipe as plain containers."""
-    check_no_unset(cfg)
+    check_no_unset(cfg, examples={key: example for key, (_, example) in RULES.items()})
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except Exception as exc:  # noqa: BLE001 - an interpolation that points nowhere

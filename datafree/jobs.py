@@ -153,7 +153,8 @@ def check_trainable(cfg: DictConfig) -> None:
             f"teacher=torchvision teacher.name=resnet50, ...), not a teacher.source={source} teacher, which is already "
             "trained: distil it with 'datafree distill'."
         )
-    if cfg.data.get("num_classes") is None or cfg.data.get("train") is None:
+    unset = OmegaConf.is_missing(cfg.data, "num_classes")  # data=imagefolder's ???: check_config names it
+    if (cfg.data.get("num_classes") is None and not unset) or cfg.data.get("train") is None:
         raise DatafreeError("training a teacher needs labelled data: choose a data recipe with a training split "
                             "(e.g. data=cifar10, data=imagefolder).")
 
