@@ -109,7 +109,8 @@ RULES: dict[str, tuple[tuple, str]] = {
     "gpu_batch": (_int(1), "256"),
     "data.root": (_or_null(PATH), "DIR"),
     "data.path": (PATH, "DIR"),
-    "data.num_classes": (_or_null(_int(2)), "10"),  # null: data=none, the teacher alone
+    "data.num_classes": (("auto, null or an int >= 2", lambda v: v in ("auto", None) or _int(2)[1](v)), "10"),  # null:
+    # data=none, the teacher alone; auto: an ImageFolder's class folders (jobs.count_data_classes)
     "data.image_size": (("auto, null or an int >= 8", lambda v: v in ("auto", None) or _int(8)[1](v)), "64"),
     "data.channels": (("null, 1, 3 or 4", lambda v: v is None or (not isinstance(v, bool) and v in (1, 3, 4))), "1"),
     "data.batch_size": (_int(1), "128"),

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datafree.api import make_student
 from datafree.config_checks import check_config
-from datafree.data import DeviceBatches, ImageDataset
+from datafree.data import DeviceBatches, ImageDataset, count_classes
 from datafree.data.loader import crop_for
 from datafree.distill.features import KINDS as FEATURE_KINDS, check_layer_names
 from datafree.distill.trainer import DistillResult
@@ -293,10 +293,34 @@ def per_rank_sizes(cfg: DictConfig) -> list[str]:
     return notes
 
 
+def count_data_classes(data_cfg: DictConfig) -> None:
+    """data.num_classes=auto (data=imagefolder's default): the class folders of the training split, else of the test
+    split (a folder of test images alone), counted from their names before any image is read."""
+    if data_cfg.get("num_classes") != AUTO:
+        return
+    refusals = []
+    for split in ("train", "test"):
+        node = data_cfg.get(split)
+        if node is None:
+            continue
+        if node.get("kind") != "imagefolder":
+            raise DatafreeError("data.num_classes=auto counts an ImageFolder's class folders and this data recipe "
+                                "reads another kind: set data.num_classes=N.")
+        try:
+            data_cfg.num_classes = count_classes(split, node.get("path"), node.get("root"))
+            return
+        except DatafreeError as refusal:
+            refusals.append(refusal)
+    raise refusals[0] if refusals else DatafreeError("data.num_classes=auto counts an ImageFolder's class folders and "
+                                                     "this data recipe names none: set data.num_classes=N.")
+
+
 def prepare(cfg: DictConfig, out_dir: Path) -> torch.device:
     """Every check that needs no work: recipe types and sizes, resume, device; the process group under torchrun;
     then seeds (``seed + rank``)."""
     check_config(cfg)
+    if cfg.get("data") is not None:  # deploy and report read the run's data unless given some
+        count_data_classes(cfg.data)
     resume_requested(cfg.get("resume"), out_dir)
     device = resolve_device(cfg.device)
     torch.set_num_threads(cpu_threads(cfg.get("cpu_threads", "auto")))

@@ -203,9 +203,9 @@ def test_a_refused_run_in_the_default_folder_leaves_nothing_behind(tmp_path, cap
 
 @pytest.mark.parametrize("command", ["distill", "train-teacher"])
 def test_keys_a_recipe_leaves_open_are_named_even_when_others_interpolate_them(tmp_path, capsys, command):
-    """data=imagefolder leaves data.root and data.num_classes as ???; data.train.root is ${data.root}, which
+    """data=imagefolder leaves data.root as ??? (here data.num_classes too); data.train.root is ${data.root}, which
     OmegaConf's own search for ??? keys resolves, and fails on, with a traceback."""
     out = tmp_path / "run"
-    overrides = ["data=imagefolder", "device=cpu", f"hydra.run.dir={out}"]
+    overrides = ["data=imagefolder", "data.num_classes=???", "device=cpu", f"hydra.run.dir={out}"]
     assert_refused(run_in_process(capsys, command, *overrides), out, command, overrides,
                    "data.num_classes, data.root must be set (the recipe leaves them as ???): e.g. data.num_classes=10.")

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from datafree.data.dataset import CHANNEL_COUNTS, ImageDataset
-from datafree.data.folders import IMAGE_SUFFIXES, TAR_SUFFIXES, cache_dir, load_image_folder, load_tarball
+from datafree.data.folders import (IMAGE_SUFFIXES, TAR_SUFFIXES, cache_dir, image_folder_classes, load_image_folder,
+                                   load_tarball)
 from datafree.data.loader import DeviceBatches
 from datafree.data.shapes import SHAPE_CLASSES, make_shapes
 from datafree.data.torchvision_sets import load_cifar
@@ -29,6 +30,7 @@ __all__ = [
     "SHAPE_CLASSES",
     "build_dataset",
     "cache_dir",
+    "count_classes",
     "load_cifar",
     "load_image_folder",
     "load_tarball",
@@ -97,6 +99,12 @@ def build_dataset(
         dataset = make_shapes(int(n), image_size=16 if image_size is None else int(image_size), seed=split_seed,
                               num_classes=int(num_classes))
     return dataset if channels is None else dataset.with_channels(channels)
+
+
+def count_classes(split: str, path: str | None = None, root: str | None = None) -> int:
+    """How many classes an ImageFolder split holds (``path``, or ``root``'s ``<split>/``), from its folder names
+    alone: ``data.num_classes=auto``."""
+    return len(image_folder_classes(_resolve_source("imagefolder", split, path, root)))
 
 
 def _resolve_source(kind: str, split: str, path: str | None, root: str | None) -> Path:

@@ -353,6 +353,23 @@ def _walk_images(root: Path) -> Iterator[tuple[tuple[str, ...], Path]]:
                 yield parts, Path(dirpath) / name
 
 
+def _folder(path: str | os.PathLike) -> Path:
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise _missing(root, "an ImageFolder directory (one sub-folder per class)")
+    if not root.is_dir():
+        hint = " (it looks like an archive: use data=cifar10_jpeg / kind=tarball for it)" if root.name.lower().endswith(TAR_SUFFIXES) else ""
+        raise DatafreeError(f"{root} is a file, not a folder{hint}: give the folder that holds one sub-folder per class.")
+    return root.resolve()
+
+
+def image_folder_classes(path: str | os.PathLike) -> list[str]:
+    """The classes :func:`load_image_folder` finds in ``path`` (its sub-folders holding images), read from the file
+    names alone: no image is decoded."""
+    root = _folder(path)
+    return _assign_classes([parts for parts, _ in _walk_images(root)], root)[0]
+
+
 def load_image_folder(
     path: str | os.PathLike,
     image_size: int | None = None,
@@ -369,13 +386,7 @@ def load_image_folder(
     ``workers`` defaults to ``os.cpu_count()``.
     """
     image_size, channels = _check_image_size(image_size), _check_channels(channels)
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise _missing(root, "an ImageFolder directory (one sub-folder per class)")
-    if not root.is_dir():
-        hint = " (it looks like an archive: use data=cifar10_jpeg / kind=tarball for it)" if root.name.lower().endswith(TAR_SUFFIXES) else ""
-        raise DatafreeError(f"{root} is a file, not a folder{hint}: give the folder that holds one sub-folder per class.")
-    root = root.resolve()
+    root = _folder(path)
     found = list(_walk_images(root))
     classes, keep, labels = _assign_classes([p for p, _ in found], root)
     files = [found[i][1] for i in keep]

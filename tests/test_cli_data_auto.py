@@ -1,5 +1,8 @@
-"""data.image_size=auto, the real-data recipes' default: a run with a teacher reads its images at the teacher's input
-size, train-teacher at the images' own size; a number still chooses."""
+"""What the real-data recipes leave to auto. data.image_size=auto: a run with a teacher reads its images at the
+teacher's input size, train-teacher at the images' own size. data.num_classes=auto (data=imagefolder): the class
+folders, counted from their names. A number still chooses."""
+import shutil
+
 import torch
 from PIL import Image
 
@@ -19,8 +22,8 @@ def _folder(tmp_path):
 
 def _train_teacher(tmp_path, capsys, data, *size):
     out = tmp_path / "teacher"
-    code, _, err = run_in_process(capsys, "train-teacher", "data=imagefolder", f"data.root={data}",
-                                  "data.num_classes=4", *TEACHER, *size, f"hydra.run.dir={out}")
+    code, _, err = run_in_process(capsys, "train-teacher", "data=imagefolder", f"data.root={data}", *TEACHER, *size,
+                                  f"hydra.run.dir={out}")
     assert code == 0, err[-3000:]
     return out
 
@@ -81,3 +84,34 @@ def test_a_bad_image_size_names_auto(tmp_path, capsys):
                                   "data.num_classes=4", "data.image_size=big", *TEACHER,
                                   f"hydra.run.dir={tmp_path / 'run'}")
     assert code == 2 and "data.image_size" in err and "auto, null or an int >= 8" in err, err[-2000:]
+
+
+def test_distill_counts_the_class_folders_of_a_test_set_alone(tmp_path, capsys):
+    data = _folder(tmp_path)
+    teacher = _train_teacher(tmp_path, capsys, data) / "teacher.pt"
+    shutil.rmtree(data / "train")  # only test images, as a teacher's owner may have
+    out = tmp_path / "run"
+    code, stdout, err = run_in_process(capsys, "distill", "data=imagefolder", f"data.root={data}",
+                                       f"teacher.checkpoint={teacher}", *DISTILL, f"hydra.run.dir={out}")
+    assert code == 0 and "student microcnn: test accuracy" in stdout, err[-3000:]
+
+
+def test_a_folder_with_more_classes_than_the_teacher_is_refused(tmp_path, capsys):
+    data = _folder(tmp_path)
+    teacher = _train_teacher(tmp_path, capsys, data) / "teacher.pt"
+    (data / "test" / "extra").mkdir()
+    shutil.copy(next((data / "test").rglob("*.png")), data / "test" / "extra" / "x.png")
+    shutil.rmtree(data / "train")
+    out = tmp_path / "run"
+    code, _, err = run_in_process(capsys, "distill", "data=imagefolder", f"data.root={data}",
+                                  f"teacher.checkpoint={teacher}", *DISTILL, f"hydra.run.dir={out}")
+    assert code == 2 and "the teacher has 4 classes but the data set has 5 (data.num_classes)" in err, err[-2000:]
+    assert not out.exists()
+
+
+def test_a_root_without_class_folders_is_named(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "run"
+    code, _, err = run_in_process(capsys, "train-teacher", "data=imagefolder", f"data.root={tmp_path / 'empty'}",
+                                  *TEACHER, f"hydra.run.dir={out}")
+    assert code == 2 and "holds no train" in err and err.count("\n") == 1, err[-2000:]
