@@ -203,8 +203,11 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         raise DatafreeError(f"the training images are {train_set.image_size}x{train_set.image_size} but the test images "
                             f"{test_set.image_size}x{test_set.image_size}: set data.image_size=N to read both at N x N.")
     shade = {1: "grey", 3: "RGB", 4: "RGBA"}.get(train_set.channels, f"{train_set.channels}-channel")
+    crop = {"shift": f"a {int(cfg.data.get('crop_padding', 4))}-pixel padded crop",
+            "resized": "a random-resized crop"}[crop_for(str(cfg.data.get("crop", "auto")), train_set.image_size)]
     logger.info(f"data: {len(train_set)} training images, {shade}, {train_set.image_size}x{train_set.image_size}, "
-                f"{num_classes} classes{'' if test_set is None else f'; {len(test_set)} test images'}")
+                f"{num_classes} classes{'' if test_set is None else f'; {len(test_set)} test images'}; "
+                f"augmentation: {crop} and a flip (data.crop)")
     mean, std = normalisation(cfg.data, train_set)
     model = network_layout(Normalized(net, mean, std).to(device), device)
     train = cfg.teacher.train

@@ -31,7 +31,8 @@ def _train_teacher(tmp_path, capsys, data, *size):
 def test_train_teacher_reads_the_images_at_their_own_size_and_says_what_it_read(tmp_path, capsys):
     out = _train_teacher(tmp_path, capsys, _folder(tmp_path))
     assert torch.load(out / "teacher.pt", weights_only=True)["input_size"] == [1, 8, 8]
-    assert "data: 160 training images, grey, 8x8, 4 classes; 80 test images" in (out / "train-teacher.log").read_text()
+    assert ("data: 160 training images, grey, 8x8, 4 classes; 80 test images; augmentation: a 4-pixel padded crop "
+            "and a flip (data.crop)") in (out / "train-teacher.log").read_text()
 
 
 def test_distill_reads_the_test_images_at_the_teachers_size(tmp_path, capsys):
