@@ -56,11 +56,15 @@ Examples:
   datafree train-teacher experiment=cifar10_resnet34_resnet18 data.download=true
   datafree distill experiment=cifar10_resnet34_resnet18 teacher.checkpoint=PATH
   datafree distill teacher=module teacher.model._target_=my_pkg.MyNet teacher.checkpoint=PATH
+  datafree train-teacher teacher=torchvision teacher.name=resnet50 data=imagefolder data.root=DIR   (your images)
+  datafree distill experiment=fast teacher.checkpoint=PATH student=timm student.name=efficientnet_b0
+      (any teacher, any student; data=imagefolder data.root=DIR: your test images, read at the teacher's size)
   datafree synthesize teacher.checkpoint=PATH n=10000 out=DIR   (then: datafree inspect DIR)
   datafree distill data=synthetic data.path=DIR   (a student from a synthetic data set, no teacher)
   datafree audit synthetic=DIR data=cifar10_jpeg teacher.checkpoint=PATH   (did training images leak?)
   datafree report run=RUN_DIR   |   datafree deploy run=RUN_DIR int8=true   (ship the student)
-  (teacher sources: datafree checkpoints, module, torchvision, torchscript, ensemble; see docs/custom_teacher.md)
+  (teacher sources: datafree checkpoints, module, torchvision, timm, torchscript, ensemble; students: the zoo,
+   torchvision, timm, module; see docs/custom_teacher.md and docs/any_network.md)
 datafree <command> --help: what it does, its main keys and examples; --cfg job: every key.
 Hydra's own flags work too: --cfg job, --hydra-help, -m (multirun)."""
 
