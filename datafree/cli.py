@@ -340,11 +340,26 @@ def _run_dir(cfg) -> str | None:
         return None
 
 
+def _unnamed_student(recipe: str, cfg) -> str | None:
+    """experiment=fast is the recipe for any pair, so its student is the user's to name: the recipes' default is the
+    demo's microcnn (5k parameters), which would otherwise be distilled from a ResNet-50 without a word."""
+    if recipe != "distill" or cfg.hydra.runtime.choices.get("experiment") != "fast":
+        return None
+    if any(override.lstrip("+~").split("=", 1)[0] == "student" for override in cfg.hydra.overrides.task):
+        return None
+    return ("experiment=fast distils into the student you name: add student=resnet18 (the zoo), student=torchvision "
+            "student.name=mobilenet_v3_large, student=timm student.name=efficientnet_b0 or student=module "
+            "student.model._target_=pkg.SmallNet.")
+
+
 def _preflight(recipe: str, overrides: list[str]) -> str | None:
     """Compose the recipe as hydra will and check the run directory: the error line, or None."""
     cfg = _compose(recipe, overrides)
     if isinstance(cfg, str):
         return cfg
+    unnamed = _unnamed_student(recipe, cfg)
+    if unnamed:
+        return unnamed
     run_dir = _run_dir(cfg)
     if run_dir is None:  # hydra reports its own interpolation
         return None
@@ -386,6 +401,9 @@ def _join_ranks(recipe: str, overrides: list[str]) -> tuple[str | None, list[str
     cfg = _compose(recipe, overrides)
     if isinstance(cfg, str):
         return cfg, overrides
+    unnamed = _unnamed_student(recipe, cfg)
+    if unnamed:
+        return unnamed, overrides
     try:
         dist.init(resolve_device(cfg.get("device", "auto")), cfg.get("dist_timeout_s", 600))
     except DatafreeError as error:

@@ -182,3 +182,19 @@ def test_a_timm_teacher_distils_into_a_zoo_student(tmp_path, capsys):
     assert "teacher timm:test_resnet: test accuracy" in proc.stdout and "student microcnn: test accuracy" in proc.stdout
     log = _log(tmp_path / "run")
     assert "inferred 10 classes from the classifier weights" in log and "using the data set's 8x8 images" in log
+
+
+@pytest.mark.parametrize("args, named", [
+    ([], False), (["student=resnet18"], True), (["student=torchvision", "student.name=resnet18"], True),
+    (["student.arch=resnet18"], False),  # a key of the default student still leaves it the default
+])
+def test_experiment_fast_asks_for_a_named_student(tmp_path, capsys, args, named):
+    """The recipe for any pair does not distil a ResNet-50 into the demo's microcnn unasked."""
+    from datafree import cli
+
+    overrides = ["experiment=fast", "teacher.checkpoint=teacher.pt", *args]
+    assert (cli._unnamed_student("distill", cli._compose("distill", overrides)) is None) == named
+    if not named:
+        out = tmp_path / "run"
+        proc = in_process(capsys, "distill", *overrides, "device=cpu", f"hydra.run.dir={out}")
+        _assert_clean_failure(proc, out, "experiment=fast distils into the student you name: add student=resnet18")
