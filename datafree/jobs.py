@@ -62,7 +62,7 @@ def set_image_size(data_cfg: DictConfig, size: int | None) -> None:
     data_cfg.image_size = size
 
 
-def test_set_at_own_size(data_cfg: DictConfig) -> ImageDataset | None:
+def read_test_split_at_own_size(data_cfg: DictConfig) -> ImageDataset | None:
     """The test split at its images' own size, or None when they differ in size (it is read at the teacher's)."""
     set_image_size(data_cfg, None)
     try:
@@ -71,7 +71,7 @@ def test_set_at_own_size(data_cfg: DictConfig) -> ImageDataset | None:
         return None
 
 
-def test_set_at_teacher_size(data_cfg: DictConfig, test_set: ImageDataset | None, input_size, logger: RunLogger):
+def read_test_split_at_teacher_size(data_cfg: DictConfig, test_set: ImageDataset | None, input_size, logger: RunLogger):
     """data.image_size=auto: the test split at the teacher's input size (read again from its files when its own
     size differs: a resize of the first read would lose what larger images hold)."""
     _, height, width = input_size
@@ -471,7 +471,7 @@ def online_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, synthes
     the method and the student."""
     data_classes = cfg.data.get("num_classes")
     follow_teacher = image_size_is_auto(cfg.data)
-    test_set = test_set_at_own_size(cfg.data) if follow_teacher else load_split(cfg.data, "test")
+    test_set = read_test_split_at_own_size(cfg.data) if follow_teacher else load_split(cfg.data, "test")
     if test_set is not None and data_classes is not None:
         check_classes(test_set, int(data_classes), "test")
     teacher = obtain_teacher(cfg, out_dir, device, data_hint(cfg.data, test_set), logger)
@@ -479,7 +479,7 @@ def online_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, synthes
     for note in teacher.notes:
         logger.info(f"teacher: {note}")
     if follow_teacher:
-        test_set = test_set_at_teacher_size(cfg.data, test_set, info.input_size, logger)
+        test_set = read_test_split_at_teacher_size(cfg.data, test_set, info.input_size, logger)
         if test_set is not None and data_classes is not None:
             check_classes(test_set, int(data_classes), "test")
     test_set = same_channels(test_set, info.input_size[0], cfg.data, "the teacher", logger)

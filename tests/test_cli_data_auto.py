@@ -116,3 +116,22 @@ def test_a_root_without_class_folders_is_named(tmp_path, capsys):
     code, _, err = run_in_process(capsys, "train-teacher", "data=imagefolder", f"data.root={tmp_path / 'empty'}",
                                   *TEACHER, f"hydra.run.dir={out}")
     assert code == 2 and "holds no train" in err and err.count("\n") == 1, err[-2000:]
+
+
+def test_a_run_with_autos_resumes_and_a_changed_folder_is_named(tmp_path, capsys):
+    """The saved state records what auto became (16 px, 4 classes) while the composed recipe still says auto: a resume
+    is not refused for that; auto is resolved again, and a folder that now holds another class is named."""
+    data = _folder(tmp_path)
+    teacher = _train_teacher(tmp_path, capsys, data, "data.image_size=16") / "teacher.pt"
+    out = tmp_path / "run"
+    args = ["distill", "data=imagefolder", f"data.root={data}", f"teacher.checkpoint={teacher}", *DISTILL]
+    code, _, err = run_in_process(capsys, *args, f"hydra.run.dir={out}")
+    assert code == 0, err[-3000:]
+    code, _, err = run_in_process(capsys, *args, "trainer.rounds=3", f"resume={out}")
+    assert code == 0, err[-3000:]
+    assert "resumed from" in (out / "distill.log").read_text()
+    (data / "test" / "extra").mkdir()  # a fifth class: auto now counts 5 where the run had 4
+    shutil.copy(next((data / "test").rglob("*.png")), data / "test" / "extra" / "x.png")
+    shutil.rmtree(data / "train")
+    code, _, err = run_in_process(capsys, *args, "trainer.rounds=4", f"resume={out}")
+    assert code == 2 and "the teacher has 4 classes but the data set has 5" in err, err[-2000:]
