@@ -40,6 +40,11 @@ def _or_null(rule):
     return f"null or {what}", lambda v: v is None or ok(v)
 
 
+def _auto_or_null(rule):
+    what, ok = rule
+    return f"auto, null or {what}", lambda v: v in ("auto", None) or ok(v)
+
+
 BOOL = ("true or false", lambda v: isinstance(v, bool))
 POSITIVE = _number(0, low_open=True)
 FRACTION = _number(0, 1, high_open=False)
@@ -109,9 +114,10 @@ RULES: dict[str, tuple[tuple, str]] = {
     "gpu_batch": (_int(1), "256"),
     "data.root": (_or_null(PATH), "DIR"),
     "data.path": (PATH, "DIR"),
-    "data.num_classes": (("auto, null or an int >= 2", lambda v: v in ("auto", None) or _int(2)[1](v)), "10"),  # null:
-    # data=none, the teacher alone; auto: an ImageFolder's class folders (jobs.count_data_classes)
-    "data.image_size": (("auto, null or an int >= 8", lambda v: v in ("auto", None) or _int(8)[1](v)), "64"),
+    # null: data=none, the teacher alone; auto: an ImageFolder's class folders (jobs.count_data_classes)
+    "data.num_classes": (_auto_or_null(_int(2)), "10"),
+    # auto: the teacher's input size, or the images' own for train-teacher (jobs.py)
+    "data.image_size": (_auto_or_null(_int(8)), "64"),
     "data.channels": (("null, 1, 3 or 4", lambda v: v is None or (not isinstance(v, bool) and v in (1, 3, 4))), "1"),
     "data.batch_size": (_int(1), "128"),
     "data.eval_batch_size": (_int(1), "1000"),

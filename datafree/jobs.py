@@ -62,8 +62,33 @@ def set_image_size(data_cfg: DictConfig, size: int | None) -> None:
     data_cfg.image_size = size
 
 
-def read_test_split_at_own_size(data_cfg: DictConfig) -> ImageDataset | None:
-    """The test split at its images' own size, or None when they differ in size (it is read at the teacher's)."""
+def declared_input_size(teacher_node: DictConfig) -> list[int] | None:
+    """The teacher's input size where the recipe or its datafree checkpoint states it, read without loading the
+    weights (a memory map of the file); None where only the teacher's network or the data can say."""
+    if teacher_node.get("input_size"):
+        return list(teacher_node.input_size)
+    path = teacher_node.get("checkpoint")
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not a plain checkpoint (TorchScript, an old format): the loader says what it is
+        return None
+    return list(blob["input_size"]) if isinstance(blob, dict) and blob.get("format") == FORMAT else None
+
+
+def read_test_split_before_teacher(data_cfg: DictConfig, teacher_node: DictConfig,
+                                   logger: RunLogger) -> ImageDataset | None:
+    """data.image_size=auto, before the teacher is loaded: the test split at the size the teacher declares (read
+    once), else at its images' own size (the teacher may take its size from them), or None when those differ (it is
+    read at the teacher's size once the teacher is loaded)."""
+    declared = declared_input_size(teacher_node)
+    if declared and declared[1] == declared[2]:
+        set_image_size(data_cfg, int(declared[1]))
+        if data_cfg.get("test") is not None:
+            logger.info(f"data: the test images are read at the teacher's input size, {declared[1]}x{declared[2]} "
+                        "(data.image_size=auto follows the teacher, a number chooses)")
+        return load_split(data_cfg, "test")
     set_image_size(data_cfg, None)
     try:
         return load_split(data_cfg, "test")
@@ -471,7 +496,8 @@ def online_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, synthes
     the method and the student."""
     data_classes = cfg.data.get("num_classes")
     follow_teacher = image_size_is_auto(cfg.data)
-    test_set = read_test_split_at_own_size(cfg.data) if follow_teacher else load_split(cfg.data, "test")
+    test_set = (read_test_split_before_teacher(cfg.data, cfg.teacher, logger) if follow_teacher
+                else load_split(cfg.data, "test"))
     if test_set is not None and data_classes is not None:
         check_classes(test_set, int(data_classes), "test")
     teacher = obtain_teacher(cfg, out_dir, device, data_hint(cfg.data, test_set), logger)

@@ -43,8 +43,9 @@ def test_distill_reads_the_test_images_at_the_teachers_size(tmp_path, capsys):
                                        f"teacher.checkpoint={teacher}", *DISTILL, f"hydra.run.dir={out}")
     assert code == 0, err[-3000:]
     assert "student microcnn: test accuracy" in stdout
-    assert ("data: the test images are read at the teacher's input size, 16x16 (their own size is 8x8; "
-            "data.image_size=auto follows the teacher, a number chooses)") in (out / "distill.log").read_text()
+    # the checkpoint declares 16 px: the images are read once, at that size
+    assert ("data: the test images are read at the teacher's input size, 16x16 (data.image_size=auto follows the "
+            "teacher, a number chooses)") in (out / "distill.log").read_text()
     assert torch.load(out / "student.pt", weights_only=True)["input_size"] == [1, 16, 16]
 
 
@@ -57,7 +58,31 @@ def test_distill_reads_images_of_several_sizes_at_the_teachers_size(tmp_path, ca
     code, _, err = run_in_process(capsys, "distill", "data=imagefolder", f"data.root={data}", "data.num_classes=4",
                                   f"teacher.checkpoint={teacher}", *DISTILL, f"hydra.run.dir={out}")
     assert code == 0, err[-3000:]
-    assert "16x16 (they differ in size;" in (out / "distill.log").read_text()
+    assert "read at the teacher's input size, 16x16" in (out / "distill.log").read_text()
+
+
+def test_a_teacher_that_declares_no_size_gets_the_test_split_read_again_at_its_own(tmp_path):
+    """Without a declared size (a bare state dict, a torchvision or module network) the split is read at its own size
+    for the teacher's data hint, or not at all when its images differ; then at the size the loaded teacher takes."""
+    from omegaconf import OmegaConf
+
+    from datafree.jobs import read_test_split_at_teacher_size, read_test_split_before_teacher
+
+    data = _folder(tmp_path)
+    cfg = OmegaConf.create({"data": {"image_size": "auto", "channels": None, "test": {
+        "_target_": "datafree.data.build_dataset", "kind": "imagefolder", "split": "test", "root": str(data),
+        "image_size": "${data.image_size}", "channels": "${data.channels}"}}})
+    said = []
+    logger = type("Logger", (), {"info": lambda self, line: said.append(line)})()
+    bare = OmegaConf.create({"checkpoint": None, "input_size": None})
+    assert read_test_split_before_teacher(cfg.data, bare, logger).image_size == 8 and not said  # its own size
+    odd = next((data / "test").rglob("*.png"))
+    Image.open(odd).resize((12, 12)).save(odd)
+    assert read_test_split_before_teacher(cfg.data, bare, logger) is None
+    again = read_test_split_at_teacher_size(cfg.data, None, (1, 16, 16), logger)
+    assert again.images.shape[1:] == (1, 16, 16) and len(again) == 80
+    assert said == ["data: the test images are read at the teacher's input size, 16x16 (they differ in size; "
+                    "data.image_size=auto follows the teacher, a number chooses)"]
 
 
 def test_a_size_that_is_set_is_kept_and_a_mismatch_named(tmp_path, capsys):
