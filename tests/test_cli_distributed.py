@@ -92,8 +92,10 @@ def _scalars(run: Path) -> dict[str, list]:
 
 
 def test_distill_on_two_processes_and_a_sigterm_to_one_resumed_bitwise(tmp_path):
+    # With the running average of the weights: student.pt is the average, so it too must resume bitwise.
+    distill = [*DISTILL, "trainer.ema_decay=0.9"]
     reference = tmp_path / "reference"
-    proc = torchrun("distill", *DISTILL, f"hydra.run.dir={reference}")
+    proc = torchrun("distill", *distill, f"hydra.run.dir={reference}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("student microcnn: test accuracy") == 1  # rank 0 alone prints
     # Each rank synthesized its own images (seed + rank): their replay pools differ ...
@@ -102,6 +104,7 @@ def test_distill_on_two_processes_and_a_sigterm_to_one_resumed_bitwise(tmp_path)
     assert not torch.equal(first["pool"]["images"], second["pool"]["images"])
     # ... and trained one student (DDP), and before that one teacher.
     assert _equal(first["student"], second["student"])
+    assert _equal(first["student_average"]["module"], second["student_average"]["module"])
     assert _equal(*(state["model"] for state in _states(reference / "teacher")))
     # One set of outputs: rank 1 wrote only its own state files.
     written = sorted(str(p.relative_to(reference)) for p in reference.rglob("*") if p.is_file())
@@ -115,14 +118,14 @@ def test_distill_on_two_processes_and_a_sigterm_to_one_resumed_bitwise(tmp_path)
 
     # SIGTERM to rank 1 alone during its 5th student step: both ranks stop at the same later boundary.
     run = tmp_path / "run"
-    proc = torchrun("1", "5", "distill", *DISTILL, f"hydra.run.dir={run}", script=_killer(tmp_path))
+    proc = torchrun("1", "5", "distill", *distill, f"hydra.run.dir={run}", script=_killer(tmp_path))
     assert proc.returncode != 0
     assert proc.stderr.count("datafree: interrupted: stopped by SIGTERM after student step 6 ") == 1, proc.stderr[-3000:]
     # No traceback from the workers (torchrun prints its own for the exit status 143).
     assert not [line for line in proc.stderr.splitlines() if line.strip().startswith("File") and "datafree" in line]
     assert [state["step"] for state in _states(run)] == [6, 6]
     # The interrupted run logged past its last state: the resume must not repeat those rows.
-    proc = torchrun("distill", *DISTILL, f"resume={run}")
+    proc = torchrun("distill", *distill, f"resume={run}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _equal(torch.load(run / "student.pt", weights_only=True)["state_dict"],
                   torch.load(reference / "student.pt", weights_only=True)["state_dict"])

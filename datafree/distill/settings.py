@@ -49,6 +49,7 @@ class TrainerSettings:
     momentum: float
     weight_decay: float
     clip_grad_norm: float | None
+    ema_decay: float  # 0: off; else the running average of the weights is evaluated and delivered (averaging.py)
     # The terms beside the loss (distill/objectives.py), each off at weight 0.
     attention: dict | None
     hint: dict | None

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from datafree.distill.averaging import WeightAverage
 from datafree.distill.objectives import Objectives
 from datafree.models.bn_momentum import set_bn_momentum
 from datafree.distill.preflight import check_student_fits
@@ -122,6 +123,8 @@ class Distiller:
                                          weight_decay=settings.weight_decay)
         self.guard = NonFiniteGuard(device, (self.loss_name, *self.objectives.names), settings.max_nonfinite,
                                     what="student step", shared=True)
+        # trainer.ema_decay: the running average of the weights that evaluations see and the run delivers.
+        self.average = WeightAverage(student, settings.ema_decay) if settings.ema_decay else None
         self.logged = self.objectives.logged(self.loss_name)  # what each student step returns and the loop sums
         if self.objectives.names:
             self.outputs.logger.info(self.objectives.describe(self.loss_name))
@@ -210,6 +213,8 @@ class Distiller:
         if self.settings.clip_grad_norm:  # ZSKT clips at 5; a device-side rescale, no host sync
             torch.nn.utils.clip_grad_norm_(self._params, self.settings.clip_grad_norm, foreach=True)
         self.guard.step(self.optimizer, loss, terms)  # skipped on the device when not finite
+        if self.average is not None:
+            self.average.update()
         return self.objectives.step_values(loss, terms)
 
     def _set_lr(self, progress: float, step: int) -> None:
@@ -285,6 +290,8 @@ class Distiller:
                 loop.save(snapshot, force=True)  # resuming a finished run re-evaluates; more rounds continue it
         finally:
             bar.close()
+        if self.average is not None:  # the run hands on what it evaluated and saved: the average (its state: both)
+            self.student.load_state_dict(self.average.module.state_dict())
         self._save_grid(self.source.grid_images(final=True))
         row = self.source.row()
         return DistillResult(
@@ -348,6 +355,7 @@ class Distiller:
         return {"student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
                 # the dead-student watch (_stayed_flat): a resumed run goes on counting from the same evaluation
                 "flat_since": None if self._flat_since is None else list(self._flat_since),
+                **({"student_average": self.average.state_dict()} if self.average is not None else {}),
                 **self.source.state_dict(),
                 # Hint adapters (features) and the discriminator with its optimiser: not in the student's state dict.
                 **self.objectives.state_dict()}
@@ -358,6 +366,8 @@ class Distiller:
                                 "no longer continues; start a new run (without resume) in another folder.")
         self.student.load_state_dict(saved["student"])
         self.optimizer.load_state_dict(saved["optimizer"])
+        if self.average is not None:
+            self.average.load_state_dict(saved["student_average"])
         self.source.load_state_dict(saved)
         self.objectives.load_state_dict(saved)
         since = saved.get("flat_since")  # absent in states saved before the watch was kept
@@ -371,11 +381,16 @@ class Distiller:
                                  **{k: dist.total(v) if k == "images" else v for k, v in self.source.row().items()},
                                  "time_s": round(loop.elapsed(), 2),
                                  "skipped_steps": int(self.guard.skipped.item())}  # evaluation syncs anyway
+        delivered = self.student if self.average is None else self.average.module
         if outputs.test_batches is not None:
-            result = evaluate(self.student, outputs.test_batches, self.device, self.amp, reference=self.teacher,
+            result = evaluate(delivered, outputs.test_batches, self.device, self.amp, reference=self.teacher,
                               num_classes=self.num_classes, oom_hint=self._pool_hint())
             row["student_accuracy"] = result["accuracy"]
             line = f"round {run.rounds_done} step {run.step}: student {result['accuracy']:.4f}"
+            if self.average is not None:  # the weights themselves, beside their average: what the averaging gives
+                row["unaveraged_accuracy"] = evaluate(self.student, outputs.test_batches, self.device, self.amp,
+                                                      oom_hint=self._pool_hint())["accuracy"]
+                line += f" (the average of its weights; the weights themselves {row['unaveraged_accuracy']:.4f})"
             if self.teacher is not None:
                 row.update(teacher_accuracy=result["reference_accuracy"], agreement=result["agreement"])
                 line += f" teacher {result['reference_accuracy']:.4f} agreement {result['agreement']:.4f}"
@@ -391,7 +406,7 @@ class Distiller:
         logger.summary({**row, **run.terms})
         if outputs.checkpoint_path is not None and outputs.student_info is not None and logger.enabled:
             info = dataclasses.replace(outputs.student_info, test_accuracy=row.get("student_accuracy"))
-            save_classifier(outputs.checkpoint_path, self.student, info)
+            save_classifier(outputs.checkpoint_path, delivered, info)
             run.last_good = str(outputs.checkpoint_path)
         run.metrics = row
 

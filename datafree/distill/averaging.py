@@ -1,0 +1,66 @@
+"""A running average of the student's weights (``trainer.ema_decay``): what a run evaluates and delivers.
+
+A student distilled against a moving generator does not settle: on WRN-40-2 -> WRN-16-2, alone on an H200 for
+600 s, evaluations 50 rounds apart swung by up to 3.5 points in the last minute, at a learning rate near zero
+(docs/benchmarks.md), so which of them the run ends on is luck. An exponential moving average of the weights
+(Polyak averaging; timm's ModelEma) is the usual remedy: the average is evaluated, saved as student.pt and handed
+on at the end, while the student itself goes on training as before (the generator keeps querying it).
+
+The BatchNorm running statistics are averaged with the weights (they are what eval mode reads); integer buffers
+(the count of batches seen) are copied. The update runs on the device, inside the captured student step, with
+the decay as a device tensor: ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates, so that the average is
+not held near the random initial weights at the start of a short run (timm's warm-up of the decay).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+_HOOKS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+          "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks")
+
+
+class WeightAverage:
+    """An exponential moving average of ``model``'s floating-point parameters and buffers, kept in a copy of it."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        if not 0.0 < float(decay) < 1.0:
+            raise ValueError(f"the averaging decay must be in (0, 1), got {decay!r}")
+        self.decay = float(decay)
+        # The copy is only evaluated and saved: its forward and backward hooks start empty, so that whatever a hook
+        # belongs to (a user's probe, with the networks it holds) is neither copied nor called by the copy.
+        memo = {id(hooks): type(hooks)() for sub in model.modules() for name in _HOOKS
+                if isinstance(hooks := getattr(sub, name, None), dict)}
+        self.module = copy.deepcopy(model, memo)
+        self.module.eval().requires_grad_(False)
+        source = dict(model.state_dict(keep_vars=True))
+        target = dict(self.module.state_dict(keep_vars=True))
+        floats = [name for name, t in source.items() if t.is_floating_point()]
+        self._source = [source[name].detach() for name in floats]
+        self._target = [target[name].detach() for name in floats]
+        counts = [name for name in source if name not in floats]
+        self._count_source = [source[name] for name in counts]
+        self._count_target = [target[name] for name in counts]
+        self.updates = torch.zeros((), device=self._target[0].device if self._target else "cpu")
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Move the average toward the model's current values (device work only: a captured step may hold it)."""
+        self.updates += 1
+        weight = 1.0 - torch.clamp((1.0 + self.updates) / (10.0 + self.updates), max=self.decay)
+        delta = torch._foreach_sub(self._source, self._target)
+        torch._foreach_mul_(delta, weight)
+        torch._foreach_add_(self._target, delta)
+        for src, dst in zip(self._count_source, self._count_target):
+            dst.copy_(src)
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "updates": self.updates.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """In place (a captured step holds these tensors)."""
+        self.module.load_state_dict(state["module"])
+        self.updates.copy_(state["updates"])

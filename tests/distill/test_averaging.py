@@ -1,0 +1,114 @@
+"""trainer.ema_decay: the running average of the student's weights, evaluated, saved and delivered (averaging.py)."""
+import csv
+import signal
+
+import pytest
+import torch
+from torch import nn
+
+from test_resume import _kill_at, _make, _weights
+from datafree.distill.averaging import WeightAverage
+from datafree.synthesizers import NoiseSynthesizer
+from datafree.teachers import ClassifierInfo
+from datafree.utils.logging import RunLogger
+from datafree.utils.signals import Interrupted
+
+
+def test_the_average_follows_the_decay_with_its_warm_up_and_copies_counts():
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    average = WeightAverage(net, decay=0.5)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    net.train()(torch.randn(8, 3))  # moves the running statistics and counts one batch
+    average.update()
+    # After one update the decay is min(0.5, 2/11): the average moves 9/11 of the way.
+    moved = 1 - 2 / 11
+    for name, value in average.module.state_dict().items():
+        now = net.state_dict()[name]
+        if value.is_floating_point():
+            assert torch.allclose(value, start[name] + moved * (now - start[name])), name
+        else:
+            assert torch.equal(value, now), name  # num_batches_tracked: copied
+    for _ in range(50):
+        average.update()
+    # Later the decay is the one asked for: 0.5 per update, so the average has caught up.
+    for name, value in average.module.state_dict().items():
+        assert torch.allclose(value.float(), net.state_dict()[name].float(), atol=1e-6), name
+
+
+class _Probe:
+    """A hook's owner that must not be copied (it could hold a teacher)."""
+
+    def __init__(self):
+        self.seen = 0
+
+    def __deepcopy__(self, memo):
+        raise AssertionError("the hook's owner was copied")
+
+    def hook(self, *args):
+        self.seen += 1
+
+
+def test_the_copy_has_no_hooks_and_is_not_trained():
+    net = nn.Sequential(nn.Linear(3, 2))
+    probe = _Probe()
+    net[0].register_forward_hook(probe.hook)
+    net.register_forward_pre_hook(lambda *args: None)
+    average = WeightAverage(net, decay=0.9)
+    average.module(torch.randn(1, 3))
+    assert probe.seen == 0 and not any(p.requires_grad for p in average.module.parameters())
+    assert not average.module._forward_pre_hooks and net._forward_pre_hooks  # the student keeps its own
+    net(torch.randn(1, 3))
+    assert probe.seen == 1
+    assert not average.module.training
+    with pytest.raises(ValueError, match="decay must be in"):
+        WeightAverage(net, decay=1.0)
+
+
+def test_the_run_delivers_the_average_and_logs_both(tmp_path, caplog):
+    caplog.set_level("INFO", logger="datafree")
+    info = ClassifierInfo(arch="tiny", num_classes=4, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3)
+    logger = RunLogger(tmp_path, tensorboard=False)
+    d = _make(tmp_path / "state", synthesizer=NoiseSynthesizer(batch_size=8), ema_decay=0.9, logger=logger,
+              student_info=info, checkpoint_path=tmp_path / "student.pt")
+    raw = d.student
+    result = d.fit()
+    logger.close()
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [int(r["round"]) for r in rows] == [2, 4] and all(r["unaveraged_accuracy"] for r in rows)
+    saved = torch.load(tmp_path / "student.pt", weights_only=True)["state_dict"]
+    averaged = d.average.module.state_dict()
+    for name, value in averaged.items():  # student.pt and the student handed on are the average
+        assert torch.equal(saved[name], value.cpu()), name
+        assert torch.equal(raw.state_dict()[name], value), name
+    assert result.student_accuracy == pytest.approx(float(rows[-1]["student_accuracy"]))
+    assert "(the average of its weights; the weights themselves 0." in caplog.text
+
+
+def test_without_averaging_nothing_changes(tmp_path):
+    plain = _make(tmp_path / "a", synthesizer=NoiseSynthesizer(batch_size=8))
+    plain.fit()
+    assert plain.average is None
+    again = _make(tmp_path / "b", synthesizer=NoiseSynthesizer(batch_size=8), ema_decay=0.0)
+    again.fit()
+    for name, value in _weights(again).items():
+        assert torch.equal(value, _weights(plain)[name]), name
+
+
+def test_the_average_resumes_bitwise(tmp_path):
+    reference = _make(tmp_path / "ref", "fast", ema_decay=0.8)
+    reference.fit()
+    expected = _weights(reference)
+    run_dir = tmp_path / "run"
+    d = _make(run_dir, "fast", ema_decay=0.8)
+    _kill_at(d, 5)
+    with pytest.raises(Interrupted) as info:
+        d.fit()
+    assert info.value.exit_code == 128 + signal.SIGTERM
+    resumed = _make(run_dir, "fast", resume=True, ema_decay=0.8)
+    resumed.fit()
+    assert torch.equal(resumed.average.updates, reference.average.updates)
+    for name, value in _weights(resumed).items():
+        assert torch.equal(value, expected[name]), name
