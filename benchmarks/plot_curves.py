@@ -1,6 +1,6 @@
 """Accuracy against wall time from runs' summary.csv files, drawn to one PNG.
 
-    python benchmarks/plot_curves.py OUT.png "LABEL=run1.csv,run2.csv" ["LABEL=..." ...] [--title T]
+    python benchmarks/plot_curves.py OUT.png "LABEL=run1.csv,run2.csv" ["LABEL=..." ...] [--title T] [--ymin 0.6]
 
 Each curve is the student/teacher accuracy ratio (both measured in the same run) at each
 evaluation; several CSVs under one label are seeds, drawn thin, with their mean bold where
@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("curves", nargs="+", help="LABEL=a.csv[,b.csv...]")
     parser.add_argument("--title", default="")
+    parser.add_argument("--ymin", type=float, default=0.0, help="the ratio axis' lower end (to see swings near 1)")
     args = parser.parse_args()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     for i, spec in enumerate(args.curves):
@@ -47,7 +48,7 @@ def main() -> None:
             ax.plot(times, means, color=color, lw=2, label=f"{label} (mean of {len(runs)})")
     ax.set_xlabel("wall time from the first synthesis step (s)")
     ax.set_ylabel("student / teacher test accuracy")
-    ax.set_ylim(0, 1.0)
+    ax.set_ylim(args.ymin, 1.0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     if args.title:
