@@ -45,6 +45,11 @@ def _auto_or_null(rule):
     return f"auto, null or {what}", lambda v: v in ("auto", None) or ok(v)
 
 
+def _auto_or(rule):
+    what, ok = rule
+    return f"auto or {what}", lambda v: v == "auto" or ok(v)
+
+
 BOOL = ("true or false", lambda v: isinstance(v, bool))
 POSITIVE = _number(0, low_open=True)
 FRACTION = _number(0, 1, high_open=False)
@@ -135,7 +140,7 @@ RULES: dict[str, tuple[tuple, str]] = {
         "[3,32,32]"),
     "student.num_classes": (_or_null(_int(1)), "10"),
     "teacher.train.epochs": (_int(1), "30"),
-    "teacher.train.lr": (POSITIVE, "0.1"),
+    "teacher.train.lr": (_auto_or(POSITIVE), "0.1"),  # auto: jobs.teacher_lr
     "teacher.train.momentum": (MOMENTUM, "0.9"),
     "teacher.train.weight_decay": (_number(0), "5e-4"),
     "teacher.train.label_smoothing": (MOMENTUM, "0.1"),

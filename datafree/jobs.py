@@ -236,6 +236,7 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     mean, std = normalisation(cfg.data, train_set)
     model = network_layout(Normalized(net, mean, std).to(device), device)
     train = cfg.teacher.train
+    lr = teacher_lr(train.lr, int(cfg.data.batch_size), logger)
     note = set_bn_momentum(model, train.bn_momentum, who="teacher", key="teacher.train.bn_momentum")
     if note:
         logger.info(note)
@@ -245,7 +246,7 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         None if test_set is None else batches(test_set, cfg.data, device, train=False, seed=int(cfg.seed)),
         device,
         epochs=int(train.epochs),
-        lr=float(train.lr),
+        lr=lr,
         momentum=float(train.momentum),
         weight_decay=float(train.weight_decay),
         label_smoothing=float(train.label_smoothing),
@@ -261,7 +262,7 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         num_classes=num_classes,
     )
     if result.get("top_class_share", 0.0) >= COLLAPSED_SHARE:
-        logger.warning(collapsed_teacher(result, list(train_set.classes), model, train))
+        logger.warning(collapsed_teacher(result, list(train_set.classes), model, train, lr))
     info = ClassifierInfo(
         arch=label,
         num_classes=num_classes,
@@ -277,8 +278,27 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     return freeze(model), info
 
 
-def collapsed_teacher(result: dict, classes: list[str], model: torch.nn.Module, train: DictConfig) -> str:
-    """What to say about a trained teacher that gives one class to nearly every test image, and what to change."""
+# teacher.train.lr=auto: the CIFAR recipe's rate for its batch, in proportion to the global batch (the linear rule of
+# Goyal et al. 2017). At one fixed rate a small batch took steps too large: a torchvision ResNet-18 trained on a grey
+# 3-class folder at batch 64 (docs/benchmarks.md, "train-teacher's learning rate follows the batch").
+AUTO_LR, AUTO_LR_BATCH = 0.2, 512
+
+
+def teacher_lr(setting, batch_size: int, logger: RunLogger) -> float:
+    """``teacher.train.lr``: a number as it is; ``auto`` scaled from AUTO_LR at AUTO_LR_BATCH images to this run's
+    global batch (``data.batch_size`` per process, as :func:`prepare` left it, times the processes)."""
+    if setting != "auto":
+        return float(setting)
+    batch = batch_size * dist.world_size()
+    lr = AUTO_LR * batch / AUTO_LR_BATCH
+    logger.info(f"teacher.train.lr=auto: {lr:g} for a global batch of {batch} images ({AUTO_LR:g} per {AUTO_LR_BATCH}, "
+                "in proportion; a number chooses)")
+    return lr
+
+
+def collapsed_teacher(result: dict, classes: list[str], model: torch.nn.Module, train: DictConfig, lr: float) -> str:
+    """What to say about a trained teacher that gives one class to nearly every test image, and what to change
+    (``lr``: the rate it was trained at, ``teacher.train.lr`` resolved)."""
     top = int(result["top_class"])
     name = f"'{classes[top]}' ({top})" if top < len(classes) else str(top)
     said = (f"the trained teacher gives class {name} to {result['top_class_share']:.1%} of the test images (test "
@@ -288,7 +308,7 @@ def collapsed_teacher(result: dict, classes: list[str], model: torch.nn.Module, 
                        "statistics, which eval mode uses, behind its weights in a short run: set "
                        "teacher.train.bn_momentum=auto.")
     return said + (f"Train it longer (teacher.train.epochs, now {train.epochs}, or teacher.train.time_budget_s) or at "
-                   f"a lower rate (teacher.train.lr, now {train.lr:g}), and check that data.train holds every class.")
+                   f"a lower rate (teacher.train.lr, now {lr:g}{' from auto' if train.lr == 'auto' else ''}), and check that data.train holds every class.")
 
 
 # -- commands ------------------------------------------------------------------------------------

@@ -120,9 +120,9 @@ def test_a_collapsed_teacher_without_lagging_statistics_is_told_to_train_longer(
 
     said = collapsed_teacher({"top_class": 2, "top_class_share": 0.95, "test_accuracy": 0.1}, ["a", "b", "c"],
                              create_model("resnet18", num_classes=3),
-                             OmegaConf.create({"bn_momentum": "auto", "epochs": 3, "lr": 0.2}))
+                             OmegaConf.create({"bn_momentum": "auto", "epochs": 3, "lr": "auto"}), 0.2)
     assert said.startswith("the trained teacher gives class 'c' (2) to 95.0% of the test images (test accuracy 10.00%)")
-    assert "teacher.train.epochs, now 3" in said and "teacher.train.lr, now 0.2" in said and "momentum" not in said
+    assert "teacher.train.epochs, now 3" in said and "teacher.train.lr, now 0.2 from auto" in said and "momentum" not in said
 
 
 def test_train_teacher_builds_the_checkpoints_network_with_its_weights(tmp_path):
@@ -198,3 +198,22 @@ def test_experiment_fast_asks_for_a_named_student(tmp_path, capsys, args, named)
         out = tmp_path / "run"
         proc = in_process(capsys, "distill", *overrides, "device=cpu", f"hydra.run.dir={out}")
         _assert_clean_failure(proc, out, "experiment=fast distils into the student you name: add student=resnet18")
+
+
+def test_train_teachers_rate_follows_the_global_batch(tmp_path, capsys, monkeypatch):
+    from datafree import jobs
+    from datafree.utils.logging import RunLogger
+
+    teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("device", "progress")
+               or (a.startswith("data.") and not a.startswith("data.batch_size"))]
+    proc = in_process(capsys, "train-teacher", *teacher, "data.batch_size=32", "teacher=resnet18", "teacher.train.epochs=1",
+                      f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "teacher.train.lr=auto: 0.0125 for a global batch of 32 images (0.2 per 512" in _log(tmp_path / "run", "train-teacher")
+    # Under torchrun the global batch is every process's share: 4 x 32 images take 0.05; a number is taken as it is.
+    logger = RunLogger(tmp_path / "api", tensorboard=False)
+    monkeypatch.setattr(jobs.dist, "world_size", lambda: 4)
+    assert jobs.teacher_lr("auto", 32, logger) == pytest.approx(0.05)
+    assert jobs.teacher_lr(0.3, 32, logger) == 0.3
+    proc = in_process(capsys, "train-teacher", *teacher, "teacher.train.lr=fast", f"hydra.run.dir={tmp_path / 'bad'}")
+    assert proc.returncode == 2 and "teacher.train.lr must be auto or a number > 0, got 'fast'" in proc.stderr
