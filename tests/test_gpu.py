@@ -334,3 +334,37 @@ def test_evaluation_counts_the_predicted_classes_with_one_host_sync():
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
     assert len(syncs) == 1, [str(w.message) for w in syncs]
     assert 0.1 <= result["top_class_share"] <= 1 and result["nonfinite_share"] == 0 and result["logit_range"] > 0
+
+
+def test_the_running_average_moves_inside_the_captured_student_step():
+    """trainer.ema_decay: the average is updated in the graphed student step, without a host sync, as eagerly."""
+    from datafree.synthesizers import NoiseSynthesizer
+
+    device = torch.device("cuda")
+    averages = {}
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        teacher, student = _nets(device)
+        start = [p.detach().clone() for p in student.parameters()]
+        distiller = Distiller.from_options(teacher, student, NoiseSynthesizer(batch_size=64), device=device,
+                                           num_classes=10, input_size=(3, 32, 32), batch_size=64, replay=1.0,
+                                           pool_capacity=1024, progress=False, cuda_graphs=graphs, ema_decay=0.9)
+        distiller.source.new_round()
+        for _ in range(4):  # warm-up and capture (cuDNN autotuning may sync)
+            distiller._update()
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(3):
+                distiller._update()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert (distiller._captured is not None and distiller._captured.graph is not None) == graphs
+        assert distiller.average.updates.item() == 7
+        average = [p.detach().clone() for p in distiller.average.module.parameters()]
+        weights = list(student.parameters())
+        assert any(not torch.equal(a, s) for a, s in zip(average, start))  # it moved ...
+        assert any(not torch.equal(a, w) for a, w in zip(average, weights))  # ... and lags the weights
+        averages[graphs] = average
+    for eager, graphed in zip(averages[False], averages[True]):
+        assert torch.allclose(eager, graphed, rtol=2e-2, atol=1e-3)
