@@ -19,6 +19,8 @@
 #    (benchmarks/resumable_distill.sh): stopped after N seconds with its state saved, and resumed by the same line in
 #    the next call on the same held machine (STUDENT_S is the whole run's budget: a 600-s run and its start-up do not
 #    fit one 600-s command; e.g. PIECE_S=330 twice).
+#    TAG=_SUFFIX ends each run's name (its folder, log and summary): variants of one pair in one session, e.g.
+#    TAG=_ema DISTILL_OVERRIDES=trainer.ema_decay=0.999, or TAG=_160s with another STUDENT_S.
 # 3. the end-of-run table (benchmarks/end_table.py): accuracy at the end, never the best evaluation.
 set -euo pipefail
 data=$1; teacher_s=$2; student_s=$3; shift 3
@@ -48,7 +50,7 @@ rows=()
 for pair in "$@"; do
   t=${pair%%:*}; s=${pair#*:}; names=()
   for seed in "${seeds[@]}"; do
-    name="${t}_${s}_s$seed"; run="/tmp/zoo_runs/$name"; rows+=("$name"); names+=("$name")
+    name="${t}_${s}_s$seed${TAG:-}"; run="/tmp/zoo_runs/$name"; rows+=("$name"); names+=("$name")
     args=("${common[@]}" "$RECIPE" "teacher.checkpoint=$T/$t/teacher.pt" "student=$s" "trainer.time_budget_s=$student_s"
           "seed=$seed" "${distill_extra[@]}")
     if [ -n "${PIECE_S:-}" ]; then  # one piece of a longer run: started here, or resumed where a former call left it
