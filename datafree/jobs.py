@@ -460,16 +460,20 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
                "agreement": result.agreement, "images": result.images_synthesized,
                "steps": result.student_steps, "wall_time_s": round(result.wall_time_s, 1),
                "checkpoint": str(out_dir / "student.pt"), "run_dir": str(out_dir)}
+    averaged = ""
+    if result.unaveraged_accuracy is not None:  # trainer.ema_decay: the accuracy is the average's
+        summary["unaveraged_accuracy"] = result.unaveraged_accuracy
+        averaged = f", the average of its weights (the weights themselves {_pct(result.unaveraged_accuracy)})"
     teacher_acc = result.teacher_accuracy if result.teacher_accuracy is not None else info.test_accuracy
     if offline:
-        print(f"student {student_label(student_node)}: test accuracy {_pct(result.student_accuracy)} after {result.student_steps} "
+        print(f"student {student_label(student_node)}: test accuracy {_pct(result.student_accuracy)}{averaged} after {result.student_steps} "
               f"steps ({result.epochs} passes over {len(source.synthetic)} stored samples), {result.wall_time_s:.0f}s on "
               f"{_device_name(device)}, stopped by {result.stopped_by}; no teacher ran (teacher {info.arch}: "
               f"{_pct(info.test_accuracy)} when the set was made)")
     else:
         summary["samples"] = str(out_dir / "samples.png")
         print(f"teacher {info.arch}: test accuracy {_pct(teacher_acc)}")
-        print(f"student {student_label(student_node)}: test accuracy {_pct(result.student_accuracy)} "
+        print(f"student {student_label(student_node)}: test accuracy {_pct(result.student_accuracy)}{averaged} "
               f"(agreement with teacher {_pct(result.agreement)}) after {result.images_synthesized} synthetic images, "
               f"{result.wall_time_s:.0f}s on {_device_name(device)}, stopped by {result.stopped_by}")
     if cfg.get("noise_baseline") and not offline:

@@ -54,6 +54,7 @@ class DistillResult:
     stopped_by: str
     skipped_steps: int = 0  # student steps skipped for a non-finite loss or gradient
     epochs: int | None = None  # passes over a stored set started (offline distillation)
+    unaveraged_accuracy: float | None = None  # with trainer.ema_decay: the weights themselves (student_accuracy: the average)
 
 
 @dataclasses.dataclass
@@ -299,6 +300,7 @@ class Distiller:
             agreement=run.metrics.get("agreement"), rounds=run.rounds_done, student_steps=run.step,
             images_synthesized=dist.total(row.get("images", 0)), wall_time_s=loop.elapsed(), stopped_by=stopped_by,
             skipped_steps=run.skipped, epochs=row["epoch"] + 1 if "epoch" in row else None,
+            unaveraged_accuracy=run.metrics.get("unaveraged_accuracy"),
         )
 
     _NAN_HINT = "Lower trainer.lr or the synthesizer's learning rate, or check the teacher on real inputs."

@@ -112,3 +112,15 @@ def test_the_average_resumes_bitwise(tmp_path):
     assert torch.equal(resumed.average.updates, reference.average.updates)
     for name, value in _weights(resumed).items():
         assert torch.equal(value, expected[name]), name
+
+
+def test_the_command_says_the_accuracy_is_the_averages(tmp_path, capsys):
+    from test_cli import TINY, in_process
+
+    args = [*TINY, "trainer.ema_decay=0.9", "noise_baseline=false"]
+    proc = in_process(capsys, "distill", *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("student microcnn: test accuracy"))
+    assert ", the average of its weights (the weights themselves " in line
+    rows = list(csv.DictReader((tmp_path / "run" / "summary.csv").open()))
+    assert f"{100 * float(rows[-1]['student_accuracy']):.2f}%, the average" in line
