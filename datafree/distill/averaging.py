@@ -1,8 +1,8 @@
 """A running average of the student's weights (``trainer.ema_decay``): what a run evaluates and delivers.
 
 A student distilled against a moving generator does not settle: on WRN-40-2 -> WRN-16-2, alone on an H200 for
-600 s, evaluations 50 rounds apart swung by up to 3.5 points in the last minute, at a learning rate near zero
-(docs/benchmarks.md), so which of them the run ends on is luck. An exponential moving average of the weights
+600 s, evaluations 50 rounds apart swung by up to 3.5 points in the last 90 s, at a learning rate of 0.011 and
+falling (docs/benchmarks.md), so which of them the run ends on is partly luck. An exponential moving average of the weights
 (Polyak averaging; timm's ModelEma) is the usual remedy: the average is evaluated, saved as student.pt and handed
 on at the end, while the student itself goes on training as before (the generator keeps querying it).
 
