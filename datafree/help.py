@@ -30,6 +30,7 @@ HELP: dict[str, CommandHelp] = {
          ("data=NAME", "the labelled data: shapes (generated), cifar10, cifar100, imagefolder (data.root=DIR)"),
          ("data.download=BOOL", "cifar10 / cifar100: download the data set when it is missing"),
          ("teacher.train.epochs=N", "training epochs (teacher.train.time_budget_s=S: stop by the clock)"),
+         ("teacher.train.lr=X", "the learning rate; auto: 0.2 per 512 images of the batch (all but the demo's teacher)"),
          ("experiment=NAME", "a complete setting, e.g. cifar10_resnet34_resnet18"),
          ("resume=RUN_DIR", "continue a stopped run in its folder"),
          *RUN_KEYS),
