@@ -7,7 +7,8 @@ best evaluation during it (only to show how much an end-of-run figure can differ
 figure, which is selection on test data), the student/teacher ratio, student steps and wall time.
 A run whose summary did not come back (a command stopped before the copy of its last evaluation) is read from
 the evaluation lines of its log, FOLDER/PREFIX<ROW>.log, instead; a run with neither (it failed before its first
-evaluation) gets a row that says so.
+evaluation) gets a row that says so. Runs with a running average of the student's weights (trainer.ema_decay) get a
+column more: the weights' own accuracy at the end (the student's is the average's, what such a run delivers).
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import sys
 from pathlib import Path
 
 
-# distill's evaluation line: "round 186 step 3710: student 0.8619 teacher 0.9099 agreement 0.8883 (542s) | ..."
+# distill's evaluation line: "round 186 step 3710: student 0.8619 teacher 0.9099 agreement 0.8883 (542s) | ...", with
+# trainer.ema_decay "student 0.8619 (the average of its weights; the weights themselves 0.8512) teacher ..."
 EVALUATION = re.compile(r"round (?P<round>\d+) step (?P<step>\d+): student (?P<student_accuracy>[\d.]+) "
+                        r"(?:\(the average of its weights; the weights themselves (?P<unaveraged_accuracy>[\d.]+)\) )?"
                         r"teacher (?P<teacher_accuracy>[\d.]+) .*?\((?P<time_s>[\d.]+)s\)")
 
 
@@ -38,18 +41,22 @@ def main() -> None:
     if len(sys.argv) < 4:
         sys.exit(__doc__)
     folder, prefix, rows = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
-    print("| row | student accuracy (end) | best evaluation | student / teacher | student steps | wall time |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for row in rows:
-        evaluations = evaluations_of(folder, f"{prefix}{row}")
+    runs = {row: evaluations_of(folder, f"{prefix}{row}") for row in rows}
+    averaged = any(r and r[-1].get("unaveraged_accuracy") for r in runs.values())
+    extra = (" the weights themselves (end) |", " --- |") if averaged else ("", "")
+    print(f"| row | student accuracy (end) |{extra[0]} best evaluation | student / teacher | student steps | wall time |")
+    print(f"| --- | --- |{extra[1]} --- | --- | --- | --- |")
+    for row, evaluations in runs.items():
         if not evaluations:
-            print(f"| {row} | no evaluation (see {prefix}{row}.log) | | | | |")
+            print(f"| {row} | no evaluation (see {prefix}{row}.log) |{' |' if averaged else ''} | | | |")
             continue
         end = evaluations[-1]
         best = max(evaluations, key=lambda r: float(r["student_accuracy"]))
         ratio = float(end["student_accuracy"]) / float(end["teacher_accuracy"])
-        print(f"| {row} | {float(end['student_accuracy']):.2%} | {float(best['student_accuracy']):.2%} at "
-              f"{float(best['time_s']):.0f} s | {ratio:.3f} | {end['step']} | {float(end['time_s']):.0f} s |")
+        weights = f" {float(end['unaveraged_accuracy']):.2%} |" if end.get("unaveraged_accuracy") else " |"
+        print(f"| {row} | {float(end['student_accuracy']):.2%} |{weights if averaged else ''} "
+              f"{float(best['student_accuracy']):.2%} at {float(best['time_s']):.0f} s | {ratio:.3f} | {end['step']} | "
+              f"{float(end['time_s']):.0f} s |")
 
 
 if __name__ == "__main__":

@@ -45,3 +45,16 @@ def test_a_run_with_neither_says_where_to_look(tmp_path):
     [row, missing] = _table(tmp_path, "d", "e")
     assert row == "| d | no evaluation (see p_d.log) | | | | |"
     assert missing == "| e | no evaluation (see p_e.log) | | | | |"
+
+
+def test_an_averaged_run_gives_the_weights_own_accuracy_too(tmp_path):
+    averaged = LOG.replace("student 0.8619 teacher", "student 0.8619 (the average of its weights; the weights themselves "
+                           "0.8512) teacher")
+    (tmp_path / "p_f.log").write_text(averaged)
+    (tmp_path / "p_g_summary.csv").write_text(HEADER + "5,100,50,20,0.5,0.9,0.5\n")
+    lines = subprocess.run([sys.executable, str(REPO / "benchmarks/end_table.py"), str(tmp_path), "p_", "f", "g", "h"],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    assert "| the weights themselves (end) |" in lines[0] and lines[1].count("---") == 7
+    assert lines[2] == "| f | 86.19% | 85.12% | 88.00% at 300 s | 0.947 | 3710 | 542 s |"
+    assert lines[3] == "| g | 50.00% | | 50.00% at 20 s | 0.556 | 100 | 20 s |"
+    assert lines[4] == "| h | no evaluation (see p_h.log) | | | | | |"
