@@ -4,7 +4,8 @@
 
 Each curve is the student/teacher accuracy ratio (both measured in the same run) at each
 evaluation; several CSVs under one label are seeds, drawn thin, with their mean bold where
-they share evaluation points. Needs matplotlib (pip install matplotlib).
+they share evaluation points. A run that averaged its weights (trainer.ema_decay) also gets the weights' own
+curve, dashed, in the same colour. Needs matplotlib (pip install matplotlib).
 """
 from __future__ import annotations
 
@@ -18,11 +19,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def read(path: Path) -> tuple[list[float], list[float]]:
+def read(path: Path) -> tuple[list[float], list[float], list[float]]:
+    """Times, the student's ratios, and the weights' own ratios where the run averaged its weights (else empty)."""
     with open(path, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get("student_accuracy")]
+    weights = [float(r["unaveraged_accuracy"]) / float(r["teacher_accuracy"]) for r in rows
+               if r.get("unaveraged_accuracy")]
     return ([float(r["time_s"]) for r in rows],
-            [float(r["student_accuracy"]) / float(r["teacher_accuracy"]) for r in rows])
+            [float(r["student_accuracy"]) / float(r["teacher_accuracy"]) for r in rows],
+            weights if len(weights) == len(rows) else [])
 
 
 def main() -> None:
@@ -37,10 +42,13 @@ def main() -> None:
         label, files = spec.split("=", 1)
         color = f"C{i}"
         runs = [read(Path(p)) for p in files.split(",")]
-        for times, ratios in runs:
+        for times, ratios, weights in runs:
             ax.plot(times, ratios, color=color, lw=0.8 if len(runs) > 1 else 1.8,
                     alpha=0.5 if len(runs) > 1 else 1.0, label=None if len(runs) > 1 else label, marker=".",
                     ms=10 if len(times) == 1 else 6)  # a run with one evaluation is a dot: make it seen
+            if weights:
+                ax.plot(times, weights, color=color, lw=0.8, ls="--", alpha=0.7,
+                        label=None if len(runs) > 1 else "the same run: the weights themselves")
         if len(runs) > 1:
             n = min(len(r[0]) for r in runs)
             times = [sum(r[0][k] for r in runs) / len(runs) for k in range(n)]
