@@ -12,12 +12,12 @@ is contiguous / channels_last (above 1: channels_last is faster).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
 
 from datafree.models import create_model
+from speed import timed  # benchmarks/speed.py: warm-up, then the mean over timed calls, synchronised around them
 from datafree.utils.graphs import CapturedStep, tensor_lr
 from datafree.utils.nonfinite import fused_optimizer
 
@@ -28,17 +28,6 @@ def build(name: str) -> torch.nn.Module:
 
         return torchvision.models.get_model(name[3:], weights=None, num_classes=10)
     return create_model(name, num_classes=10)
-
-
-def per_call(fn, reps: int) -> float:
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / reps
 
 
 def steps(name: str, size: int, batch: int, layout: torch.memory_format, reps: int) -> tuple[float, float]:
@@ -56,7 +45,7 @@ def steps(name: str, size: int, batch: int, layout: torch.memory_format, reps: i
         opt.step()
 
     net.train()
-    t_train = per_call(CapturedStep(train_step, torch.device("cuda")), reps)
+    t_train = timed(CapturedStep(train_step, torch.device("cuda")), torch.device("cuda"), reps=reps)
     pixels = x.detach().clone().requires_grad_(True)
 
     def input_grad():
@@ -67,7 +56,7 @@ def steps(name: str, size: int, batch: int, layout: torch.memory_format, reps: i
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    t_grad = per_call(CapturedStep(input_grad, torch.device("cuda")), reps)
+    t_grad = timed(CapturedStep(input_grad, torch.device("cuda")), torch.device("cuda"), reps=reps)
     return t_train, t_grad
 
 

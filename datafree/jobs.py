@@ -307,8 +307,9 @@ def collapsed_teacher(result: dict, classes: list[str], model: torch.nn.Module, 
         return said + (f"Its BatchNorm momentum (teacher.train.bn_momentum={train.bn_momentum}) leaves the running "
                        "statistics, which eval mode uses, behind its weights in a short run: set "
                        "teacher.train.bn_momentum=auto.")
+    rate = f"{lr:g}{' from auto' if train.lr == 'auto' else ''}"
     return said + (f"Train it longer (teacher.train.epochs, now {train.epochs}, or teacher.train.time_budget_s) or at "
-                   f"a lower rate (teacher.train.lr, now {lr:g}{' from auto' if train.lr == 'auto' else ''}), and check that data.train holds every class.")
+                   f"a lower rate (teacher.train.lr, now {rate}), and check that data.train holds every class.")
 
 
 # -- commands ------------------------------------------------------------------------------------

@@ -54,8 +54,8 @@ class WeightAverage:
         delta = torch._foreach_sub(self._source, self._target)
         torch._foreach_mul_(delta, weight)
         torch._foreach_add_(self._target, delta)
-        for src, dst in zip(self._count_source, self._count_target):
-            dst.copy_(src)
+        if self._count_target:  # one launch for all the layers' counts
+            torch._foreach_copy_(self._count_target, self._count_source)
 
     def state_dict(self) -> dict:
         return {"module": self.module.state_dict(), "updates": self.updates.clone()}

@@ -11,6 +11,7 @@ from datafree.distill.averaging import WeightAverage
 from datafree.synthesizers import NoiseSynthesizer
 from datafree.teachers import ClassifierInfo
 from datafree.utils.logging import RunLogger
+from datafree.utils.run_state import LAST
 from datafree.utils.signals import Interrupted
 
 
@@ -87,7 +88,7 @@ def test_the_run_delivers_the_average_and_logs_both(tmp_path, caplog):
     assert "(the average of its weights; the weights themselves 0." in caplog.text
 
 
-def test_without_averaging_nothing_changes(tmp_path):
+def test_without_averaging_nothing_changes_and_with_it_the_weights_train_the_same(tmp_path):
     plain = _make(tmp_path / "a", synthesizer=NoiseSynthesizer(batch_size=8))
     plain.fit()
     assert plain.average is None
@@ -95,6 +96,14 @@ def test_without_averaging_nothing_changes(tmp_path):
     again.fit()
     for name, value in _weights(again).items():
         assert torch.equal(value, _weights(plain)[name]), name
+    # With the average the weights themselves train bit for bit as without it (the state keeps them; the student
+    # handed on is the average).
+    averaged = _make(tmp_path / "c", synthesizer=NoiseSynthesizer(batch_size=8), ema_decay=0.8)
+    averaged.fit()
+    weights = torch.load(tmp_path / "c" / LAST, weights_only=True)["student"]
+    for name, value in _weights(plain).items():
+        assert torch.equal(weights[name], value), name
+    assert any(not torch.equal(averaged.student.state_dict()[k], v) for k, v in _weights(plain).items())
 
 
 def test_the_average_resumes_bitwise(tmp_path):
