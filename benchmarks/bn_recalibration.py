@@ -1,0 +1,91 @@
+"""Where a finished run's student is noisy: in its weights, or in its BatchNorm running statistics?
+
+    python benchmarks/bn_recalibration.py RUN_DIR [--batches 200] [--batch 512] [--device auto]
+
+Run from the folder the run was started in (its recipe's data.root is read as it was given). A fast-recipe
+student's own weights swung by up to 1.7 points between evaluations 20 s apart at the very end of a 10-minute run,
+at a learning rate below 0.001, while the running average of its weights (trainer.ema_decay) held within 0.3
+(docs/benchmarks.md, "The average of the weights"). Steps that small barely move the weights; the BatchNorm running
+statistics, which eval mode reads and which follow the last ten or so training batches (momentum 0.1), may move
+more. This evaluates, on the run's own test split, the weights (RUN_DIR/state_last.pt) and, where the run kept it,
+their average (student.pt) twice each: as saved, and with every BatchNorm layer's statistics re-estimated as the
+plain mean over BATCHES batches drawn from the run's replay bank with the run's augmentation (precise BatchNorm, as
+SWA does for its average). If the re-estimated weights score near the average, the swing was in the statistics.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from datafree.distill.runs import load_distill_run
+from datafree.evaluate import evaluate
+from datafree.jobs import batches, load_split
+from datafree.ops.hooks import batchnorm_layers
+from datafree.ops.pixels import dequantise
+from datafree.synthesizers.augment import Augment
+from datafree.teachers import load_teacher
+from datafree.utils.device import autocast, network_layout, resolve_device
+
+
+@torch.no_grad()
+def reestimate(model: nn.Module, bank: torch.Tensor, augment: Augment, count: int, batch: int,
+               device: torch.device, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` whose BatchNorm statistics are the plain mean over ``count`` augmented bank batches."""
+    model = copy.deepcopy(model)
+    layers = batchnorm_layers(model)
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # a cumulative average: every batch weighs the same
+    model.train()
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(count):
+        picked = torch.randint(len(bank), (min(batch, len(bank)),), generator=generator)
+        images = network_layout(augment(dequantise(bank[picked].to(device))), device)
+        with autocast(device):
+            model(images)
+    return model.eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--batches", type=int, default=200, help="bank batches for the re-estimate")
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    run = load_distill_run(args.run_dir)
+    cfg = OmegaConf.create(run.config)
+    if run.pool_images is None or not len(run.pool_images):
+        raise SystemExit(f"{args.run_dir}: the run kept no replay bank to re-estimate the statistics on")
+    bank = run.pool_images  # the filled part, in storage order (the order does not matter here)
+    test_set = load_split(cfg.data, "test")
+    if test_set is None:
+        raise SystemExit(f"{args.run_dir}: its recipe has no test split (data={cfg.data.get('name')})")
+    test = batches(test_set, cfg.data, device, train=False, seed=int(cfg.seed))
+    saved = load_teacher("datafree", checkpoint=str(args.run_dir / "student.pt")).model.to(device)
+    weights = copy.deepcopy(saved)
+    run.load_student(weights)  # state_last.pt's student: the weights themselves
+    averaged = bool(float((cfg.trainer.get("ema_decay") or 0.0)))
+    augment = Augment(jitter=int(cfg.trainer.augment.get("jitter", 0)), flip=bool(cfg.trainer.augment.get("flip", True)),
+                      crop_padding=cfg.trainer.augment.get("crop_padding", 0)).to(device)
+    augment.fit(tuple(bank.shape[-2:]))
+    print(f"{args.run_dir}: {len(bank):,} images in the bank; re-estimated over {args.batches} batches of "
+          f"{args.batch}; {len(test_set):,} test images")
+    print("| student | as saved | BatchNorm statistics re-estimated on the bank |")
+    print("| --- | ---: | ---: |")
+    rows = [("the weights (state_last.pt)", weights)] + ([("their average (student.pt)", saved)] if averaged else [])
+    for label, model in rows:
+        model = network_layout(model, device)
+        as_saved = evaluate(model, test, device)["accuracy"]
+        again = evaluate(reestimate(model, bank, augment, args.batches, args.batch, device), test, device)["accuracy"]
+        print(f"| {label} | {as_saved:.2%} | {again:.2%} |")
+
+
+if __name__ == "__main__":
+    main()
