@@ -4,7 +4,9 @@ A student distilled against a moving generator does not settle: on WRN-40-2 -> W
 600 s, evaluations 50 rounds apart swung by up to 3.5 points in the last 90 s, at a learning rate of 0.011 and
 falling (docs/benchmarks.md), so which of them the run ends on is partly luck. An exponential moving average of the weights
 (Polyak averaging; timm's ModelEma) is the usual remedy: the average is evaluated, saved as student.pt and handed
-on at the end, while the student itself goes on training as before (the generator keeps querying it).
+on at the end, while the student itself goes on training as before (the generator keeps querying it). Measured
+alone on an H200 for 600 s (one seed each): a WRN-16-2's weights ended at 81.41% and their average (decay 0.999)
+at 87.77%, a WRN-40-1's at 81.80% and 87.19%; experiment=fast turns it on.
 
 The BatchNorm running statistics are averaged with the weights (they are what eval mode reads); integer buffers
 (the count of batches seen) are copied. The update runs on the device, inside the captured student step, with
