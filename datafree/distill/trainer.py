@@ -249,7 +249,7 @@ class Distiller:
         stopped_by = "rounds"
         resumed_in_round = saved is not None and run.round_step > 0
         self.student.train()
-        started = time.perf_counter()
+        started, paced = time.perf_counter(), 0
         bar = tqdm(total=total_steps, initial=run.step, desc="distill",
                    disable=not (outputs.progress and is_main_process()), dynamic_ncols=True, leave=False)
         try:
@@ -278,9 +278,9 @@ class Distiller:
                     self.source.end_round()
                     run.round, run.round_step = run.round + 1, 0
                     run.rounds_done += 1
-                    if started is not None:
-                        self._log_pace(run, time.perf_counter() - started)
-                        started = None
+                    if paced < 2:  # this process's first round (with its warm-up), then the second (the pace)
+                        started = self._log_pace(loop, run, started, first=paced == 0)
+                        paced += 1
                     if run.rounds_done % settings.eval_every == 0:
                         self._evaluate_and_save(loop, run)
                         loop.save_if_best(run.metrics.get("student_accuracy"), snapshot)
@@ -305,19 +305,38 @@ class Distiller:
 
     _NAN_HINT = "Lower trainer.lr or the synthesizer's learning rate, or check the teacher on real inputs."
 
-    def _log_pace(self, run: Progress, seconds: float) -> None:
+    def _log_pace(self, loop: Loop, run: Progress, started: float, first: bool) -> float:
         """After this process's first round: how long it took and when the log speaks next, so that a slow run
-        (a large pair on the CPU) says early what to expect rather than nothing until its first evaluation."""
-        settings = self.settings
-        if run.rounds_done % settings.eval_every == 0 or run.round >= settings.rounds:
-            return  # an evaluation line follows at once
+        (a large pair on the CPU) says early what to expect rather than nothing until its first evaluation. After its
+        second: the pace, and what it means for the budget (the first round, with its warm-up of CUDA graphs and
+        cuDNN's algorithm search, took 6 s where the next took 0.4 on a GPU: it would have put the run at a fifteenth
+        of its rounds). The device is synchronised at both ends (two waits in a run), so that the time is the
+        device's work, not how fast the host queued it. Returns when the next round starts."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        seconds, settings = now - started, self.settings
+        if first:
+            if run.rounds_done % settings.eval_every and run.round < settings.rounds:  # else an evaluation line follows
+                self.outputs.logger.info(
+                    f"round {run.round} took {seconds:.1f}s (with its warm-up); the next evaluation comes after round "
+                    f"{(run.rounds_done // settings.eval_every + 1) * settings.eval_every} (trainer.eval_every="
+                    f"{settings.eval_every})")
+            return now
+        left = settings.rounds - run.round
+        if left <= 0:
+            return now
         budget = settings.time_budget_s
-        fit = (f"; about {max(1, int(budget / seconds)):,} rounds fit in trainer.time_budget_s={budget:g} at this pace"
-               if budget and run.rounds_done == 1 else "")  # resumed: part of the budget is spent
-        self.outputs.logger.info(
-            f"round {run.round} took {seconds:.1f}s (with its warm-up){fit}; the next evaluation comes after round "
-            f"{(run.rounds_done // settings.eval_every + 1) * settings.eval_every} (trainer.eval_every="
-            f"{settings.eval_every})")
+        if budget:
+            fit = int(max(0.0, budget - loop.elapsed()) / max(seconds, 1e-9))
+            pace = (f"about {run.rounds_done + fit:,} rounds fit in trainer.time_budget_s={budget:g}" if fit < left else
+                    f"the {settings.rounds:,} rounds (trainer.rounds) end before trainer.time_budget_s={budget:g}, in "
+                    f"about {left * seconds:,.0f}s more")
+        else:
+            pace = (f"the last round takes about {seconds:,.0f}s" if left == 1 else
+                    f"the {left:,} rounds left take about {left * seconds:,.0f}s")
+        self.outputs.logger.info(f"round {run.round} took {seconds:.2f}s: {pace} at this pace")
+        return now
 
     def _log(self, loop: Loop, run: Progress, loss_sum: torch.Tensor, bar) -> None:
         """Read the losses back (one host copy), stop on too many non-finite steps, log the means."""

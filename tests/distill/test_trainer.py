@@ -136,8 +136,29 @@ def test_the_first_round_says_how_long_it_took_and_when_the_log_speaks_next(tmp_
         _distiller(tmp_path / "b", NoiseSynthesizer(batch_size=8), rounds=3, eval_every=1).fit()
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("round 1 took")]
     assert len(lines) == 1  # with an evaluation every round, the evaluation's own line comes at once
-    assert "rounds fit in trainer.time_budget_s=600 at this pace" in lines[0]
-    assert lines[0].endswith("the next evaluation comes after round 2 (trainer.eval_every=2)")
+    assert lines[0].endswith("(with its warm-up); the next evaluation comes after round 2 (trainer.eval_every=2)")
+    assert "fit" not in lines[0]  # a pace that includes the warm-up would misjudge the budget
+
+
+def test_the_second_round_gives_the_pace_and_what_it_means_for_the_run(tmp_path, caplog):
+    """The estimate waits for the second round: the first one's warm-up (CUDA graphs, cuDNN's search) took 15 times
+    a round on a GPU. Each kind of run says what bounds it: the budget, the rounds, or neither yet."""
+    def second(run, **settings):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="datafree"):
+            _distiller(tmp_path / run, NoiseSynthesizer(batch_size=8), eval_every=10, **settings).fit()
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("round 2 took")]
+
+    (budget,) = second("budget", rounds=10**6, time_budget_s=2)  # the budget ends it
+    fit = int(budget.split("about ")[1].split(" rounds fit")[0].replace(",", ""))
+    assert 2 <= fit < 10**6 and budget.endswith("rounds fit in trainer.time_budget_s=2 at this pace")
+    (rounds,) = second("rounds", rounds=3, time_budget_s=600)  # its rounds end it first
+    assert "the 3 rounds (trainer.rounds) end before trainer.time_budget_s=600, in about" in rounds
+    (neither,) = second("neither", rounds=5)
+    assert "the 3 rounds left take about" in neither
+    (last,) = second("last", rounds=3)
+    assert "the last round takes about" in last
+    assert second("one", rounds=2) == []  # nothing left to estimate
 
 
 class _Answers(torch.nn.Module):
