@@ -19,21 +19,15 @@ from pathlib import Path
 
 import torch
 
+from datafree.distill.runs import load_distill_run
 from datafree.ops.hooks import BatchNormStatistics, batchnorm_layers
 from datafree.teachers import load_teacher
 from datafree.utils.device import autocast, network_layout, resolve_device
 
 
-def bank_in_age_order(state: dict) -> torch.Tensor:
-    """A run state's bank as uint8 images, oldest first (a bank that wrapped starts at its write position)."""
-    pool = state["pool"]
-    images, size, position = pool["images"], int(pool["size"]), int(pool["next"])
-    return images if position in (0, size) else torch.cat([images[position:], images[:position]])
-
-
-def teacher_path(state: dict, run_dir: Path) -> Path:
+def teacher_path(config: dict, run_dir: Path) -> Path:
     """The run's teacher: its recipe's teacher.checkpoint, else the teacher.pt it trained."""
-    given = (state.get("config") or {}).get("teacher", {}).get("checkpoint")
+    given = (config.get("teacher") or {}).get("checkpoint")
     return Path(given) if given else run_dir / "teacher.pt"
 
 
@@ -73,12 +67,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    state = torch.load(args.run_dir / "state_last.pt", map_location="cpu", weights_only=True)
-    teacher = load_teacher("datafree", checkpoint=str(teacher_path(state, args.run_dir))).model.to(device).eval()
+    run = load_distill_run(args.run_dir)
+    teacher = load_teacher("datafree", checkpoint=str(teacher_path(run.config, args.run_dir))).model.to(device).eval()
     student = load_teacher("datafree", checkpoint=str(args.run_dir / "student.pt")).model.to(device).eval()
     teacher, student = network_layout(teacher, device), network_layout(student, device)
-    bank = bank_in_age_order(state)
-    del state
+    bank = run.pool_by_age()
+    del run
     print(f"{args.run_dir}: {len(bank):,} images in the bank, {args.groups} groups by age (oldest first)")
     print("| group | images | teacher confidence | top class share | student agreement | BatchNorm distance (relative) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")

@@ -11,6 +11,14 @@ from datafree.errors import DatafreeError
 from datafree.ops.pixels import dequantise, quantise
 
 
+def oldest_first(images: torch.Tensor, next_index: int) -> torch.Tensor:
+    """A ring buffer's filled ``images`` (storage order) oldest first: once it wrapped, the oldest is where the next
+    image would be written."""
+    if next_index in (0, len(images)):
+        return images
+    return torch.cat([images[next_index:], images[:next_index]])
+
+
 class SyntheticPool:
     def __init__(self, capacity: int, image_shape: tuple[int, int, int], device: torch.device | str = "cpu"):
         if not 0 <= capacity <= 2**24:  # sampling scales a float32 uniform by the fill level: exact up to 2**24
@@ -65,9 +73,7 @@ class SyntheticPool:
 
     def images(self) -> torch.Tensor:
         """All stored images (uint8), oldest first once the buffer has wrapped."""
-        if self._size < self.capacity:
-            return self._images[: self._size]
-        return torch.cat([self._images[self._next:], self._images[: self._next]])
+        return oldest_first(self._images[: self._size], self._next)
 
     def state_dict(self) -> dict:
         """The stored images (uint8, in storage order) and the write position: enough to continue exactly."""

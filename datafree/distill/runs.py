@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from datafree.distill.pool import oldest_first
 from datafree.errors import DatafreeError, first_line
 from datafree.teachers.students import student_label
 from datafree.utils.run_state import FORMAT, LAST
@@ -23,8 +24,14 @@ class DistillRun:
     config: dict  # the run's resolved recipe
     student_state: dict
     synthesizer_state: dict  # what the run's synthesizer saved (empty when it keeps nothing)
-    # The run's replay pool: uint8 images its synthesizer made (None for an offline run, empty without replay).
+    # The run's replay pool: uint8 images its synthesizer made (None for an offline run, empty without replay), in
+    # storage order, and where the next image would have been written (once the pool wrapped, its oldest image).
     pool_images: torch.Tensor | None = None
+    pool_next: int = 0
+
+    def pool_by_age(self) -> torch.Tensor | None:
+        """The pool's images, oldest first."""
+        return None if self.pool_images is None else oldest_first(self.pool_images, self.pool_next)
 
     def require(self, synthesizer_target: str | None, student: str | None) -> None:
         """Refuse a recipe whose synthesizer class or student (its label, e.g. ``torchvision:NAME``) is not the run's."""
@@ -65,5 +72,6 @@ def load_distill_run(path: str | Path) -> DistillRun:
         raise DatafreeError(f"from_run: {file} is not the state of a datafree distill run: point at a distill run's folder.")
     pool = state.get("pool")
     return DistillRun(file, state.get("config") or {}, state["student"], state.get("synthesizer") or {},
-                      pool.get("images") if isinstance(pool, dict) else None)
+                      pool.get("images") if isinstance(pool, dict) else None,
+                      int(pool.get("next", 0)) if isinstance(pool, dict) else 0)
 

@@ -26,3 +26,18 @@ def test_zero_capacity_pool_stays_empty():
     pool = SyntheticPool(0, (3, 4, 4))
     pool.add(torch.rand(2, 3, 4, 4))
     assert len(pool) == 0
+
+
+def test_a_saved_run_gives_its_wrapped_pool_oldest_first(tmp_path):
+    """What a finished run's state holds (storage order and write position) reads back as the live pool did."""
+    from datafree.distill.runs import load_distill_run
+    from datafree.utils.run_state import FORMAT
+
+    pool = SyntheticPool(5, (1, 2, 2))
+    for value in range(4):
+        pool.add(torch.full((2, 1, 2, 2), value / 10))
+    torch.save({"format": FORMAT, "kind": "distill", "student": {}, "pool": pool.state_dict()}, tmp_path / "state_last.pt")
+    run = load_distill_run(tmp_path)
+    assert run.pool_next == 3 and torch.equal(run.pool_images, pool.state_dict()["images"])  # storage order
+    assert torch.equal(run.pool_by_age(), pool.images())
+    assert not torch.equal(run.pool_by_age(), run.pool_images)  # it had wrapped: the orders differ
