@@ -27,6 +27,7 @@ from datafree.evaluate import evaluate
 from datafree.jobs import batches, load_split
 from datafree.ops.hooks import batchnorm_layers
 from datafree.ops.pixels import dequantise
+from datafree.recipe_nodes import instantiate_node
 from datafree.synthesizers.augment import Augment
 from datafree.teachers import load_teacher
 from datafree.utils.device import autocast, network_layout, resolve_device
@@ -72,8 +73,7 @@ def main() -> None:
     weights = copy.deepcopy(saved)
     run.load_student(weights)  # state_last.pt's student: the weights themselves
     averaged = bool(float((cfg.trainer.get("ema_decay") or 0.0)))
-    augment = Augment(jitter=int(cfg.trainer.augment.get("jitter", 0)), flip=bool(cfg.trainer.augment.get("flip", True)),
-                      crop_padding=cfg.trainer.augment.get("crop_padding", 0)).to(device)
+    augment = instantiate_node(cfg.trainer.augment, "trainer.augment").to(device)  # the run's own, as it built it
     augment.fit(tuple(bank.shape[-2:]))
     print(f"{args.run_dir}: {len(bank):,} images in the bank; re-estimated over {args.batches} batches of "
           f"{args.batch}; {len(test_set):,} test images")

@@ -28,3 +28,25 @@ def test_the_saved_students_score_what_the_run_measured(tmp_path, capsys):
     assert abs(rows["the weights (state_last.pt)"][0] - 100 * float(last["unaveraged_accuracy"])) < 0.006
     assert abs(rows["their average (student.pt)"][0] - 100 * float(last["student_accuracy"])) < 0.006
     assert all(0.0 <= v <= 100.0 for row in rows.values() for v in row)
+
+
+def test_the_reestimate_is_the_plain_mean_over_the_drawn_batches():
+    """Every batch weighs the same (momentum None), whatever the layer's own momentum; the model given is untouched."""
+    import importlib.util
+
+    import torch
+
+    from datafree.synthesizers.augment import Augment
+
+    spec = importlib.util.spec_from_file_location("bn_recalibration", REPO / "benchmarks/bn_recalibration.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(3, momentum=0.5), torch.nn.Flatten()).eval()
+    bank = torch.randint(0, 256, (40, 3, 4, 4), dtype=torch.uint8)
+    same = Augment(jitter=0, flip=False)  # the identity: the batches are the drawn images themselves
+    again = module.reestimate(model, bank, same, count=3, batch=8, device=torch.device("cpu"), seed=5)
+    draws = torch.Generator().manual_seed(5)
+    batches = [bank[torch.randint(len(bank), (8,), generator=draws)].float() / 255 for _ in range(3)]
+    expected = torch.stack([b.mean(dim=(0, 2, 3)) for b in batches]).mean(0)
+    assert torch.allclose(again[0].running_mean, expected, atol=1e-6)
+    assert not again.training and torch.equal(model[0].running_mean, torch.zeros(3))  # the copy, not the model

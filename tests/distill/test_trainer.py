@@ -141,8 +141,8 @@ def test_the_first_round_says_how_long_it_took_and_when_the_log_speaks_next(tmp_
 
 
 def test_the_second_round_gives_the_pace_and_what_it_means_for_the_run(tmp_path, caplog):
-    """The estimate waits for the second round: the first one's warm-up (CUDA graphs, cuDNN's search) took 15 times
-    a round on a GPU. Each kind of run says what bounds it: the budget, the rounds, or neither yet."""
+    """The estimate waits for the second round: the first one's warm-up (CUDA graphs, cuDNN's search) took about 15
+    times the run's average round on a GPU. Each kind of run says what bounds it: the budget, the rounds, or neither yet."""
     def second(run, **settings):
         caplog.clear()
         with caplog.at_level("INFO", logger="datafree"):
