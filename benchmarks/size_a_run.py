@@ -40,7 +40,7 @@ def main() -> None:
     graphs = not args.no_graphs
     info = ClassifierInfo(args.teacher, args.classes, (3, args.size, args.size), (0.485, 0.456, 0.406),
                           (0.229, 0.224, 0.225))
-    net, _ = build_student(args.teacher, args.classes, 3)
+    net, _ = build_student(args.teacher, args.classes, 3, (args.size, args.size))  # a ViT is built for the size
     teacher = network_layout(freeze(Normalized(net, info.mean, info.std).to(device)), device)
     print(f"device: {torch.cuda.get_device_name(device)}; torch {torch.__version__}; teacher {args.teacher}, student "
           f"{args.student}, {args.size}x{args.size}, {args.classes} classes, bf16, channels_last, CUDA graphs {graphs}")

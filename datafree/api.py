@@ -21,6 +21,7 @@ from datafree.errors import DatafreeError
 from datafree.synthesizers.base import Synthesizer
 from datafree.teachers import (ClassifierInfo, Normalized, Teacher, check_agreement, check_logits, probe_logits,
                                save_classifier)
+from datafree.teachers.checks import check_training_output
 from datafree.teachers.students import build_student
 from datafree.utils.device import threads_for
 from datafree.utils.logging import RunLogger
@@ -53,9 +54,10 @@ def make_student(student: Any, teacher: ClassifierInfo, device: torch.device | s
     ``checkpoint`` with weights to start from). Zoo, torchvision and timm students are built for the teacher's
     classes and channels; every student takes the teacher's input size and normalisation."""
     check_agreement(teacher.num_classes, teacher.input_size, student_classes=num_classes)
-    net, arch = build_student(student, teacher.num_classes, teacher.input_size[0])
+    net, arch = build_student(student, teacher.num_classes, teacher.input_size[0], tuple(teacher.input_size[1:]))
     model = Normalized(net, teacher.mean, teacher.std).to(device)
     check_logits(probe_logits(model, teacher.input_size, device, who="student"), teacher.num_classes, who="student")
+    check_training_output(model, teacher.input_size, device, who="student")
     info = dataclasses.replace(teacher, arch=arch, test_accuracy=None,
                                extra={"teacher_arch": teacher.arch, "teacher_accuracy": teacher.test_accuracy})
     return model, info

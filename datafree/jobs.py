@@ -24,12 +24,13 @@ from datafree.errors import DatafreeError, ImageSizesDiffer
 from datafree.evaluate import COLLAPSED_SHARE
 from datafree.models import create_model
 from datafree.models.bn_momentum import lags, set_bn_momentum
-from datafree.models.sources import build_network, on_meta_device
+from datafree.models.sources import build_network, on_meta_device, takes_image_size
 from datafree.recipe_nodes import instantiate_node
 from datafree.synthesizers.noise import NoiseSynthesizer
 from datafree.teachers import (ClassifierInfo, DataHint, Normalized, Teacher, check_agreement, freeze, save_classifier,
                                teacher_from_config)
 from datafree.teachers.checkpoint import FORMAT, read_checkpoint
+from datafree.teachers.checks import check_training_output
 from datafree.teachers.loader import source_of, zoo_checkpoint_missing
 from datafree.teachers.state_dicts import extract_state_dict, load_start_weights
 from datafree.teachers.students import start_weights, student_label, student_spec
@@ -184,12 +185,13 @@ def check_trainable(cfg: DictConfig) -> None:
                             "(e.g. data=cifar10, data=imagefolder).")
 
 
-def teacher_network(cfg: DictConfig, num_classes: int, in_channels: int) -> tuple[torch.nn.Module, str]:
-    """(the network train-teacher trains, its label): from scratch, or from ``teacher.checkpoint`` (fine-tuning: a
-    classifier for another class count starts fresh, what was adapted is logged)."""
+def teacher_network(cfg: DictConfig, num_classes: int, in_channels: int,
+                    image_size: tuple[int, int] | None = None) -> tuple[torch.nn.Module, str]:
+    """(the network train-teacher trains at ``image_size``, its label): from scratch, or from ``teacher.checkpoint``
+    (fine-tuning: a classifier for another class count starts fresh, what was adapted is logged)."""
     node = cfg.teacher
     net, label = build_network(source_of(node), arch=node.get("arch"), name=node.get("name"), model=node.get("model"),
-                               num_classes=num_classes, in_channels=in_channels, what="teacher")
+                               num_classes=num_classes, in_channels=in_channels, image_size=image_size, what="teacher")
     if node.get("checkpoint"):
         blob = read_checkpoint(node.checkpoint, trust=bool(node.get("trust_checkpoint")))
         where = f"teacher.checkpoint {node.checkpoint!r}"
@@ -219,7 +221,7 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         set_image_size(cfg.data, None)  # the training images' own size; they must share one, or set data.image_size
     train_set = load_split(cfg.data, "train")
     # The teacher takes what its training images are: grey, RGB or RGBA.
-    net, label = teacher_network(cfg, num_classes, train_set.channels)
+    net, label = teacher_network(cfg, num_classes, train_set.channels, (train_set.image_size, train_set.image_size))
     test_set = same_channels(load_split(cfg.data, "test"), train_set.channels, cfg.data, "the training data", logger)
     check_classes(train_set, num_classes, "training")
     if test_set is not None:
@@ -235,6 +237,8 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
                 f"augmentation: {crop} and a flip (data.crop)")
     mean, std = normalisation(cfg.data, train_set)
     model = network_layout(Normalized(net, mean, std).to(device), device)
+    size = (train_set.channels, train_set.image_size, train_set.image_size)
+    check_training_output(model, size, device, who="teacher", num_classes=num_classes)  # before any training
     train = cfg.teacher.train
     lr = teacher_lr(train.lr, int(cfg.data.batch_size), logger)
     note = set_bn_momentum(model, train.bn_momentum, who="teacher", key="teacher.train.bn_momentum")
@@ -508,10 +512,17 @@ def check_student_layers(cfg: DictConfig) -> None:
     # starts from the seed as train-teacher's does.
     classes = int(data_classes or 10)
     spec = student_spec(cfg.student)
+    declared = declared_input_size(cfg.teacher)
+    size = cfg.data.get("image_size")
+    image_size = tuple(declared[1:]) if declared else (int(size), int(size)) if isinstance(size, int) else None
     student, label = on_meta_device(lambda: build_network(spec["source"], arch=spec["arch"], name=spec["name"],
-                                                          model=spec["model"], num_classes=classes))
+                                                          model=spec["model"], num_classes=classes,
+                                                          image_size=image_size))
     check_layer_names(student, "student", **features)
-    start_weights(student, label, spec)  # the student's checkpoint fits (before a teacher is trained)
+    # The student's checkpoint fits (before a teacher is trained); a network built for one input size is checked
+    # once the teacher's is known, if it is not yet (its position embeddings follow the size).
+    if image_size is not None or not takes_image_size(spec["source"], str(spec["name"])):
+        start_weights(student, label, spec)
     if will_train_teacher(cfg):
         check_layer_names(on_meta_device(lambda: create_model(cfg.teacher.arch, num_classes=classes)), "teacher", **features)
 

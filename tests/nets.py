@@ -57,3 +57,13 @@ class GreyWideNet(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x).flatten(1))
+
+
+class TrainingPairNet(TinyBNNet):
+    """Returns (logits, features) in training mode and the logits alone in evaluation mode, as many research
+    networks do: fine as a frozen teacher, not as a network datafree trains."""
+
+    def forward(self, x):
+        features = self.features(x)
+        logits = self.head(features)
+        return (logits, features) if self.training else logits

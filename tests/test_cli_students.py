@@ -31,6 +31,8 @@ def _log(out, command="distill"):
 
 @pytest.mark.parametrize("student, label", [
     (MOBILENET, "torchvision:mobilenet_v3_small"),
+    # its constructor reads numbers back from tensors, which the meta device of the layer checks cannot give
+    (["student=torchvision", "student.name=regnet_x_400mf"], "torchvision:regnet_x_400mf"),
     (["student=timm", "student.name=test_efficientnet"], "timm:test_efficientnet"),
     (["student=module", "student.model._target_=nets.TinyBNNet", "+student.model.num_classes=10"], "nets.TinyBNNet"),
 ])
@@ -217,3 +219,83 @@ def test_train_teachers_rate_follows_the_global_batch(tmp_path, capsys, monkeypa
     assert jobs.teacher_lr(0.3, 32, logger) == 0.3
     proc = in_process(capsys, "train-teacher", *teacher, "teacher.train.lr=fast", f"hydra.run.dir={tmp_path / 'bad'}")
     assert proc.returncode == 2 and "teacher.train.lr must be auto or a number > 0, got 'fast'" in proc.stderr
+
+
+# -- networks built for one input size, and networks that answer differently in training mode -----------------------
+AT_16 = ["data.image_size=16"]  # a ViT's 16-px patches need at least 16 px
+
+
+@pytest.mark.parametrize("student, label", [
+    (["student=torchvision", "student.name=vit_b_16"], "torchvision:vit_b_16"),  # built for 224 px by default
+    (["student=timm", "student.name=test_vit"], "timm:test_vit"),  # timm's configuration: fixed at 160 px
+])
+def test_a_student_built_for_one_size_is_built_for_the_teachers(tmp_path, capsys, student, label):
+    proc = _run(capsys, tmp_path / "run", *AT_16, *student, "trainer.rounds=1")
+    assert f"student {label}: test accuracy" in proc.stdout
+    back = load_teacher("datafree", checkpoint=str(tmp_path / "run" / "student.pt"))  # rebuilt at 16 px from its label
+    assert back.info.arch == label and back.info.input_size == (3, 16, 16)
+
+
+def test_a_vit_student_starts_from_weights_saved_at_the_teachers_size(tmp_path, capsys):
+    import timm
+
+    torch.manual_seed(0)
+    start = timm.create_model("test_vit", num_classes=1000, img_size=16)  # position embeddings for 16 px
+    torch.save(start.state_dict(), tmp_path / "vit16.pth")
+    proc = _run(capsys, tmp_path / "run", *AT_16, "student=timm", "student.name=test_vit", "trainer.rounds=1",
+                "trainer.student_steps=0", f"student.checkpoint={tmp_path / 'vit16.pth'}")
+    assert "student timm:test_vit: test accuracy" in proc.stdout and "starts fresh for 10" in _log(tmp_path / "run")
+    saved = torch.load(tmp_path / "run" / "student.pt", weights_only=True)["state_dict"]
+    assert torch.equal(saved["pos_embed"], start.state_dict()["pos_embed"])
+
+
+def test_googlenet_trains_and_distils_on_its_main_classifier(tmp_path, capsys):
+    """torchvision's GoogLeNet answers with its auxiliary classifiers too in training mode unless built without them."""
+    teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")
+               and not a.startswith("data.image_size")]
+    googlenet = ["teacher=torchvision", "teacher.name=googlenet"]
+    proc = in_process(capsys, "train-teacher", *teacher, *AT_16, *googlenet, "teacher.train.epochs=1",
+                      f"hydra.run.dir={tmp_path / 'teacher'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "teacher torchvision:googlenet: test accuracy" in proc.stdout
+    proc = _run(capsys, tmp_path / "run", *AT_16, "student=torchvision", "student.name=googlenet", "trainer.rounds=1")
+    assert "student torchvision:googlenet: test accuracy" in proc.stdout
+
+
+def test_a_checkpoint_with_auxiliary_classifiers_loads_without_them(tmp_path, caplog):
+    """Weights saved from torchvision's GoogLeNet as built for training (aux1, aux2) serve the main classifier."""
+    torch.manual_seed(0)
+    full = torchvision.models.googlenet(num_classes=10, aux_logits=True, init_weights=True)
+    torch.save(full.state_dict(), tmp_path / "googlenet.pth")
+    with caplog.at_level("INFO", logger="datafree"):
+        teacher = load_teacher("torchvision", name="googlenet", checkpoint=str(tmp_path / "googlenet.pth"),
+                               input_size=[3, 32, 32])
+    assert "auxiliary classifiers (aux1.*, aux2.*" in caplog.text and "are left out" in caplog.text
+    net = teacher.model.model
+    assert net.aux1 is None and torch.equal(net.fc.weight, full.fc.weight)
+
+
+def test_a_network_answering_otherwise_in_training_mode_is_refused_before_any_work(tmp_path, capsys):
+    torch.manual_seed(0)
+    torch.save(TinyBNNet(10).state_dict(), tmp_path / "teacher.pt")
+    teacher = ["teacher=module", "teacher.model._target_=nets.TinyBNNet", "+teacher.model.num_classes=10",
+               f"teacher.checkpoint={tmp_path / 'teacher.pt'}"]
+    module = ["student=module", "student.model._target_=nets.TrainingPairNet", "+student.model.num_classes=10"]
+    out = tmp_path / "run"
+    proc = in_process(capsys, "distill", *[a for a in BASE if not a.startswith("teacher")], *teacher, *module,
+                      f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "the student returns a tuple in training mode, not a tensor of logits",
+                          "output[0]")
+    data = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+    out = tmp_path / "teacher"
+    proc = in_process(capsys, "train-teacher", *data, "teacher=module", "teacher.model._target_=nets.TrainingPairNet",
+                      "+teacher.model.num_classes=10", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "the teacher returns a tuple in training mode")
+
+
+def test_a_trained_network_with_another_class_count_is_refused_before_training(tmp_path, capsys):
+    teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+    out = tmp_path / "teacher"
+    proc = in_process(capsys, "train-teacher", *teacher, "teacher=module", "teacher.model._target_=nets.TinyBNNet",
+                      "+teacher.model.num_classes=4", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "the teacher returns 4 logits per image but the data has 10 classes")

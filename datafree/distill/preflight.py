@@ -11,6 +11,7 @@ from torch import nn
 
 from datafree.errors import DatafreeError
 from datafree.utils.device import autocast
+from datafree.utils.untouched import untouched
 
 
 def check_student_fits(teacher: nn.Module | None, student: nn.Module, *, batch_size: int,
@@ -18,14 +19,11 @@ def check_student_fits(teacher: nn.Module | None, student: nn.Module, *, batch_s
     """One teacher forward and one student forward + backward at ``batch_size`` on random pixels, in training
     mode as the step runs it. Out of device memory: one line naming the batch, the memory and what to lower.
 
-    Nothing of the probe stays: the student's BatchNorm statistics (and every other buffer), its mode and its
-    gradients are as before, and the RNG streams are as before (a student's dropout draws from them).
+    Nothing of the probe stays (:func:`~datafree.utils.untouched.untouched`): the student's BatchNorm statistics
+    (and every other buffer), its modes, its gradients and the RNG streams (a student's dropout draws from them).
     The probe is for GPUs; a CPU swaps rather than failing, so callers skip it there.
     """
-    buffers = [(b, b.detach().clone()) for b in student.buffers()]
-    grads = [(p, p.grad) for p in student.parameters()]
-    was_training = student.training
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with untouched(student, device):
         try:
             inputs = torch.rand(batch_size, *input_size, device=device)
             student.train()
@@ -45,11 +43,5 @@ def check_student_fits(teacher: nn.Module | None, student: nn.Module, *, batch_s
                 "trainer.pool_capacity, or choose a smaller student."
             ) from None
         finally:
-            with torch.no_grad():
-                for buffer, saved in buffers:
-                    buffer.copy_(saved)
-            for param, grad in grads:
-                param.grad = grad
-            student.train(was_training)
             if device.type == "cuda":
                 torch.cuda.empty_cache()  # the probe's blocks go back before the allocations that follow

@@ -22,9 +22,13 @@ TIMM_EXTRA = 'timm is not installed: install it with pip install "datafree[timm]
 
 
 def build_network(source: str, *, arch: str | None = None, name: str | None = None, model: Any = None,
-                  num_classes: int, in_channels: int = 3, what: str = "student") -> tuple[nn.Module, str]:
+                  num_classes: int, in_channels: int = 3, image_size: tuple[int, int] | None = None,
+                  what: str = "student") -> tuple[nn.Module, str]:
     """(network, label) from ``source``: the zoo's ``arch``, torchvision's or timm's ``name``, or ``model`` (a
-    recipe node with ``_target_``, an nn.Module or a factory: built as given, its head is the user's to size)."""
+    recipe node with ``_target_``, an nn.Module or a factory: built as given, its head is the user's to size).
+
+    ``image_size`` (height, width) is what the network will take; only networks built for one size need it (a
+    torchvision ViT, timm's fixed-size models: see :func:`takes_image_size`), None builds them at their own."""
     if source == "datafree":
         if not arch:
             raise DatafreeError(f"{what}.arch names a zoo network (e.g. resnet18): set it, or choose another source "
@@ -35,25 +39,45 @@ def build_network(source: str, *, arch: str | None = None, name: str | None = No
             example = "mobilenet_v3_large" if source == "torchvision" else "resnet18"
             raise DatafreeError(f"{what}={source} needs {what}.name, e.g. {what}.name={example}.")
         build = torchvision_network if source == "torchvision" else timm_network
-        return build(str(name), num_classes, in_channels, what), f"{source}:{name}"
+        return build(str(name), num_classes, in_channels, what, image_size), f"{source}:{name}"
     if source == "module":
         net = build_user_module(model, what)
         return net, target_of(model) or f"{type(net).__module__}.{type(net).__name__}"
     raise DatafreeError(f"unknown {what}.source {source!r}: choose one of {', '.join(SOURCES)}.")
 
 
-def network_from_label(label: str, num_classes: int, in_channels: int) -> nn.Module | None:
-    """The zoo, torchvision or timm network a checkpoint's ``arch`` label names (random weights); None for a
-    label of the user's own class, which only that class can build."""
+def network_from_label(label: str, num_classes: int, in_channels: int,
+                       image_size: tuple[int, int] | None = None) -> nn.Module | None:
+    """The zoo, torchvision or timm network a checkpoint's ``arch`` label names (random weights), built for
+    ``image_size`` where that matters; None for a label of the user's own class, which only that class can build."""
     source, _, name = str(label).partition(":")
     if name and source in ("torchvision", "timm"):
-        return build_network(source, name=name, num_classes=num_classes, in_channels=in_channels, what="teacher")[0]
+        return build_network(source, name=name, num_classes=num_classes, in_channels=in_channels,
+                             image_size=image_size, what="teacher")[0]
     if "." in label:  # pkg.Class
         return None
     return create_model(label, num_classes=num_classes, in_channels=in_channels)  # an unknown name says so
 
 
-def torchvision_network(name: str, num_classes: int, in_channels: int, what: str) -> nn.Module:
+# torchvision networks whose constructor needs more than the class count to train as a plain classifier: GoogLeNet
+# and Inception-v3 return their auxiliary classifiers' logits as well in training mode (a namedtuple) unless built
+# without them (datafree trains and distils the main classifier only); a ViT takes only the size it was built for.
+AUXILIARY_HEADS = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}
+
+
+def takes_image_size(source: str, name: str) -> bool:
+    """Whether a torchvision or timm network is built for one input size (a torchvision ViT, a timm model whose
+    configuration says ``fixed_input_size``), so that :func:`build_network` needs ``image_size``."""
+    if source == "torchvision":
+        return str(name).startswith("vit_")
+    if source == "timm":
+        cfg = _timm_config(str(name))
+        return bool(cfg is not None and getattr(cfg, "fixed_input_size", False))
+    return False
+
+
+def torchvision_network(name: str, num_classes: int, in_channels: int, what: str,
+                        image_size: tuple[int, int] | None = None) -> nn.Module:
     import torchvision
 
     available = torchvision.models.list_models(module=torchvision.models)
@@ -61,25 +85,55 @@ def torchvision_network(name: str, num_classes: int, in_channels: int, what: str
         close = difflib.get_close_matches(name, available, n=4)
         raise DatafreeError(f"torchvision has no classification model {name!r}: set {what}.name to one of "
                             f"{close or available[:10]}{'' if close else ' ...'} (torchvision.models.list_models()).")
+    options: dict[str, Any] = {}
+    if name in AUXILIARY_HEADS:  # init_weights=True: torchvision's present initialisation, without its warning
+        options.update(aux_logits=False, init_weights=True)
+    if image_size is not None and takes_image_size("torchvision", name):
+        height, width = (int(v) for v in image_size)
+        if height != width:
+            raise DatafreeError(f"torchvision's {name} takes square images only, and the input here is {height}x{width}: "
+                                f"choose another {what}.name (e.g. a timm ViT, which takes any shape).")
+        options["image_size"] = height
     try:
-        net = torchvision.models.get_model(name, weights=None, num_classes=int(num_classes))
-    except (TypeError, ValueError) as exc:
-        raise DatafreeError(f"torchvision could not build {name!r} for {num_classes} classes ({first_line(exc)}).") from None
+        net = torchvision.models.get_model(name, weights=None, num_classes=int(num_classes), **options)
+    except (TypeError, ValueError, AssertionError) as exc:  # a ViT asserts that its patches tile the image
+        size = f" at {options['image_size']}x{options['image_size']}" if "image_size" in options else ""
+        raise DatafreeError(f"torchvision could not build {name!r} for {num_classes} classes{size} "
+                            f"({first_line(exc)}): choose another {what}.name.") from None
     return first_conv_to(net, in_channels, f"torchvision {name}")
 
 
-def timm_network(name: str, num_classes: int, in_channels: int, what: str) -> nn.Module:
+def _timm_config(name: str):
+    """timm's pretrained configuration of ``name`` (None without one, or without timm)."""
+    try:
+        import timm
+        return timm.models.get_pretrained_cfg(name)
+    except Exception:  # noqa: BLE001 - no timm, or a name timm has no configuration for
+        return None
+
+
+def timm_network(name: str, num_classes: int, in_channels: int, what: str,
+                 image_size: tuple[int, int] | None = None) -> nn.Module:
     timm = require_timm(what)
     available = timm.list_models()
     if name not in available:
         close = difflib.get_close_matches(name, available, n=4)
         raise DatafreeError(f"timm has no model {name!r}: set {what}.name to one of {close or available[:10]}"
                             f"{'' if close else ' ...'} (timm.list_models()).")
+    options: dict[str, Any] = {}
+    if image_size is not None and takes_image_size("timm", name):
+        own = tuple(getattr(_timm_config(name), "input_size", ())[1:])
+        if own != tuple(int(v) for v in image_size):
+            options["img_size"] = tuple(int(v) for v in image_size)  # timm resizes its position embeddings to it
     try:  # pretrained=False: timm never downloads; weights come from {what}.checkpoint
-        return timm.create_model(name, pretrained=False, num_classes=int(num_classes), in_chans=int(in_channels))
+        return timm.create_model(name, pretrained=False, num_classes=int(num_classes), in_chans=int(in_channels),
+                                 **options)
     except Exception as exc:  # noqa: BLE001 - timm raises many kinds for arguments a model refuses
+        if torch.get_default_device().type == "meta":
+            raise  # what the meta device refused: on_meta_device builds it on the CPU, where a real error is said
+        size = f" at {options['img_size'][0]}x{options['img_size'][1]}" if options else ""
         raise DatafreeError(f"timm could not build {name!r} for {num_classes} classes and {in_channels} input "
-                            f"channel(s) ({first_line(exc)}): choose another {what}.name.") from None
+                            f"channel(s){size} ({first_line(exc)}): choose another {what}.name.") from None
 
 
 def require_timm(what: str):
@@ -146,6 +200,14 @@ def target_of(node: Any) -> str | None:
 
 def on_meta_device(build):
     """``build()`` with parameters on PyTorch's meta device: shapes and names without memory or random draws (layer
-    checks on networks of any size)."""
-    with torch.device("meta"):
-        return build()
+    checks on networks of any size). A constructor that computes with tensors cannot run there (torchvision's RegNet
+    reads its block widths back from one): such a network is built on the CPU instead, with the random streams put
+    back afterwards, so that the check still draws nothing."""
+    try:
+        with torch.device("meta"):
+            return build()
+    except DatafreeError:
+        raise
+    except Exception:  # noqa: BLE001 - whatever the meta device refused; a real error recurs on the CPU, said there
+        with torch.random.fork_rng(devices=[]):
+            return build()

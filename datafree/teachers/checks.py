@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
+from datafree.utils.untouched import untouched
 
 PROBE_BATCH = 4
 
@@ -31,7 +32,8 @@ def probe_logits(model: nn.Module, input_size: tuple[int, int, int], device, who
         fix = (f"set {who}.input_size=[channels, height, width] to the size it was trained on" if who == "teacher" else
                # A student takes what the teacher takes: zoo students are built for it, a module of the user's must fit.
                f"the {who} must take the teacher's inputs ({'x'.join(map(str, input_size))}, channels x height x "
-               "width): choose a zoo student (built for the teacher's channels) or a network that accepts them")
+               "width): choose a network that can (zoo, torchvision and timm students are built for the teacher's "
+               "channels; some networks need larger images than these)")
         raise DatafreeError(
             f"the {who} does not run on inputs of shape {shape} ({type(exc).__name__}: {message}): {fix}."
         ) from None
@@ -48,6 +50,36 @@ def probe_logits(model: nn.Module, input_size: tuple[int, int, int], device, who
             f"({PROBE_BATCH}, num_classes): check {who}.input_size or wrap the model so it returns logits."
         )
     return output.float()
+
+
+def check_training_output(model: nn.Module, input_size: tuple[int, int, int], device, who: str = "student",
+                          num_classes: int | None = None) -> None:
+    """One forward pass in training mode, the mode a student (or a teacher being trained) learns in: there too it
+    must return a tensor of logits, one row per image. A network that returns more there (a class of the user's
+    giving (logits, features), a GoogLeNet with its auxiliary classifiers) fails here in one line rather than in its
+    first step. Nothing of the pass stays (buffers, modes, random streams: :func:`~datafree.utils.untouched.untouched`)."""
+    shape = (PROBE_BATCH, *input_size)
+    with untouched(model, device):
+        model.train()
+        try:
+            with torch.no_grad():
+                output = model(probe_inputs(input_size, device))
+        except Exception as exc:  # noqa: BLE001 - it ran in evaluation mode: what differs is the user's to fix
+            message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise DatafreeError(f"the {who} runs in evaluation mode but not in training mode on inputs of shape {shape} "
+                                f"({type(exc).__name__}: {message}): its forward must run in both.") from None
+    if not isinstance(output, torch.Tensor):
+        raise DatafreeError(
+            f"the {who} returns a {type(output).__name__} in training mode, not a tensor of logits: wrap it in a module "
+            "whose forward returns only the logits in both modes (e.g. output[0] or output.logits)."
+        )
+    if output.dim() != 2 or output.shape[0] != PROBE_BATCH:
+        raise DatafreeError(f"the {who} returns a tensor of shape {tuple(output.shape)} for {PROBE_BATCH} images in "
+                            f"training mode; a classifier returns ({PROBE_BATCH}, num_classes) in both modes.")
+    if num_classes is not None and output.shape[1] != int(num_classes):
+        raise DatafreeError(f"the {who} returns {output.shape[1]} logits per image but the data has {num_classes} "
+                            f"classes: build it with {num_classes} outputs (e.g. num_classes: {num_classes} next to "
+                            f"{who}.model._target_).")
 
 
 def check_logits(logits: torch.Tensor, num_classes: int | None, who: str = "teacher") -> int:

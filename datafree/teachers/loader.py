@@ -86,7 +86,9 @@ def load_teacher(
         if not name:
             raise DatafreeError(f"teacher.source={source} needs teacher.name, e.g. resnet50 "
                                 f"({'torchvision.models.list_models()' if source == 'torchvision' else 'timm.list_models()'}).")
-        net, meta, notes = hub_network(source, str(name), checkpoint, num_classes, state_key, bool(trust_checkpoint))
+        size = declared["input_size"]
+        net, meta, notes = hub_network(source, str(name), checkpoint, num_classes, state_key, bool(trust_checkpoint),
+                                       image_size=tuple(size[1:]) if size else None)
         label = f"{source}:{name}"
         convention = _hub_convention(source, net)
     else:
@@ -171,7 +173,8 @@ def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None,
             "teacher.source=module with teacher.model for your own class."
         )
     channels = _zoo_channels(input_size or meta.get("input_size"), state, hint)
-    net = network_from_label(str(arch), int(classes), channels)
+    size = input_size or meta.get("input_size")  # a network built for one size (a ViT) is built for it again
+    net = network_from_label(str(arch), int(classes), channels, tuple(size[1:]) if size else None)
     if net is None:  # a checkpoint of the user's own class (e.g. a student built with student=module)
         raise DatafreeError(f"{checkpoint!r} holds a {arch} network, which only its own class can build: load it with "
                             f"teacher=module teacher.model._target_={arch} teacher.checkpoint={checkpoint}.")

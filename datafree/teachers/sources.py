@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.models.sources import build_network, build_user_module, on_meta_device
+from datafree.models.sources import build_network, build_user_module, on_meta_device, takes_image_size
 from datafree.teachers.checkpoint import FORMAT, read_checkpoint, require_file
 from datafree.teachers.state_dicts import extract_state_dict, load_weights
 
@@ -43,9 +43,10 @@ def module_network(model: Any, checkpoint: str | None, state_key: str | None, tr
 
 
 def hub_network(source: str, name: str, checkpoint: str | None, num_classes: int | None, state_key: str | None,
-                trust: bool) -> tuple[nn.Module, dict, list[str]]:
+                trust: bool, image_size: tuple[int, int] | None = None) -> tuple[nn.Module, dict, list[str]]:
     """A torchvision or timm model by ``name`` with a local weights file (nothing is downloaded); the classes
-    and input channels are read from the weights when not given."""
+    and input channels are read from the weights when not given. ``image_size`` (teacher.input_size's height and
+    width) builds a network made for one size (a ViT) at that size."""
     notes: list[str] = []
     state = None
     channels = 3
@@ -60,10 +61,13 @@ def hub_network(source: str, name: str, checkpoint: str | None, num_classes: int
                 notes.append(f"inferred {num_classes} classes from the classifier weights in {checkpoint}")
     else:
         notes.append(f"no teacher.checkpoint: {source} {name} has random weights")
-    net, _ = build_network(source, name=name, num_classes=int(num_classes or 1000), in_channels=channels, what="teacher")
+    net, _ = build_network(source, name=name, num_classes=int(num_classes or 1000), in_channels=channels,
+                           image_size=image_size, what="teacher")
     if state is not None:
+        sized = (" A network built for one input size takes it from teacher.input_size=[channels, height, width]: set "
+                 "it to the size the weights were trained at." if takes_image_size(source, name) else "")
         load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"{source} {name}",
-                     f"Set teacher.name to the {source} model the weights were saved from (and teacher.num_classes).")
+                     f"Set teacher.name to the {source} model the weights were saved from (and teacher.num_classes).{sized}")
     return net, {}, notes
 
 

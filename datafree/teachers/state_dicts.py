@@ -5,12 +5,16 @@ offending keys, before ``load_state_dict`` would print a page of them.
 """
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
+from datafree.models.sources import AUXILIARY_HEADS
+
+log = logging.getLogger("datafree")
 
 # Where training scripts commonly nest the weights, tried in this order when no key is named.
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params", "module")
@@ -60,13 +64,28 @@ def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return state
 
 
+def without_auxiliary_heads(state: dict[str, torch.Tensor], net: nn.Module, where: str) -> dict[str, torch.Tensor]:
+    """``state`` without the auxiliary classifiers of a GoogLeNet or Inception-v3 (``aux1.``, ``AuxLogits.``, ...)
+    when ``net`` was built without them (as datafree builds torchvision's: models/sources.py); what was left out is
+    logged."""
+    own = net.state_dict()
+    prefixes = [p for heads in AUXILIARY_HEADS.values() for p in heads
+                if any(k.startswith(p) for k in state) and not any(k.startswith(p) for k in own)]
+    if not prefixes:
+        return state
+    kept = {k: v for k, v in state.items() if not k.startswith(tuple(prefixes))}
+    log.info(f"{where}: the weights of its auxiliary classifiers ({', '.join(p + '*' for p in prefixes)}: "
+             f"{len(state) - len(kept)} tensors) are left out: datafree trains and distils the main classifier only")
+    return kept
+
+
 def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, model: str,
                  fix: str | Callable[[], str]) -> None:
     """``net.load_state_dict(state)`` after checking keys and shapes.
 
     The error reads "``where`` does not match ``model``: <what differs>. ``fix``" (a callable: asked only then).
     """
-    state = strip_wrapper_prefixes(state)
+    state = without_auxiliary_heads(strip_wrapper_prefixes(state), net, where)
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

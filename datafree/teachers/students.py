@@ -50,11 +50,13 @@ def student_label(student: Any) -> str:
     return str(spec.get("arch"))
 
 
-def build_student(student: Any, num_classes: int, in_channels: int) -> tuple[nn.Module, str]:
-    """(the bare network with its start weights, its label); what the start weights needed is logged."""
+def build_student(student: Any, num_classes: int, in_channels: int,
+                  image_size: tuple[int, int] | None = None) -> tuple[nn.Module, str]:
+    """(the bare network with its start weights, its label), for the teacher's classes, channels and image size
+    (``image_size``: height, width); what the start weights needed is logged."""
     spec = student_spec(student)
     net, label = build_network(spec["source"], arch=spec.get("arch"), name=spec.get("name"), model=spec.get("model"),
-                               num_classes=num_classes, in_channels=in_channels, what="student")
+                               num_classes=num_classes, in_channels=in_channels, image_size=image_size, what="student")
     for note in start_weights(net, label, spec):
         log.info(f"student: {note}")
     return net, label

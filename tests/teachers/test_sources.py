@@ -94,6 +94,32 @@ def test_torchvision_default_input_is_224_rgb(tmp_path):
     assert teacher.info.input_size == (3, 224, 224) and teacher.info.num_classes == 3
 
 
+def test_a_network_built_for_one_size_is_built_at_the_declared_size(tmp_path):
+    """A ViT's position embeddings fix its input size: one trained at 32 px loads at teacher.input_size, and without
+    it the error says to set that."""
+    import timm
+
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_vit", num_classes=5, img_size=32).state_dict(), tmp_path / "vit32.pt")
+    teacher = load_teacher("timm", name="test_vit", checkpoint=str(tmp_path / "vit32.pt"), input_size=[3, 32, 32])
+    assert teacher.info.input_size == (3, 32, 32) and teacher.info.num_classes == 5
+    with pytest.raises(DatafreeError, match=r"pos_embed.*teacher.input_size=\[channels, height, width\]"):
+        load_teacher("timm", name="test_vit", checkpoint=str(tmp_path / "vit32.pt"))
+
+
+def test_sizes_a_network_built_for_one_size_cannot_take():
+    from datafree.models.sources import build_network, takes_image_size
+
+    assert takes_image_size("torchvision", "vit_b_16") and takes_image_size("timm", "test_vit")
+    assert not takes_image_size("torchvision", "resnet18") and not takes_image_size("timm", "test_resnet")
+    with pytest.raises(DatafreeError, match="torchvision's vit_b_16 takes square images only.*32x48"):
+        build_network("torchvision", name="vit_b_16", num_classes=3, image_size=(32, 48))
+    with pytest.raises(DatafreeError, match=r"could not build 'vit_b_16' for 3 classes at 40x40 \(Input shape indivisible"):
+        build_network("torchvision", name="vit_b_16", num_classes=3, image_size=(40, 40))
+    net, _ = build_network("timm", name="test_resnet", num_classes=3, image_size=(40, 40))  # any size: built as it is
+    assert net(torch.rand(1, 3, 40, 40)).shape == (1, 3)
+
+
 def test_torchscript_archive(tmp_path):
     net = _reference()
     with warnings.catch_warnings():
