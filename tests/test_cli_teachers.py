@@ -64,29 +64,6 @@ def test_groupnorm_teacher_refused_by_deepinversion_distilled_by_dfad(tmp_path, 
     assert "teacher nets.GroupNormNet: test accuracy" in proc.stdout and (out / "student.pt").is_file()
 
 
-def test_experiment_fast_distils_a_teacher_without_batchnorm_without_the_prior(tmp_path, capsys):
-    """The recipe for any teacher takes a LayerNorm/GroupNorm teacher (ConvNeXt, ViT) and says the prior is off; the
-    fast synthesizer on its own still refuses one, since its prior is the method's."""
-    torch.manual_seed(0)
-    torch.save({"model": GroupNormNet(10).state_dict()}, tmp_path / "gn.pt")
-    teacher = ["data=shapes", "data.test.n=100", "data.image_size=8", "teacher=module",
-               "teacher.model._target_=nets.GroupNormNet", "+teacher.model.num_classes=10", f"teacher.checkpoint={tmp_path / 'gn.pt'}", "device=cpu",
-               "progress=false", "synthesizer.batch_size=16", "synthesizer.g_steps=2", "synthesizer.base_width=4",
-               "synthesizer.latent_dim=8", "trainer.batch_size=16", "trainer.student_steps=2", "trainer.eval_every=2"]
-    out = tmp_path / "run"
-    proc = in_process(capsys, "distill", "experiment=fast", "student=microcnn", *teacher, "trainer.rounds=2",
-                      "trainer.time_budget_s=null", f"hydra.run.dir={out}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    log = (out / "distill.log").read_text()
-    assert ("BatchNorm prior: off (synthesizer.bn_optional=true): the teacher (GroupNormNet) has no BatchNorm layer "
-            "with running statistics (it normalises with GroupNorm, LayerNorm") in log
-    assert "synth/bn" not in log and "synth/ce" in log and (out / "student.pt").is_file()
-    out = tmp_path / "refused"
-    proc = in_process(capsys, "distill", "synthesizer=fast", "trainer=fast", *teacher, "trainer.rounds=2",
-                      f"hydra.run.dir={out}")
-    _refused(proc, out, "the fast synthesizer's BatchNorm-statistics prior (bn_weight) cannot be used", "GroupNormNet")
-
-
 def test_ensemble_of_two_checkpoints(tmp_path, capsys):
     paths = []
     for seed in (1, 2):

@@ -32,24 +32,6 @@ def untracked_batchnorm_layers(model: nn.Module) -> list[str]:
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and (not m.track_running_stats or m.running_mean is None)]
 
 
-def missing_batchnorm_statistics(model: nn.Module) -> str | None:
-    """Why ``model`` offers no BatchNorm statistics to match, in a few words (a TorchScript archive takes no forward
-    hooks; a network normalising with LayerNorm or GroupNorm keeps no running statistics), or None when it does."""
-    if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):
-        return "the teacher is a TorchScript archive, which takes no forward hooks"
-    if not batchnorm_layers(model):
-        return f"the teacher ({_name(model)}) has no BatchNorm layer with running statistics{_norms_note(model)}"
-    return None
-
-
-def _norms_note(model: nn.Module) -> str:
-    """What the network normalises with instead, for a message: ' (it normalises with LayerNorm, ...)' or ''."""
-    norms = sorted({type(m).__name__ for m in model.modules()
-                    if isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm,
-                                      nn.modules.instancenorm._InstanceNorm))})
-    return f" (it normalises with {', '.join(norms)}, which keeps no running statistics)" if norms else ""
-
-
 def check_batchnorm_teacher(model: nn.Module, what: str = "the BatchNorm-statistics prior") -> None:
     """Refuse a teacher whose statistics cannot be matched, once, before any work; note skipped layers."""
     require_hookable(model, what)
@@ -147,10 +129,14 @@ class BatchNormStatistics:
             inverse = [(m.running_var.float() + m.eps).rsqrt() / m.running_var.numel() ** 0.5 for m in self.layers]
             self._units = [(unit, unit * unit * m.running_var.numel() ** 0.5) for unit, m in zip(inverse, self.layers)]
         if not self.layers:
+            norms = sorted({type(m).__name__ for m in model.modules()
+                            if isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm,
+                                              nn.modules.instancenorm._InstanceNorm))})
+            has = f" (it normalises with {', '.join(norms)}, which keeps no running statistics)" if norms else ""
             raise DatafreeError(
-                f"the teacher ({_name(model)}) has no BatchNorm layer with running statistics{_norms_note(model)}, so "
-                "there are no statistics to match: use an adversarial synthesizer, which needs no BatchNorm "
-                "(synthesizer=dfad, zskt or dafl), or set the synthesizer's bn_weight=0."
+                f"the teacher ({_name(model)}) has no BatchNorm layer with running statistics{has}, so there are no "
+                "statistics to match: use an adversarial synthesizer, which needs no BatchNorm (synthesizer=dfad, "
+                "zskt or dafl), or set the synthesizer's bn_weight=0."
             )
         if not 0.0 <= momentum < 1.0:
             raise DatafreeError(f"the BatchNorm-statistics momentum must be in [0, 1), got {momentum}.")

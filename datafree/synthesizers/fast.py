@@ -41,8 +41,7 @@ from datafree.errors import DatafreeError
 from datafree.models import create_model
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
-from datafree.ops.hooks import (BatchNormStatistics, check_batchnorm_teacher, check_bn_distance,
-                                missing_batchnorm_statistics)
+from datafree.ops.hooks import BatchNormStatistics, check_batchnorm_teacher, check_bn_distance
 from datafree.utils.device import autocast
 from datafree.utils.dist import is_main_process
 from datafree.utils.graphs import CapturedStep
@@ -71,7 +70,6 @@ class FastSynthesizer(Synthesizer):
         jitter: int = 2,
         flip: bool = True,
         synthesis_size: int | None = None,
-        bn_optional: bool = False,
         cuda_graphs: bool = True,
         amp: bool = True,
     ):
@@ -95,10 +93,6 @@ class FastSynthesizer(Synthesizer):
         self.latent_dim, self.base_width = int(latent_dim), int(base_width)
         self.bn_weight, self.first_bn_multiplier, self.bn_momentum = float(bn_weight), float(first_bn_multiplier), float(bn_momentum)
         self.ce_weight, self.adv_weight = float(ce_weight), float(adv_weight)
-        # A teacher without BatchNorm statistics (LayerNorm, GroupNorm: ConvNeXt, ViT, Swin; or TorchScript): refused
-        # (the prior is the method's), or with bn_optional run without the prior, on the class and disagreement terms.
-        self.bn_optional = bool(bn_optional)
-        self._prior_off: str | None = None  # why the prior is off for this teacher (bn_optional), for the log
         self.augment = Augment(jitter=jitter, flip=flip)
         self.cuda_graphs, self.amp = bool(cuda_graphs), bool(amp)
         self.generator: nn.Module | None = None
@@ -109,26 +103,15 @@ class FastSynthesizer(Synthesizer):
 
     # -- setup --------------------------------------------------------------------------------------
     def check_teacher(self, teacher: nn.Module) -> None:
-        self._prior_off = None
-        if not self.bn_weight:
-            return
-        missing = missing_batchnorm_statistics(teacher) if self.bn_optional else None
-        if missing is not None:
-            self._prior_off = missing
-            return
-        check_batchnorm_teacher(teacher, "the fast synthesizer's BatchNorm-statistics prior (bn_weight)")
+        if self.bn_weight:
+            check_batchnorm_teacher(teacher, "the fast synthesizer's BatchNorm-statistics prior (bn_weight)")
 
     def describe(self) -> str:
         """What the run chose, for its log: the generator's image size and the BatchNorm prior."""
         height, width = self.input_size[1:]
         size = f"{self._made[0]}x{self._made[1]} images" + (f", upsampled to the teacher's {height}x{width}" if self._upsample else "")
-        if self._bn is not None:
-            prior = f"{self.bn_distance} distance x {self.bn_weight:g} over {len(self._bn.layers)} BatchNorm layers"
-        elif self._prior_off is not None:
-            prior = (f"off (synthesizer.bn_optional=true): {self._prior_off}; the generator learns from the teacher's "
-                     "classes and the student's disagreement alone")
-        else:
-            prior = "off (bn_weight=0)"
+        prior = (f"{self.bn_distance} distance x {self.bn_weight:g} over {len(self._bn.layers)} BatchNorm layers"
+                 if self._bn is not None else "off (bn_weight=0)")
         return f"synthesizer: the generator makes {size}; BatchNorm prior: {prior}"
 
     def validate(self) -> None:
@@ -151,7 +134,7 @@ class FastSynthesizer(Synthesizer):
         self._guard = NonFiniteGuard(self.device, ())
         self.augment.to(self.device)
         self._bn = (BatchNormStatistics(self.teacher, self.first_bn_multiplier, self.bn_momentum, self.bn_distance)
-                    if self.bn_weight and self._prior_off is None else None)
+                    if self.bn_weight else None)
         if is_main_process():  # every rank binds its own synthesizer; one line says it
             log.info(self.describe())
         # What each step reads; refilled in place every round, so a captured step sees the new round.
