@@ -91,8 +91,8 @@ def torchvision_network(name: str, num_classes: int, in_channels: int, what: str
     if image_size is not None and takes_image_size("torchvision", name):
         height, width = (int(v) for v in image_size)
         if height != width:
-            raise DatafreeError(f"torchvision's {name} takes square images only, and the input here is {height}x{width}: "
-                                f"choose another {what}.name (e.g. a timm ViT, which takes any shape).")
+            raise DatafreeError(f"torchvision's {name} takes square images only, and the input here is "
+                                f"{height}x{width}: choose another {what}.name (e.g. a timm ViT, which takes any shape).")
         options["image_size"] = height
     try:
         net = torchvision.models.get_model(name, weights=None, num_classes=int(num_classes), **options)

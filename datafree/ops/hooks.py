@@ -136,7 +136,8 @@ class BatchNormStatistics:
             raise DatafreeError(
                 f"the teacher ({_name(model)}) has no BatchNorm layer with running statistics{has}, so there are no "
                 "statistics to match: use an adversarial synthesizer, which needs no BatchNorm (synthesizer=dfad, "
-                "zskt or dafl), or set the synthesizer's bn_weight=0."
+                "zskt or dafl), or set the synthesizer's bn_weight=0 (measured on the CPU demo, neither took a LayerNorm "
+                "teacher's student far above chance: docs/benchmarks.md, 'A teacher without BatchNorm')."
             )
         if not 0.0 <= momentum < 1.0:
             raise DatafreeError(f"the BatchNorm-statistics momentum must be in [0, 1), got {momentum}.")
