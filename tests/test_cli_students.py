@@ -249,6 +249,22 @@ def test_a_vit_student_starts_from_weights_saved_at_the_teachers_size(tmp_path, 
     assert torch.equal(saved["pos_embed"], start.state_dict()["pos_embed"])
 
 
+def test_a_vit_student_starts_from_weights_saved_at_another_size(tmp_path, capsys):
+    """Weights at timm's own size (ImageNet's 224 px for a real ViT; 160 for test_vit) start a student at the
+    teacher's 16 px: the position embeddings are resampled as timm's own loader does, and the log says so."""
+    import timm
+
+    torch.manual_seed(0)
+    start = timm.create_model("test_vit", num_classes=1000)  # built for 160 px
+    torch.save(start.state_dict(), tmp_path / "vit160.pth")
+    proc = _run(capsys, tmp_path / "run", *AT_16, "student=timm", "student.name=test_vit", "trainer.rounds=1",
+                "trainer.student_steps=0", f"student.checkpoint={tmp_path / 'vit160.pth'}")
+    assert "student timm:test_vit: test accuracy" in proc.stdout
+    assert "pos_embed resized to this network's input size by timm's checkpoint filter" in _log(tmp_path / "run")
+    saved = torch.load(tmp_path / "run" / "student.pt", weights_only=True)["state_dict"]
+    assert saved["pos_embed"].shape == (1, 2, 64) and torch.equal(saved["cls_token"], start.state_dict()["cls_token"])
+
+
 def test_googlenet_trains_and_distils_on_its_main_classifier(tmp_path, capsys):
     """torchvision's GoogLeNet answers with its auxiliary classifiers too in training mode unless built without them."""
     teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")

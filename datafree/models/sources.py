@@ -136,6 +136,23 @@ def timm_network(name: str, num_classes: int, in_channels: int, what: str,
                             f"channel(s){size} ({first_line(exc)}): choose another {what}.name.") from None
 
 
+def timm_fitted_state(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``state`` fitted to the timm network ``net`` as timm's own loader fits pretrained weights (its model module's
+    ``checkpoint_filter_fn``: position embeddings resampled to the size ``net`` was built for, among others), and the
+    keys whose shape that changed; ``state`` as it is where the module has no filter or its filter refuses."""
+    import sys
+
+    filter_fn = getattr(sys.modules.get(type(net).__module__), "checkpoint_filter_fn", None)
+    if filter_fn is None:
+        return state, []
+    try:
+        fitted = filter_fn(dict(state), net)
+    except Exception:  # noqa: BLE001 - a filter for other formats: the weights are checked as they are
+        return state, []
+    changed = [k for k, v in fitted.items() if k in state and tuple(v.shape) != tuple(state[k].shape)]
+    return fitted, changed
+
+
 def require_timm(what: str):
     try:
         import timm
