@@ -136,8 +136,9 @@ class BatchNormStatistics:
             raise DatafreeError(
                 f"the teacher ({_name(model)}) has no BatchNorm layer with running statistics{has}, so there are no "
                 "statistics to match: use an adversarial synthesizer, which needs no BatchNorm (synthesizer=dfad, "
-                "zskt or dafl), or set the synthesizer's bn_weight=0 (measured on the CPU demo, neither took a LayerNorm "
-                "teacher's student far above chance: docs/benchmarks.md, 'A teacher without BatchNorm')."
+                "zskt or dafl), or set the synthesizer's bn_weight=0 (on the CPU demo DFAD, DAFL and the fast "
+                "synthesizer without it took a LayerNorm teacher's student to 14% at most, chance 10%: "
+                "docs/benchmarks.md, 'A teacher without BatchNorm')."
             )
         if not 0.0 <= momentum < 1.0:
             raise DatafreeError(f"the BatchNorm-statistics momentum must be in [0, 1), got {momentum}.")

@@ -67,7 +67,8 @@ def hub_network(source: str, name: str, checkpoint: str | None, num_classes: int
         sized = (" A network built for one input size takes it from teacher.input_size=[channels, height, width]: set "
                  "it to the size the weights were trained at." if takes_image_size(source, name) else "")
         load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"{source} {name}",
-                     f"Set teacher.name to the {source} model the weights were saved from (and teacher.num_classes).{sized}")
+                     f"Set teacher.name to the {source} model the weights were saved from (and "
+                     f"teacher.num_classes).{sized}")
     return net, {}, notes
 
 
