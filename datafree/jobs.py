@@ -536,7 +536,10 @@ def online_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, synthes
                 else load_split(cfg.data, "test"))
     if test_set is not None and data_classes is not None:
         check_classes(test_set, int(data_classes), "test")
-    teacher = obtain_teacher(cfg, out_dir, device, data_hint(cfg.data, test_set), logger)
+    hint = data_hint(cfg.data, test_set)
+    if will_train_teacher(cfg):
+        check_student_before_training(cfg.student, hint, device)
+    teacher = obtain_teacher(cfg, out_dir, device, hint, logger)
     info = teacher.info
     for note in teacher.notes:
         logger.info(f"teacher: {note}")
@@ -553,6 +556,19 @@ def online_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, synthes
     with torch.random.fork_rng(devices=[]):  # a student that cannot serve fails now; the run builds its own
         make_student(cfg.student, info, device)
     return network_layout(teacher.model, device), info, test_set
+
+
+def check_student_before_training(student_node: DictConfig, hint: DataHint, device: torch.device) -> None:
+    """The student probed (both modes, class count) against the teacher a run is about to train, whose task the
+    data gives: a student that cannot serve fails before the teacher's epochs, not after them."""
+    if None in (hint.channels, hint.height, hint.width, hint.num_classes):
+        return  # no test split to size the teacher by: the student is checked once the teacher exists
+    shape = (hint.channels, hint.height, hint.width)
+    # The teacher's normalisation is not known yet; the probe only needs the student to run.
+    to_be = ClassifierInfo(arch="the teacher to be trained", num_classes=hint.num_classes, input_size=shape,
+                           mean=(0.0,) * hint.channels, std=(1.0,) * hint.channels)
+    with torch.random.fork_rng(devices=[]):  # the teacher trained next starts from the seed, as train-teacher's does
+        make_student(student_node, to_be, device)
 
 
 def offline_parts(cfg: DictConfig, device: torch.device):

@@ -302,6 +302,11 @@ def test_a_network_answering_otherwise_in_training_mode_is_refused_before_any_wo
                       f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "the student returns a tuple in training mode, not a tensor of logits",
                           "output[0]")
+    # The same student with no teacher yet (teacher.train_if_missing): refused before the teacher's training.
+    out = tmp_path / "trains_first"
+    proc = in_process(capsys, "distill", *BASE, *module, f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "the student returns a tuple in training mode")
+    assert "training one first" not in proc.stderr + proc.stdout
     data = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
     out = tmp_path / "teacher"
     proc = in_process(capsys, "train-teacher", *data, "teacher=module", "teacher.model._target_=nets.TrainingPairNet",
