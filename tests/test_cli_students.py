@@ -265,6 +265,31 @@ def test_a_vit_student_starts_from_weights_saved_at_another_size(tmp_path, capsy
     assert saved["pos_embed"].shape == (1, 2, 64) and torch.equal(saved["cls_token"], start.state_dict()["cls_token"])
 
 
+def test_a_torchvision_vit_starts_from_weights_saved_at_another_size(tmp_path, caplog):
+    """torchvision's ViT weights at 32 px (ImageNet's are at 224) start a ViT built for 16 px: the position embeddings
+    are resampled by torchvision's own interpolate_embeddings (class token kept), and the log says so. A small ViT of
+    torchvision's class: vit_b_16 itself is 86M parameters."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    from datafree.teachers.students import start_weights
+
+    def vit(size, classes):
+        return VisionTransformer(image_size=size, patch_size=8, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16,
+                                 num_classes=classes)
+
+    torch.manual_seed(0)
+    saved = vit(32, 1000)  # 4 x 4 patches
+    torch.save(saved.state_dict(), tmp_path / "vit32.pth")
+    net = vit(16, 10)  # 2 x 2 patches
+    with caplog.at_level("INFO", logger="datafree"):
+        notes = start_weights(net, "torchvision:vit_tiny", {"checkpoint": str(tmp_path / "vit32.pth")})
+    assert any("encoder.pos_embedding resized to this network's input size by torchvision's interpolate_embeddings"
+               in n for n in notes), notes
+    pos = net.state_dict()["encoder.pos_embedding"]
+    assert pos.shape == (1, 5, 8) and torch.equal(pos[:, 0], saved.state_dict()["encoder.pos_embedding"][:, 0])
+    assert torch.equal(net.conv_proj.weight, saved.conv_proj.weight)
+
+
 def test_googlenet_trains_and_distils_on_its_main_classifier(tmp_path, capsys):
     """torchvision's GoogLeNet answers with its auxiliary classifiers too in training mode unless built without them."""
     teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")

@@ -8,6 +8,8 @@ and timm build random weights, and weights come from a file the user names.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import difflib
 from typing import Any
 
@@ -134,6 +136,35 @@ def timm_network(name: str, num_classes: int, in_channels: int, what: str,
         size = f" at {options['img_size'][0]}x{options['img_size'][1]}" if options else ""
         raise DatafreeError(f"timm could not build {name!r} for {num_classes} classes and {in_channels} input "
                             f"channel(s){size} ({first_line(exc)}): choose another {what}.name.") from None
+
+
+def fitted_state(label: str, net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``state`` fitted to ``net`` (built as ``label`` says) where its source knows how: a torchvision ViT's or a timm
+    network's position embeddings resampled to the size ``net`` was built for; the keys whose shape that changed."""
+    if label.startswith("timm:"):
+        return timm_fitted_state(net, state)
+    if label.startswith("torchvision:"):
+        return torchvision_fitted_state(net, state)
+    return state, []
+
+
+def torchvision_fitted_state(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``state`` for a torchvision ViT built for another size than the one it was saved at (ImageNet's 224 px for a
+    student at the teacher's 64): its position embeddings resampled by torchvision's own ``interpolate_embeddings``,
+    as a square grid of patches (the only input such a ViT takes). Any other network, or a state that is not a square
+    grid, is returned as it is (the loader then says what differs)."""
+    from torchvision.models.vision_transformer import VisionTransformer, interpolate_embeddings
+
+    key = "encoder.pos_embedding"
+    own = net.state_dict().get(key)
+    saved = state.get(key)
+    if not isinstance(net, VisionTransformer) or own is None or saved is None or saved.shape == own.shape:
+        return state, []
+    try:
+        fitted = interpolate_embeddings(net.image_size, net.patch_size, OrderedDict(state))
+    except ValueError:  # a sequence that is not a square grid of patches: not a torchvision ViT's
+        return state, []
+    return dict(fitted), [key] if fitted[key].shape == own.shape else []
 
 
 def timm_fitted_state(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:

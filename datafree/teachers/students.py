@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.models.sources import build_network, target_of, timm_fitted_state
+from datafree.models.sources import build_network, fitted_state, target_of
 from datafree.teachers.checkpoint import FORMAT, read_checkpoint
 from datafree.teachers.state_dicts import extract_state_dict, load_start_weights
 
@@ -73,11 +73,12 @@ def start_weights(net: nn.Module, label: str, spec: dict) -> list[str]:
     state = (blob["state_dict"] if isinstance(blob, dict) and blob.get("format") == FORMAT
              else extract_state_dict(blob, where, spec.get("state_key")))
     notes = []
-    if label.startswith("timm:"):  # e.g. ImageNet weights of a ViT at 224 px for a student at the teacher's 128
-        state, changed = timm_fitted_state(net, state)
-        if changed:
-            notes.append(f"{where}: {', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''} resized to this "
-                         "network's input size by timm's checkpoint filter (position embeddings resampled)")
+    # e.g. ImageNet weights of a ViT at 224 px for a student at the teacher's 128
+    state, changed = fitted_state(label, net, state)
+    if changed:
+        how = "timm's checkpoint filter" if label.startswith("timm:") else "torchvision's interpolate_embeddings"
+        notes.append(f"{where}: {', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''} resized to this "
+                     f"network's input size by {how} (position embeddings resampled)")
     return notes + load_start_weights(net, state, where, f"the student {label}",
                                       f"Set the student to the network the weights were saved from ({label} here), "
                                       "or leave student.checkpoint out to start from random weights.")
