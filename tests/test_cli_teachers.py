@@ -64,6 +64,36 @@ def test_groupnorm_teacher_refused_by_deepinversion_distilled_by_dfad(tmp_path, 
     assert "teacher nets.GroupNormNet: test accuracy" in proc.stdout and (out / "student.pt").is_file()
 
 
+def test_a_teacher_without_batchnorm_distilled_on_images_the_user_gives(tmp_path, capsys):
+    """synthesizer=images: any folder of images (here loose and in a folder, of two sizes), read at the teacher's
+    size and labelled by the teacher; the log says it is not data-free."""
+    from PIL import Image
+
+    torch.manual_seed(0)
+    torch.save({"model": GroupNormNet(10).state_dict()}, tmp_path / "gn.pt")
+    (tmp_path / "images" / "sub").mkdir(parents=True)
+    for k in range(12):
+        size = 20 if k % 2 else 12
+        pixels = torch.randint(0, 256, (size, size, 3), dtype=torch.uint8).numpy()
+        Image.fromarray(pixels).save(tmp_path / "images" / ("sub" if k % 3 else "") / f"{k}.png")
+    common = ["data.test.n=100", "teacher=module", "teacher.model._target_=nets.GroupNormNet",
+              "+teacher.model.num_classes=10", f"teacher.checkpoint={tmp_path / 'gn.pt'}", "student=microcnn",
+              "trainer=fast_demo", "trainer.rounds=2", "trainer.student_steps=2", "trainer.batch_size=16",
+              "noise_baseline=false", "device=cpu", "progress=false"]
+    out = tmp_path / "run"
+    proc = in_process(capsys, "distill", *common, "synthesizer=images", "synthesizer.batch_size=8", f"hydra.run.dir={out}")
+    _refused(proc, out, "synthesizer.path must be set", "synthesizer.path=")
+    proc = in_process(capsys, "distill", *common, "synthesizer=images", "synthesizer.batch_size=8",
+                      f"synthesizer.path={tmp_path / 'nowhere'}", f"hydra.run.dir={out}")
+    _refused(proc, out, "synthesizer.path", "does not exist")
+    proc = in_process(capsys, "distill", *common, "synthesizer=images", "synthesizer.batch_size=8",
+                      f"synthesizer.path={tmp_path / 'images'}", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "student microcnn: test accuracy" in proc.stdout
+    log = (out / "distill.log").read_text()
+    assert "synthesizer: 12 images from" in log and "at 16x16" in log and "not data-free" in log
+
+
 def test_ensemble_of_two_checkpoints(tmp_path, capsys):
     paths = []
     for seed in (1, 2):

@@ -38,7 +38,8 @@ def test_experiments_compose(name, experiment):
 
 @pytest.mark.parametrize("synthesizer", _options("synthesizer"))
 def test_synthesizers_instantiate(synthesizer):
-    cfg = _compose("distill", [f"synthesizer={synthesizer}"])
+    given = ["synthesizer.path=."] if synthesizer == "images" else []  # the images to draw from: the user's
+    cfg = _compose("distill", [f"synthesizer={synthesizer}", *given])
     assert isinstance(instantiate(cfg.synthesizer), Synthesizer)
 
 

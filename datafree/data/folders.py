@@ -38,6 +38,7 @@ from datafree.utils.checkpoint import atomic_save
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"})
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+UNLABELLED = "unlabelled"  # the one class of images read without labels (labelled=False)
 
 # Bump when the cached layout or the decoding changes, so stale caches are not reused.
 _CACHE_VERSION = 1
@@ -287,13 +288,17 @@ def _is_image(parts: tuple[str, ...]) -> bool:
     return os.path.splitext(parts[-1])[1].lower() in IMAGE_SUFFIXES
 
 
-def _assign_classes(paths: list[tuple[str, ...]], source: Path) -> tuple[list[str], list[int], list[int]]:
+def _assign_classes(paths: list[tuple[str, ...]], source: Path,
+                    labelled: bool = True) -> tuple[list[str], list[int], list[int]]:
     """From relative paths (tuples of parts) of image files to (classes, kept positions, labels).
 
-    Kept positions are sorted by (class, path); a single top-level wrapping folder is unwrapped.
+    Kept positions are sorted by (class, path); a single top-level wrapping folder is unwrapped. Not ``labelled``:
+    every image at any depth, sorted by path, in one class named ``unlabelled``.
     """
     if not paths:
-        raise _no_images(source)
+        raise _no_images(source, labelled)
+    if not labelled:
+        return [UNLABELLED], sorted(range(len(paths)), key=lambda i: paths[i]), [0] * len(paths)
     if len({p[0] for p in paths}) == 1 and all(len(p) >= 3 for p in paths):
         paths = [p[1:] for p in paths]  # <top>/<class>/<image>
     keep = [i for i, p in enumerate(paths) if len(p) >= 2]
@@ -306,7 +311,10 @@ def _assign_classes(paths: list[tuple[str, ...]], source: Path) -> tuple[list[st
     return classes, keep, labels
 
 
-def _no_images(source: Path) -> DatafreeError:
+def _no_images(source: Path, labelled: bool = True) -> DatafreeError:
+    if not labelled:
+        return DatafreeError(f"no images found in {source} (at any depth); image suffixes read: "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES))}.")
     return DatafreeError(
         f"no images found in {source}: it must hold one folder per class with the images inside "
         f"(<class>/<name>.jpg, optionally under one top-level folder such as train/); "
@@ -353,13 +361,15 @@ def _walk_images(root: Path) -> Iterator[tuple[tuple[str, ...], Path]]:
                 yield parts, Path(dirpath) / name
 
 
-def _folder(path: str | os.PathLike) -> Path:
+def _folder(path: str | os.PathLike, labelled: bool = True) -> Path:
     root = Path(path).expanduser()
+    what = "the folder that holds one sub-folder per class" if labelled else "the folder that holds the images"
     if not root.exists():
-        raise _missing(root, "an ImageFolder directory (one sub-folder per class)")
+        raise _missing(root, "an ImageFolder directory (one sub-folder per class)" if labelled else
+                       "a folder of images")
     if not root.is_dir():
         hint = " (it looks like an archive: use data=cifar10_jpeg / kind=tarball for it)" if root.name.lower().endswith(TAR_SUFFIXES) else ""
-        raise DatafreeError(f"{root} is a file, not a folder{hint}: give the folder that holds one sub-folder per class.")
+        raise DatafreeError(f"{root} is a file, not a folder{hint}: give {what}.")
     return root.resolve()
 
 
@@ -377,18 +387,20 @@ def load_image_folder(
     channels: int | None = None,
     cache: bool = True,
     workers: int | None = None,
+    labelled: bool = True,
 ) -> ImageDataset:
     """Load an ImageFolder directory (one sub-folder per class) into an :class:`ImageDataset`.
 
     Images are resized to ``image_size`` x ``image_size`` when given; otherwise they must all
     share one size. ``channels`` 1, 3 or 4 converts them to grey, RGB or RGBA; None keeps their
     own kind (grey if every image is grey, RGBA if every image has alpha, else RGB).
-    ``workers`` defaults to ``os.cpu_count()``.
+    ``workers`` defaults to ``os.cpu_count()``. ``labelled=False`` reads every image at any depth, folders or
+    not, as one class named ``unlabelled`` (images without labels: a proxy set).
     """
     image_size, channels = _check_image_size(image_size), _check_channels(channels)
-    root = _folder(path)
+    root = _folder(path, labelled)
     found = list(_walk_images(root))
-    classes, keep, labels = _assign_classes([p for p, _ in found], root)
+    classes, keep, labels = _assign_classes([p for p, _ in found], root, labelled)
     files = [found[i][1] for i in keep]
 
     cache_file = None
@@ -397,7 +409,8 @@ def load_image_folder(
         for f in files:
             st = f.stat()
             listing.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-        cache_file = _cache_file(root, ("folder", str(root), listing.hexdigest(), str(image_size), str(channels)))
+        cache_file = _cache_file(root, ("folder", str(root), listing.hexdigest(), str(image_size), str(channels),
+                                        *(() if labelled else ("unlabelled",))))
         cached = _read_cache(cache_file)
         if cached is not None:
             return cached
@@ -423,13 +436,14 @@ def load_tarball(
     channels: int | None = None,
     cache: bool = True,
     workers: int | None = None,
+    labelled: bool = True,
 ) -> ImageDataset:
     """Load a ``.tar.gz`` / ``.tgz`` / ``.tar`` of an ImageFolder into an :class:`ImageDataset`.
 
     Members are read straight from the archive (nothing is extracted to disk) and decoded
     in a pool of ``workers`` (default ``os.cpu_count()``) while the archive is still being
     read. The archive may wrap the class folders in one top-level folder (``train/<class>/``).
-    ``image_size`` and ``channels`` as in :func:`load_image_folder`.
+    ``image_size``, ``channels`` and ``labelled`` as in :func:`load_image_folder`.
     """
     image_size, channels = _check_image_size(image_size), _check_channels(channels)
     file = Path(path).expanduser()
@@ -445,7 +459,7 @@ def load_tarball(
     cache_file = None
     if cache:
         cache_file = _cache_file(file, ("tar", str(file), str(st.st_size), str(st.st_mtime_ns), str(image_size),
-                                        str(channels)))
+                                        str(channels), *(() if labelled else ("unlabelled",))))
         cached = _read_cache(cache_file)
         if cached is not None:
             return cached
@@ -472,7 +486,7 @@ def load_tarball(
                 f"could not read {file} as a tar archive ({type(exc).__name__}: {exc}): "
                 "check that it is a complete .tar.gz/.tgz/.tar (re-download or re-create it)."
             ) from None
-        classes, keep, labels = _assign_classes(paths, file)
+        classes, keep, labels = _assign_classes(paths, file, labelled)
         array = decoder.finish()
     finally:
         decoder.close()

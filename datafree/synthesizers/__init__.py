@@ -4,8 +4,9 @@ from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, balanced_targets
 from datafree.synthesizers.deepinversion import DeepInversion
 from datafree.synthesizers.fast import FastSynthesizer
+from datafree.synthesizers.images import ImagesSynthesizer
 from datafree.ops.hooks import BatchNormStatistics, FeatureCapture
 from datafree.synthesizers.noise import NoiseSynthesizer
 
 __all__ = ["Augment", "Batch", "Synthesizer", "balanced_targets", "DeepInversion", "FastSynthesizer", "GeneratorSynthesizer",
-           "BatchNormStatistics", "FeatureCapture", "NoiseSynthesizer"]
+           "ImagesSynthesizer", "BatchNormStatistics", "FeatureCapture", "NoiseSynthesizer"]

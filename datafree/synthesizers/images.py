@@ -1,0 +1,82 @@
+"""Images the user may use (a proxy set), drawn at random and labelled by the teacher: not data-free.
+
+For teachers no data-free method here serves: ConvNeXt, ViT, Swin (LayerNorm), GroupNorm networks and TorchScript
+archives keep no BatchNorm statistics, and the methods that need none (DFAD, DAFL, the fast synthesizer without its
+prior) ended near chance on the CPU demo (docs/benchmarks.md, "A teacher without BatchNorm"). Any images the
+student's maker may hold (a public set, unlabelled pictures of the same kind of scene) stand in for the private data:
+the student learns the teacher's answers on them, as in knowledge distillation with out-of-domain or proxy data
+(e.g. DFND, Chen et al. 2021, who select such images from the wild; here they are used as given). Labels are never
+read: a folder of class folders, a flat folder or a ``.tar.gz`` of either.
+
+The set is read once at the teacher's input size and channels, kept on the device as uint8 (airbench's habit: a
+fifth of float32's memory, converted per batch), and every round draws ``batch_size`` of them with the device's
+random stream (which the run's state carries: a resumed run draws the same images).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from datafree.data.folders import TAR_SUFFIXES, load_image_folder, load_tarball
+from datafree.errors import DatafreeError
+from datafree.synthesizers.base import Batch, Synthesizer
+from datafree.utils.dist import is_main_process
+
+log = logging.getLogger("datafree")
+
+
+class ImagesSynthesizer(Synthesizer):
+    """Each round, ``batch_size`` images drawn at random from ``path`` (the student step asks the teacher for their
+    labels); :meth:`sample` draws more of them for the student's steps."""
+
+    def __init__(self, path: str | None = None, batch_size: int = 256):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise DatafreeError(f"synthesizer.batch_size must be an int >= 1, got {batch_size!r}.")
+        if not path:
+            raise DatafreeError("synthesizer=images needs the images to draw from: set synthesizer.path=DIR (a folder "
+                                "of images, with or without class folders; labels are not read) or a .tar.gz of one.")
+        self.path, self.batch_size = check_path(Path(str(path)).expanduser()), int(batch_size)
+        self.images: torch.Tensor | None = None
+
+    def validate(self) -> None:
+        channels, height, width = self.input_size
+        self.images = read_images(self.path, (height, width), channels).to(self.device)
+        if is_main_process():
+            log.info(f"synthesizer: {len(self.images):,} images from {self.path} at {height}x{width}, "
+                     f"{channels} channel(s), {self.images.numel() / 2**20:.0f} MiB on {self.device} as uint8; "
+                     "the teacher labels them (not data-free: these images stand in for the data)")
+
+    @torch.no_grad()
+    def synthesize(self) -> Batch:
+        return Batch(images=self.sample(self.batch_size))
+
+    def sample(self, n: int) -> torch.Tensor:
+        index = torch.randint(len(self.images), (n,), device=self.device)
+        return self.images[index].float().div_(255)
+
+
+def check_path(path: Path) -> Path:
+    """``path`` if it can hold images (a folder, or an archive); one line saying what to give otherwise. Checked
+    when the recipe is read, before a teacher is loaded or trained; the images are read once the teacher's size is
+    known."""
+    if not path.exists():
+        raise DatafreeError(f"synthesizer.path {path} does not exist: give a folder of images (or a .tar.gz of one).")
+    if path.is_file() and not path.name.lower().endswith(TAR_SUFFIXES):
+        raise DatafreeError(f"synthesizer.path {path} is a file but not an archive ({', '.join(TAR_SUFFIXES)}): "
+                            "give a folder of images or a .tar.gz of one.")
+    return path
+
+
+def read_images(path: Path, size: tuple[int, int], channels: int) -> torch.Tensor:
+    """Every image under ``path`` (a folder at any depth, or an archive) as uint8 N x ``channels`` x H x W: resized
+    to a square of the larger side, then to ``size`` where that is not square. The whole set is held in memory
+    (a subset folder bounds it)."""
+    read = load_tarball if check_path(path).is_file() else load_image_folder
+    images = read(path, max(size), channels=channels, labelled=False).images
+    if tuple(images.shape[2:]) != tuple(size):
+        images = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+        images = images.round().clamp(0, 255).to(torch.uint8)
+    return images
