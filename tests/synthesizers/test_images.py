@@ -79,7 +79,8 @@ def test_an_archive_of_images(tmp_path):
 @pytest.mark.parametrize("make_path, needle", [
     (lambda tmp: tmp / "nowhere", "synthesizer.path .* does not exist"),
     (lambda tmp: (tmp / "f.txt").write_text("x") and tmp / "f.txt", "is a file but not an archive"),
-    (lambda tmp: (tmp / "empty" / "sub").mkdir(parents=True) or tmp / "empty", r"no images found in .* \(at any depth\)"),
+    (lambda tmp: (tmp / "empty" / "sub").mkdir(parents=True) or tmp / "empty",
+     r"no images found in .* \(at any depth\)"),
 ])
 def test_a_path_without_images_says_what_to_give(tmp_path, make_path, needle):
     with pytest.raises(DatafreeError, match=needle):  # a path that cannot hold images: in the constructor already

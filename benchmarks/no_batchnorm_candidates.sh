@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Candidate priors for a teacher without BatchNorm, tried on the CPU demo (docs/benchmarks.md, "Priors for a teacher
+# without BatchNorm: candidates on the CPU demo"). Only the two images rows use the package as it is:
+# patches/no_batchnorm_candidates.diff adds the others as prototype options (fast synthesizer: soft_beta, rrc_scale,
+# div_weight, px_weight; noise synthesizer: kind=spectral), applied here to a temporary worktree at the commit it
+# applies to. Each run: experiment=demo_fast's 150 rounds on the demo's shapes at 32 px, timm's test_convnext teacher
+# (LayerNorm, train-teacher's 90 epochs), the demo's 5k-parameter student, seeds 0-2, two runs at a time, end of run:
+#   base      fast synthesizer, the BatchNorm prior off (synthesizer.bn_weight=0), as no_batchnorm_demo.sh's;
+#   div1      + the cosine similarity of the teacher's penultimate features between images asked for the same class,
+#               pushed down (weight 1): diversity within a class, which the BatchNorm prior otherwise enforces;
+#   px10      + the batch's per-channel pixel mean and spread matched to the teacher's input normalisation (the one
+#               statistic every teacher carries; weight 10);
+#   soft1     the class targets replaced by ZSKD's (Nayak et al. 2019) Dirichlet soft targets drawn from the class
+#               similarity of the teacher's last layer (beta 1, temperature 20);
+#   ce2       the class term 4x stronger (ce_weight 2);   gs20   20 generator steps a round instead of 5;
+#   rrc25     a random-resized crop (scale 0.25-1) of every image before the teacher, in synthesis;
+#   spectral  no synthesis: colour noise with a natural image's 1/f^a spectrum (a drawn in 1-3), labelled by the teacher;
+#   images    no synthesis: CIFAR-10's test images (another domain, real photographs) at 32 px, labelled by the teacher
+#               (synthesizer=images, which the package has: not data-free);
+#   images_same_kind  the same with 10,000 new drawings of the demo's shapes (seed 7, not the teacher's training
+#               images; written as PNG files without their classes): what images of the same kind as the private
+#               data give;
+#   noise     no synthesis: uniform noise, the floor.
+# From the repository root: benchmarks/no_batchnorm_candidates.sh [OUT_DIR] (needs ../shared/data/cifar10-jpeg/test.tar.gz
+# for the images row). Finished runs and the teacher already in OUT_DIR are kept.
+set -euo pipefail
+out=$(realpath -m "${1:-.cache/no_batchnorm_candidates}"); mkdir -p "$out"
+repo=$(pwd); work=$(mktemp -d); trap 'git -C "$repo" worktree remove --force "$work/tree" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+git worktree add --detach "$work/tree" cf7a32073b747cce6216b4ffd09131a640d0545d >/dev/null 2>&1
+git -C "$work/tree" apply "$repo/benchmarks/patches/no_batchnorm_candidates.diff"
+cd "$work/tree"
+[ -f "$out/teacher_ln/teacher.pt" ] || python -m datafree train-teacher data.image_size=32 progress=false teacher=timm \
+    teacher.name=test_convnext teacher.train.epochs=90 "hydra.run.dir=$out/teacher_ln" > "$out/teacher_ln.log" 2>&1
+[ -d "$out/shapes_unlabelled" ] || python -c "
+import sys
+from pathlib import Path
+from PIL import Image
+from datafree.data import build_dataset
+folder = Path(sys.argv[1]); folder.mkdir()
+images = build_dataset('shapes', split='train', n=10000, seed=7, image_size=32).images  # uint8 (N, 3, 32, 32)
+for k, image in enumerate(images.permute(0, 2, 3, 1).numpy()):
+    Image.fromarray(image).save(folder / f'{k:05d}.png')" "$out/shapes_unlabelled"
+off=synthesizer.bn_weight=0
+noise="synthesizer=noise synthesizer.batch_size=64"
+variants=(
+  "base $off" "div1 $off +synthesizer.div_weight=1" "px10 $off +synthesizer.px_weight=10"
+  "soft1 $off +synthesizer.soft_beta=1.0" "ce2 $off synthesizer.ce_weight=2" "gs20 $off synthesizer.g_steps=20"
+  "rrc25 $off +synthesizer.rrc_scale=0.25" "spectral $noise +synthesizer.kind=spectral"
+  "images synthesizer=images synthesizer.batch_size=64 synthesizer.path=$repo/../shared/data/cifar10-jpeg/test.tar.gz"
+  "images_same_kind synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled"
+  "noise $noise"
+)
+for seed in 0 1 2; do
+  for variant in "${variants[@]}"; do
+    set -- $variant
+    grep -qs "^student " "$out/${1}_s$seed.log" || echo "$seed $variant"
+  done
+done | xargs -P 2 -L 1 bash -c '
+  seed=$0 name=$1; shift
+  python -m datafree distill data.image_size=32 progress=false experiment=demo_fast teacher=checkpoint \
+      teacher.checkpoint='"$out"'/teacher_ln/teacher.pt seed=$seed noise_baseline=false "$@" \
+      "hydra.run.dir='"$out"'/${name}_s$seed" > "'"$out"'/${name}_s$seed.log" 2>&1'
+python - "$out" <<'PY'
+import re, statistics, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+print("| variant | student, seeds 0 / 1 / 2 | mean ± sd | x teacher |")
+print("| --- | --- | ---: | ---: |")
+for name in ("base", "div1", "px10", "soft1", "ce2", "gs20", "rrc25", "spectral", "images", "images_same_kind", "noise"):
+    student, teacher = [], None
+    for seed in (0, 1, 2):
+        log = (out / f"{name}_s{seed}.log").read_text()
+        student.append(float(re.search(r"^student \S+: test accuracy ([\d.]+)%", log, re.M).group(1)))
+        teacher = float(re.search(r"^teacher \S+: test accuracy ([\d.]+)%", log, re.M).group(1))
+    mean = statistics.mean(student)
+    print(f"| {name} | {' / '.join(f'{s:.2f}%' for s in student)} | {mean:.2f}% ± {statistics.stdev(student):.2f} | "
+          f"{mean / teacher:.3f} (teacher {teacher:.2f}%) |")
+PY
