@@ -240,4 +240,4 @@ def test_teacher_without_batchnorm_fails_cleanly(tmp_path, capsys):
     ckpt = save_classifier(tmp_path / "t.pt", create_model("nobn_cnn", num_classes=10), _info("nobn_cnn"))
     out = tmp_path / "run"
     proc = in_process(capsys, "distill", *TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=nobn_cnn", f"hydra.run.dir={out}")
-    _assert_clean_failure(proc, out, "no BatchNorm layer")
+    _assert_clean_failure(proc, out, "no BatchNorm layer", "synthesizer=images synthesizer.path=DIR")
