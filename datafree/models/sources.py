@@ -8,9 +8,8 @@ and timm build random weights, and weights come from a file the user names.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import difflib
+from collections import OrderedDict
 from typing import Any
 
 import torch

@@ -9,7 +9,7 @@ the student learns the teacher's answers on them, as in knowledge distillation w
 read: a folder of class folders, a flat folder or a ``.tar.gz`` of either.
 
 The set is read once at the teacher's input size and channels, kept on the device as uint8 (airbench's habit: a
-fifth of float32's memory, converted per batch), and every round draws ``batch_size`` of them with the device's
+quarter of float32's memory, converted per batch), and every round draws ``batch_size`` of them with the device's
 random stream (which the run's state carries: a resumed run draws the same images).
 """
 from __future__ import annotations
