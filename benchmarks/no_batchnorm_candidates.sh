@@ -20,6 +20,7 @@
 #   images_same_kind  the same with 10,000 new drawings of the demo's shapes (seed 7, not the teacher's training
 #               images; written as PNG files without their classes): what images of the same kind as the private
 #               data give;
+#   images_same_kind_N  the same with the first N of them only (N = 100, 500, 2000): how many such images it takes;
 #   noise     no synthesis: uniform noise, the floor.
 # From the repository root: benchmarks/no_batchnorm_candidates.sh [OUT_DIR] (needs ../shared/data/cifar10-jpeg/test.tar.gz
 # for the images row). Finished runs and the teacher already in OUT_DIR are kept.
@@ -40,6 +41,10 @@ folder = Path(sys.argv[1]); folder.mkdir()
 images = build_dataset('shapes', split='train', n=10000, seed=7, image_size=32).images  # uint8 (N, 3, 32, 32)
 for k, image in enumerate(images.permute(0, 2, 3, 1).numpy()):
     Image.fromarray(image).save(folder / f'{k:05d}.png')" "$out/shapes_unlabelled"
+for n in 100 500 2000; do
+  [ -d "$out/shapes_unlabelled_$n" ] || { mkdir "$out/shapes_unlabelled_$n"
+    for k in $(seq -f %05g 0 $((n - 1))); do cp "$out/shapes_unlabelled/$k.png" "$out/shapes_unlabelled_$n/"; done; }
+done
 off=synthesizer.bn_weight=0
 noise="synthesizer=noise synthesizer.batch_size=64"
 variants=(
@@ -48,6 +53,9 @@ variants=(
   "rrc25 $off +synthesizer.rrc_scale=0.25" "spectral $noise +synthesizer.kind=spectral"
   "images synthesizer=images synthesizer.batch_size=64 synthesizer.path=$repo/../shared/data/cifar10-jpeg/test.tar.gz"
   "images_same_kind synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled"
+  "images_same_kind_100 synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled_100"
+  "images_same_kind_500 synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled_500"
+  "images_same_kind_2000 synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled_2000"
   "noise $noise"
 )
 for seed in 0 1 2; do
@@ -66,7 +74,8 @@ from pathlib import Path
 out = Path(sys.argv[1])
 print("| variant | student, seeds 0 / 1 / 2 | mean ± sd | x teacher |")
 print("| --- | --- | ---: | ---: |")
-for name in ("base", "div1", "px10", "soft1", "ce2", "gs20", "rrc25", "spectral", "images", "images_same_kind", "noise"):
+for name in ("base", "div1", "px10", "soft1", "ce2", "gs20", "rrc25", "spectral", "images", "images_same_kind", "images_same_kind_100",
+             "images_same_kind_500", "images_same_kind_2000", "noise"):
     student, teacher = [], None
     for seed in (0, 1, 2):
         log = (out / f"{name}_s{seed}.log").read_text()
