@@ -21,7 +21,9 @@
 #               images; written as PNG files without their classes): what images of the same kind as the private
 #               data give;
 #   images_same_kind_N  the same with the first N of them only (N = 100, 500, 2000): how many such images it takes;
-#   noise     no synthesis: uniform noise, the floor.
+#   noise     no synthesis: uniform noise, the floor;
+#   bn_prior, bn_images_same_kind_500  the demo's tinycnn teacher (BatchNorm, train-teacher's default): experiment=
+#               demo_fast as it is (its prior on), and the 500 unlabelled shapes: which to use when a teacher has both.
 # From the repository root: benchmarks/no_batchnorm_candidates.sh [OUT_DIR] (needs ../shared/data/cifar10-jpeg/test.tar.gz
 # for the images row). Finished runs and the teacher already in OUT_DIR are kept.
 set -euo pipefail
@@ -32,6 +34,8 @@ git -C "$work/tree" apply "$repo/benchmarks/patches/no_batchnorm_candidates.diff
 cd "$work/tree"
 [ -f "$out/teacher_ln/teacher.pt" ] || python -m datafree train-teacher data.image_size=32 progress=false teacher=timm \
     teacher.name=test_convnext teacher.train.epochs=90 "hydra.run.dir=$out/teacher_ln" > "$out/teacher_ln.log" 2>&1
+[ -f "$out/teacher_bn/teacher.pt" ] || python -m datafree train-teacher data.image_size=32 progress=false \
+    "hydra.run.dir=$out/teacher_bn" > "$out/teacher_bn.log" 2>&1  # the demo's tinycnn, with BatchNorm
 [ -d "$out/shapes_unlabelled" ] || python -c "
 import sys
 from pathlib import Path
@@ -47,16 +51,17 @@ for n in 100 500 2000; do
 done
 off=synthesizer.bn_weight=0
 noise="synthesizer=noise synthesizer.batch_size=64"
-variants=(
-  "base $off" "div1 $off +synthesizer.div_weight=1" "px10 $off +synthesizer.px_weight=10"
-  "soft1 $off +synthesizer.soft_beta=1.0" "ce2 $off synthesizer.ce_weight=2" "gs20 $off synthesizer.g_steps=20"
-  "rrc25 $off +synthesizer.rrc_scale=0.25" "spectral $noise +synthesizer.kind=spectral"
-  "images synthesizer=images synthesizer.batch_size=64 synthesizer.path=$repo/../shared/data/cifar10-jpeg/test.tar.gz"
-  "images_same_kind synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled"
-  "images_same_kind_100 synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled_100"
-  "images_same_kind_500 synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled_500"
-  "images_same_kind_2000 synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled_2000"
-  "noise $noise"
+variants=(  # NAME TEACHER (ln: the LayerNorm teacher, bn: the BatchNorm one) OVERRIDES...
+  "base ln $off" "div1 ln $off +synthesizer.div_weight=1" "px10 ln $off +synthesizer.px_weight=10"
+  "soft1 ln $off +synthesizer.soft_beta=1.0" "ce2 ln $off synthesizer.ce_weight=2" "gs20 ln $off synthesizer.g_steps=20"
+  "rrc25 ln $off +synthesizer.rrc_scale=0.25" "spectral ln $noise +synthesizer.kind=spectral"
+  "images ln synthesizer=images synthesizer.batch_size=64 synthesizer.path=$repo/../shared/data/cifar10-jpeg/test.tar.gz"
+  "images_same_kind ln synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled"
+  "images_same_kind_100 ln synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled_100"
+  "images_same_kind_500 ln synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled_500"
+  "images_same_kind_2000 ln synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled_2000"
+  "noise ln $noise"
+  "bn_prior bn" "bn_images_same_kind_500 bn synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled_500"
 )
 for seed in 0 1 2; do
   for variant in "${variants[@]}"; do
@@ -64,9 +69,9 @@ for seed in 0 1 2; do
     grep -qs "^student " "$out/${1}_s$seed.log" || echo "$seed $variant"
   done
 done | xargs -P 2 -L 1 bash -c '
-  seed=$0 name=$1; shift
+  seed=$0 name=$1 teacher=$2; shift 2
   python -m datafree distill data.image_size=32 progress=false experiment=demo_fast teacher=checkpoint \
-      teacher.checkpoint='"$out"'/teacher_ln/teacher.pt seed=$seed noise_baseline=false "$@" \
+      teacher.checkpoint='"$out"'/teacher_$teacher/teacher.pt seed=$seed noise_baseline=false "$@" \
       "hydra.run.dir='"$out"'/${name}_s$seed" > "'"$out"'/${name}_s$seed.log" 2>&1'
 python - "$out" <<'PY'
 import re, statistics, sys
@@ -75,7 +80,7 @@ out = Path(sys.argv[1])
 print("| variant | student, seeds 0 / 1 / 2 | mean ± sd | x teacher |")
 print("| --- | --- | ---: | ---: |")
 for name in ("base", "div1", "px10", "soft1", "ce2", "gs20", "rrc25", "spectral", "images", "images_same_kind", "images_same_kind_100",
-             "images_same_kind_500", "images_same_kind_2000", "noise"):
+             "images_same_kind_500", "images_same_kind_2000", "noise", "bn_prior", "bn_images_same_kind_500"):
     student, teacher = [], None
     for seed in (0, 1, 2):
         log = (out / f"{name}_s{seed}.log").read_text()
