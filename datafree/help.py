@@ -43,7 +43,8 @@ HELP: dict[str, CommandHelp] = {
         "the CPU demo: a shapes teacher trained first, then distilled, against a student distilled on noise.",
         (("teacher.checkpoint=PATH", "the teacher (teacher=module | torchvision | timm | torchscript | ensemble)"),
          ("student=NAME", "the student: microcnn, resnet18, ..., or torchvision | timm | module (student.name=...)"),
-         ("synthesizer=NAME", "how inputs are made: deepinversion, adi, dafl, dfad, zskt, dfq, fast, noise"),
+         ("synthesizer=NAME", "how inputs are made: deepinversion, adi, dafl, dfad, zskt, dfq, fast, noise, "
+                              "images (yours: not data-free)"),
          ("data=NAME", "the held-out test set: shapes, cifar10, imagefolder, none; data=synthetic: a stored set"),
          ("trainer.rounds=N", "synthesis rounds (trainer.time_budget_s=S: stop by the clock)"),
          ("experiment=NAME", "a complete setting, e.g. cifar10_resnet34_resnet18"),
