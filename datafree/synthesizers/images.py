@@ -34,9 +34,12 @@ class ImagesSynthesizer(Synthesizer):
     """Each round, ``batch_size`` images drawn at random from ``path`` (the student step asks the teacher for their
     labels); :meth:`sample` draws more of them for the student's steps."""
 
-    def __init__(self, path: str | None = None, batch_size: int = 256):
+    def __init__(self, path: str | None = None, batch_size: int = 256, per_class: int | None = None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise DatafreeError(f"synthesizer.batch_size must be an int >= 1, got {batch_size!r}.")
+        if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1):
+            raise DatafreeError(f"synthesizer.per_class must be null (every image) or an int >= 1, got {per_class!r}.")
+        self.per_class = per_class
         if not path:
             raise DatafreeError("synthesizer=images needs the images to draw from: set synthesizer.path=DIR (a folder "
                                 "of images, with or without class folders; labels are not read) or a .tar.gz of one.")
@@ -46,10 +49,15 @@ class ImagesSynthesizer(Synthesizer):
     def validate(self) -> None:
         channels, height, width = self.input_size
         self.images = read_images(self.path, (height, width), channels).to(self.device)
+        read = len(self.images)
+        if self.per_class is not None:
+            self.images = self.images[surest_per_class(self.teacher, self.images, self.num_classes, self.per_class)]
         if is_main_process():
-            log.info(f"synthesizer: {len(self.images):,} images from {self.path} at {height}x{width}, "
-                     f"{channels} channel(s), {self.images.numel() / 2**20:.0f} MiB on {self.device} as uint8; "
-                     "the teacher labels them (not data-free: these images stand in for the data)")
+            kept = "" if self.per_class is None else (f", {len(self.images):,} kept: for each class the {self.per_class} "
+                                                      "the teacher is surest of (synthesizer.per_class)")
+            log.info(f"synthesizer: {read:,} images from {self.path} at {height}x{width}{kept}, {channels} channel(s), "
+                     f"{self.images.numel() / 2**20:.0f} MiB on {self.device} as uint8; the teacher labels them (not "
+                     "data-free: these images stand in for the data)")
 
     @torch.no_grad()
     def synthesize(self) -> Batch:
@@ -58,6 +66,18 @@ class ImagesSynthesizer(Synthesizer):
     def sample(self, n: int) -> torch.Tensor:
         index = torch.randint(len(self.images), (n,), device=self.device)
         return self.images[index].float().div_(255)
+
+
+@torch.no_grad()
+def surest_per_class(teacher: torch.nn.Module, images: torch.Tensor, num_classes: int, per_class: int,
+                     chunk: int = 512) -> torch.Tensor:
+    """Indices (sorted, each once) of the ``per_class`` images the teacher gives each class the highest probability,
+    as DFND (Chen et al. 2021) selects images from the wild: confident and balanced over the classes, however the
+    images themselves fall. An image may be among the surest of two classes; it is kept once."""
+    probabilities = torch.cat([teacher(images[i:i + chunk].float().div_(255)).float().softmax(1)
+                               for i in range(0, len(images), chunk)])
+    top = probabilities.topk(min(per_class, len(images)), dim=0).indices  # (per_class, classes)
+    return top[:, :num_classes].flatten().unique()
 
 
 def check_path(path: Path) -> Path:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
 from contract import CPU, SynthesizerContract, bind
 from nets import TinyBNNet
@@ -38,7 +39,8 @@ class TestImages(SynthesizerContract):
     uses_teacher = False
     needs_batchnorm = False
     bad_settings = [(dict(batch_size=0), "batch_size must be an int >= 1"),
-                    (dict(path=None), "set synthesizer.path=DIR")]
+                    (dict(path=None), "set synthesizer.path=DIR"),
+                    (dict(per_class=0), "per_class must be null")]
     folder: Path | None = None
 
     def make(self, **overrides):
@@ -85,3 +87,26 @@ def test_an_archive_of_images(tmp_path):
 def test_a_path_without_images_says_what_to_give(tmp_path, make_path, needle):
     with pytest.raises(DatafreeError, match=needle):  # a path that cannot hold images: in the constructor already
         _bound(make_path(tmp_path))
+
+
+class Brightness(nn.Module):
+    """Four classes: the first for bright images, the second for dark ones, the last two for neither."""
+
+    def forward(self, x):
+        b = 10 * (x.mean((1, 2, 3)) - 0.5)
+        return torch.stack([b, -b, torch.zeros_like(b), torch.zeros_like(b)], 1)
+
+
+def test_per_class_keeps_the_images_the_teacher_is_surest_of_for_each_class(tmp_path):
+    """DFND's selection: for each class the images the teacher gives it the highest probability, each kept once."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for k, value in enumerate((20, 60, 100, 140, 180, 220)):
+        Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(folder / f"{k}.png")
+    synth = ImagesSynthesizer(path=str(folder), batch_size=4, per_class=1)
+    synth.bind(Brightness(), TinyBNNet(), 4, (3, 8, 8), CPU)
+    # the brightest (class 0), the darkest (class 1), and for classes 2 and 3 the one nearest the middle (kept once)
+    assert sorted(synth.images.float().mean((1, 2, 3)).round().tolist()) == [20, 140, 220]
+    synth = ImagesSynthesizer(path=str(folder), batch_size=4, per_class=2)
+    synth.bind(Brightness(), TinyBNNet(), 4, (3, 8, 8), CPU)
+    assert sorted(synth.images.float().mean((1, 2, 3)).round().tolist()) == [20, 60, 100, 140, 180, 220]
