@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Candidate priors for a teacher without BatchNorm, tried on the CPU demo (docs/benchmarks.md, "Priors for a teacher
-# without BatchNorm: candidates on the CPU demo"). Only the two images rows use the package as it is:
+# without BatchNorm: candidates on the CPU demo"). Only the images rows use the package as it is:
 # patches/no_batchnorm_candidates.diff adds the others as prototype options (fast synthesizer: soft_beta, rrc_scale,
 # div_weight, px_weight; noise synthesizer: kind=spectral), applied here to a temporary worktree at the commit it
 # applies to. Each run: experiment=demo_fast's 150 rounds on the demo's shapes at 32 px, timm's test_convnext teacher
@@ -17,6 +17,8 @@
 #   spectral  no synthesis: colour noise with a natural image's 1/f^a spectrum (a drawn in 1-3), labelled by the teacher;
 #   images    no synthesis: CIFAR-10's test images (another domain, real photographs) at 32 px, labelled by the teacher
 #               (synthesizer=images, which the package has: not data-free);
+#   images_per_class_200  the same photographs, only the 200 per class the teacher is surest of (synthesizer.per_class:
+#               DFND's selection);
 #   images_same_kind  the same with 10,000 new drawings of the demo's shapes (seed 7, not the teacher's training
 #               images; written as PNG files without their classes): what images of the same kind as the private
 #               data give;
@@ -29,7 +31,7 @@
 set -euo pipefail
 out=$(realpath -m "${1:-.cache/no_batchnorm_candidates}"); mkdir -p "$out"
 repo=$(pwd); work=$(mktemp -d); trap 'git -C "$repo" worktree remove --force "$work/tree" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-git worktree add --detach "$work/tree" cf7a32073b747cce6216b4ffd09131a640d0545d >/dev/null 2>&1
+git worktree add --detach "$work/tree" 712a992ca70c4427c720c6d7eac374aca354c798 >/dev/null 2>&1
 git -C "$work/tree" apply "$repo/benchmarks/patches/no_batchnorm_candidates.diff"
 cd "$work/tree"
 [ -f "$out/teacher_ln/teacher.pt" ] || python -m datafree train-teacher data.image_size=32 progress=false teacher=timm \
@@ -56,6 +58,7 @@ variants=(  # NAME TEACHER (ln: the LayerNorm teacher, bn: the BatchNorm one) OV
   "soft1 ln $off +synthesizer.soft_beta=1.0" "ce2 ln $off synthesizer.ce_weight=2" "gs20 ln $off synthesizer.g_steps=20"
   "rrc25 ln $off +synthesizer.rrc_scale=0.25" "spectral ln $noise +synthesizer.kind=spectral"
   "images ln synthesizer=images synthesizer.batch_size=64 synthesizer.path=$repo/../shared/data/cifar10-jpeg/test.tar.gz"
+  "images_per_class_200 ln synthesizer=images synthesizer.batch_size=64 synthesizer.per_class=200 synthesizer.path=$repo/../shared/data/cifar10-jpeg/test.tar.gz"
   "images_same_kind ln synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled"
   "images_same_kind_100 ln synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled_100"
   "images_same_kind_500 ln synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled_500"
@@ -79,7 +82,7 @@ from pathlib import Path
 out = Path(sys.argv[1])
 print("| variant | student, seeds 0 / 1 / 2 | mean ± sd | x teacher |")
 print("| --- | --- | ---: | ---: |")
-for name in ("base", "div1", "px10", "soft1", "ce2", "gs20", "rrc25", "spectral", "images", "images_same_kind", "images_same_kind_100",
+for name in ("base", "div1", "px10", "soft1", "ce2", "gs20", "rrc25", "spectral", "images", "images_per_class_200", "images_same_kind", "images_same_kind_100",
              "images_same_kind_500", "images_same_kind_2000", "noise", "bn_prior", "bn_images_same_kind_500"):
     student, teacher = [], None
     for seed in (0, 1, 2):

@@ -5,7 +5,8 @@ archives keep no BatchNorm statistics, and the methods that need none (DFAD, DAF
 prior) ended near chance on the CPU demo (docs/benchmarks.md, "A teacher without BatchNorm"). Any images the
 student's maker may hold (a public set, unlabelled pictures of the same kind of scene) stand in for the private data:
 the student learns the teacher's answers on them, as in knowledge distillation with out-of-domain or proxy data
-(e.g. DFND, Chen et al. 2021, who select such images from the wild; here they are used as given). Where such images
+(e.g. DFND, Chen et al. 2021, who select such images from the wild: ``per_class`` is that selection step, the
+images are otherwise used as given). Where such images
 exist they beat synthesis for any teacher: on the demo 500 of them took a BatchNorm teacher's student to 0.84 x the
 teacher, its BatchNorm prior to 0.40 x. Labels are never read: a folder of class folders, a flat folder or a
 ``.tar.gz`` of either.
