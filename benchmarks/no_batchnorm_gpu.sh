@@ -11,9 +11,10 @@
 #   - as many procedural shapes at the same size ($W/other_kind): images of another kind.
 # 1. train-teacher: timm's TEACHER (default convnext_atto: LayerNorm, no BatchNorm) from scratch on the teacher's
 #    half at 32 px, plain cross-entropy, TEACHER_S seconds (skipped when $T/teacher.pt exists).
-# 2. distill the zoo's STUDENT (default resnet18) from it with experiment=fast for STUDENT_S seconds each, three
-#    sources side by side on the one GPU (each has about a third of it; the docs say so next to the figures):
+# 2. distill the zoo's STUDENT (default resnet18) from it with experiment=fast for STUDENT_S seconds each, four
+#    sources side by side on the one GPU (each has about a quarter of it; the docs say so next to the figures):
 #      same_kind   synthesizer=images on the unlabelled half;   other_kind   synthesizer=images on the shapes;
+#      other_kind_selected  the shapes, only the 1,000 per class the teacher is surest of (synthesizer.per_class);
 #      data_free   the fast synthesizer with its prior off (synthesizer.bn_weight=0): the data-free baseline.
 #    SEEDS="0 1 2" runs each source once per seed (all side by side).
 # Logs and summary.csv files go to $OUT (default .cache/no_batchnorm_gpu), then the end-of-run table. W, T, TEACHER,
@@ -22,7 +23,7 @@
 #     TEACHER_OVERRIDES=teacher.train.epochs=1 DISTILL_OVERRIDES="trainer.rounds=2 trainer.student_steps=2 \
 #     trainer.eval_every=1 synthesizer.batch_size=32" TEACHER=test_convnext STUDENT=microcnn \
 #     benchmarks/no_batchnorm_gpu.sh ../shared/data/cifar10-jpeg 30 30
-# (SUBSET=N keeps N training images per half and N test images in all.)
+# (SUBSET=N keeps N training images per half and N test images in all; PER_CLASS=N for the selected source.)
 set -euo pipefail
 data=$1; teacher_s=$2; student_s=$3
 OUT=${OUT:-.cache/no_batchnorm_gpu}; W=${W:-/tmp/nbn_gpu}; T=${T:-/tmp/nbn_gpu/teacher}
@@ -85,11 +86,12 @@ tail -n 3 "$OUT/teacher.log" 2>/dev/null || echo "teacher: $T/teacher.pt, traine
 declare -A sources=(
   [same_kind]="synthesizer=images synthesizer.path=$W/same_kind"
   [other_kind]="synthesizer=images synthesizer.path=$W/other_kind"
+  [other_kind_selected]="synthesizer=images synthesizer.path=$W/other_kind synthesizer.per_class=${PER_CLASS:-1000}"
   [data_free]="synthesizer.bn_weight=0"
 )
 names=()
 for seed in $SEEDS; do
-  for source in same_kind other_kind data_free; do
+  for source in same_kind other_kind other_kind_selected data_free; do
     name="${source}_s$seed"; run="/tmp/nbn_$name"; names+=("$name"); rm -rf "$run"
     read -ra chosen <<< "${sources[$source]}"
     SIDE_BY_SIDE=1 start_run "$run/summary.csv" "$OUT/${name}_summary.csv" "$OUT/$name.log" \
