@@ -71,25 +71,10 @@ for seed in 0 1 2; do
     set -- $variant
     grep -qs "^student " "$out/${1}_s$seed.log" || echo "$seed $variant"
   done
-done | xargs -P 2 -L 1 bash -c '
+done | xargs -r -P 2 -L 1 bash -c '
   seed=$0 name=$1 teacher=$2; shift 2
   python -m datafree distill data.image_size=32 progress=false experiment=demo_fast teacher=checkpoint \
       teacher.checkpoint='"$out"'/teacher_$teacher/teacher.pt seed=$seed noise_baseline=false "$@" \
       "hydra.run.dir='"$out"'/${name}_s$seed" > "'"$out"'/${name}_s$seed.log" 2>&1'
-python - "$out" <<'PY'
-import re, statistics, sys
-from pathlib import Path
-out = Path(sys.argv[1])
-print("| variant | student, seeds 0 / 1 / 2 | mean ± sd | x teacher |")
-print("| --- | --- | ---: | ---: |")
-for name in ("base", "div1", "px10", "soft1", "ce2", "gs20", "rrc25", "spectral", "images", "images_per_class_200", "images_same_kind", "images_same_kind_100",
-             "images_same_kind_500", "images_same_kind_2000", "noise", "bn_prior", "bn_images_same_kind_500"):
-    student, teacher = [], None
-    for seed in (0, 1, 2):
-        log = (out / f"{name}_s{seed}.log").read_text()
-        student.append(float(re.search(r"^student \S+: test accuracy ([\d.]+)%", log, re.M).group(1)))
-        teacher = float(re.search(r"^teacher \S+: test accuracy ([\d.]+)%", log, re.M).group(1))
-    mean = statistics.mean(student)
-    print(f"| {name} | {' / '.join(f'{s:.2f}%' for s in student)} | {mean:.2f}% ± {statistics.stdev(student):.2f} | "
-          f"{mean / teacher:.3f} (teacher {teacher:.2f}%) |")
-PY
+python3 "$repo/benchmarks/seeds_table.py" "$out" base div1 px10 soft1 ce2 gs20 rrc25 spectral images images_per_class_200 \
+    images_same_kind images_same_kind_100 images_same_kind_500 images_same_kind_2000 noise bn_prior bn_images_same_kind_500

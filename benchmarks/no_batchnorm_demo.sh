@@ -33,23 +33,8 @@ for seed in 0 1 2; do
     set -- $variant
     grep -qs "^student " "$out/${1}_s$seed.log" || echo "$seed $variant"
   done
-done | xargs -P 2 -L 1 bash -c '
+done | xargs -r -P 2 -L 1 bash -c '
   seed=$0 name=$1; shift
   python -m datafree distill '"$at32"' seed=$seed noise_baseline=false "$@" "hydra.run.dir='"$out"'/${name}_s$seed" \
       > "'"$out"'/${name}_s$seed.log" 2>&1'
-python - "$out" <<'PY'
-import re, statistics, sys
-from pathlib import Path
-out = Path(sys.argv[1])
-print("| variant | teacher | student, seeds 0 / 1 / 2 | mean ± sd | x teacher |")
-print("| --- | ---: | --- | ---: | ---: |")
-for name in ("bn", "bn_off", "layernorm", "layernorm_dfad", "layernorm_dafl", "layernorm_noise"):
-    student, teacher = [], None
-    for seed in (0, 1, 2):
-        log = (out / f"{name}_s{seed}.log").read_text()
-        student.append(float(re.search(r"^student \S+: test accuracy ([\d.]+)%", log, re.M).group(1)))
-        teacher = float(re.search(r"^teacher \S+: test accuracy ([\d.]+)%", log, re.M).group(1))
-    mean = statistics.mean(student)
-    print(f"| {name} | {teacher:.2f}% | {' / '.join(f'{s:.2f}%' for s in student)} | {mean:.2f}% ± "
-          f"{statistics.stdev(student):.2f} | {mean / teacher:.3f} |")
-PY
+python3 benchmarks/seeds_table.py "$out" bn bn_off layernorm layernorm_dfad layernorm_dafl layernorm_noise
