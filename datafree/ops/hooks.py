@@ -139,8 +139,8 @@ class BatchNormStatistics:
                 "data-free), or use an adversarial synthesizer, which needs no BatchNorm (synthesizer=dfad, zskt or "
                 "dafl), or set the synthesizer's bn_weight=0. On the CPU demo a LayerNorm teacher's student reached "
                 "0.81 x the teacher on unlabelled images of the same kind, 0.26 x on photographs of another kind, "
-                "and 0.20 x at most with the methods that need none (docs/benchmarks.md, 'A teacher without "
-                "BatchNorm')."
+                "and 0.23 x at most with the methods that need none; PSAQ-ViT's prior for a ViT lowered it "
+                "(docs/benchmarks.md, 'A teacher without BatchNorm' and 'A prior for vision transformers')."
             )
         if not 0.0 <= momentum < 1.0:
             raise DatafreeError(f"the BatchNorm-statistics momentum must be in [0, 1), got {momentum}.")

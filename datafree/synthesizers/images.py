@@ -1,8 +1,9 @@
 """Images the user may use (a proxy set), drawn at random and labelled by the teacher: not data-free.
 
 For teachers no data-free method here serves: ConvNeXt, ViT, Swin (LayerNorm), GroupNorm networks and TorchScript
-archives keep no BatchNorm statistics, and the methods that need none (DFAD, DAFL, the fast synthesizer without its
-prior) ended near chance on the CPU demo (docs/benchmarks.md, "A teacher without BatchNorm"). Any images the
+archives keep no BatchNorm statistics, and the methods that need none (DFAD, DAFL, the fast synthesizer and
+DeepInversion without their prior) ended near chance on the CPU demo, PSAQ-ViT's patch-similarity prior for a ViT
+lower still (docs/benchmarks.md, "A teacher without BatchNorm", "A prior for vision transformers"). Any images the
 student's maker may hold (a public set, unlabelled pictures of the same kind of scene) stand in for the private data:
 the student learns the teacher's answers on them, as in knowledge distillation with out-of-domain or proxy data
 (e.g. DFND, Chen et al. 2021, who select such images from the wild: ``per_class`` is that selection step, the
