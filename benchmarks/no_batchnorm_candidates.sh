@@ -14,6 +14,8 @@
 #               similarity of the teacher's last layer (beta 1, temperature 20);
 #   ce2       the class term 4x stronger (ce_weight 2);   gs20   20 generator steps a round instead of 5;
 #   rrc25     a random-resized crop (scale 0.25-1) of every image before the teacher, in synthesis;
+#   di        the embedded demo's DeepInversion instead (trainer=demo synthesizer=deepinversion_demo: 40 rounds of 60 Adam
+#               steps on 64 images from noise, its ADI term), its BatchNorm prior off as in base;
 #   spectral  no synthesis: colour noise with a natural image's 1/f^a spectrum (a drawn in 1-3), labelled by the teacher;
 #   images    no synthesis: CIFAR-10's test images (another domain, real photographs) at 32 px, labelled by the teacher
 #               (synthesizer=images, which the package has: not data-free);
@@ -56,7 +58,8 @@ noise="synthesizer=noise synthesizer.batch_size=64"
 variants=(  # NAME TEACHER (ln: the LayerNorm teacher, bn: the BatchNorm one) OVERRIDES...
   "base ln $off" "div1 ln $off +synthesizer.div_weight=1" "px10 ln $off +synthesizer.px_weight=10"
   "soft1 ln $off +synthesizer.soft_beta=1.0" "ce2 ln $off synthesizer.ce_weight=2" "gs20 ln $off synthesizer.g_steps=20"
-  "rrc25 ln $off +synthesizer.rrc_scale=0.25" "spectral ln $noise +synthesizer.kind=spectral"
+  "rrc25 ln $off +synthesizer.rrc_scale=0.25"
+  "di ln $off trainer=demo synthesizer=deepinversion_demo" "spectral ln $noise +synthesizer.kind=spectral"
   "images ln synthesizer=images synthesizer.batch_size=64 synthesizer.path=$repo/../shared/data/cifar10-jpeg/test.tar.gz"
   "images_per_class_200 ln synthesizer=images synthesizer.batch_size=64 synthesizer.per_class=200 synthesizer.path=$repo/../shared/data/cifar10-jpeg/test.tar.gz"
   "images_same_kind ln synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled"
@@ -76,5 +79,5 @@ done | xargs -r -P 2 -L 1 bash -c '
   python -m datafree distill data.image_size=32 progress=false experiment=demo_fast teacher=checkpoint \
       teacher.checkpoint='"$out"'/teacher_$teacher/teacher.pt seed=$seed noise_baseline=false "$@" \
       "hydra.run.dir='"$out"'/${name}_s$seed" > "'"$out"'/${name}_s$seed.log" 2>&1'
-python3 "$repo/benchmarks/seeds_table.py" "$out" base div1 px10 soft1 ce2 gs20 rrc25 spectral images images_per_class_200 \
+python3 "$repo/benchmarks/seeds_table.py" "$out" base div1 px10 soft1 ce2 gs20 rrc25 di spectral images images_per_class_200 \
     images_same_kind images_same_kind_100 images_same_kind_500 images_same_kind_2000 noise bn_prior bn_images_same_kind_500
