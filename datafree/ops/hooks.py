@@ -139,7 +139,7 @@ class BatchNormStatistics:
                 "data-free), or use an adversarial synthesizer, which needs no BatchNorm (synthesizer=dfad, zskt or "
                 "dafl), or set the synthesizer's bn_weight=0. On the CPU demo a LayerNorm teacher's student reached "
                 "0.81 x the teacher on unlabelled images of the same kind, 0.26 x on photographs of another kind, "
-                "and 0.23 x at most with the methods that need none; PSAQ-ViT's prior for a ViT lowered it "
+                "and 0.23 x at most with the methods that need none, less with PSAQ-ViT's prior for a ViT "
                 "(docs/benchmarks.md, 'A teacher without BatchNorm' and 'A prior for vision transformers')."
             )
         if not 0.0 <= momentum < 1.0:
