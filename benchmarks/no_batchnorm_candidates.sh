@@ -40,15 +40,7 @@ cd "$work/tree"
     teacher.name=test_convnext teacher.train.epochs=90 "hydra.run.dir=$out/teacher_ln" > "$out/teacher_ln.log" 2>&1
 [ -f "$out/teacher_bn/teacher.pt" ] || python -m datafree train-teacher data.image_size=32 progress=false \
     "hydra.run.dir=$out/teacher_bn" > "$out/teacher_bn.log" 2>&1  # the demo's tinycnn, with BatchNorm
-[ -d "$out/shapes_unlabelled" ] || python -c "
-import sys
-from pathlib import Path
-from PIL import Image
-from datafree.data import build_dataset
-folder = Path(sys.argv[1]); folder.mkdir()
-images = build_dataset('shapes', split='train', n=10000, seed=7, image_size=32).images  # uint8 (N, 3, 32, 32)
-for k, image in enumerate(images.permute(0, 2, 3, 1).numpy()):
-    Image.fromarray(image).save(folder / f'{k:05d}.png')" "$out/shapes_unlabelled"
+[ -d "$out/shapes_unlabelled" ] || python "$repo/benchmarks/shapes_folder.py" "$out/shapes_unlabelled" 10000
 for n in 100 500 2000; do
   [ -d "$out/shapes_unlabelled_$n" ] || { mkdir "$out/shapes_unlabelled_$n"
     for k in $(seq -f %05g 0 $((n - 1))); do cp "$out/shapes_unlabelled/$k.png" "$out/shapes_unlabelled_$n/"; done; }

@@ -31,15 +31,7 @@ cd "$work/tree"
 vit='{_target_: timm.models.vision_transformer.VisionTransformer, img_size: 32, patch_size: 4, embed_dim: 64, depth: 4, num_heads: 4, mlp_ratio: 2, num_classes: 10}'
 [ -f "$out/teacher_vit/teacher.pt" ] || python -m datafree train-teacher data.image_size=32 progress=false teacher=module \
     "+teacher.model=$vit" teacher.train.epochs=60 "hydra.run.dir=$out/teacher_vit" > "$out/teacher_vit.log" 2>&1
-[ -d "$out/shapes_unlabelled_500" ] || python -c "
-import sys
-from pathlib import Path
-from PIL import Image
-from datafree.data import build_dataset
-folder = Path(sys.argv[1]); folder.mkdir()
-images = build_dataset('shapes', split='train', n=500, seed=7, image_size=32).images  # uint8 (N, 3, 32, 32)
-for k, image in enumerate(images.permute(0, 2, 3, 1).numpy()):
-    Image.fromarray(image).save(folder / f'{k:05d}.png')" "$out/shapes_unlabelled_500"
+[ -d "$out/shapes_unlabelled_500" ] || python "$repo/benchmarks/shapes_folder.py" "$out/shapes_unlabelled_500" 500
 off=synthesizer.bn_weight=0
 fast="experiment=demo_fast $off"
 variants=(  # NAME OVERRIDES...
