@@ -50,11 +50,16 @@ def test_students_from_every_source_distil_and_load_back(tmp_path, capsys, stude
             load_teacher("datafree", checkpoint=str(tmp_path / "run" / "student.pt"))
 
 
-def test_a_student_starts_from_weights_with_another_head(tmp_path, capsys):
+@pytest.mark.parametrize("saved_as", ["imagenet.pth", "model.safetensors"])  # torchvision's and timm's files
+def test_a_student_starts_from_weights_with_another_head(tmp_path, capsys, saved_as):
     torch.manual_seed(0)
     imagenet = torchvision.models.mobilenet_v3_small(num_classes=1000)  # "ImageNet weights on the user's disk"
-    torch.save({"model": imagenet.state_dict()}, tmp_path / "imagenet.pth")
-    proc = _run(capsys, tmp_path / "run", *MOBILENET, f"student.checkpoint={tmp_path / 'imagenet.pth'}",
+    if saved_as.endswith(".pth"):
+        torch.save({"model": imagenet.state_dict()}, tmp_path / saved_as)
+    else:
+        from safetensors.torch import save_file
+        save_file(imagenet.state_dict(), str(tmp_path / saved_as))
+    proc = _run(capsys, tmp_path / "run", *MOBILENET, f"student.checkpoint={tmp_path / saved_as}",
                 "trainer.rounds=1", "trainer.student_steps=0")
     assert "classifier.3.weight, classifier.3.bias) is for 1000 classes; it starts fresh for 10" in _log(tmp_path / "run")
     saved = torch.load(tmp_path / "run" / "student.pt", weights_only=True)["state_dict"]
@@ -170,6 +175,22 @@ def test_a_student_checkpoint_that_does_not_fit_names_the_keys_and_the_fix(tmp_p
                       f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "student.checkpoint", "does not match the student torchvision:mobilenet_v3_small",
                           "missing keys", "leave student.checkpoint out")
+
+
+def test_a_student_checkpoint_that_cannot_be_read_is_named_as_the_students(tmp_path):
+    """Not as teacher.checkpoint, and without the teacher's options (trust_checkpoint, source=torchscript)."""
+    from datafree.errors import DatafreeError
+    from datafree.teachers.students import start_weights
+
+    net = torchvision.models.mobilenet_v3_small(num_classes=10)
+    torch.save(net, tmp_path / "whole.pt")  # a pickled module
+    torch.jit.save(torch.jit.trace(net.eval(), torch.rand(1, 3, 32, 32)), str(tmp_path / "traced.pt"))
+    for name, needle in (("gone.pth", r"student.checkpoint '.*gone.pth' does not exist: point student.checkpoint at"),
+                         ("whole.pt", r"student.checkpoint '.*whole.pt' holds pickled .* save model.state_dict\(\) instead\.$"),
+                         ("traced.pt", r"student.checkpoint '.*traced.pt' is a TorchScript archive, not a checkpoint: give "
+                                       r"the network's weights")):
+        with pytest.raises(DatafreeError, match=needle):
+            start_weights(net, "torchvision:mobilenet_v3_small", {"checkpoint": str(tmp_path / name)})
 
 
 def test_a_timm_teacher_distils_into_a_zoo_student(tmp_path, capsys):

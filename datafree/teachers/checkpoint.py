@@ -26,6 +26,7 @@ from datafree.teachers.network import Normalized
 from datafree.utils.checkpoint import atomic_save, cpu_state_dict
 
 FORMAT = "datafree.classifier"
+WEIGHT_SUFFIXES = (".pt", ".pth", ".ts", ".bin", ".safetensors")  # named when a folder is given for a file
 log = logging.getLogger("datafree")
 
 
@@ -85,15 +86,24 @@ def save_classifier(path: str | Path, model: nn.Module, info: ClassifierInfo) ->
 
 
 def read_checkpoint(path: str | Path, trust: bool = False, what: str = "teacher.checkpoint"):
-    """``torch.load`` with ``weights_only=True``, unless the user trusts the file.
+    """``torch.load`` with ``weights_only=True``, unless the user trusts the file; a safetensors file's tensors.
 
     A pickle can run arbitrary code while it loads, so files that hold whole
-    modules or other Python objects are refused unless ``trust`` is set.
+    modules or other Python objects are refused unless ``trust`` is set. ``what``
+    is the key the file was given under (``student.checkpoint``): every error names it,
+    and only a teacher's offers ``teacher.trust_checkpoint`` and ``teacher.source=torchscript``.
     """
     path = require_file(path, what, "the weights file")
+    teacher = what.startswith("teacher.")
+    # timm's and Hugging Face's weights: tensors only, nothing to unpickle. torch.load reads them from 2.14 on, and
+    # only by the .safetensors suffix; read here by content, for every torch the project supports.
+    if is_safetensors_file(path):
+        return _read_safetensors(path, what)
     if is_torchscript_archive(path):
         raise DatafreeError(
-            f"{str(path)!r} is a TorchScript archive, not a checkpoint: load it with teacher.source=torchscript."
+            f"{what} {str(path)!r} is a TorchScript archive, not a checkpoint: "
+            + ("load it with teacher.source=torchscript." if teacher else
+               "give the network's weights, saved with torch.save(model.state_dict(), path).")
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -107,7 +117,8 @@ def read_checkpoint(path: str | Path, trust: bool = False, what: str = "teacher.
             raise DatafreeError(
                 f"{what} {str(path)!r} holds pickled Python objects (e.g. a whole nn.Module), and unpickling them "
                 "runs code stored in the file, which is unsafe for files you did not make yourself: save "
-                "model.state_dict() instead, or set teacher.trust_checkpoint=true if you trust its origin."
+                "model.state_dict() instead" + (", or set teacher.trust_checkpoint=true if you trust its origin."
+                                                if teacher else ".")
             ) from None
     log.warning("loading %s with weights_only=False because trust_checkpoint=true: this runs any code the file holds", path)
     try:
@@ -123,12 +134,41 @@ def require_file(path: str | Path, key: str, what: str) -> Path:
     """``path`` as a Path when it is a file; else one error saying whether it is missing or a folder."""
     path = Path(path).expanduser()
     if path.is_dir():
-        inside = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".ts", ".bin"))[:3]
+        inside = sorted(p.name for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES)[:3]
         found = f" (it holds {', '.join(inside)})" if inside else ""
         raise DatafreeError(f"{key} {str(path)!r} is a folder, not a file{found}: point {key} at {what} inside it.")
     if not path.is_file():
         raise DatafreeError(f"{key} {str(path)!r} does not exist: point {key} at {what}.")
     return path
+
+
+def is_safetensors_file(path: Path) -> bool:
+    """A safetensors file starts with its JSON header's length (8 bytes, little-endian) and then the header, a JSON
+    object; torch.save files start with a zip or pickle signature. Read by content: Hugging Face names them
+    ``model.safetensors``, users rename them."""
+    with open(path, "rb") as file:
+        head = file.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
+
+
+def _read_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """The flat state dict of a safetensors file (on the CPU); one line when the package or the file fails."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise DatafreeError(
+            f"{what} {str(path)!r} is a safetensors file, which needs the safetensors package: pip install safetensors "
+            '(timm brings it: pip install "datafree[timm]").'
+        ) from None
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # a truncated file or a header that does not describe its data
+        raise DatafreeError(
+            f"{what} {str(path)!r} cannot be read as a safetensors file ({type(exc).__name__}: {str(exc)[:160]}): the "
+            "file is damaged or incomplete; copy or download it again."
+        ) from None
 
 
 def _refused_as_unsafe(exc: Exception) -> bool:

@@ -68,7 +68,7 @@ def start_weights(net: nn.Module, label: str, spec: dict) -> list[str]:
     checkpoint = spec.get("checkpoint")
     if not checkpoint:
         return []
-    blob = read_checkpoint(checkpoint)
+    blob = read_checkpoint(checkpoint, what="student.checkpoint")
     where = f"student.checkpoint {checkpoint!r}"
     state = (blob["state_dict"] if isinstance(blob, dict) and blob.get("format") == FORMAT
              else extract_state_dict(blob, where, spec.get("state_key")))

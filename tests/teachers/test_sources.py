@@ -86,6 +86,44 @@ def test_torchvision_model_with_local_weights_file(tmp_path):
         load_teacher("torchvision", name="resnet34", checkpoint=str(tmp_path / "r18.pt"))
 
 
+def test_weights_in_a_safetensors_file_load_as_a_state_dict(tmp_path):
+    """timm's and Hugging Face's weights come as model.safetensors: read by content (a renamed file too), with nothing
+    to unpickle; a folder holding one names it; a damaged one or a missing package is one line."""
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=7).eval()
+    (tmp_path / "hub").mkdir()
+    save_file(net.state_dict(), str(tmp_path / "hub" / "model.safetensors"))
+    (tmp_path / "renamed.pt").write_bytes((tmp_path / "hub" / "model.safetensors").read_bytes())
+    x = torch.rand(2, 3, 32, 32)
+    for path in (tmp_path / "hub" / "model.safetensors", tmp_path / "renamed.pt"):
+        teacher = load_teacher("torchvision", name="resnet18", checkpoint=str(path), input_size=[3, 32, 32])
+        assert teacher.info.num_classes == 7  # read from fc.weight, as from a .pth
+        with torch.no_grad():
+            assert torch.equal(teacher.model.model(x), net(x))
+    with pytest.raises(DatafreeError, match=r"is a folder, not a file \(it holds model.safetensors\)"):
+        load_teacher("torchvision", name="resnet18", checkpoint=str(tmp_path / "hub"))
+    whole = (tmp_path / "hub" / "model.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DatafreeError, match="teacher.checkpoint .*cut.safetensors' cannot be read as a safetensors "
+                                            "file .*damaged or incomplete"):
+        load_teacher("torchvision", name="resnet18", checkpoint=str(tmp_path / "cut.safetensors"))
+
+
+def test_a_safetensors_file_without_the_package_names_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from safetensors.torch import save_file
+
+    save_file(TinyBNNet(4).state_dict(), str(tmp_path / "model.safetensors"))
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)  # import now raises ImportError
+    with pytest.raises(DatafreeError, match=r"is a safetensors file, which needs the safetensors package: pip install "
+                                            r"safetensors \(timm brings it"):
+        load_teacher("module", model=TinyBNNet(4), checkpoint=str(tmp_path / "model.safetensors"))
+
+
 def test_torchvision_default_input_is_224_rgb(tmp_path):
     import torchvision
 
