@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from datafree.data import DeviceBatches, ImageDataset
 from datafree.distill.trainer import Distiller, DistillResult

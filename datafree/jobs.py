@@ -8,7 +8,6 @@ random draws and state files, rank 0 alone the logs, checkpoints and data set fi
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch

@@ -37,7 +37,7 @@ from datafree.utils.device import autocast
 from datafree.utils.dist import is_main_process
 from datafree.utils.graphs import CapturedStep, set_lr, tensor_lr
 from datafree.utils.logging import RunLogger
-from datafree.utils.loop import Loop, Snapshot, check_loop_settings, lr_at
+from datafree.utils.loop import Loop, check_loop_settings, lr_at
 from datafree.utils.nonfinite import NonFiniteGuard, fused_optimizer
 from datafree.utils.sample_grid import save_sample_grid
 

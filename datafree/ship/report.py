@@ -269,7 +269,7 @@ def _memory_note(rows: list[dict]) -> str:
 
 def markdown(report: dict, pictures: dict[str, str]) -> str:
     rows = report["models"]
-    out = [f"# datafree report", "",
+    out = ["# datafree report", "",
            f"datafree {report['datafree_version']}, torch {report['machine']['torch']}, {report['created']}; CPU "
            f"latency on {report['machine']['cpu_threads']} thread(s) of {report['machine']['cpu']}"
            + (f", GPU {report['machine']['gpu']}" if report["machine"]["gpu"] else "") + ".", "",
