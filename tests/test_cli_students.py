@@ -50,18 +50,23 @@ def test_students_from_every_source_distil_and_load_back(tmp_path, capsys, stude
             load_teacher("datafree", checkpoint=str(tmp_path / "run" / "student.pt"))
 
 
-@pytest.mark.parametrize("saved_as", ["imagenet.pth", "model.safetensors"])  # torchvision's and timm's files
+# torchvision's files, timm's and a Lightning module's (every key under "model.")
+@pytest.mark.parametrize("saved_as", ["imagenet.pth", "model.safetensors", "last.ckpt"])
 def test_a_student_starts_from_weights_with_another_head(tmp_path, capsys, saved_as):
     torch.manual_seed(0)
     imagenet = torchvision.models.mobilenet_v3_small(num_classes=1000)  # "ImageNet weights on the user's disk"
     if saved_as.endswith(".pth"):
         torch.save({"model": imagenet.state_dict()}, tmp_path / saved_as)
+    elif saved_as.endswith(".ckpt"):
+        torch.save({"state_dict": {f"model.{k}": v for k, v in imagenet.state_dict().items()}}, tmp_path / saved_as)
     else:
         from safetensors.torch import save_file
         save_file(imagenet.state_dict(), str(tmp_path / saved_as))
-    proc = _run(capsys, tmp_path / "run", *MOBILENET, f"student.checkpoint={tmp_path / saved_as}",
-                "trainer.rounds=1", "trainer.student_steps=0")
-    assert "classifier.3.weight, classifier.3.bias) is for 1000 classes; it starts fresh for 10" in _log(tmp_path / "run")
+    _run(capsys, tmp_path / "run", *MOBILENET, f"student.checkpoint={tmp_path / saved_as}",
+         "trainer.rounds=1", "trainer.student_steps=0")
+    log = _log(tmp_path / "run")
+    assert "classifier.3.weight, classifier.3.bias) is for 1000 classes; it starts fresh for 10" in log
+    assert ("the network's weights are those under 'model.'" in log) == saved_as.endswith(".ckpt")
     saved = torch.load(tmp_path / "run" / "student.pt", weights_only=True)["state_dict"]
     assert torch.equal(saved["features.0.0.weight"], imagenet.state_dict()["features.0.0.weight"])
 

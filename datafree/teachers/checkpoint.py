@@ -12,6 +12,8 @@ Images everywhere in datafree are in [0, 1]; the :class:`Normalized` wrapper
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
 import pickle
 import zipfile
@@ -106,7 +108,11 @@ def read_checkpoint(path: str | Path, trust: bool = False, what: str = "teacher.
                "give the network's weights, saved with torch.save(model.state_dict(), path).")
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # timm's train.py stores its argparse.Namespace beside the weights: plain values, safe to rebuild (allowed
+        # from torch 2.5 on, which has safe_globals)
+        allowed = getattr(torch.serialization, "safe_globals", None)
+        with allowed([argparse.Namespace]) if allowed else contextlib.nullcontext():
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, foreign objects
         if not _refused_as_unsafe(exc):  # the reader's own reason is about its internals
             raise DatafreeError(

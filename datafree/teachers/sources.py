@@ -15,7 +15,7 @@ from torch import nn
 from datafree.errors import DatafreeError
 from datafree.models.sources import build_network, build_user_module, on_meta_device, takes_image_size
 from datafree.teachers.checkpoint import FORMAT, read_checkpoint, require_file
-from datafree.teachers.state_dicts import extract_state_dict, load_weights
+from datafree.teachers.state_dicts import extract_state_dict, load_weights, prefix_holding
 
 
 def module_network(model: Any, checkpoint: str | None, state_key: str | None, trust: bool) -> tuple[nn.Module, dict, list[str]]:
@@ -56,7 +56,8 @@ def hub_network(source: str, name: str, checkpoint: str | None, num_classes: int
         channels = int(first.shape[1]) if first is not None else 3
         if num_classes is None:
             num_classes = _classes_in_head(on_meta_device(lambda: build_network(
-                source, name=name, num_classes=1000, in_channels=channels, what="teacher")[0]), state)
+                source, name=name, num_classes=1000, in_channels=channels, what="teacher")[0]), state,
+                f"teacher.checkpoint {checkpoint!r}")
             if num_classes is not None:
                 notes.append(f"inferred {num_classes} classes from the classifier weights in {checkpoint}")
     else:
@@ -72,12 +73,13 @@ def hub_network(source: str, name: str, checkpoint: str | None, num_classes: int
     return net, {}, notes
 
 
-def _classes_in_head(net: nn.Module, state: dict) -> int | None:
+def _classes_in_head(net: nn.Module, state: dict, where: str) -> int | None:
     """Rows of the final nn.Linear's weight in ``state``: the number of classes the file was trained for."""
     linears = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         return None
-    weight = state.get(f"{linears[-1]}.weight")
+    prefix = prefix_holding(state, net.state_dict().keys(), where)  # e.g. a Lightning module's "model."
+    weight = state.get(f"{prefix}{linears[-1]}.weight")
     return int(weight.shape[0]) if weight is not None and weight.dim() == 2 else None
 
 

@@ -1,4 +1,5 @@
-"""Weights as users actually save them: nested dicts, DataParallel prefixes, partial matches.
+"""Weights as users actually save them: nested dicts, DataParallel prefixes, a Lightning module's prefix,
+partial matches.
 
 Everything here raises one :class:`DatafreeError` that lists the first few
 offending keys, before ``load_state_dict`` would print a page of them.
@@ -30,9 +31,18 @@ def is_state_dict(blob) -> bool:
 
 
 def extract_state_dict(blob, where: str, state_key: str | None = None) -> dict[str, torch.Tensor]:
-    """The tensors of ``blob``: itself, ``blob[state_key]``, or the first of :data:`NESTED_KEYS` that holds them."""
+    """The tensors of ``blob``: itself, ``blob[state_key]``, or the first of :data:`NESTED_KEYS` that holds them; a
+    ``state_key`` ending in a dot is a prefix (``student.``): the tensors under it, without it."""
     if isinstance(blob, nn.Module):  # a pickled module, loaded only with trust_checkpoint=true
         return blob.state_dict()
+    if state_key and state_key.endswith("."):  # a prefix: the weights under it, in the state dict found as usual
+        state = extract_state_dict(blob, where)
+        kept = {k[len(state_key):]: v for k, v in state.items() if k.startswith(state_key)}
+        if not kept:
+            heads = sorted({k.split(".")[0] + "." for k in state})[:_SHOWN]
+            raise DatafreeError(f"{where} holds no weights under {state_key!r} (its keys start with {', '.join(heads)}): "
+                                "set the state_key to one of those prefixes, or null.")
+        return kept
     if state_key:
         if not isinstance(blob, dict) or state_key not in blob:
             keys = list(blob)[:_SHOWN] if isinstance(blob, dict) else []
@@ -64,6 +74,41 @@ def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return state
 
 
+def prefix_holding(state: dict[str, torch.Tensor], own_keys, where: str) -> str:
+    """The prefix under which ``state`` holds every one of ``own_keys`` (a network's ``state_dict()`` keys), when
+    they are not there bare: a Lightning module's ``model.``, a wrapper's ``net.``, a distillation checkpoint's
+    ``student.``. '' when the keys are there as they are or under no single prefix (the key check then says what
+    differs); two prefixes that both hold them are one error naming each, since either could be meant."""
+    own = list(own_keys)
+    if not own or own[0] in state:
+        return ""
+    anchor = own[0]  # every prefix that can hold all of them holds this key
+    candidates = [k[: -len(anchor)] for k in state if k.endswith("." + anchor)]
+    found = [p for p in candidates if all(p + k in state for k in own)]
+    if len(found) > 1:
+        key = where.split(" ")[0].replace(".checkpoint", ".state_key") if ".checkpoint" in where else "state_key"
+        raise DatafreeError(
+            f"{where} holds this network {len(found)} times, under {', '.join(repr(p) for p in found[:_SHOWN])}: "
+            f"choose one with {key}={found[0]} (the prefix, with its dot)."
+        )
+    return found[0] if found else ""
+
+
+def under_prefix(state: dict[str, torch.Tensor], net: nn.Module, where: str) -> dict[str, torch.Tensor]:
+    """``state`` as ``net``'s keys, when every one of them is in it under one prefix (:func:`prefix_holding`);
+    what was dropped is logged. Otherwise ``state`` unchanged."""
+    own = net.state_dict()
+    prefix = prefix_holding(state, own.keys(), where)
+    if not prefix:
+        return state
+    kept = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    others = len(state) - len(kept)
+    if not any(t.is_meta for t in own.values()):  # a meta-device network is only a check of the fit: said once
+        log.info(f"{where}: the network's weights are those under {prefix!r} (as a Lightning module or a wrapper "
+                 f"saves them){f'; {others} other tensors are left out' if others else ''}")
+    return kept
+
+
 def without_auxiliary_heads(state: dict[str, torch.Tensor], net: nn.Module, where: str) -> dict[str, torch.Tensor]:
     """``state`` without the auxiliary classifiers of a GoogLeNet or Inception-v3 (``aux1.``, ``AuxLogits.``, ...)
     when ``net`` was built without them (as datafree builds torchvision's: models/sources.py); what was left out is
@@ -85,7 +130,7 @@ def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, mod
 
     The error reads "``where`` does not match ``model``: <what differs>. ``fix``" (a callable: asked only then).
     """
-    state = without_auxiliary_heads(strip_wrapper_prefixes(state), net, where)
+    state = without_auxiliary_heads(under_prefix(strip_wrapper_prefixes(state), net, where), net, where)
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -115,7 +160,7 @@ def load_start_weights(net: nn.Module, state: dict[str, torch.Tensor], where: st
     :func:`load_weights`, except that a classifier head of another class count starts fresh and a first
     convolution of another channel count is adapted (summed for grey, repeated for more channels). Returns
     one note for each of those; any other difference is refused."""
-    state, own, notes = dict(strip_wrapper_prefixes(state)), net.state_dict(), []
+    state, own, notes = dict(under_prefix(strip_wrapper_prefixes(state), net, where)), net.state_dict(), []
     linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
     head = [k for k in (f"{linears[-1]}.weight", f"{linears[-1]}.bias") if linears and k in state and k in own
             and state[k].shape != own[k].shape]

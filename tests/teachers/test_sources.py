@@ -124,6 +124,43 @@ def test_a_safetensors_file_without_the_package_names_what_to_install(tmp_path, 
         load_teacher("module", model=TinyBNNet(4), checkpoint=str(tmp_path / "model.safetensors"))
 
 
+def test_training_scripts_checkpoints_load_as_they_are(tmp_path, caplog):
+    """timm's train.py (its argparse.Namespace beside the weights), a Lightning module (every key under "model.", a
+    loss's buffer beside them) and a distillation checkpoint holding the network twice (one error, then state_key)."""
+    import argparse
+
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=5).eval()
+    own = net.state_dict()
+    x = torch.rand(2, 3, 32, 32)
+    torch.save({"epoch": 3, "arch": "resnet18", "state_dict": own, "optimizer": {}, "version": 2,
+                "args": argparse.Namespace(model="resnet18", lr=0.1)}, tmp_path / "model_best.pth.tar")
+    torch.save({"epoch": 3, "pytorch-lightning_version": "2.4.0", "hyper_parameters": {"lr": 0.1},
+                "state_dict": {**{f"model.{k}": v for k, v in own.items()}, "loss_fn.weight": torch.ones(5)}},
+               tmp_path / "last.ckpt")
+    for name in ("model_best.pth.tar", "last.ckpt"):
+        with caplog.at_level("INFO", logger="datafree"):
+            teacher = load_teacher("torchvision", name="resnet18", checkpoint=str(tmp_path / name), input_size=[3, 32, 32])
+        assert teacher.info.num_classes == 5  # the head found under the prefix too
+        with torch.no_grad():
+            assert torch.equal(teacher.model.model(x), net(x))
+    assert "weights are those under 'model.' (as a Lightning module or a wrapper saves them); 1 other tensors are " \
+           "left out" in caplog.text
+    torch.save({"state_dict": {**{f"student.{k}": v for k, v in own.items()},
+                               **{f"teacher.{k}": torch.zeros_like(v) for k, v in own.items()}}}, tmp_path / "kd.pt")
+    with pytest.raises(DatafreeError, match=r"holds this network 2 times, under 'student.', 'teacher.': choose one "
+                                            r"with teacher.state_key=student. \(the prefix, with its dot\)"):
+        load_teacher("torchvision", name="resnet18", checkpoint=str(tmp_path / "kd.pt"), input_size=[3, 32, 32])
+    teacher = load_teacher("torchvision", name="resnet18", checkpoint=str(tmp_path / "kd.pt"), state_key="student.",
+                           input_size=[3, 32, 32])
+    with torch.no_grad():
+        assert torch.equal(teacher.model.model(x), net(x))
+    with pytest.raises(DatafreeError, match=r"holds no weights under 'pupil.' \(its keys start with student., teacher.\)"):
+        load_teacher("torchvision", name="resnet18", checkpoint=str(tmp_path / "kd.pt"), state_key="pupil.")
+
+
 def test_torchvision_default_input_is_224_rgb(tmp_path):
     import torchvision
 
