@@ -472,14 +472,14 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
     if offline:
         print(f"student {student_label(student_node)}: test accuracy {_pct(result.student_accuracy)}{averaged} after {result.student_steps} "
               f"steps ({result.epochs} passes over {len(source.synthetic)} stored samples), {result.wall_time_s:.0f}s on "
-              f"{_device_name(device)}, stopped by {result.stopped_by}; no teacher ran (teacher {info.arch}: "
+              f"{_device_name(device, result)}, stopped by {result.stopped_by}; no teacher ran (teacher {info.arch}: "
               f"{_pct(info.test_accuracy)} when the set was made)")
     else:
         summary["samples"] = str(out_dir / "samples.png")
         print(f"teacher {info.arch}: test accuracy {_pct(teacher_acc)}")
         print(f"student {student_label(student_node)}: test accuracy {_pct(result.student_accuracy)}{averaged} "
               f"(agreement with teacher {_pct(result.agreement)}) after {result.images_synthesized} synthetic images, "
-              f"{result.wall_time_s:.0f}s on {_device_name(device)}, stopped by {result.stopped_by}")
+              f"{result.wall_time_s:.0f}s on {_device_name(device, result)}, stopped by {result.stopped_by}")
     if cfg.get("noise_baseline") and not offline:
         # Same student, same number of rounds and steps, but inputs of pure noise.
         noise = NoiseSynthesizer(batch_size=getattr(synthesizer, "batch_size", 256))
@@ -621,11 +621,19 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
-def _device_name(device: torch.device) -> str:
-    """The device, and on a GPU the peak memory the run took so far (what sizing the next run needs)."""
+def _device_name(device: torch.device, result: DistillResult | None = None) -> str:
+    """The device, and on a GPU the peak memory the run took so far (what sizing the next run needs): with a
+    distillation's ``result``, how much of it the replay pool took and how full it got, since trainer.pool_capacity=auto
+    takes a quarter of the free memory up front, far more than a short run fills."""
     if device.type != "cuda":
         return "CPU"
-    return f"{torch.cuda.get_device_name(device)} (peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB)"
+    peak = f"peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+    if result is not None and result.pool_bytes:
+        size = (f"{result.pool_bytes / 2**30:.1f} GiB" if result.pool_bytes >= 2**30 else
+                f"{result.pool_bytes / 2**20:.0f} MiB")
+        peak += (f", {size} of it the replay pool, {result.pool_filled:,} of its "
+                 f"{result.pool_capacity:,} images filled: trainer.pool_capacity sizes it")
+    return f"{torch.cuda.get_device_name(device)} ({peak})"
 
 
 def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:

@@ -55,6 +55,11 @@ class DistillResult:
     skipped_steps: int = 0  # student steps skipped for a non-finite loss or gradient
     epochs: int | None = None  # passes over a stored set started (offline distillation)
     unaveraged_accuracy: float | None = None  # with trainer.ema_decay: the weights themselves (student_accuracy: the average)
+    # The replay pool (this process's): images it can hold, images it holds, and the device memory it took, all
+    # of it from the start (the peak memory a run reports counts it, used or not).
+    pool_capacity: int = 0
+    pool_filled: int = 0
+    pool_bytes: int = 0
 
 
 @dataclasses.dataclass
@@ -295,12 +300,14 @@ class Distiller:
             self.student.load_state_dict(self.average.module.state_dict())
         self._save_grid(self.source.grid_images(final=True))
         row = self.source.row()
+        pool = getattr(self.source, "pool", None)
         return DistillResult(
             student_accuracy=run.metrics.get("student_accuracy"), teacher_accuracy=run.metrics.get("teacher_accuracy"),
             agreement=run.metrics.get("agreement"), rounds=run.rounds_done, student_steps=run.step,
             images_synthesized=dist.total(row.get("images", 0)), wall_time_s=loop.elapsed(), stopped_by=stopped_by,
             skipped_steps=run.skipped, epochs=row["epoch"] + 1 if "epoch" in row else None,
             unaveraged_accuracy=run.metrics.get("unaveraged_accuracy"),
+            **({"pool_capacity": pool.capacity, "pool_filled": len(pool), "pool_bytes": pool.nbytes()} if pool is not None else {}),
         )
 
     _NAN_HINT = "Lower trainer.lr or the synthesizer's learning rate, or check the teacher on real inputs."

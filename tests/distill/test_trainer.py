@@ -51,6 +51,23 @@ def test_deepinversion_through_trainer_fills_pool(tmp_path):
     d = _distiller(tmp_path, synth, rounds=3, student_steps=2, pool_capacity=20)
     result = d.fit()
     assert len(d.source.pool) == 20 and result.images_synthesized == 24
+    assert (result.pool_capacity, result.pool_filled, result.pool_bytes) == (20, 20, 20 * 3 * 8 * 8)
+
+
+def test_the_closing_line_says_how_much_of_the_peak_memory_the_pool_took(tmp_path, monkeypatch):
+    """trainer.pool_capacity=auto takes a quarter of the free GPU memory up front: the peak a run reports says so,
+    with how full the pool got, so that nobody sizes the next run by a peak the pool made."""
+    from datafree.jobs import _device_name
+
+    result = _distiller(tmp_path, NoiseSynthesizer(batch_size=8), rounds=3, student_steps=1, pool_capacity=10000).fit()
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 41.1 * 2**30)
+    gpu = torch.device("cuda", 0)
+    assert _device_name(gpu, result) == ("NVIDIA H200 (peak memory 41.1 GiB, 2 MiB of it the replay pool, 24 of its "
+                                         "10,000 images filled: trainer.pool_capacity sizes it)")
+    result.pool_bytes, result.pool_capacity = 34.7 * 2**30, 12_140_981
+    assert "41.1 GiB, 34.7 GiB of it the replay pool, 24 of its 12,140,981 images filled" in _device_name(gpu, result)
+    assert _device_name(gpu) == "NVIDIA H200 (peak memory 41.1 GiB)" and _device_name(torch.device("cpu"), result) == "CPU"
 
 
 def test_time_budget_stops_early(tmp_path):
