@@ -55,6 +55,25 @@ def test_deploy_from_a_run_uses_its_synthetic_images_and_real_data(deploy_dir, r
     assert "int8:" in printed and "calibrated on 64 real images instead" in printed
 
 
+@pytest.mark.parametrize("student, label", [
+    (["student=torchvision", "student.name=mobilenet_v3_small"], "torchvision:mobilenet_v3_small"),
+    (["student=timm", "student.name=test_efficientnet"], "timm:test_efficientnet"),
+])
+def test_students_from_torchvision_and_timm_ship_from_their_runs(tmp_path, student, label):
+    """deploy rebuilds the student from the label its checkpoint carries; each file is checked against it."""
+    run, out = tmp_path / "run", tmp_path / "deploy"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert cli.main(["distill", *[a for a in TINY if not a.startswith("student=")], *student,
+                         "noise_baseline=false", f"hydra.run.dir={run}"]) == 0
+        assert cli.main(["deploy", f"run={run}", "formats=[onnx,export]", "int8=true", "int8_min_agreement=0",
+                         "check_images=32", "calibration_images=32", "latency=false", f"hydra.run.dir={out}"]) == 0
+    assert f"student {label} from {run / 'student.pt'}" in printed.getvalue()
+    manifest = json.loads((out / "deploy.json").read_text())
+    assert set(manifest["files"]) == {"student.onnx", "student.pt2", "student.int8.onnx"}
+    assert manifest["student"]["arch"] == label
+
+
 def test_report_writes_every_file_with_sane_values(shapes_student, shapes_teacher, deployed, tmp_path, capsys):
     """The demo's networks trained on shapes (teacher about 74%, student about 39%, int8 from synthetic calibration)
     against the same 400 test images: values are only sane to check on networks well above chance (10%)."""
