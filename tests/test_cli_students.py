@@ -4,6 +4,7 @@ The runs are in this process (see test_cli.py); the interrupted ones are subproc
 (test_cli_resume.py's harness).
 """
 import sys
+import warnings
 
 import pytest
 import torch
@@ -189,7 +190,9 @@ def test_a_student_checkpoint_that_cannot_be_read_is_named_as_the_students(tmp_p
 
     net = torchvision.models.mobilenet_v3_small(num_classes=10)
     torch.save(net, tmp_path / "whole.pt")  # a pickled module
-    torch.jit.save(torch.jit.trace(net.eval(), torch.rand(1, 3, 32, 32)), str(tmp_path / "traced.pt"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; users still hand its files over
+        torch.jit.save(torch.jit.trace(net.eval(), torch.rand(1, 3, 32, 32)), str(tmp_path / "traced.pt"))
     for name, needle in (("gone.pth", r"student.checkpoint '.*gone.pth' does not exist: point student.checkpoint at"),
                          ("whole.pt", r"student.checkpoint '.*whole.pt' holds pickled .* save model.state_dict\(\) instead\.$"),
                          ("traced.pt", r"student.checkpoint '.*traced.pt' is a TorchScript archive, not a checkpoint: give "
