@@ -103,9 +103,9 @@ def read_test_split_at_teacher_size(data_cfg: DictConfig, test_set: ImageDataset
     if data_cfg.get("test") is None or height != width:  # a non-square teacher: check_agreement says what to set
         return test_set
     set_image_size(data_cfg, int(height))
-    if test_set is not None and test_set.image_size == height:
+    if test_set is not None and test_set.height_width == (height, width):
         return test_set
-    own = "they differ in size" if test_set is None else f"their own size is {test_set.image_size}x{test_set.image_size}"
+    own = "they differ in size" if test_set is None else f"their own size is {'x'.join(map(str, test_set.height_width))}"
     logger.info(f"data: the test images are read at the teacher's input size, {height}x{height} ({own}; "
                 "data.image_size=auto follows the teacher, a number chooses)")
     return load_split(data_cfg, "test")
@@ -121,7 +121,7 @@ def batches(dataset: ImageDataset, data_cfg: DictConfig, device: torch.device, t
         augment=train,
         drop_last=train,
         crop_padding=int(data_cfg.get("crop_padding", 4)),
-        crop=crop_for(str(data_cfg.get("crop", "auto")), dataset.image_size),
+        crop=crop_for(str(data_cfg.get("crop", "auto")), min(dataset.height_width)),
         seed=seed,
         channels_last=device.type == "cuda",
         shard=(dist.rank(), dist.world_size()),
@@ -220,23 +220,26 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         set_image_size(cfg.data, None)  # the training images' own size; they must share one, or set data.image_size
     train_set = load_split(cfg.data, "train")
     # The teacher takes what its training images are: grey, RGB or RGBA.
-    net, label = teacher_network(cfg, num_classes, train_set.channels, (train_set.image_size, train_set.image_size))
+    # Images read at their own size need not be square: the teacher is built, trained and recorded at their height
+    # and width (the test images must share them).
+    height, width = train_set.height_width
+    net, label = teacher_network(cfg, num_classes, train_set.channels, (height, width))
     test_set = same_channels(load_split(cfg.data, "test"), train_set.channels, cfg.data, "the training data", logger)
     check_classes(train_set, num_classes, "training")
     if test_set is not None:
         check_classes(test_set, num_classes, "test")
-    if test_set is not None and test_set.image_size != train_set.image_size:
-        raise DatafreeError(f"the training images are {train_set.image_size}x{train_set.image_size} but the test images "
-                            f"{test_set.image_size}x{test_set.image_size}: set data.image_size=N to read both at N x N.")
+    if test_set is not None and test_set.height_width != (height, width):
+        raise DatafreeError(f"the training images are {height}x{width} but the test images "
+                            f"{'x'.join(map(str, test_set.height_width))}: set data.image_size=N to read both at N x N.")
     shade = {1: "grey", 3: "RGB", 4: "RGBA"}.get(train_set.channels, f"{train_set.channels}-channel")
     crop = {"shift": f"a {int(cfg.data.get('crop_padding', 4))}-pixel padded crop",
-            "resized": "a random-resized crop"}[crop_for(str(cfg.data.get("crop", "auto")), train_set.image_size)]
-    logger.info(f"data: {len(train_set)} training images, {shade}, {train_set.image_size}x{train_set.image_size}, "
+            "resized": "a random-resized crop"}[crop_for(str(cfg.data.get("crop", "auto")), min(height, width))]
+    logger.info(f"data: {len(train_set)} training images, {shade}, {height}x{width}, "
                 f"{num_classes} classes{'' if test_set is None else f'; {len(test_set)} test images'}; "
                 f"augmentation: {crop} and a flip (data.crop)")
     mean, std = normalisation(cfg.data, train_set)
     model = network_layout(Normalized(net, mean, std).to(device), device)
-    size = (train_set.channels, train_set.image_size, train_set.image_size)
+    size = (train_set.channels, height, width)
     check_training_output(model, size, device, who="teacher", num_classes=num_classes)  # before any training
     train = cfg.teacher.train
     lr = teacher_lr(train.lr, int(cfg.data.batch_size), logger)
@@ -269,7 +272,7 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     info = ClassifierInfo(
         arch=label,
         num_classes=num_classes,
-        input_size=(train_set.channels, train_set.image_size, train_set.image_size),
+        input_size=size,
         mean=mean,
         std=std,
         classes=list(train_set.classes),

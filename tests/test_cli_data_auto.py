@@ -35,6 +35,23 @@ def test_train_teacher_reads_the_images_at_their_own_size_and_says_what_it_read(
             "and a flip (data.crop)") in (out / "train-teacher.log").read_text()
 
 
+def test_images_that_are_not_square_make_a_teacher_of_their_height_and_width_and_a_student_likewise(tmp_path, capsys):
+    """Read at their own size (documents, scans: 12 high, 8 wide here), they are not squeezed into a square: the teacher
+    is trained on them and recorded at 12x8, and distill reads the test images as they are and makes 12x8 images."""
+    data = _folder(tmp_path)
+    for path in data.rglob("*.png"):
+        Image.open(path).resize((8, 12)).save(path)  # PIL takes (width, height)
+    out = _train_teacher(tmp_path, capsys, data)
+    assert torch.load(out / "teacher.pt", weights_only=True)["input_size"] == [1, 12, 8]
+    assert "data: 160 training images, grey, 12x8, 4 classes" in (out / "train-teacher.log").read_text()
+    run = tmp_path / "run"
+    code, stdout, err = run_in_process(capsys, "distill", "data=imagefolder", f"data.root={data}", "data.num_classes=4",
+                                       f"teacher.checkpoint={out / 'teacher.pt'}", *DISTILL, f"hydra.run.dir={run}")
+    assert code == 0, err[-3000:]
+    assert "student microcnn: test accuracy" in stdout
+    assert torch.load(run / "student.pt", weights_only=True)["input_size"] == [1, 12, 8]
+
+
 def test_distill_reads_the_test_images_at_the_teachers_size(tmp_path, capsys):
     data = _folder(tmp_path)
     teacher = _train_teacher(tmp_path, capsys, data, "data.image_size=16") / "teacher.pt"

@@ -83,8 +83,13 @@ class ImageDataset:
 
     @property
     def image_size(self) -> int:
-        """Height in pixels (the loaders make square images)."""
+        """Height in pixels: the side of the square images a given ``image_size`` makes (:attr:`height_width` for
+        images read at their own size, which need not be square)."""
         return int(self.images.shape[2])
+
+    @property
+    def height_width(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
 
     @property
     def channels(self) -> int:

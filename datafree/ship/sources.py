@@ -167,8 +167,9 @@ def real_split(data: dict | None, split: str, info: ClassifierInfo, sample: int 
     if not data or not data.get(split):
         return None
     node = dict(data[split])
-    if node.get("image_size") == "auto":  # data.image_size=auto: the student's (the teacher's) input size
-        node["image_size"] = int(info.input_size[1])
+    if node.get("image_size") == "auto":  # data.image_size=auto: the student's (the teacher's) input size; a
+        _, height, width = info.input_size  # non-square one: the images' own size, which must be it
+        node["image_size"] = int(height) if height == width else None
     dataset = instantiate_node(OmegaConf.create(node), f"data.{split}")
     if tuple(dataset.images.shape[1:]) != tuple(info.input_size) or dataset.num_classes != info.num_classes:
         raise DatafreeError(f"data.{split} holds {list(dataset.images.shape[1:])} images of {dataset.num_classes} "
