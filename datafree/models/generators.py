@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from datafree.errors import DatafreeError
@@ -11,17 +12,41 @@ from datafree.registry import register_model
 _MAX_INIT_SIZE = 8
 
 
+# A size doubling cannot reach is made at the nearest one it can (a first map of at most this many pixels a side)
+# and resized: Inception's 299 px is made at 288, scans of 45x30 at 44x32.
+_MAX_FIRST_MAP = 16
+
+
+def _sides(image_size) -> tuple[int, int]:
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
+    if height < 1 or width < 1:
+        raise DatafreeError(f"generator image_size={image_size} must be positive: e.g. 32, or [height, width].")
+    return height, width
+
+
+def reachable_size(image_size) -> tuple[int, int]:
+    """The (height, width) the generator's doublings make for ``image_size``: itself when each side is a multiple
+    of 4 and at least 8, else the nearest size whose sides are ``a * 2**k`` (the same k >= 2, ``a`` at most
+    ``_MAX_FIRST_MAP``), at least 8 each; the generator resizes that to ``image_size``."""
+    height, width = _sides(image_size)
+    if all(side % 4 == 0 and side >= 8 for side in (height, width)):
+        return height, width
+    k = 2
+    while max(round(side / 2**k) for side in (height, width)) > _MAX_FIRST_MAP:
+        k += 1
+    return tuple(max(8, max(1, round(side / 2**k)) * 2**k) for side in (height, width))
+
+
 def _plan_upsampling(image_size) -> tuple[tuple[int, int], int]:
     """((init_h, init_w), n_blocks) with each side == init * 2**n_blocks, n_blocks >= 2.
 
-    ``image_size`` is one side (square) or (height, width): both sides double the same number of times.
+    ``image_size`` is one side (square) or (height, width), each a multiple of 4 and at least 8
+    (:func:`reachable_size`): both sides double the same number of times.
     """
-    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
+    height, width = _sides(image_size)
     if any(side % 4 != 0 or side < 8 for side in (height, width)):
-        raise DatafreeError(
-            f"generator image_size={image_size} cannot be reached by doubling: each side must be a multiple of 4 "
-            f"and at least 8 (e.g. 16, 32, 64, 224, or [height, width] such as [32, 64]); change image_size."
-        )
+        raise DatafreeError(f"generator sides must be multiples of 4 and at least 8, got {image_size}: make it at "
+                            f"{reachable_size(image_size)} and resize (reachable_size).")
     init, blocks = (height // 4, width // 4), 2
     while max(init) > _MAX_INIT_SIZE and init[0] % 2 == 0 and init[1] % 2 == 0:
         init, blocks = (init[0] // 2, init[1] // 2), blocks + 1
@@ -31,7 +56,8 @@ def _plan_upsampling(image_size) -> tuple[tuple[int, int], int]:
 class Generator(nn.Module):
     """z (optionally with a class) -> image in [0, 1] of shape (N, channels, height, width).
 
-    ``image_size`` is one side (square images) or ``(height, width)``.
+    ``image_size`` is one side (square images) or ``(height, width)``; a size doubling cannot reach is made at
+    the nearest one it can (:func:`reachable_size`, ``made_size``) and resized to it (bilinear, which keeps [0, 1]).
 
     Linear -> (2*base_width, s, s) -> BN, then [Upsample x2 -> conv3x3 -> BN -> LeakyReLU(0.2)] until
     image_size, then conv3x3 -> [BN without affine] -> sigmoid. The sigmoid matches the [0, 1] pixel
@@ -70,7 +96,9 @@ class Generator(nn.Module):
         self.base_width = base_width
         self.conditional = bool(conditional)
         self.num_classes = num_classes
-        self.init_size, n_blocks = _plan_upsampling(image_size)
+        self.made_size = reachable_size(image_size)
+        self._resize_to = None if self.made_size == _sides(image_size) else _sides(image_size)
+        self.init_size, n_blocks = _plan_upsampling(self.made_size)
 
         wide = base_width * 2
         self.embed = nn.Embedding(num_classes, latent_dim) if self.conditional else None
@@ -107,7 +135,10 @@ class Generator(nn.Module):
             z = torch.cat([z, self.embed(labels.to(z.device).long())], dim=1)
         # Labels passed to an unconditional generator are ignored so callers can pass them uniformly.
         out = self.l1(z).view(z.shape[0], -1, *self.init_size)
-        return self.head(self.blocks(self.bn0(out)))
+        images = self.head(self.blocks(self.bn0(out)))
+        if self._resize_to is not None:
+            images = F.interpolate(images, size=self._resize_to, mode="bilinear", align_corners=False)
+        return images
 
     def reset_first_layer(self) -> None:
         """Fresh input mapping, trained decoder kept (generator life-cycle strategies use this)."""

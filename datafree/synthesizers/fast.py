@@ -109,7 +109,8 @@ class FastSynthesizer(Synthesizer):
     def describe(self) -> str:
         """What the run chose, for its log: the generator's image size and the BatchNorm prior."""
         height, width = self.input_size[1:]
-        size = f"{self._made[0]}x{self._made[1]} images" + (f", upsampled to the teacher's {height}x{width}" if self._upsample else "")
+        resized = tuple(self._made) != (height, width)
+        size = f"{self._made[0]}x{self._made[1]} images" + (f", resized to the teacher's {height}x{width}" if resized else "")
         prior = (f"{self.bn_distance} distance x {self.bn_weight:g} over {len(self._bn.layers)} BatchNorm layers"
                  if self._bn is not None else "off (bn_weight=0)")
         return f"synthesizer: the generator makes {size}; BatchNorm prior: {prior}"
@@ -128,6 +129,7 @@ class FastSynthesizer(Synthesizer):
         self.generator = create_model("dcgan_generator", latent_dim=self.latent_dim, base_width=self.base_width,
                                       image_size=shape[0] if shape[0] == shape[1] else shape, channels=channels,
                                       output_bn=False).to(self.device).train()
+        self._made = self.generator.made_size  # a size doubling cannot reach is made at the nearest one it can
         self.noisy = nn.Linear(self.num_classes + self.latent_dim, self.latent_dim).to(self.device)
         params = [*self.noisy.parameters(), *self.generator.parameters()]
         self.optimizer = fused_adam(params, lr=self.lr, betas=(0.5, 0.999), capturable=self._graphed)

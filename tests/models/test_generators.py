@@ -29,6 +29,21 @@ def test_non_multiple_sizes_of_two_are_reached():
         assert gen(gen.sample_latent(1)).shape == (1, channels, size, size)
 
 
+@pytest.mark.parametrize("size, made", [(299, (288, 288)), ((45, 30), (44, 32)), (30, (32, 32)), (4, (8, 8)),
+                                        ((513, 512), (512, 512))])
+def test_sizes_doubling_cannot_reach_are_made_at_the_nearest_it_can_and_resized(size, made):
+    """Inception's 299 px, scans of 45x30: made with a first map of at most 16 a side (not 75x75 at 300, which the
+    first Linear would pay for), then resized bilinearly, which keeps pixels in [0, 1]."""
+    torch.manual_seed(0)
+    gen = Generator(latent_dim=8, image_size=size, channels=1, base_width=4)
+    height, width = (size, size) if isinstance(size, int) else size
+    x = gen(gen.sample_latent(3))
+    assert gen.made_size == made and max(gen.init_size) <= 16
+    assert x.shape == (3, 1, height, width) and x.min() >= 0 and x.max() <= 1
+    x.mean().backward()
+    assert all(p.grad is not None for p in gen.parameters())
+
+
 def test_defaults():
     gen = create_model("dcgan_generator")
     assert (gen.latent_dim, gen.image_size, gen.channels, gen.conditional) == (100, 32, 3, False)
@@ -83,8 +98,8 @@ def test_wrong_latent_width_fails_clearly():
     [
         ({"latent_dim": 0}, "latent_dim"),
         ({"latent_dim": -5}, "latent_dim"),
-        ({"image_size": 30}, "image_size"),
-        ({"image_size": 4}, "image_size"),
+        ({"image_size": 0}, "image_size"),
+        ({"image_size": (32, -4)}, "image_size"),
         ({"channels": 0}, "channels"),
     ],
 )
@@ -132,7 +147,7 @@ def test_reset_parameters_reinitialises_everything():
 
 def test_non_square_images_and_sides_that_cannot_double():
     gen = Generator(latent_dim=8, image_size=(12, 20), channels=1, base_width=4)
-    assert gen(gen.sample_latent(3)).shape == (3, 1, 12, 20)
+    assert gen(gen.sample_latent(3)).shape == (3, 1, 12, 20) and gen.made_size == (12, 20)  # no resize
     assert Generator(latent_dim=8, image_size=[64, 224], base_width=4)(torch.randn(2, 8)).shape == (2, 3, 64, 224)
-    with pytest.raises(DatafreeError, match=r"each side must be a multiple of 4.*\[height, width\]"):
-        Generator(latent_dim=8, image_size=(12, 18))
+    odd = Generator(latent_dim=8, image_size=(12, 18), base_width=4)  # 18 is no multiple of 4: made at 12x16
+    assert odd(torch.randn(2, 8)).shape == (2, 3, 12, 18) and odd.made_size == (12, 16)

@@ -107,7 +107,7 @@ def test_the_log_says_what_the_generator_makes_and_how_the_batchnorm_prior_is_me
         _bind(_fast(bn_weight=0.0), bn_teacher)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("synthesizer:")]
     assert lines == [
-        "synthesizer: the generator makes 8x8 images, upsampled to the teacher's 16x16; "
+        "synthesizer: the generator makes 8x8 images, resized to the teacher's 16x16; "
         "BatchNorm prior: relative distance x 400 over 2 BatchNorm layers",
         "synthesizer: the generator makes 8x8 images; BatchNorm prior: off (bn_weight=0)",
     ]
