@@ -67,3 +67,10 @@ class TrainingPairNet(TinyBNNet):
         features = self.features(x)
         logits = self.head(features)
         return (logits, features) if self.training else logits
+
+
+class SoftmaxNet(TinyBNNet):
+    """Ends in a softmax, as many networks ported from other frameworks do: probabilities, not logits."""
+
+    def forward(self, x):
+        return super().forward(x).softmax(1)

@@ -368,6 +368,20 @@ def test_a_network_answering_otherwise_in_training_mode_is_refused_before_any_wo
     _assert_clean_failure(proc, out, "the teacher returns a tuple in training mode")
 
 
+@pytest.mark.parametrize("command", ["distill", "train-teacher"])
+def test_a_network_datafree_trains_that_ends_in_a_softmax_is_refused_before_any_work(tmp_path, capsys, command):
+    """It would learn through probabilities taken for logits; as a frozen teacher it is welcome (test_sources.py)."""
+    out = tmp_path / "run"
+    network = "student" if command == "distill" else "teacher"
+    args = ([*BASE, "student=module", "student.model._target_=nets.SoftmaxNet", "+student.model.num_classes=10"]
+            if command == "distill" else
+            [*[a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")], "teacher=module",
+             "teacher.model._target_=nets.SoftmaxNet", "+teacher.model.num_classes=10"])
+    proc = in_process(capsys, command, *args, f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, f"the {network} returns probabilities in training mode (each row sums to 1: it ends "
+                                     "in a softmax)", "remove the final softmax")
+
+
 def test_a_trained_network_with_another_class_count_is_refused_before_training(tmp_path, capsys):
     teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
     out = tmp_path / "teacher"

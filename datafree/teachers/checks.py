@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
+from datafree.teachers.network import are_probabilities
 from datafree.utils.untouched import untouched
 
 PROBE_BATCH = 4
@@ -76,6 +77,10 @@ def check_training_output(model: nn.Module, input_size: tuple[int, int, int], de
     if output.dim() != 2 or output.shape[0] != PROBE_BATCH:
         raise DatafreeError(f"the {who} returns a tensor of shape {tuple(output.shape)} for {PROBE_BATCH} images in "
                             f"training mode; a classifier returns ({PROBE_BATCH}, num_classes) in both modes.")
+    if are_probabilities(output):  # cross-entropy and distillation would take them for logits and barely move
+        raise DatafreeError(f"the {who} returns probabilities in training mode (each row sums to 1: it ends in a "
+                            "softmax), and it learns from its logits: remove the final softmax from its forward (apply "
+                            "it when you use the network, or use a module that returns the layer before it).")
     if num_classes is not None and output.shape[1] != int(num_classes):
         raise DatafreeError(f"the {who} returns {output.shape[1]} logits per image but the data has {num_classes} "
                             f"classes: build it with {num_classes} outputs (e.g. num_classes: {num_classes} next to "

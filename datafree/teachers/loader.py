@@ -26,7 +26,7 @@ from datafree.models import create_model, list_models
 from datafree.models.sources import network_from_label, target_of
 from datafree.teachers.checkpoint import FORMAT, ClassifierInfo, read_checkpoint
 from datafree.teachers.checks import check_logits, probe_logits
-from datafree.teachers.network import Ensemble, Normalized, freeze
+from datafree.teachers.network import Ensemble, Normalized, are_probabilities, freeze
 from datafree.teachers.sources import hub_network, module_network, torchscript_network
 from datafree.teachers.spec import IMAGENET_MEAN, IMAGENET_STD, DataHint, resolve_input_spec
 from datafree.teachers.state_dicts import extract_state_dict, load_weights, strip_wrapper_prefixes
@@ -99,6 +99,12 @@ def load_teacher(
                                                        convention=convention)
     wrapped = freeze(Normalized(net, mean_, std_).to(device))
     logits = probe_logits(wrapped, size, device)
+    if are_probabilities(logits):
+        wrapped.from_probabilities = True
+        logits = probe_logits(wrapped, size, device)
+        spec_notes.append("the teacher returns probabilities (each row sums to 1: it ends in a softmax): it is distilled "
+                          "through their logarithms, its logits up to one constant per image, which every softmax "
+                          "ignores")
     expected = num_classes if num_classes is not None else meta.get("num_classes")
     found = check_logits(logits, expected)
     if expected is None:

@@ -14,17 +14,31 @@ class Normalized(nn.Module):
 
     Images everywhere in datafree are in [0, 1]; this wrapper is the only place
     that knows a network's normalisation, so synthesizers never need it.
+
+    ``from_probabilities``: the network ends in a softmax (rows of probabilities); the wrapper returns their
+    logarithms, which are its logits less one constant per image, so every softmax of them, at any temperature, is
+    the same. Distilling the probabilities themselves as logits would soften every target to near uniform.
     """
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], from_probabilities: bool = False):
         super().__init__()
         self.model = model
+        self.from_probabilities = bool(from_probabilities)
         # Not persistent: the state dict stays the bare network's, as users expect.
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model((images - self.mean) / self.std)
+        output = self.model((images - self.mean) / self.std)
+        if self.from_probabilities:  # float32: bf16's probabilities are coarse, their logarithm need not be
+            return output.float().clamp_min(torch.finfo(torch.float32).tiny).log()
+        return output
+
+
+def are_probabilities(output: torch.Tensor) -> bool:
+    """Rows in [0, 1] that sum to 1: a network that ends in a softmax (logits are neither, on random images)."""
+    return output.dim() == 2 and output.shape[1] > 1 and bool(
+        (output >= 0).all() and (output <= 1).all() and torch.allclose(output.sum(1), torch.ones(()), atol=1e-3))
 
 
 class Ensemble(nn.Module):

@@ -161,6 +161,25 @@ def test_training_scripts_checkpoints_load_as_they_are(tmp_path, caplog):
         load_teacher("torchvision", name="resnet18", checkpoint=str(tmp_path / "kd.pt"), state_key="pupil.")
 
 
+def test_a_teacher_that_ends_in_a_softmax_is_distilled_through_the_logarithms_of_its_probabilities(tmp_path):
+    """log(softmax(z)) = z - logsumexp(z): every softmax of it, at any temperature, is the raw logits' own."""
+    from nets import SoftmaxNet
+
+    torch.manual_seed(0)
+    net = SoftmaxNet(4).eval()
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    teacher = load_teacher("module", model={"_target_": "nets.SoftmaxNet", "num_classes": 4},
+                           checkpoint=str(tmp_path / "w.pt"), input_size=[3, 8, 8])
+    assert any("returns probabilities (each row sums to 1: it ends in a softmax)" in n for n in teacher.notes)
+    with torch.no_grad():
+        raw = TinyBNNet.forward(net, X)
+        for temperature in (1.0, 4.0):
+            assert torch.allclose((teacher.model(X) / temperature).softmax(1), (raw / temperature).softmax(1), atol=1e-6)
+    plain = load_teacher("module", model={"_target_": "nets.TinyBNNet", "num_classes": 4},
+                         checkpoint=str(tmp_path / "w.pt"), input_size=[3, 8, 8])
+    assert not plain.model.from_probabilities and not any("probabilities" in n for n in plain.notes)
+
+
 def test_torchvision_default_input_is_224_rgb(tmp_path):
     import torchvision
 
