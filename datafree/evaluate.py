@@ -22,6 +22,13 @@ from datafree.utils.device import autocast
 COLLAPSED_SHARE = 0.9
 
 
+def answers_one_class(result: dict) -> bool:
+    """An evaluation's model gives one class to :data:`COLLAPSED_SHARE` of the images or more, which are not
+    themselves that much of one class (a test split of one class is answered so by any model that is right)."""
+    return (result.get("top_class_share", 0.0) >= COLLAPSED_SHARE
+            and result.get("top_class_label_share", 0.0) < COLLAPSED_SHARE)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: bool = True,
              reference: nn.Module | None = None, num_classes: int | None = None, oom_hint: str = "") -> dict[str, float]:
@@ -32,8 +39,8 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
     answers every image alike, as a network whose last activations died does; with ``reference`` also
     ``reference_logit_range``, the same for the reference, the scale to compare it with); with ``num_classes`` also
     ``top_class`` and ``top_class_share``, the class ``model`` predicts most often and the share of images it gives
-    that class (every rank counts ``num_classes`` votes, so that the sum over ranks has one length even where a
-    rank has no images).
+    that class, and ``top_class_label_share``, the share of images that are of that class (every rank counts
+    ``num_classes`` votes, so that the sum over ranks has one length even where a rank has no images).
     ``oom_hint`` ends the out-of-memory message: what else the caller holds on the device that could be lowered.
 
     Counts stay on the device until the end: one host sync per evaluation. Under torchrun
@@ -48,6 +55,7 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
     ref_correct = torch.zeros_like(correct)
     nonfinite = torch.zeros_like(correct)
     votes = torch.zeros(num_classes or 0, dtype=torch.long, device=device)  # images per predicted class
+    truth = torch.zeros_like(votes)  # images per true class
     spread = torch.full((), -torch.inf, device=device)  # the largest range of one logit over the images
     ref_spread = spread.clone()  # the same for the reference
     total = 0
@@ -69,6 +77,7 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
             spread = torch.maximum(spread, _logit_range(logits, finite))
             if num_classes:  # a comparison, not bincount: bincount sizes its output from the data (a host sync)
                 votes += (pred[:, None] == torch.arange(num_classes, device=pred.device)).sum(0)
+                truth += (labels[:, None] == torch.arange(num_classes, device=labels.device)).sum(0)
             if reference is not None:
                 agree += (pred == ref_pred).sum()
                 ref_correct += (ref_pred == labels).sum()
@@ -77,17 +86,19 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device, amp: boo
     finally:
         model.train(was_training)
     counts = dist.all_reduce_(torch.cat([torch.stack([correct, agree, ref_correct, nonfinite,
-                                                      torch.full_like(correct, total)]), votes]))
+                                                      torch.full_like(correct, total)]), votes, truth]))
     spread = dist.all_reduce_(torch.stack([spread, ref_spread]), op="max")
     counts = torch.cat([counts.double(), spread.double()]).tolist()  # one copy to the host (exact below 2^53)
-    (correct, agree, ref_correct, nonfinite, total), votes = map(int, counts[:5]), [int(v) for v in counts[5:-2]]
+    classes = (len(counts) - 7) // 2
+    (correct, agree, ref_correct, nonfinite, total) = map(int, counts[:5])
+    votes, truth = [int(v) for v in counts[5:5 + classes]], [int(v) for v in counts[5 + classes:-2]]
     spread, ref_spread = (value if value > -math.inf else math.nan for value in counts[-2:])  # nan: none finite
     if total == 0:
         return {"accuracy": float("nan")}
     result = {"accuracy": correct / total, "nonfinite_share": nonfinite / total, "logit_range": spread}
     if votes:
         top = max(range(len(votes)), key=votes.__getitem__)
-        result.update(top_class=top, top_class_share=votes[top] / total)
+        result.update(top_class=top, top_class_share=votes[top] / total, top_class_label_share=truth[top] / total)
     if reference is not None:
         result["reference_accuracy"] = ref_correct / total
         result["agreement"] = agree / total

@@ -15,12 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from datafree.api import make_student
 from datafree.config_checks import check_config
-from datafree.data import DeviceBatches, ImageDataset, count_classes
+from datafree.data import DeviceBatches, ImageDataset, class_names, count_classes
 from datafree.data.loader import crop_for
 from datafree.distill.features import KINDS as FEATURE_KINDS, check_layer_names
 from datafree.distill.trainer import DistillResult
 from datafree.errors import DatafreeError, ImageSizesDiffer
-from datafree.evaluate import COLLAPSED_SHARE
+from datafree.evaluate import answers_one_class
 from datafree.models import create_model
 from datafree.models.bn_momentum import lags, set_bn_momentum
 from datafree.models.sources import build_network, on_meta_device, takes_image_size
@@ -128,6 +128,41 @@ def batches(dataset: ImageDataset, data_cfg: DictConfig, device: torch.device, t
     )
 
 
+def training_class_names(data_cfg: DictConfig) -> list[str] | None:
+    """The class folders of the recipe's training split when it is an ImageFolder (from their names alone), which a
+    test split of the same folder labels its images by; None for other kinds, or when it cannot be read."""
+    node = data_cfg.get("train")
+    if node is None or node.get("kind") != "imagefolder":
+        return None
+    try:
+        return class_names("train", node.get("path"), node.get("root"))
+    except DatafreeError:  # no training split where the recipe says: the test split stands alone
+        return None
+
+
+def aligned_classes(dataset: ImageDataset | None, reference: list[str] | None, what: str, whose: str,
+                    logger: RunLogger, strict: bool = True) -> ImageDataset | None:
+    """``dataset`` labelled by its class names' places in ``reference`` (the training folders', the teacher's) when
+    they differ from its own: a test split that lacks a class would otherwise give the next class's label to every
+    image after it. Names outside ``reference``: one error when ``strict``, else a warning and labels by position."""
+    if dataset is None or not reference or list(dataset.classes) == list(reference):
+        return dataset
+    unknown = [c for c in dataset.classes if c not in reference]
+    shown = ", ".join(reference[:8]) + (", ..." if len(reference) > 8 else "")
+    if unknown:
+        if strict:
+            raise DatafreeError(f"the {what} images' class folders {', '.join(unknown[:5])} are not among {whose} "
+                                f"({shown}): name each {what} folder after one of them.")
+        logger.warning(f"the {what} images' classes ({', '.join(dataset.classes[:8])}) are not {whose} ({shown}): "
+                       "their labels are their folders' places in sorted order; check that these match.")
+        return dataset
+    missing = [c for c in reference if c not in dataset.classes]
+    if missing:
+        logger.info(f"data: the {what} images hold {len(dataset.classes)} of the {len(reference)} classes of {whose} "
+                    f"(none of {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}): labelled by name")
+    return dataset.relabelled(reference)
+
+
 def check_classes(dataset: ImageDataset, num_classes: int, what: str) -> None:
     if dataset.num_classes != num_classes or int(dataset.labels.max()) >= num_classes:
         raise DatafreeError(
@@ -225,6 +260,7 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     height, width = train_set.height_width
     net, label = teacher_network(cfg, num_classes, train_set.channels, (height, width))
     test_set = same_channels(load_split(cfg.data, "test"), train_set.channels, cfg.data, "the training data", logger)
+    test_set = aligned_classes(test_set, list(train_set.classes), "test", "the training images", logger)
     check_classes(train_set, num_classes, "training")
     if test_set is not None:
         check_classes(test_set, num_classes, "test")
@@ -267,7 +303,7 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
         max_nonfinite=int(train.max_nonfinite),
         num_classes=num_classes,
     )
-    if result.get("top_class_share", 0.0) >= COLLAPSED_SHARE:
+    if answers_one_class(result):
         logger.warning(collapsed_teacher(result, list(train_set.classes), model, train, lr))
     info = ClassifierInfo(
         arch=label,
@@ -536,6 +572,8 @@ def online_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, synthes
     follow_teacher = image_size_is_auto(cfg.data)
     test_set = (read_test_split_before_teacher(cfg.data, cfg.teacher, logger) if follow_teacher
                 else load_split(cfg.data, "test"))
+    training_classes = training_class_names(cfg.data)
+    test_set = aligned_classes(test_set, training_classes, "test", "the training images", logger)
     if test_set is not None and data_classes is not None:
         check_classes(test_set, int(data_classes), "test")
     hint = data_hint(cfg.data, test_set)
@@ -546,9 +584,13 @@ def online_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, synthes
     for note in teacher.notes:
         logger.info(f"teacher: {note}")
     if follow_teacher:
-        test_set = read_test_split_at_teacher_size(cfg.data, test_set, info.input_size, logger)
+        test_set = aligned_classes(read_test_split_at_teacher_size(cfg.data, test_set, info.input_size, logger),
+                                   training_classes, "test", "the training images", logger)
         if test_set is not None and data_classes is not None:
             check_classes(test_set, int(data_classes), "test")
+    # The teacher's own class names (a datafree checkpoint keeps them): the test labels follow them where they can.
+    test_set = aligned_classes(test_set, list(info.classes) if len(info.classes) == info.num_classes else None,
+                               "test", "the teacher's classes", logger, strict=False)
     test_set = same_channels(test_set, info.input_size[0], cfg.data, "the teacher", logger)
     check_agreement(info.num_classes, info.input_size, data_classes=None if data_classes is None else int(data_classes),
                     data_size=None if test_set is None else tuple(test_set.images.shape[1:]),

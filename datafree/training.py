@@ -148,7 +148,8 @@ def train_classifier(
                 if test_batches is not None:
                     result = evaluate(model, test_batches, device, amp, num_classes=num_classes)
                     accuracy = result["accuracy"]
-                    classes = {k: result[k] for k in ("top_class", "top_class_share") if k in result}
+                    classes = {k: result[k] for k in ("top_class", "top_class_share", "top_class_label_share")
+                               if k in result}
                     row["test_accuracy"] = accuracy
                 if not math.isfinite(train_loss):
                     raise DatafreeError(

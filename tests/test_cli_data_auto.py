@@ -52,6 +52,33 @@ def test_images_that_are_not_square_make_a_teacher_of_their_height_and_width_and
     assert torch.load(run / "student.pt", weights_only=True)["input_size"] == [1, 12, 8]
 
 
+def test_a_test_split_without_some_classes_is_labelled_by_its_folder_names(tmp_path, capsys):
+    """A test folder that lacks a training class: labels follow the names (by position, every image after the gap
+    would carry the next class's label); a test folder that names no training class is refused."""
+    import shutil as _shutil
+
+    data = _folder(tmp_path)
+    classes = sorted(p.name for p in (data / "test").iterdir())
+    _shutil.rmtree(data / "test" / classes[0])  # the test split lacks the first class
+    out = _train_teacher(tmp_path, capsys, data)
+    log = (out / "train-teacher.log").read_text()
+    assert f"data: the test images hold 3 of the 4 classes of the training images (none of {classes[0]}): labelled by " \
+           "name" in log
+    assert "answers one class" not in log
+    from datafree.data import load_image_folder
+    test = load_image_folder(data / "test", cache=False)
+    assert test.classes == classes[1:]  # read alone, the folders are 0..2; the run labelled them 1..3
+    run = tmp_path / "run"
+    code, stdout, err = run_in_process(capsys, "distill", "data=imagefolder", f"data.root={data}",
+                                       f"teacher.checkpoint={out / 'teacher.pt'}", *DISTILL, f"hydra.run.dir={run}")
+    assert code == 0, err[-3000:]
+    assert "labelled by name" in (run / "distill.log").read_text()
+    (data / "test" / classes[1]).rename(data / "test" / "unknown")
+    code, _, err = run_in_process(capsys, "train-teacher", "data=imagefolder", f"data.root={data}", *TEACHER,
+                                  f"hydra.run.dir={tmp_path / 'refused'}")
+    assert code != 0 and "the test images' class folders unknown are not among the training images" in err
+
+
 def test_distill_reads_the_test_images_at_the_teachers_size(tmp_path, capsys):
     data = _folder(tmp_path)
     teacher = _train_teacher(tmp_path, capsys, data, "data.image_size=16") / "teacher.pt"

@@ -30,6 +30,7 @@ __all__ = [
     "SHAPE_CLASSES",
     "build_dataset",
     "cache_dir",
+    "class_names",
     "count_classes",
     "load_cifar",
     "load_image_folder",
@@ -101,10 +102,14 @@ def build_dataset(
     return dataset if channels is None else dataset.with_channels(channels)
 
 
+def class_names(split: str, path: str | None = None, root: str | None = None) -> list[str]:
+    """The classes an ImageFolder split holds (``path``, or ``root``'s ``<split>/``), from its folder names alone."""
+    return image_folder_classes(_resolve_source("imagefolder", split, path, root))
+
+
 def count_classes(split: str, path: str | None = None, root: str | None = None) -> int:
-    """How many classes an ImageFolder split holds (``path``, or ``root``'s ``<split>/``), from its folder names
-    alone: ``data.num_classes=auto``."""
-    return len(image_folder_classes(_resolve_source("imagefolder", split, path, root)))
+    """How many classes an ImageFolder split holds: ``data.num_classes=auto``."""
+    return len(class_names(split, path, root))
 
 
 def _resolve_source(kind: str, split: str, path: str | None, root: str | None) -> Path:

@@ -150,6 +150,17 @@ class ImageDataset:
         images are airplanes and automobiles)."""
         return self.subset(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n])
 
+    def relabelled(self, classes: Sequence[str]) -> "ImageDataset":
+        """The same images labelled by where their class names stand in ``classes``, which holds every one of this
+        set's (a test split without some class of its training split: labels follow names, not positions)."""
+        classes = list(classes)
+        unknown = [c for c in self.classes if c not in classes]
+        if unknown:
+            raise DatafreeError(f"relabelled() got classes {classes[:8]} without {unknown[:5]}: give a list holding "
+                                "every class of the data set.")
+        where = torch.tensor([classes.index(c) for c in self.classes], dtype=torch.int64)
+        return ImageDataset(self.images, where[self.labels], classes)
+
     def subset(self, indices: Sequence[int] | torch.Tensor | slice) -> "ImageDataset":
         """A new data set holding the chosen images (copies; same class list).
 

@@ -29,7 +29,7 @@ from datafree.distill.preflight import check_student_fits
 from datafree.distill.settings import Outputs, TrainerSettings
 from datafree.distill.sources import BatchSource, SynthesizerSource
 from datafree.errors import DatafreeError
-from datafree.evaluate import COLLAPSED_SHARE, evaluate
+from datafree.evaluate import COLLAPSED_SHARE, answers_one_class, evaluate
 from datafree.synthesizers.base import Synthesizer
 from datafree.teachers import save_classifier
 from datafree.utils import dist
@@ -499,7 +499,7 @@ class Distiller:
             logger.warning(f"the student's logits are not finite for {result['nonfinite_share']:.1%} of the test "
                            f"images (argmax gives them one class, so the accuracy says nothing): its weights or BatchNorm running "
                            f"statistics hold NaN or Inf. {self._NAN_HINT}")
-        elif result.get("top_class_share", 0.0) >= self.COLLAPSED_SHARE:
+        elif answers_one_class(result) or dead:
             info = self.outputs.student_info
             top = result["top_class"]
             name = f"'{info.classes[top]}' ({top})" if info is not None and top < len(info.classes) else str(top)

@@ -171,6 +171,9 @@ def real_split(data: dict | None, split: str, info: ClassifierInfo, sample: int 
         _, height, width = info.input_size  # non-square one: the images' own size, which must be it
         node["image_size"] = int(height) if height == width else None
     dataset = instantiate_node(OmegaConf.create(node), f"data.{split}")
+    known = list(info.classes) if len(info.classes) == info.num_classes else []
+    if known and dataset.classes != known and set(dataset.classes) <= set(known):  # a split without some classes:
+        dataset = dataset.relabelled(known)  # labelled by name (by position, the labels after the gap would be wrong)
     if tuple(dataset.images.shape[1:]) != tuple(info.input_size) or dataset.num_classes != info.num_classes:
         raise DatafreeError(f"data.{split} holds {list(dataset.images.shape[1:])} images of {dataset.num_classes} "
                             f"classes, the student takes {list(info.input_size)} with {info.num_classes}: choose the "

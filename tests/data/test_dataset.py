@@ -104,3 +104,12 @@ def test_subset_errors():
         ds.subset(torch.ones(5, dtype=torch.bool))
     with pytest.raises(DatafreeError, match="integer"):
         ds.subset(torch.tensor([0.5]))
+
+
+def test_relabelled_follows_the_names_of_a_longer_class_list():
+    """A test split that lacks "b": its "c" images are label 2 of the training split's a, b, c, not 1."""
+    data = ImageDataset(torch.zeros(3, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 1, 1]), ["a", "c"])
+    relabelled = data.relabelled(["a", "b", "c"])
+    assert relabelled.classes == ["a", "b", "c"] and relabelled.labels.tolist() == [0, 2, 2]
+    with pytest.raises(DatafreeError, match=r"without \['c'\]"):
+        data.relabelled(["a", "b"])

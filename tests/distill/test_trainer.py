@@ -287,6 +287,24 @@ def test_a_student_that_tells_classes_apart_draws_no_warning(tmp_path, caplog):
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+def test_one_answer_to_a_test_split_of_one_class_is_no_collapse(tmp_path, caplog):
+    """A student that gives every image the class they all are is right, not collapsed: no warning; the same answer
+    to images of four classes is one."""
+    from datafree.evaluate import answers_one_class, evaluate
+
+    one_class = [(torch.rand(40, 3, 8, 8), torch.full((40,), 2))]
+    student = _Answers([0.0, 0.0, 1e4, 0.0])
+    result = evaluate(student, one_class, torch.device("cpu"), amp=False, num_classes=4)
+    assert result["top_class_share"] == 1.0 and result["top_class_label_share"] == 1.0 and not answers_one_class(result)
+    four = evaluate(student, [(torch.rand(40, 3, 8, 8), torch.arange(40) % 4)], torch.device("cpu"), amp=False,
+                    num_classes=4)
+    assert four["top_class_label_share"] == 0.25 and answers_one_class(four)
+    with caplog.at_level("INFO", logger="datafree"):
+        _distiller(tmp_path, NoiseSynthesizer(batch_size=8), rounds=2, eval_every=2)._warn_if_collapsed(
+            {**result, "logit_range": 1e4, "reference_logit_range": 5.0})
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def test_a_run_meant_to_sit_at_chance_draws_no_collapse_warning(tmp_path, caplog):
     """The noise baseline (warn_collapse=False) is at chance by design: its evaluations say nothing more."""
     with caplog.at_level("INFO", logger="datafree"):

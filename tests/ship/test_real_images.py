@@ -76,3 +76,17 @@ def test_data_image_size_auto_reads_the_real_images_at_the_students_size():
     info = ClassifierInfo("microcnn", 10, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, CLASSES)
     assert real_split(node, "test", info).images.shape[1:] == (3, 8, 8)
     assert real_split({"test": {**node["test"], "image_size": 8}}, "test", info).images.shape[1:] == (3, 8, 8)
+
+
+def without_class_3() -> ImageDataset:
+    """A test split read alone from folders that lack class c3: its classes are c0-c2 and c4-c9, labels 0..8."""
+    full = class_sorted(2)
+    keep = full.labels != 3
+    labels = full.labels[keep]
+    return ImageDataset(full.images[keep], labels - (labels > 3).long(), [c for c in CLASSES if c != "c3"])
+
+
+def test_real_images_without_some_class_are_labelled_by_the_students_class_names():
+    test = real_split({"test": {"_target_": f"{__name__}.without_class_3"}}, "test", INFO)
+    assert test.classes == CLASSES and 3 not in test.labels.tolist()
+    assert torch.equal(test.images[:, 0, 0, 0].long(), test.labels)  # each image holds its true class
