@@ -30,6 +30,11 @@ def is_state_dict(blob) -> bool:
     )
 
 
+def _state_key(where: str) -> str:
+    """The recipe key that chooses the weights in the file ``where`` names (``student.checkpoint '...'``)."""
+    return where.split(" ")[0].replace(".checkpoint", ".state_key") if ".checkpoint" in where else "teacher.state_key"
+
+
 def extract_state_dict(blob, where: str, state_key: str | None = None) -> dict[str, torch.Tensor]:
     """The tensors of ``blob``: itself, ``blob[state_key]``, or the first of :data:`NESTED_KEYS` that holds them; a
     ``state_key`` ending in a dot is a prefix (``student.``): the tensors under it, without it."""
@@ -47,8 +52,8 @@ def extract_state_dict(blob, where: str, state_key: str | None = None) -> dict[s
         if not isinstance(blob, dict) or state_key not in blob:
             keys = list(blob)[:_SHOWN] if isinstance(blob, dict) else []
             raise DatafreeError(
-                f"{where} has no key {state_key!r} (top-level keys: {keys}): set teacher.state_key to the one holding "
-                "the weights, or null to find it automatically."
+                f"{where} has no key {state_key!r} (top-level keys: {keys}): set {_state_key(where)} to the one "
+                "holding the weights, or null to find it automatically."
             )
         blob = blob[state_key]
         if isinstance(blob, nn.Module):
@@ -58,10 +63,14 @@ def extract_state_dict(blob, where: str, state_key: str | None = None) -> dict[s
     if isinstance(blob, dict):
         for key in NESTED_KEYS:
             if is_state_dict(blob.get(key)):
+                averaged = [k for k in blob if "ema" in str(k).lower().split("_") and is_state_dict(blob[k])]
+                if averaged and not state_key:  # timm's train.py keeps its running average beside the weights
+                    log.info(f"{where}: the weights under {key!r} are used; it also holds {averaged[0]!r}, a running "
+                             f"average of them, often the better network: {_state_key(where)}={averaged[0]} takes it")
                 return strip_wrapper_prefixes(blob[key])
     keys = list(blob)[:8] if isinstance(blob, dict) else type(blob).__name__
     raise DatafreeError(
-        f"{where} holds no state dict of tensors (found {keys}): save model.state_dict(), or set teacher.state_key "
+        f"{where} holds no state dict of tensors (found {keys}): save model.state_dict(), or set {_state_key(where)} "
         "to the key that holds it."
     )
 
@@ -86,10 +95,9 @@ def prefix_holding(state: dict[str, torch.Tensor], own_keys, where: str) -> str:
     candidates = [k[: -len(anchor)] for k in state if k.endswith("." + anchor)]
     found = [p for p in candidates if all(p + k in state for k in own)]
     if len(found) > 1:
-        key = where.split(" ")[0].replace(".checkpoint", ".state_key") if ".checkpoint" in where else "state_key"
         raise DatafreeError(
             f"{where} holds this network {len(found)} times, under {', '.join(repr(p) for p in found[:_SHOWN])}: "
-            f"choose one with {key}={found[0]} (the prefix, with its dot)."
+            f"choose one with {_state_key(where)}={found[0]} (the prefix, with its dot)."
         )
     return found[0] if found else ""
 

@@ -140,7 +140,9 @@ def test_training_scripts_checkpoints_load_as_they_are(tmp_path, caplog):
     torch.save({"epoch": 3, "pytorch-lightning_version": "2.4.0", "hyper_parameters": {"lr": 0.1},
                 "state_dict": {**{f"model.{k}": v for k, v in own.items()}, "loss_fn.weight": torch.ones(5)}},
                tmp_path / "last.ckpt")
-    for name in ("model_best.pth.tar", "last.ckpt"):
+    torch.save({"state_dict": own, "state_dict_ema": own, "args": argparse.Namespace(model="resnet18")},
+               tmp_path / "with_ema.pth.tar")
+    for name in ("model_best.pth.tar", "last.ckpt", "with_ema.pth.tar"):
         with caplog.at_level("INFO", logger="datafree"):
             teacher = load_teacher("torchvision", name="resnet18", checkpoint=str(tmp_path / name), input_size=[3, 32, 32])
         assert teacher.info.num_classes == 5  # the head found under the prefix too
@@ -148,6 +150,9 @@ def test_training_scripts_checkpoints_load_as_they_are(tmp_path, caplog):
             assert torch.equal(teacher.model.model(x), net(x))
     assert "weights are those under 'model.' (as a Lightning module or a wrapper saves them); 1 other tensors are " \
            "left out" in caplog.text
+    assert "with_ema.pth.tar': the weights under 'state_dict' are used; it also holds 'state_dict_ema', a running " \
+           "average of them, often the better network: teacher.state_key=state_dict_ema takes it" in caplog.text
+    assert caplog.text.count("also holds") == 1  # the file with an average alone
     torch.save({"state_dict": {**{f"student.{k}": v for k, v in own.items()},
                                **{f"teacher.{k}": torch.zeros_like(v) for k, v in own.items()}}}, tmp_path / "kd.pt")
     with pytest.raises(DatafreeError, match=r"holds this network 2 times, under 'student.', 'teacher.': choose one "
