@@ -135,6 +135,16 @@ def test_distill_on_two_processes_and_a_sigterm_to_one_resumed_bitwise(tmp_path)
     assert _scalars(run) == _scalars(reference)
 
 
+def test_a_torchvision_student_trains_as_one_network_on_two_processes(tmp_path):
+    run = tmp_path / "run"
+    proc = torchrun("distill", *[a for a in DISTILL if not a.startswith("student=")], "student=torchvision",
+                    "student.name=mobilenet_v3_small", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("student torchvision:mobilenet_v3_small: test accuracy") == 1
+    first, second = _states(run)
+    assert _equal(first["student"], second["student"])  # DDP kept the ranks' copies one network
+
+
 def test_a_rank_that_dies_stops_the_other_with_a_message(tmp_path):
     proc = torchrun("1", "-5", "distill", *DISTILL, f"hydra.run.dir={tmp_path / 'run'}", script=_killer(tmp_path))
     assert proc.returncode != 0
