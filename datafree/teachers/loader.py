@@ -77,7 +77,8 @@ def load_teacher(
     declared = {"input_size": _list(input_size), "mean": _list(mean), "std": _list(std)}
     convention: dict = {}
     if source == "datafree":
-        net, meta, notes = _datafree_network(checkpoint, arch, num_classes, data_hint, declared["input_size"])
+        net, meta, notes = _datafree_network(checkpoint, arch, num_classes, data_hint, declared["input_size"],
+                                             state_key)
         label = str(arch or meta.get("arch"))
     elif source == "module":
         net, meta, notes = module_network(model, checkpoint, state_key, bool(trust_checkpoint))
@@ -162,7 +163,7 @@ def teacher_from_config(node, device: str | torch.device = "cpu", data_hint: Dat
 
 
 def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None,
-                      input_size=None) -> tuple[nn.Module, dict, list[str]]:
+                      input_size=None, state_key: str | None = None) -> tuple[nn.Module, dict, list[str]]:
     if not checkpoint:
         raise DatafreeError(
             "no teacher: set teacher.checkpoint=PATH to a checkpoint from 'datafree train-teacher' "
@@ -170,7 +171,7 @@ def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None,
         )
     blob = read_checkpoint(checkpoint)
     meta = blob if isinstance(blob, dict) and blob.get("format") == FORMAT else {}
-    state = meta["state_dict"] if meta else extract_state_dict(blob, f"teacher.checkpoint {checkpoint!r}")
+    state = meta["state_dict"] if meta else extract_state_dict(blob, f"teacher.checkpoint {checkpoint!r}", state_key)
     arch = arch or meta.get("arch")
     classes = num_classes or meta.get("num_classes") or (hint.num_classes if hint else None)
     if arch is None or classes is None:

@@ -249,6 +249,26 @@ def test_datafree_checkpoint_carries_its_metadata(tmp_path):
     assert teacher.info.test_accuracy == 0.5 and teacher.notes == []  # nothing had to be guessed
 
 
+def test_a_zoo_network_from_another_scripts_file_takes_the_state_key_too(tmp_path):
+    """teacher=resnet34-style recipes (source datafree) read a bare file by teacher.arch, and teacher.state_key
+    chooses the weights in it, a prefix included."""
+    from datafree.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("microcnn", num_classes=10).eval()
+    other = create_model("microcnn", num_classes=10).eval()
+    torch.save({"acc": 0.9, "models": {**{f"teacher.{k}": v for k, v in net.state_dict().items()},
+                                       **{f"student.{k}": v for k, v in other.state_dict().items()}}}, tmp_path / "kd.pt")
+    with pytest.raises(DatafreeError, match="holds no state dict of tensors .*set teacher.state_key"):
+        load_teacher("datafree", checkpoint=str(tmp_path / "kd.pt"), arch="microcnn", num_classes=10, input_size=[3, 8, 8])
+    torch.save({"acc": 0.9, "net": {**{f"teacher.{k}": v for k, v in net.state_dict().items()},
+                                    **{f"student.{k}": v for k, v in other.state_dict().items()}}}, tmp_path / "kd.pt")
+    teacher = load_teacher("datafree", checkpoint=str(tmp_path / "kd.pt"), arch="microcnn", num_classes=10,
+                           input_size=[3, 8, 8], state_key="teacher.")
+    with torch.no_grad():
+        assert torch.equal(teacher.model.model(X), net(X))
+
+
 def _member(tmp_path, seed, name):
     torch.manual_seed(seed)
     net = calibrated_bn_net(num_classes=4)
