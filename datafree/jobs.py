@@ -622,10 +622,11 @@ def offline_parts(cfg: DictConfig, device: torch.device):
     from datafree.export.reader import SyntheticSet
 
     synthetic = SyntheticSet(cfg.data.path).require("distil from it", verify=bool(cfg.data.get("verify", True)))
-    _, height, _ = synthetic.image_shape
-    for key, value in (("num_classes", synthetic.num_classes), ("image_size", height)):
+    _, height, width = synthetic.image_shape
+    for key, value, holds in (("num_classes", synthetic.num_classes, f"{synthetic.num_classes} classes"),
+                              ("image_size", height if height == width else None, f"images of {height}x{width}")):
         if cfg.data.get(key) is not None and int(cfg.data[key]) != value:
-            raise DatafreeError(f"data.{key}={cfg.data[key]} but the synthetic set has {value}: set data.{key}=null.")
+            raise DatafreeError(f"data.{key}={cfg.data[key]} but the synthetic set holds {holds}: set data.{key}=null.")
     test_set = load_split(cfg.data, "test")
     if test_set is not None:
         check_comparable(synthetic, test_set, "test")
@@ -636,7 +637,7 @@ def offline_parts(cfg: DictConfig, device: torch.device):
     # Each rank streams the set in its own order.
     source = StoredSource(synthetic, crop_padding=int(cfg.data.crop_padding), seed=int(cfg.seed) + dist.rank(),
                           device_budget_mb=int(cfg.data.get("device_budget_mb", 2048)),
-                          crop=crop_for(str(cfg.data.get("crop", "auto")), height))
+                          crop=crop_for(str(cfg.data.get("crop", "auto")), min(height, width)))
     return None, info, test_set, source
 
 
@@ -738,8 +739,9 @@ def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
                              amp=bool(cfg.amp))
     if not 0 <= settings.baseline_quantile <= 1:
         raise DatafreeError(f"baseline_quantile must lie in [0, 1], got {settings.baseline_quantile}: e.g. 0.01.")
-    if image_size_is_auto(cfg.data):
-        set_image_size(cfg.data, int(synthetic.image_shape[1]))  # the real images at the synthetic ones' size
+    if image_size_is_auto(cfg.data):  # the real images at the synthetic ones' size (not square: their own)
+        _, height, width = synthetic.image_shape
+        set_image_size(cfg.data, int(height) if height == width else None)
     train = load_split(cfg.data, "train")
     if train is None:
         raise DatafreeError("the audit searches the real training set: choose a data recipe with data.train "

@@ -50,6 +50,21 @@ def test_images_that_are_not_square_make_a_teacher_of_their_height_and_width_and
     assert code == 0, err[-3000:]
     assert "student microcnn: test accuracy" in stdout
     assert torch.load(run / "student.pt", weights_only=True)["input_size"] == [1, 12, 8]
+    # A synthetic set of 12x8 images, audited against the folder and distilled from offline: the real images are
+    # read at their own size, not squeezed to 12x12.
+    synthetic = tmp_path / "set"
+    code, _, err = run_in_process(capsys, "synthesize", f"teacher.checkpoint={out / 'teacher.pt'}", "n=16",
+                                  "batch_size=16", "synthesizer.iterations=2", "class_counts=as_drawn",
+                                  f"out={synthetic}", "device=cpu", "progress=false", f"hydra.run.dir={tmp_path / 'synth'}")
+    assert code == 0, err[-3000:]
+    code, _, err = run_in_process(capsys, "audit", f"synthetic={synthetic}", "data=imagefolder", f"data.root={data}",
+                                  f"teacher.checkpoint={out / 'teacher.pt'}", "device=cpu", "progress=false",
+                                  f"hydra.run.dir={tmp_path / 'audit'}")
+    assert code == 0, err[-3000:]
+    code, _, err = run_in_process(capsys, "distill", "data=synthetic", f"data.path={synthetic}", "student=microcnn",
+                                  "trainer.rounds=1", "trainer.student_steps=2", "trainer.batch_size=8", "device=cpu",
+                                  "progress=false", f"hydra.run.dir={tmp_path / 'offline'}")
+    assert code == 0, err[-3000:]
 
 
 def test_a_test_split_without_some_classes_is_labelled_by_its_folder_names(tmp_path, capsys):
