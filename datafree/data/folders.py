@@ -99,6 +99,25 @@ def _write_cache(file: Path, dataset: ImageDataset) -> None:
 # PIL modes by the channel count they decode to when the caller asks for none (``channels=None``).
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+# Grey images of more than 8 bits (16-bit PNGs and TIFFs of X-rays and microscopes, 32-bit integer or float TIFFs):
+# PIL's conversion to 8 bits clips them at 255 (a 16-bit image turns white), so they are read as 8 bits only when
+# every value already is one; any other is refused, since the windowing that maps them to 8 bits is the data's.
+_DEEP_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def _as_8_bits(im, name: str):
+    """A grey image of more than 8 bits as an 8-bit one ("L") when its values are whole numbers in 0..255."""
+    from PIL import Image
+
+    values = np.asarray(im)
+    if values.size and (values.min() < 0 or values.max() > 255 or not np.array_equal(values, np.round(values))):
+        low, high = values.min(), values.max()
+        raise DatafreeError(
+            f"image {name} holds values {low:g}..{high:g} (PIL mode {im.mode}: more than 8 bits), and datafree reads "
+            "8-bit images: converting here would clip them at 255. Convert the images to 8 bits with the windowing "
+            "they need, one for the whole set (e.g. (pixels - low) * 255 / (high - low), clipped, saved as PNG)."
+        )
+    return Image.fromarray(values.astype(np.uint8), "L")
 
 
 def _natural_channels(im) -> int:
@@ -125,6 +144,8 @@ def _decode_chunk(items: list, names: list[str], image_size: int | None, channel
         try:
             with Image.open(io.BytesIO(item) if isinstance(item, (bytes, bytearray)) else item) as im:
                 mode = _MODES[channels if channels is not None else _natural_channels(im)]
+                if im.mode in _DEEP_MODES:
+                    im = _as_8_bits(im, name)
                 if image_size is not None and im.format == "JPEG":
                     im.draft(mode if mode != "RGBA" else "RGB", (image_size, image_size))  # DCT-domain downscale
                 im = im.convert(mode)
@@ -133,6 +154,8 @@ def _decode_chunk(items: list, names: list[str], image_size: int | None, channel
                 arr = np.asarray(im, dtype=np.uint8)
                 if arr.ndim == 2:
                     arr = arr[:, :, None]
+        except DatafreeError:  # already says what to change (an image of more than 8 bits)
+            raise
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise DatafreeError(
                 f"could not decode image {name} ({type(exc).__name__}: {exc}): delete or replace that file "

@@ -68,3 +68,26 @@ def test_channels_of_generated_and_bad_requests():
         build_dataset("shapes", n=10, channels=2)
     with pytest.raises(DatafreeError, match="1 .grey., 3 .RGB. and 4 .RGBA. channels, not from 2"):
         convert_channels(torch.zeros(1, 2, 4, 4, dtype=torch.uint8), 3)
+
+
+def _deep(root, values: np.ndarray, mode: str | None = None):
+    """Two classes of one grey image each, saved from ``values`` (uint16 -> a 16-bit PNG; int32/float32 -> TIFF)."""
+    suffix = ".png" if values.dtype == np.uint16 else ".tif"
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        Image.fromarray(values, mode).save(root / label / f"0{suffix}")
+    return root
+
+
+def test_grey_images_of_more_than_8_bits_are_read_when_their_values_are_8_bit_and_refused_otherwise(tmp_path):
+    """PIL's 8-bit conversion clips a 16-bit X-ray at 255 (it turns white): such images are refused, naming the range
+    and how to convert them; 16-bit or float files whose values are whole numbers in 0..255 read exactly."""
+    eight = np.arange(64, dtype=np.uint16).reshape(8, 8) * 4  # 0..252 in a 16-bit PNG
+    for values in (eight, eight.astype(np.int32), eight.astype(np.float32)):
+        folder = _deep(tmp_path / str(values.dtype), values)
+        dataset = load_image_folder(folder, cache=False)
+        assert dataset.channels == 1 and np.array_equal(dataset.images[0, 0].numpy(), eight.astype(np.uint8))
+    for name, values in (("sixteen", eight * 200), ("fraction", eight.astype(np.float32) / 255)):
+        with pytest.raises(DatafreeError, match=r"holds values 0\.\.[0-9.]+ \(PIL mode (I;16|F): more than 8 bits\), "
+                                                r"and datafree reads 8-bit images: .*windowing"):
+            load_image_folder(_deep(tmp_path / name, values), cache=False)
