@@ -438,6 +438,7 @@ def load_image_folder(
         if cached is not None:
             return cached
 
+    _check_memory(files, image_size, channels, root)
     decoder = _Decoder(image_size, workers, expected=len(files), channels=channels)
     try:
         for f in files:
@@ -449,6 +450,44 @@ def load_image_folder(
     if cache_file is not None:
         _write_cache(cache_file, dataset)
     return dataset
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux's MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_memory(files: list[Path], image_size: int | None, channels: int | None, root: Path) -> None:
+    """Before any image is decoded: do they fit in memory as uint8 at the size they will be read? The first image's
+    header stands for all (they must share a size when read at their own). A folder of 12-megapixel photographs read
+    at its own size takes 36 MB an image: one line naming data.image_size, rather than the machine running out."""
+    free = available_memory()
+    if not files or free is None:
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(files[0]) as im:
+            width, height = im.size
+            depth = channels or _natural_channels(im)
+    except (OSError, ValueError, SyntaxError):
+        return  # the decoder names a file it cannot read
+    height, width = (image_size, image_size) if image_size else (height, width)
+    need = len(files) * height * width * depth
+    if need > free // 2:
+        at_224 = len(files) * 224 * 224 * depth
+        raise DatafreeError(
+            f"{len(files)} images of {width}x{height} ({depth} channel(s)) in {root} take {need / 2**30:.1f} GiB as "
+            f"uint8, more than half of the {free / 2**30:.1f} GiB of memory available: read them smaller with "
+            f"data.image_size=N (image_size=N in Python; e.g. 224: {at_224 / 2**30:.1f} GiB), or use fewer images."
+        )
 
 
 # ---------------------------------------------------------------------- tarballs

@@ -326,3 +326,22 @@ def test_broken_pool_falls_back_to_inline(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="decoding"):
         ds = load_tarball(archive, workers=2, cache=False)
     assert torch.equal(ds.images, reference.images) and torch.equal(ds.labels, reference.labels)
+
+
+def test_images_too_large_for_memory_are_refused_before_any_is_decoded(tmp_path, monkeypatch):
+    """A folder of photographs read at their own size: one line naming data.image_size, before the machine runs out."""
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            Image.new("RGB", (64, 48)).save(tmp_path / label / f"{i}.png")
+    decoded = []
+    monkeypatch.setattr(folders, "_decode_chunk", lambda *a, **k: decoded.append(1))
+    monkeypatch.setattr(folders, "available_memory", lambda: 2 * 6 * 64 * 48 * 3 - 1)  # just under twice the need
+    with pytest.raises(DatafreeError, match=r"6 images of 64x48 \(3 channel\(s\)\) in .* take 0\.0 GiB as uint8, more "
+                                            r"than half of the 0\.0 GiB of memory available: read them smaller with "
+                                            r"data.image_size=N"):
+        load_image_folder(tmp_path, cache=False)
+    assert decoded == []
+    monkeypatch.undo()
+    monkeypatch.setattr(folders, "available_memory", lambda: 2 * 6 * 16 * 16 * 3)  # at 16 px they fit
+    assert load_image_folder(tmp_path, image_size=16, cache=False).images.shape == (6, 3, 16, 16)
