@@ -46,7 +46,7 @@ def extract_state_dict(blob, where: str, state_key: str | None = None) -> dict[s
         if not kept:
             heads = sorted({k.split(".")[0] + "." for k in state})[:_SHOWN]
             raise DatafreeError(f"{where} holds no weights under {state_key!r} (its keys start with {', '.join(heads)}): "
-                                "set the state_key to one of those prefixes, or null.")
+                                f"set {_state_key(where)} to one of those prefixes, or null.")
         return kept
     if state_key:
         if not isinstance(blob, dict) or state_key not in blob:
