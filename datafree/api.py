@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ from datafree.errors import DatafreeError
 from datafree.synthesizers.base import Synthesizer
 from datafree.teachers import (ClassifierInfo, Normalized, Teacher, check_agreement, check_logits, probe_logits,
                                save_classifier)
-from datafree.teachers.checks import check_training_output
+from datafree.teachers.checks import check_training_output, read_logits_field
 from datafree.teachers.students import build_student
 from datafree.utils.device import threads_for
 from datafree.utils.logging import RunLogger
 from datafree.utils.seeding import seed_everything
+
+log = logging.getLogger("datafree")
 
 
 @dataclasses.dataclass
@@ -55,6 +58,9 @@ def make_student(student: Any, teacher: ClassifierInfo, device: torch.device | s
     check_agreement(teacher.num_classes, teacher.input_size, student_classes=num_classes)
     net, arch = build_student(student, teacher.num_classes, teacher.input_size[0], tuple(teacher.input_size[1:]))
     model = Normalized(net, teacher.mean, teacher.std).to(device)
+    field_note = read_logits_field(model, teacher.input_size, device, who="student")
+    if field_note:
+        log.info(field_note)
     check_logits(probe_logits(model, teacher.input_size, device, who="student"), teacher.num_classes, who="student")
     check_training_output(model, teacher.input_size, device, who="student")
     info = dataclasses.replace(teacher, arch=arch, test_accuracy=None,

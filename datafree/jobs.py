@@ -29,7 +29,7 @@ from datafree.synthesizers.noise import NoiseSynthesizer
 from datafree.teachers import (ClassifierInfo, DataHint, Normalized, Teacher, check_agreement, freeze, save_classifier,
                                teacher_from_config)
 from datafree.teachers.checkpoint import FORMAT, read_checkpoint
-from datafree.teachers.checks import check_training_output
+from datafree.teachers.checks import check_training_output, read_logits_field
 from datafree.teachers.loader import source_of, zoo_checkpoint_missing
 from datafree.teachers.state_dicts import extract_state_dict, load_start_weights
 from datafree.teachers.students import start_weights, student_label, student_spec
@@ -276,6 +276,9 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     mean, std = normalisation(cfg.data, train_set)
     model = network_layout(Normalized(net, mean, std).to(device), device)
     size = (train_set.channels, height, width)
+    field_note = read_logits_field(model, size, device)
+    if field_note:
+        logger.info(field_note)
     check_training_output(model, size, device, who="teacher", num_classes=num_classes)  # before any training
     train = cfg.teacher.train
     lr = teacher_lr(train.lr, int(cfg.data.batch_size), logger)

@@ -74,3 +74,29 @@ class SoftmaxNet(TinyBNNet):
 
     def forward(self, x):
         return super().forward(x).softmax(1)
+
+
+class ClassifierOutput(dict):
+    """What a Hugging Face transformers classifier returns (its ModelOutput): a dict whose keys are attributes too."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class LikeTransformers(TinyBNNet):
+    """A network as transformers' AutoModelForImageClassification.from_pretrained(folder) gives one, without
+    transformers: its forward returns an output object holding ``logits`` (in both modes), its ``config`` names the
+    folder it came from (which may hold a preprocessor_config.json) and its classes (``id2label``)."""
+
+    def __init__(self, num_classes: int = 4, folder: str = "", labels: list | None = None):
+        super().__init__(num_classes)
+        names = labels or [f"LABEL_{k}" for k in range(num_classes)]
+        self.config = type("Config", (), {"_name_or_path": folder, "num_channels": 3,
+                                          "id2label": {k: name for k, name in enumerate(names)}})()
+
+    def forward(self, pixel_values):
+        features = self.features(pixel_values)
+        return ClassifierOutput(loss=None, logits=self.head(features), hidden_states=None)

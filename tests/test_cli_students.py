@@ -388,3 +388,28 @@ def test_a_trained_network_with_another_class_count_is_refused_before_training(t
     proc = in_process(capsys, "train-teacher", *teacher, "teacher=module", "teacher.model._target_=nets.TinyBNNet",
                       "+teacher.model.num_classes=4", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "the teacher returns 4 logits per image but the data has 10 classes")
+
+
+def test_networks_that_return_their_logits_in_an_output_object_train_and_distil(tmp_path, capsys):
+    """Hugging Face transformers classifiers return an output object holding ``logits`` in both modes
+    (nets.LikeTransformers stands in for one): train-teacher trains one, distill takes it as teacher and another
+    as student, each read through the field, and the student's weights are the network's own."""
+    def like(who):
+        return [f"{who}=module", f"{who}.model._target_=nets.LikeTransformers",
+                f"+{who}.model.num_classes=10"]
+
+    data = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+    out = tmp_path / "teacher"
+    proc = in_process(capsys, "train-teacher", *data, *like("teacher"), f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the teacher returns a ClassifierOutput: its 'logits' are read as the teacher's logits" in _log(out, "train-teacher")
+    run = tmp_path / "run"
+    rest = [a for a in BASE if not a.startswith(("teacher", "student"))]
+    proc = in_process(capsys, "distill", *rest, *like("teacher"), f"teacher.checkpoint={out / 'teacher.pt'}",
+                      *like("student"), f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = _log(run)
+    assert "the teacher returns a ClassifierOutput" in log and "the student returns a ClassifierOutput" in log
+    assert "student nets.LikeTransformers: test accuracy" in proc.stdout
+    saved = torch.load(run / "student.pt", weights_only=True)["state_dict"]
+    assert set(saved) == set(TinyBNNet(10).state_dict())

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.teachers.network import are_probabilities
+from datafree.teachers.hugging_face import logits_field
+from datafree.teachers.network import Normalized, are_probabilities
 from datafree.utils.untouched import untouched
 
 PROBE_BATCH = 4
@@ -18,6 +19,27 @@ PROBE_BATCH = 4
 def probe_inputs(input_size: tuple[int, int, int], device: torch.device | str, n: int = PROBE_BATCH) -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
     return torch.rand(n, *input_size, generator=generator).to(device)
+
+
+def read_logits_field(model: nn.Module, input_size: tuple[int, int, int], device, who: str = "teacher") -> str | None:
+    """A wrapped network whose forward returns its logits inside an output object (a Hugging Face transformers
+    classifier's ModelOutput, a dict holding ``logits``) is set to return that field (``Normalized.logits_field``);
+    the note saying so, or None. Run before the other checks, which then see a tensor; a network that does not run
+    is left for :func:`probe_logits` to report. Nothing of the pass stays."""
+    if not isinstance(model, Normalized) or model.logits_field is not None:
+        return None
+    with untouched(model, device):
+        model.eval()
+        try:
+            with torch.no_grad():
+                output = model(probe_inputs(input_size, device))
+        except Exception:  # noqa: BLE001 - probe_logits runs it again and says what is wrong
+            return None
+    field = logits_field(output)
+    if field is None:
+        return None
+    model.logits_field = field
+    return f"the {who} returns a {type(output).__name__}: its {field!r} are read as the {who}'s logits"
 
 
 def probe_logits(model: nn.Module, input_size: tuple[int, int, int], device, who: str = "teacher") -> torch.Tensor:
@@ -43,7 +65,7 @@ def probe_logits(model: nn.Module, input_size: tuple[int, int, int], device, who
     if not isinstance(output, torch.Tensor):
         raise DatafreeError(
             f"the {who} returns a {type(output).__name__}, not a tensor of logits: wrap it in a module whose forward "
-            "returns only the logits (e.g. output[0] or output.logits)."
+            "returns only the logits (e.g. output[0]; an output holding them as 'logits' is read without one)."
         )
     if output.dim() != 2 or output.shape[0] != PROBE_BATCH:
         raise DatafreeError(
@@ -72,7 +94,7 @@ def check_training_output(model: nn.Module, input_size: tuple[int, int, int], de
     if not isinstance(output, torch.Tensor):
         raise DatafreeError(
             f"the {who} returns a {type(output).__name__} in training mode, not a tensor of logits: wrap it in a module "
-            "whose forward returns only the logits in both modes (e.g. output[0] or output.logits)."
+            "whose forward returns only the logits in both modes (e.g. output[0])."
         )
     if output.dim() != 2 or output.shape[0] != PROBE_BATCH:
         raise DatafreeError(f"the {who} returns a tensor of shape {tuple(output.shape)} for {PROBE_BATCH} images in "

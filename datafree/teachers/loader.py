@@ -25,7 +25,8 @@ from datafree.errors import DatafreeError
 from datafree.models import create_model, list_models
 from datafree.models.sources import network_from_label, target_of
 from datafree.teachers.checkpoint import FORMAT, ClassifierInfo, read_checkpoint
-from datafree.teachers.checks import check_logits, probe_logits
+from datafree.teachers.checks import check_logits, probe_logits, read_logits_field
+from datafree.teachers.hugging_face import class_names, preprocessing
 from datafree.teachers.network import Ensemble, Normalized, are_probabilities, freeze
 from datafree.teachers.sources import hub_network, module_network, torchscript_network
 from datafree.teachers.spec import IMAGENET_MEAN, IMAGENET_STD, DataHint, resolve_input_spec
@@ -83,6 +84,7 @@ def load_teacher(
     elif source == "module":
         net, meta, notes = module_network(model, checkpoint, state_key, bool(trust_checkpoint))
         label = _target_name(model, net)
+        convention = preprocessing(net)  # a transformers network's folder says how its inputs were prepared
     elif source in ("torchvision", "timm"):
         if not name:
             raise DatafreeError(f"teacher.source={source} needs teacher.name, e.g. resnet50 "
@@ -99,6 +101,9 @@ def load_teacher(
     size, mean_, std_, spec_notes = resolve_input_spec(net, declared=declared, meta=meta, hint=data_hint,
                                                        convention=convention)
     wrapped = freeze(Normalized(net, mean_, std_).to(device))
+    field_note = read_logits_field(wrapped, size, device)
+    if field_note:
+        spec_notes.append(field_note)
     logits = probe_logits(wrapped, size, device)
     if are_probabilities(logits):
         wrapped.from_probabilities = True
@@ -112,7 +117,7 @@ def load_teacher(
         spec_notes.append(f"number of classes not given: the teacher returns {found} logits per image")
     info = ClassifierInfo(
         arch=label, num_classes=found, input_size=size, mean=mean_, std=std_,
-        classes=list(meta.get("classes") or []), test_accuracy=meta.get("test_accuracy"),
+        classes=list(meta.get("classes") or []) or class_names(net), test_accuracy=meta.get("test_accuracy"),
         extra=dict(meta.get("extra") or {}),
     )
     return Teacher(wrapped, info, notes + spec_notes)

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
+from datafree.teachers.hugging_face import read_field
 
 
 class Normalized(nn.Module):
@@ -18,18 +19,26 @@ class Normalized(nn.Module):
     ``from_probabilities``: the network ends in a softmax (rows of probabilities); the wrapper returns their
     logarithms, which are its logits less one constant per image, so every softmax of them, at any temperature, is
     the same. Distilling the probabilities themselves as logits would soften every target to near uniform.
+
+    ``logits_field``: the network returns its logits inside an output object (``"logits"`` of a Hugging Face
+    transformers ModelOutput, or of a dict); the wrapper returns that field, so everything after it (losses,
+    CUDA graphs, DDP, ONNX export) sees a tensor.
     """
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], from_probabilities: bool = False):
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], from_probabilities: bool = False,
+                 logits_field: str | None = None):
         super().__init__()
         self.model = model
         self.from_probabilities = bool(from_probabilities)
+        self.logits_field = logits_field
         # Not persistent: the state dict stays the bare network's, as users expect.
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         output = self.model((images - self.mean) / self.std)
+        if self.logits_field is not None:
+            output = read_field(output, self.logits_field)
         if self.from_probabilities:  # float32: bf16's probabilities are coarse, their logarithm need not be
             return output.float().clamp_min(torch.finfo(torch.float32).tiny).log()
         return output
