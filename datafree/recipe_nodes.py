@@ -37,6 +37,9 @@ def recipe_error(error: BaseException, node: Any, key: str) -> BaseException:
         return cause
     where = _full_key(str(error), node) or key
     target = _target(str(error))
+    missing = _missing_package(error)
+    if missing in PUBLISHED:
+        return DatafreeError(f"{where}._target_={target!r} needs {missing}, which is not installed: {PUBLISHED[missing]}.")
     if isinstance(cause, ImportError) or "Error locating target" in str(error):
         return DatafreeError(
             f"{where}._target_={target!r} cannot be imported: check the spelling, and put the folder that holds "
@@ -49,6 +52,20 @@ def recipe_error(error: BaseException, node: Any, key: str) -> BaseException:
             "('datafree <command> --cfg job' prints them)."
         )
     return error
+
+
+# Packages a recipe may name that are published but not among datafree's requirements: how to install each.
+PUBLISHED = {"transformers": "pip install transformers", "timm": 'pip install "datafree[timm]"'}
+
+
+def _missing_package(error: BaseException) -> str | None:
+    """The top-level package whose absence made ``error`` (a ModuleNotFoundError in its chain), or None."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, ModuleNotFoundError) and seen.name:
+            return seen.name.split(".")[0]
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _target(message: str) -> str:

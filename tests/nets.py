@@ -100,3 +100,12 @@ class LikeTransformers(TinyBNNet):
     def forward(self, pixel_values):
         features = self.features(pixel_values)
         return ClassifierOutput(loss=None, logits=self.head(features), hidden_states=None)
+
+
+class ReadsBackATensor(TinyBNNet):
+    """Its constructor reads a number back from a tensor, which PyTorch's meta device cannot give (as
+    transformers' from_pretrained, loading weights, and torchvision's RegNet do)."""
+
+    def __init__(self, num_classes: int = 4):
+        super().__init__(num_classes)
+        self.width = int(torch.ones(16).sum().item())

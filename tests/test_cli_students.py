@@ -413,3 +413,46 @@ def test_networks_that_return_their_logits_in_an_output_object_train_and_distil(
     assert "student nets.LikeTransformers: test accuracy" in proc.stdout
     saved = torch.load(run / "student.pt", weights_only=True)["state_dict"]
     assert set(saved) == set(TinyBNNet(10).state_dict())
+
+
+def test_a_students_constructor_that_the_meta_device_refuses_is_built_on_the_cpu_for_the_checks(tmp_path, capsys):
+    """The checks before any work build the student on the meta device (names and shapes, no memory); a class of
+    the user's that reads a tensor back in its constructor is built on the CPU there instead."""
+    proc = _run(capsys, tmp_path / "run", "student=module", "student.model._target_=nets.ReadsBackATensor",
+                "+student.model.num_classes=10")
+    assert "student nets.ReadsBackATensor: test accuracy" in proc.stdout
+
+
+def test_the_transformers_recipes_without_transformers_say_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what an import finds where it is not installed
+    out = tmp_path / "run"
+    rest = [a for a in BASE if not a.startswith(("teacher", "student"))]
+    for who in ("teacher", "student"):
+        other = "student=microcnn" if who == "teacher" else "teacher=tinycnn_shapes"
+        proc = in_process(capsys, "distill", *rest, f"{who}=transformers", f"{who}.name={tmp_path}", other,
+                          f"hydra.run.dir={out}")
+        _assert_clean_failure(proc, out, f"{who}.model._target_='transformers.AutoModelForImageClassification"
+                                         ".from_pretrained' needs transformers, which is not installed: pip install "
+                                         "transformers.")
+
+
+def test_the_transformers_recipes_distil_a_folder_save_pretrained_wrote(tmp_path, capsys):
+    """teacher=transformers and student=transformers with transformers itself, where it is installed (it is not one
+    of datafree's requirements): its classes and preprocessing come from the folders."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    for name, labels in (("teacher", 10), ("student", 10)):
+        config = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+                                           num_labels=labels, id2label={k: f"shape{k}" for k in range(labels)})
+        transformers.ResNetForImageClassification(config).save_pretrained(tmp_path / name)
+    (tmp_path / "teacher" / "preprocessor_config.json").write_text(
+        '{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25], "size": {"height": 8, "width": 8}}')
+    rest = [a for a in BASE if not a.startswith(("teacher", "student"))]
+    proc = in_process(capsys, "distill", *rest, "teacher=transformers", f"teacher.name={tmp_path / 'teacher'}",
+                      "student=transformers", f"student.name={tmp_path / 'student'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = _log(tmp_path / "run")
+    assert "using its preprocessor_config.json's mean [0.5, 0.5, 0.5] and std [0.25, 0.25, 0.25]" in log
+    assert "the teacher returns a ImageClassifierOutputWithNoAttention: its 'logits' are read" in log
+    assert "the student returns a ImageClassifierOutputWithNoAttention: its 'logits' are read" in log
+    assert "student transformers.AutoModelForImageClassification.from_pretrained: test accuracy" in proc.stdout

@@ -221,6 +221,8 @@ def build_user_module(model: Any, what: str = "teacher") -> nn.Module:
         try:
             built = instantiate(model, _convert_="all")
         except Exception as exc:  # noqa: BLE001 - hydra wraps import and constructor errors alike
+            if torch.get_default_device().type == "meta":
+                raise  # what the meta device refused (from_pretrained loads weights): on_meta_device builds it on the CPU
             known = recipe_error(exc, model, f"{what}.model") if isinstance(exc, InstantiationException) else exc
             if isinstance(known, DatafreeError):
                 raise known from None
