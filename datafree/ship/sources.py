@@ -42,8 +42,10 @@ def own_class(arch: str) -> bool:
     return not (name and source in ("torchvision", "timm")) and "." in arch
 
 
-def read_classifier(path: str | Path, key: str) -> tuple[torch.nn.Module, ClassifierInfo]:
-    """A datafree checkpoint (a teacher.pt or student.pt) as a frozen CPU model, or one line saying what it is not."""
+def read_classifier(path: str | Path, key: str, built_by: dict | None = None) -> tuple[torch.nn.Module, ClassifierInfo]:
+    """A datafree checkpoint (a teacher.pt or student.pt) as a frozen CPU model, or one line saying what it is not.
+    A network of the user's own class is built by ``built_by`` (the ``_target_`` node of the run's own recipe that
+    built it, as ``from_run`` rebuilds a run's teacher), and the weights loaded into it; the file alone cannot."""
     blob = read_checkpoint(path, what=key)  # refuses pickles, TorchScript archives, damaged files with their reasons
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise DatafreeError(f"{key} {str(path)!r} is not a datafree student or teacher (it has no 'format: {FORMAT}' "
@@ -51,11 +53,23 @@ def read_classifier(path: str | Path, key: str) -> tuple[torch.nn.Module, Classi
                             "train-teacher'.")
     arch = str(blob.get("arch"))
     if own_class(arch):
-        raise DatafreeError(f"{key} {str(path)!r} holds a {arch} network, which only its own class builds: load it "
-                            "with datafree.load_teacher('module', model=..., checkpoint=...) and ship it from Python "
+        if built_by is not None:
+            teacher = load_teacher("module", model=built_by, checkpoint=str(path))
+            return teacher.model, teacher.info
+        raise DatafreeError(f"{key} {str(path)!r} holds a {arch} network, which only its own class builds: give "
+                            "run=RUN_DIR (the distill run's folder, whose recipe says how to build it), or load it with "
+                            "datafree.load_teacher('module', model=..., checkpoint=...) and ship it from Python "
                             "(datafree.ship.deploy_student).")
     teacher = load_teacher("datafree", checkpoint=str(path))
     return teacher.model, teacher.info
+
+
+def own_class_node(config: dict) -> dict | None:
+    """The ``_target_`` node a run's recipe built its student of the user's own class from (student=module, or
+    student=transformers), or None."""
+    node = (config.get("student") or {}) if isinstance(config, dict) else {}
+    model = node.get("model") if isinstance(node, dict) and node.get("source") == "module" else None
+    return model if isinstance(model, dict) and model.get("_target_") else None
 
 
 def load_student(run: str | None, checkpoint: str | None) -> Student:
@@ -75,8 +89,8 @@ def load_student(run: str | None, checkpoint: str | None) -> Student:
     if not (folder / "student.pt").is_file():
         raise DatafreeError(f"run={run} holds no student.pt: point it at the folder of a distill run that has evaluated "
                             "its student at least once.")
-    model, info = read_classifier(folder / "student.pt", "run")
     state = load_distill_run(folder) if (folder / LAST).is_file() else None
+    model, info = read_classifier(folder / "student.pt", "run", own_class_node(state.config if state else {}))
     return Student(model, info, folder / "student.pt", folder, state)
 
 

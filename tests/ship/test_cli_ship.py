@@ -58,9 +58,12 @@ def test_deploy_from_a_run_uses_its_synthetic_images_and_real_data(deploy_dir, r
 @pytest.mark.parametrize("student, label", [
     (["student=torchvision", "student.name=mobilenet_v3_small"], "torchvision:mobilenet_v3_small"),
     (["student=timm", "student.name=test_efficientnet"], "timm:test_efficientnet"),
+    # the user's own class: the run's recipe builds it (the checkpoint alone cannot, test below)
+    (["student=module", "student.model._target_=nets.TinyBNNet", "+student.model.num_classes=10"], "nets.TinyBNNet"),
 ])
-def test_students_from_torchvision_and_timm_ship_from_their_runs(tmp_path, student, label):
-    """deploy rebuilds the student from the label its checkpoint carries; each file is checked against it."""
+def test_students_from_every_source_ship_from_their_runs(tmp_path, student, label):
+    """deploy rebuilds the student from the label its checkpoint carries, or, for a class of the user's, as the
+    run's recipe built it; each file is checked against it."""
     run, out = tmp_path / "run", tmp_path / "deploy"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -72,6 +75,17 @@ def test_students_from_torchvision_and_timm_ship_from_their_runs(tmp_path, stude
     manifest = json.loads((out / "deploy.json").read_text())
     assert set(manifest["files"]) == {"student.onnx", "student.pt2", "student.int8.onnx"}
     assert manifest["student"]["arch"] == label
+
+
+def test_a_student_of_the_users_own_class_from_its_file_alone_says_to_give_its_run(tmp_path, capsys):
+    run, out = tmp_path / "run", tmp_path / "deploy"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["distill", *[a for a in TINY if not a.startswith("student=")], "student=module",
+                         "student.model._target_=nets.TinyBNNet", "+student.model.num_classes=10",
+                         "noise_baseline=false", f"hydra.run.dir={run}"]) == 0
+    proc = in_process(capsys, "deploy", f"checkpoint={run / 'student.pt'}", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "holds a nets.TinyBNNet network, which only its own class builds: give "
+                                     "run=RUN_DIR (the distill run's folder")
 
 
 def test_report_writes_every_file_with_sane_values(shapes_student, shapes_teacher, deployed, tmp_path, capsys):
