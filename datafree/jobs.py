@@ -646,7 +646,7 @@ def offline_parts(cfg: DictConfig, device: torch.device):
 
 # What each output of a run is, in the order the summary lists them.
 RUN_OUTPUTS = {
-    "student.pt": "the distilled student (load it with datafree.load_teacher('datafree', checkpoint=...))",
+    "student.pt": "the distilled student: datafree deploy run={run} ships it (ONNX, int8, ...)",
     "teacher.pt": "the teacher (a datafree checkpoint)",
     "samples.png": "synthetic images, one row per class the teacher gives them",
     "summary.csv": "one row per evaluation",
