@@ -201,6 +201,31 @@ def test_fast_rounds_replay_as_cuda_graphs_without_host_sync():
     assert any(not torch.equal(p, q) for p, q in zip(before, student.parameters()))  # the replays train the student
 
 
+def test_warm_ups_and_captures_keep_every_gradient_on_one_stream():
+    """The fast rounds' warm-ups and captures share one side stream: no AccumulateGrad stream mismatch (PyTorch
+    warns of one when a gradient accumulator made on one stream meets a backward on another)."""
+    import warnings
+
+    from datafree.distill.losses import KDLoss
+    from datafree.synthesizers import Augment, FastSynthesizer
+
+    device = torch.device("cuda")
+    teacher, student = _nets(device)
+    synth = FastSynthesizer(batch_size=64, g_steps=5, cuda_graphs=True)
+    distiller = Distiller.from_options(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
+                                       batch_size=64, replay=1.0, pool_capacity=1024, progress=False, cuda_graphs=True,
+                                       loss=KDLoss(temperature=4.0), augment=Augment(flip=True, crop_padding=4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):  # warm-up, capture, replays
+            distiller.source.new_round()
+            for _ in range(4):
+                distiller._update()
+        torch.cuda.synchronize()
+    assert synth._step.graph is not None and distiller._captured.graph is not None
+    assert not [w for w in caught if "AccumulateGrad" in str(w.message)]
+
+
 def test_objectives_without_sync_and_in_a_captured_student_step():
     """Relation and adversarial terms never wait on the host; on logits they are captured with the student step
     (the discriminator's own optimiser step inside the graph), on penultimate features the step runs eagerly."""

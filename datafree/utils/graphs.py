@@ -6,6 +6,12 @@ run them. :class:`CapturedStep` runs the step eagerly a few times (on a side str
 cuDNN's algorithm search and the optimizers' lazy state happen outside the graph), captures
 the next call into a :class:`torch.cuda.CUDAGraph`, and from then on replays it.
 
+Every warm-up and every capture on a device runs on one side stream (:func:`side_stream`). Autograd
+tags a parameter's gradient accumulator with the stream it was made on and keeps it while anything
+holds the step's graph; a new stream per call, or a capture on another stream than the warm-up's,
+makes the next backward wait across streams (PyTorch warns that an AccumulateGrad node's stream does
+not match its producer's, and a capture that pulls in a non-capturing stream fails).
+
 A captured step must: read its inputs from tensors that stay in place (fill them with
 ``copy_``/``fill_`` between replays), draw its random numbers on the device, never read a
 device value on the host, and keep its shapes. What it returns is overwritten by the next
@@ -16,6 +22,18 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+
+_side_streams: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def side_stream(device: torch.device) -> torch.cuda.Stream:
+    """The one stream every :class:`CapturedStep` on ``device`` warms up and captures on."""
+    device = torch.device(device)
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if device not in _side_streams:
+        _side_streams[device] = torch.cuda.Stream(device)
+    return _side_streams[device]
 
 
 class CapturedStep:
@@ -33,8 +51,8 @@ class CapturedStep:
         self.calls += 1
         if not self.enabled:
             return self.fn()
+        side = side_stream(self.device)
         if self.graph is None and self.calls <= self.warmup:
-            side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 output = self.fn()
@@ -42,7 +60,7 @@ class CapturedStep:
             return output
         if self.graph is None:
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            with torch.cuda.graph(self.graph, stream=side):
                 self.output = self.fn()
         self.graph.replay()
         return self.output
