@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.utils.device import autocast
+from datafree.utils.device import autocast, network_layout
 from datafree.utils.untouched import untouched
 
 
@@ -25,7 +25,8 @@ def check_student_fits(teacher: nn.Module | None, student: nn.Module, *, batch_s
     """
     with untouched(student, device):
         try:
-            inputs = torch.rand(batch_size, *input_size, device=device)
+            # in the layout the steps feed (channels_last on a GPU): the kernels cuDNN picks here are the steps' own
+            inputs = network_layout(torch.rand(batch_size, *input_size, device=device), device)
             student.train()
             with autocast(device, amp):
                 if teacher is not None:
