@@ -172,8 +172,8 @@ def test_sigterm_and_resume_on_the_gpu(tmp_path):
     assert result.student_steps == 12 and result.rounds == 4
 
 
-def test_fast_rounds_replay_as_cuda_graphs_without_host_sync():
-    """The fast recipe's hot path: captured generator steps and captured student steps from the bank."""
+def _fast_distiller():
+    """The fast recipe's hot path on the GPU, graphed: a FastSynthesizer and a distiller replaying from its bank."""
     from datafree.distill.losses import KDLoss
     from datafree.synthesizers import Augment, FastSynthesizer
 
@@ -183,6 +183,12 @@ def test_fast_rounds_replay_as_cuda_graphs_without_host_sync():
     distiller = Distiller.from_options(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
                                        batch_size=64, replay=1.0, pool_capacity=1024, progress=False, cuda_graphs=True,
                                        loss=KDLoss(temperature=4.0), augment=Augment(flip=True, crop_padding=4))
+    return synth, distiller, student
+
+
+def test_fast_rounds_replay_as_cuda_graphs_without_host_sync():
+    """The fast recipe's hot path: captured generator steps and captured student steps from the bank."""
+    synth, distiller, student = _fast_distiller()
     for _ in range(2):  # warm-up and capture (cuDNN autotuning may sync)
         distiller.source.new_round()
         for _ in range(4):
@@ -206,15 +212,7 @@ def test_warm_ups_and_captures_keep_every_gradient_on_one_stream():
     warns of one when a gradient accumulator made on one stream meets a backward on another)."""
     import warnings
 
-    from datafree.distill.losses import KDLoss
-    from datafree.synthesizers import Augment, FastSynthesizer
-
-    device = torch.device("cuda")
-    teacher, student = _nets(device)
-    synth = FastSynthesizer(batch_size=64, g_steps=5, cuda_graphs=True)
-    distiller = Distiller.from_options(teacher, student, synth, device=device, num_classes=10, input_size=(3, 32, 32),
-                                       batch_size=64, replay=1.0, pool_capacity=1024, progress=False, cuda_graphs=True,
-                                       loss=KDLoss(temperature=4.0), augment=Augment(flip=True, crop_padding=4))
+    synth, distiller, student = _fast_distiller()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(3):  # warm-up, capture, replays

@@ -25,7 +25,7 @@ def check_student_fits(teacher: nn.Module | None, student: nn.Module, *, batch_s
     """
     with untouched(student, device):
         try:
-            # in the layout the steps feed (channels_last on a GPU): the kernels cuDNN picks here are the steps' own
+            # in the layout the steps feed (channels_last on a GPU), so that the probe runs the steps' own kernels
             inputs = network_layout(torch.rand(batch_size, *input_size, device=device), device)
             student.train()
             with autocast(device, amp):
