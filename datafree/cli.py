@@ -223,7 +223,10 @@ def _remove_new_parents(out_dir: Path) -> None:
 
 
 def _with_resume(overrides: list[str]) -> list[str]:
-    """``resume=RUN_DIR`` runs in RUN_DIR; a resumed run keeps the first run's .hydra record and adds its own."""
+    """``resume=RUN_DIR`` runs in RUN_DIR; a resumed run keeps the first run's .hydra record and adds its own.
+    The settings the run was started with (its ``.hydra/overrides.yaml``) come first, each unless the command gives
+    its key again: ``resume=RUN_DIR`` alone continues the run as it was started, and the command's own settings
+    (a longer ``trainer.time_budget_s``) apply over them; any other change is refused as before (run_state)."""
     values = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}
     resume = values.get("resume", "")
     if resume.lower() in ("", "null", "none", "false"):
@@ -233,7 +236,29 @@ def _with_resume(overrides: list[str]) -> list[str]:
         extra.append(f"hydra.run.dir={resume}")
     if "hydra.output_subdir" not in values:
         extra.append("hydra.output_subdir=.hydra/resumed_${now:%Y-%m-%d_%H-%M-%S}")
-    return [*overrides, *extra]
+    run_dir = resume if resume.lower() != "true" else values.get("hydra.run.dir")
+    given = {_override_key(o) for o in overrides}
+    started_with = [o for o in _started_with(run_dir) if _override_key(o) not in given]
+    return [*started_with, *overrides, *extra]
+
+
+def _started_with(run_dir: str | None) -> list[str]:
+    """The command-line settings the run in ``run_dir`` was started with (hydra's record of them), or none."""
+    if not run_dir or "${" in run_dir:
+        return []
+    path = Path(run_dir).expanduser() / ".hydra" / "overrides.yaml"
+    try:
+        from omegaconf import OmegaConf
+
+        saved = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception:  # noqa: BLE001 - no record (or not hydra's): the command alone says what the run is
+        return []
+    return [o for o in saved if isinstance(o, str) and not o.startswith("hydra.")] if isinstance(saved, list) else []
+
+
+def _override_key(override: str) -> str:
+    """The key an override sets (``+key=v``, ``++key=v``, ``~key`` and ``key=v`` set ``key``)."""
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def _one_line(error: BaseException) -> str:

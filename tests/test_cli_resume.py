@@ -59,7 +59,8 @@ def _student(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
 
-def _interrupt_and_resume(tmp_path, capsys, command, args, total_steps, checkpoint):
+def _interrupt_and_resume(tmp_path, capsys, command, args, total_steps, checkpoint, last_alone=False):
+    """``last_alone``: the last resume is ``resume=RUN_DIR`` and nothing else (the run's own settings fill in)."""
     reference = tmp_path / "reference"
     proc = in_process(capsys, command, *args, f"hydra.run.dir={reference}")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -77,7 +78,8 @@ def _interrupt_and_resume(tmp_path, capsys, command, args, total_steps, checkpoi
         assert f"interrupted: stopped by SIGTERM after {'student ' if command == 'distill' else ''}step {at} " in proc.stderr
         assert "resume=true" in proc.stderr and (run / "state_last.pt").is_file()
         done = at
-    proc = in_process(capsys, command, *args, "resume=true", f"hydra.run.dir={run}")
+    last = [f"resume={run}"] if last_alone else [*args, "resume=true", f"hydra.run.dir={run}"]
+    proc = in_process(capsys, command, *last)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = _student(run / checkpoint)
     assert got.keys() == expected.keys()
@@ -102,8 +104,14 @@ def test_distill_interrupted_at_random_steps_resumes_bitwise(tmp_path, capsys):
 
 
 def test_train_teacher_interrupted_at_random_steps_resumes_bitwise(tmp_path, capsys):
-    # 400 images / batch 64 = 6 steps per epoch, 2 epochs.
-    _interrupt_and_resume(tmp_path, capsys, "train-teacher", TEACHER, 12, "teacher.pt")
+    # 400 images / batch 64 = 6 steps per epoch, 2 epochs. The last resume gives resume=RUN_DIR alone: the settings
+    # the run was started with come from its .hydra record; one given again that differs is still refused.
+    run = _interrupt_and_resume(tmp_path, capsys, "train-teacher", TEACHER, 12, "teacher.pt", last_alone=True)
+    proc = in_process(capsys, "train-teacher", f"resume={run}", "teacher.train.lr=0.5")
+    assert proc.returncode == 2 and "differs from the checkpoint's in teacher.train.lr: 0.05 -> 0.5" in proc.stderr
+    proc = in_process(capsys, "train-teacher", f"resume={run}", "teacher.train.epochs=3")  # a longer run: allowed
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "epoch 3/3" in (run / "train-teacher.log").read_text()
 
 
 def test_the_fast_recipe_interrupted_at_random_steps_resumes_bitwise(tmp_path, capsys, shapes_teacher_path):
