@@ -61,7 +61,8 @@ def make_student(student: Any, teacher: ClassifierInfo, device: torch.device | s
     field_note = read_logits_field(model, teacher.input_size, device, who="student")
     if field_note:
         log.info(field_note)
-    check_logits(probe_logits(model, teacher.input_size, device, who="student"), teacher.num_classes, who="student")
+    check_logits(probe_logits(model, teacher.input_size, device, who="student"), teacher.num_classes, who="student",
+                 model=model)
     check_training_output(model, teacher.input_size, device, who="student")
     info = dataclasses.replace(teacher, arch=arch, test_accuracy=None,
                                extra={"teacher_arch": teacher.arch, "teacher_accuracy": teacher.test_accuracy})

@@ -113,6 +113,12 @@ def read_test_split_at_teacher_size(data_cfg: DictConfig, test_set: ImageDataset
 
 def batches(dataset: ImageDataset, data_cfg: DictConfig, device: torch.device, train: bool, seed: int) -> DeviceBatches:
     """This rank's batches: training ones are its share of each global batch, evaluation ones its share of the set."""
+    world = dist.world_size()
+    if train and len(dataset) < int(data_cfg.batch_size) * world:  # every training batch is full: none would be
+        fits = 2 ** max(0, (len(dataset) // world).bit_length() - 1)
+        processes = f" on each of {world} processes" if world > 1 else ""
+        raise DatafreeError(f"data.batch_size={data_cfg.batch_size}{processes} is more than the {len(dataset)} training "
+                            f"images give: set data.batch_size={fits} or lower (every training batch is a full one).")
     return DeviceBatches(
         dataset,
         batch_size=int(data_cfg.batch_size if train else data_cfg.eval_batch_size),

@@ -94,7 +94,7 @@ class LikeTransformers(TinyBNNet):
     def __init__(self, num_classes: int = 4, folder: str = "", labels: list | None = None):
         super().__init__(num_classes)
         names = labels or [f"LABEL_{k}" for k in range(num_classes)]
-        self.config = type("Config", (), {"_name_or_path": folder, "num_channels": 3,
+        self.config = type("Config", (), {"_name_or_path": folder, "num_channels": 3, "num_labels": num_classes,
                                           "id2label": {k: name for k, name in enumerate(names)}})()
 
     def forward(self, pixel_values):

@@ -382,6 +382,15 @@ def test_a_network_datafree_trains_that_ends_in_a_softmax_is_refused_before_any_
                                      "in a softmax)", "remove the final softmax")
 
 
+def test_a_training_set_smaller_than_one_batch_is_refused_naming_the_batch_that_fits(tmp_path, capsys):
+    data = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+    out = tmp_path / "teacher"
+    proc = in_process(capsys, "train-teacher", *data, "data.batch_size=512", "teacher=tinycnn_shapes",
+                      "teacher.arch=microcnn", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "data.batch_size=512 is more than the 400 training images give: set "
+                                     "data.batch_size=256 or lower")
+
+
 def test_a_trained_network_with_another_class_count_is_refused_before_training(tmp_path, capsys):
     teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
     out = tmp_path / "teacher"

@@ -105,12 +105,24 @@ def check_training_output(model: nn.Module, input_size: tuple[int, int, int], de
                             "it when you use the network, or use a module that returns the layer before it).")
     if num_classes is not None and output.shape[1] != int(num_classes):
         raise DatafreeError(f"the {who} returns {output.shape[1]} logits per image but the data has {num_classes} "
-                            f"classes: build it with {num_classes} outputs (e.g. num_classes: {num_classes} next to "
-                            f"{who}.model._target_).")
+                            f"classes: build it with {num_classes} outputs ({head_hint(model, who, num_classes)}).")
 
 
-def check_logits(logits: torch.Tensor, num_classes: int | None, who: str = "teacher") -> int:
-    """The number of classes the logits show, after checking they are finite and match ``num_classes``."""
+def head_hint(model: nn.Module, who: str, num_classes: int) -> str:
+    """How to build the user's network (a ``{who}.model`` node) with ``num_classes`` outputs: a transformers
+    classifier takes ``num_labels`` (and a new head over weights made for other classes), a class of the user's
+    its own argument."""
+    net = model.model if isinstance(model, Normalized) else model
+    if hasattr(getattr(net, "config", None), "num_labels"):
+        return (f"a transformers classifier: +{who}.model.num_labels={num_classes} "
+                f"+{who}.model.ignore_mismatched_sizes=true, and its head starts fresh")
+    return f"e.g. num_classes: {num_classes} next to {who}.model._target_"
+
+
+def check_logits(logits: torch.Tensor, num_classes: int | None, who: str = "teacher",
+                 model: nn.Module | None = None) -> int:
+    """The number of classes the logits show, after checking they are finite and match ``num_classes`` (for a
+    student, the teacher's: ``model`` is the student, whose builder the message names)."""
     if not torch.isfinite(logits).all():
         check = (f"check {who}.checkpoint on real inputs and {who}.mean / {who}.std" if who == "teacher" else
                  f"check the {who} network's weights and the teacher's normalisation, which the {who} shares")
@@ -119,6 +131,9 @@ def check_logits(logits: torch.Tensor, num_classes: int | None, who: str = "teac
             f"is wrong; {check}."
         )
     found = int(logits.shape[1])
+    if num_classes is not None and int(num_classes) != found and who == "student":
+        raise DatafreeError(f"the student returns {found} logits per image but the teacher has {num_classes} classes: "
+                            f"build it with {num_classes} outputs ({head_hint(model, who, int(num_classes))}).")
     if num_classes is not None and int(num_classes) != found:
         raise DatafreeError(
             f"the {who} returns {found} logits per image but {who}.num_classes={num_classes}: "

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from nets import GreyWideNet, GroupNormNet, TinyBNNet, calibrated_bn_net
+from nets import GreyWideNet, GroupNormNet, LikeTransformers, TinyBNNet, calibrated_bn_net
 from datafree.api import make_student
 from datafree.distill.trainer import Distiller
 from datafree.errors import DatafreeError
@@ -44,8 +44,13 @@ def test_declared_classes_must_match_the_outputs(tmp_path):
 
 def test_student_that_gives_other_classes_or_cannot_run(tmp_path):
     teacher = load_teacher("module", model=TinyBNNet(4), checkpoint=_saved(tmp_path, TinyBNNet(4)), input_size=[3, 8, 8])
-    with pytest.raises(DatafreeError, match="student returns 7 logits.*student.num_classes"):
+    # the student must give the teacher's classes: the fix is to build it so, not to declare its 7
+    with pytest.raises(DatafreeError, match=r"student returns 7 logits per image but the teacher has 4 classes: build it "
+                                            r"with 4 outputs \(e.g. num_classes: 4 next to student.model._target_\)"):
         make_student(TinyBNNet(7), teacher.info, CPU)
+    with pytest.raises(DatafreeError, match=r"a transformers classifier: \+student.model.num_labels=4 "
+                                            r"\+student.model.ignore_mismatched_sizes=true"):
+        make_student(LikeTransformers(7), teacher.info, CPU)
     with pytest.raises(DatafreeError, match="student does not run on inputs"):
         make_student(GreyWideNet(4), teacher.info, CPU)
     with pytest.raises(DatafreeError, match="student is set to 3 classes"):
