@@ -389,10 +389,10 @@ def _preflight(recipe: str, overrides: list[str]) -> str | None:
     if run_dir is None:  # hydra reports its own interpolation
         return None
     _note_new_parents(run_dir)
-    return _unwritable(run_dir) or _refused_resume(cfg, run_dir)
+    return _unwritable(run_dir) or _refused_resume(cfg, run_dir, recipe)
 
 
-def _refused_resume(cfg, run_dir: str) -> str | None:
+def _refused_resume(cfg, run_dir: str, recipe: str) -> str | None:
     """A run that would be refused in its folder is refused before hydra writes its record there."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -406,7 +406,9 @@ def _refused_resume(cfg, run_dir: str) -> str | None:
     except OmegaConfBaseException:
         return None  # the job's own checks name what cannot be resolved
     try:
-        check_resume(config.get("resume"), Path(run_dir), config)
+        # The loops' names are the commands' (a state records which loop saved it).
+        command = {"distill": "distill", "train_teacher": "train-teacher"}.get(recipe)
+        check_resume(config.get("resume"), Path(run_dir), config, command)
     except DatafreeError as error:
         return str(error)
     return None
@@ -438,7 +440,7 @@ def _join_ranks(recipe: str, overrides: list[str]) -> tuple[str | None, list[str
         run_dir = _run_dir(cfg)
         if run_dir is not None:
             _note_new_parents(run_dir)
-        problem = ((_unwritable(run_dir) or _refused_resume(cfg, run_dir)) if run_dir is not None else
+        problem = ((_unwritable(run_dir) or _refused_resume(cfg, run_dir, recipe)) if run_dir is not None else
                    "the run directory cannot be named before hydra starts: set hydra.run.dir=DIR")
     problem, run_dir = dist.broadcast_object((problem, run_dir))
     if problem:

@@ -112,6 +112,9 @@ def test_train_teacher_interrupted_at_random_steps_resumes_bitwise(tmp_path, cap
     proc = in_process(capsys, "train-teacher", f"resume={run}", "teacher.train.epochs=3")  # a longer run: allowed
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "epoch 3/3" in (run / "train-teacher.log").read_text()
+    proc = in_process(capsys, "distill", f"resume={run}")  # another command's run: named, not a list of differences
+    assert proc.returncode == 2 and (f"holds a train-teacher run, not a distill run: continue it with datafree "
+                                     f"train-teacher resume={run}") in proc.stderr
 
 
 def test_the_fast_recipe_interrupted_at_random_steps_resumes_bitwise(tmp_path, capsys, shapes_teacher_path):

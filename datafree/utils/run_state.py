@@ -124,8 +124,9 @@ class StateFiles:
     """
 
     def __init__(self, directory: str | os.PathLike, *, config: dict | None = None, resume: bool = False,
-                 enabled: bool = True, notice=None, rank: int | None = None):
+                 enabled: bool = True, notice=None, rank: int | None = None, kind: str | None = None):
         self.directory = Path(directory)
+        self.kind = kind  # the command resuming here (distill, train-teacher): a state of another is refused by name
         self.config = config or {}
         self.resume = bool(resume)
         self.enabled = bool(enabled)
@@ -186,6 +187,11 @@ class StateFiles:
                 continue
             if saves is not None and int(state.get("saves", 0)) != saves:
                 continue
+            if self.kind and state.get("kind") not in (None, self.kind):
+                raise DatafreeError(
+                    f"cannot resume from {path}: it holds a {state['kind']} run, not a {self.kind} run: continue it "
+                    f"with datafree {state['kind']} resume={self.directory}."
+                )
             diffs = config_differences(state.get("config", {}), self.config)
             if diffs:
                 raise DatafreeError(
@@ -209,17 +215,19 @@ class StateFiles:
         return any(self._path(name).is_file() for name in (LAST, PREV))
 
 
-def check_resume(resume, out_dir: str | os.PathLike, config: dict) -> None:
+def check_resume(resume, out_dir: str | os.PathLike, config: dict, command: str | None = None) -> None:
     """Every reason to refuse a run in ``out_dir``, checked before anything is written there.
 
-    A new run in a folder that holds a state, a resume without one, a state that cannot be read,
-    or one saved with other settings than ``config`` (the resolved recipe) is refused.
+    A new run in a folder that holds a state, a resume without one, a state that cannot be read, one of another
+    ``command`` than this one (a train-teacher run resumed by distill), or one saved with other settings than
+    ``config`` (the resolved recipe) is refused.
     """
     if not resume_requested(resume, out_dir):
         return
     folders = sorted({path.parent for path in Path(out_dir).glob("**/state_*.pt")})
     for folder in folders:  # the run's own, and those of the loops inside it (teacher/, noise_baseline/)
-        StateFiles(folder, config=config, resume=True, notice=lambda message: None).load()
+        kind = command if folder.resolve() == Path(out_dir).resolve() else None
+        StateFiles(folder, config=config, resume=True, notice=lambda message: None, kind=kind).load()
 
 
 def resume_requested(resume, out_dir: str | os.PathLike) -> bool:
