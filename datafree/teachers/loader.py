@@ -188,8 +188,11 @@ def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None,
     size = input_size or meta.get("input_size")  # a network built for one size (a ViT) is built for it again
     net = network_from_label(str(arch), int(classes), channels, tuple(size[1:]) if size else None)
     if net is None:  # a checkpoint of the user's own class (e.g. a student built with student=module)
+        how = (f"teacher=transformers teacher.name=DIR (the folder it was made from, with the settings it was made "
+               f"with, e.g. +teacher.model.num_labels=N)" if str(arch).startswith("transformers.")
+               else f"teacher=module teacher.model._target_={arch}")
         raise DatafreeError(f"{checkpoint!r} holds a {arch} network, which only its own class can build: load it with "
-                            f"teacher=module teacher.model._target_={arch} teacher.checkpoint={checkpoint}.")
+                            f"{how} teacher.checkpoint={checkpoint}.")
     load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"architecture {arch!r} with {classes} classes",
                  lambda: _zoo_fix(state, channels, checkpoint))
     return net, meta, []

@@ -99,3 +99,21 @@ def test_a_transformers_classifier_from_its_folder(tmp_path):
     mean, std = torch.tensor(info.mean).view(1, 3, 1, 1), torch.tensor(info.std).view(1, 3, 1, 1)
     with torch.no_grad():
         assert torch.allclose(teacher.model(images), net((images - mean) / std).logits)
+
+
+def test_a_checkpoint_of_a_transformers_network_says_to_load_it_from_its_folder(tmp_path):
+    """train-teacher's teacher.pt of a transformers network names the factory that built it, which needs the folder."""
+    from datafree.errors import DatafreeError
+    from datafree.teachers import ClassifierInfo, Normalized, save_classifier
+
+    arch = "transformers.AutoModelForImageClassification.from_pretrained"
+    info = ClassifierInfo(arch=arch, num_classes=3, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3)
+    path = save_classifier(tmp_path / "teacher.pt", Normalized(LikeTransformers(3), info.mean, info.std), info)
+    with pytest.raises(DatafreeError, match=r"load it with teacher=transformers teacher.name=DIR \(the folder it was "
+                                            r"made from.*teacher.checkpoint="):
+        load_teacher("datafree", checkpoint=str(path))
+    # a class of the user's keeps its own advice
+    info = ClassifierInfo(arch="nets.TinyBNNet", num_classes=3, input_size=(3, 8, 8), mean=(0.5,) * 3, std=(0.25,) * 3)
+    path = save_classifier(tmp_path / "own.pt", Normalized(TinyBNNet(3), info.mean, info.std), info)
+    with pytest.raises(DatafreeError, match=r"load it with teacher=module teacher.model._target_=nets.TinyBNNet"):
+        load_teacher("datafree", checkpoint=str(path))
