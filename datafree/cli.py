@@ -406,8 +406,8 @@ def _refused_resume(cfg, run_dir: str, recipe: str) -> str | None:
     except OmegaConfBaseException:
         return None  # the job's own checks name what cannot be resolved
     try:
-        # The loops' names are the commands' (a state records which loop saved it).
-        command = {"distill": "distill", "train_teacher": "train-teacher"}.get(recipe)
+        # A state records the loop that saved it, and the loops are named after their commands.
+        command = next(name for name, (recipe_of, _) in COMMANDS.items() if recipe_of == recipe)
         check_resume(config.get("resume"), Path(run_dir), config, command)
     except DatafreeError as error:
         return str(error)
