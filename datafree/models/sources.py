@@ -17,9 +17,9 @@ from torch import nn
 
 from datafree.errors import DatafreeError, first_line
 from datafree.models import create_model
+from datafree.recipe_nodes import PUBLISHED
 
 SOURCES = ("datafree", "torchvision", "timm", "module")  # "datafree": the zoo (datafree.models)
-TIMM_EXTRA = 'timm is not installed: install it with pip install "datafree[timm]" (or pip install timm)'
 
 
 def build_network(source: str, *, arch: str | None = None, name: str | None = None, model: Any = None,
@@ -187,7 +187,7 @@ def require_timm(what: str):
     try:
         import timm
     except ImportError:
-        raise DatafreeError(f"{what}=timm needs timm, but {TIMM_EXTRA}.") from None
+        raise DatafreeError(f"{what}=timm needs timm, which is not installed: {PUBLISHED['timm']}.") from None
     return timm
 
 
