@@ -7,7 +7,10 @@ best evaluation during it (only to show how much an end-of-run figure can differ
 figure, which is selection on test data), the student/teacher ratio, student steps and wall time.
 A run whose summary did not come back (a command stopped before the copy of its last evaluation) is read from
 the evaluation lines of its log, FOLDER/PREFIX<ROW>.log, instead; a run with neither (it failed before its first
-evaluation) gets a row that says so. Runs with a running average of the student's weights (trainer.ema_decay) get a
+evaluation) gets a row that says so. A run whose log does not end with distill's closing report (the
+"student NAME: test accuracy" line: a command's time limit or the machine stopped it, "interrupted: ...") did not
+end: its row says so and gives its last evaluation as such, with no ratio, since that is not an end-of-run figure
+(a run resumed in pieces ends when its last piece does). Runs with a running average of the student's weights (trainer.ema_decay) get a
 column more: the weights' own accuracy at the end (the student's is the average's, what such a run delivers).
 """
 from __future__ import annotations
@@ -37,6 +40,25 @@ def evaluations_of(folder: Path, name: str) -> list[dict[str, str]]:
     return [r for r in rows if r.get("student_accuracy")]
 
 
+# distill's closing report, and the line the CLI prints when a signal stops a run (its state saved)
+CLOSING = re.compile(r"^student .+: test accuracy ")
+INTERRUPTED = re.compile(r"^datafree: interrupted: ")
+
+
+def ended(folder: Path, name: str) -> bool | None:
+    """Whether run NAME's log ends with distill's closing report (a resumed run's last piece counts); None: no log."""
+    log = folder / f"{name}.log"
+    if not log.is_file():
+        return None
+    last = None
+    for line in log.read_text().splitlines():
+        if CLOSING.search(line):
+            last = True
+        elif INTERRUPTED.search(line):
+            last = False
+    return bool(last)
+
+
 def main() -> None:
     if len(sys.argv) < 4:
         sys.exit(__doc__)
@@ -51,6 +73,11 @@ def main() -> None:
             print(f"| {row} | no evaluation (see {prefix}{row}.log) |{' |' if averaged else ''} | | | |")
             continue
         end = evaluations[-1]
+        if ended(folder, f"{prefix}{row}") is False:
+            weights = f" {float(end['unaveraged_accuracy']):.2%} |" if end.get("unaveraged_accuracy") else " |"
+            print(f"| {row} | did not end (see {prefix}{row}.log): its last evaluation {float(end['student_accuracy']):.2%} "
+                  f"at {float(end['time_s']):.0f} s |{weights if averaged else ''} | | {end['step']} | |")
+            continue
         best = max(evaluations, key=lambda r: float(r["student_accuracy"]))
         ratio = float(end["student_accuracy"]) / float(end["teacher_accuracy"])
         weights = f" {float(end['unaveraged_accuracy']):.2%} |" if end.get("unaveraged_accuracy") else " |"

@@ -21,7 +21,11 @@
 #    fit one 600-s command; e.g. PIECE_S=330 twice).
 #    TAG=_SUFFIX ends each run's name (its folder, log and summary): variants of one pair in one session, e.g.
 #    TAG=_ema DISTILL_OVERRIDES=trainer.ema_decay=0.999, or TAG=_160s with another STUDENT_S.
-# 3. the end-of-run table (benchmarks/end_table.py): accuracy at the end, never the best evaluation.
+# 3. the end-of-run table (benchmarks/end_table.py): accuracy at the end, never the best evaluation; a run stopped
+#    before its end (by a command's limit) gets a row saying so, not a figure.
+# A command's own limit must leave STUDENT_S + 100 s at least: on a cold H100 three ResNet-34 -> MobileNetV2 runs side
+# by side started their budgets' clocks about 74 s after this script began (joining the teacher, loading the test
+# set, building and compiling three runs at once), and each run's last evaluation and report come after its budget.
 set -euo pipefail
 data=$1; teacher_s=$2; student_s=$3; shift 3
 [ $# -gt 0 ] || { echo "usage: $0 DATA_DIR TEACHER_S STUDENT_S TEACHER:STUDENT [...]" >&2; exit 2; }

@@ -58,3 +58,20 @@ def test_an_averaged_run_gives_the_weights_own_accuracy_too(tmp_path):
     assert lines[2] == "| f | 86.19% | 85.12% | 88.00% at 300 s | 0.947 | 3710 | 542 s |"
     assert lines[3] == "| g | 50.00% | | 50.00% at 20 s | 0.556 | 100 | 20 s |"
     assert lines[4] == "| h | no evaluation (see p_h.log) | | | | | |"
+
+
+STOPPED = LOG.splitlines()[:2] + ["datafree: interrupted: stopped by SIGTERM after student step 2961 (round 149): full "
+                                  "state saved to /tmp/run/state_last.pt; to continue, run the same command with resume"]
+
+
+def test_a_run_stopped_before_its_end_gives_no_end_of_run_figure(tmp_path):
+    (tmp_path / "p_i.log").write_text("\n".join(STOPPED) + "\n")
+    (tmp_path / "p_i_summary.csv").write_text(HEADER + "100,2000,100,300,0.88,0.91,0.9\n")
+    [row] = _table(tmp_path, "i")
+    assert row == "| i | did not end (see p_i.log): its last evaluation 88.00% at 300 s | | | 2000 | |"
+
+
+def test_a_run_resumed_to_its_end_ends_with_its_last_piece(tmp_path):
+    (tmp_path / "p_j.log").write_text("\n".join(STOPPED) + "\n" + LOG)
+    [row] = _table(tmp_path, "j")
+    assert row == "| j | 86.19% | 88.00% at 300 s | 0.947 | 3710 | 542 s |"
