@@ -222,7 +222,7 @@ def _remove_new_parents(out_dir: Path) -> None:
             break
 
 
-def _with_resume(overrides: list[str]) -> list[str]:
+def _with_resume(overrides: list[str], recipe: str) -> list[str]:
     """``resume=RUN_DIR`` runs in RUN_DIR; a resumed run keeps the first run's .hydra record and adds its own.
     The settings the run was started with (its ``.hydra/overrides.yaml``) come first, each unless the command gives
     its key again: ``resume=RUN_DIR`` alone continues the run as it was started, and the command's own settings
@@ -238,20 +238,33 @@ def _with_resume(overrides: list[str]) -> list[str]:
         extra.append("hydra.output_subdir=.hydra/resumed_${now:%Y-%m-%d_%H-%M-%S}")
     run_dir = resume if resume.lower() != "true" else values.get("hydra.run.dir")
     given = {_override_key(o) for o in overrides}
-    started_with = [o for o in _started_with(run_dir) if _override_key(o) not in given]
+    started_with = [o for o in _started_with(run_dir, recipe) if _override_key(o) not in given]
     return [*started_with, *overrides, *extra]
 
 
-def _started_with(run_dir: str | None) -> list[str]:
-    """The command-line settings the run in ``run_dir`` was started with (hydra's record of them), or none."""
+def _resume_at_a_file(overrides: list[str]) -> str | None:
+    """``resume=`` names the run's folder; a file in it (its state_last.pt) would be taken for the run directory."""
+    resume = next((o.split("=", 1)[1] for o in reversed(overrides) if _override_key(o) == "resume" and "=" in o), "")
+    path = Path(resume).expanduser()
+    if path.is_file():
+        return f"resume={resume} names a file: give the run's folder, resume={path.parent}."
+    return None
+
+
+def _started_with(run_dir: str | None, recipe: str) -> list[str]:
+    """The command-line settings the run in ``run_dir`` was started with (hydra's record of them), or none; none
+    either for a run of another recipe, whose settings this one may lack (run_state refuses such a resume by name)."""
     if not run_dir or "${" in run_dir:
         return []
-    path = Path(run_dir).expanduser() / ".hydra" / "overrides.yaml"
+    record = Path(run_dir).expanduser() / ".hydra"
     try:
         from omegaconf import OmegaConf
 
-        saved = OmegaConf.to_container(OmegaConf.load(path))
+        made_by = OmegaConf.select(OmegaConf.load(record / "hydra.yaml"), "hydra.job.config_name", default=recipe)
+        saved = OmegaConf.to_container(OmegaConf.load(record / "overrides.yaml"))
     except Exception:  # noqa: BLE001 - no record (or not hydra's): the command alone says what the run is
+        return []
+    if made_by != recipe:
         return []
     return [o for o in saved if isinstance(o, str) and not o.startswith("hydra.")] if isinstance(saved, list) else []
 
@@ -353,7 +366,95 @@ def _compose(recipe: str, overrides: list[str]):
         with recipes_context():
             return compose(config_name=recipe, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as error:
+        unknown = re.match(r"Could not override '([^']+)'", str(error))
+        if unknown:  # a key the recipe lacks: said with the key it was probably meant to be
+            others = [o for o in overrides if _override_key(o) != unknown.group(1)]
+            known = _compose(recipe, others) if others != overrides else None
+            if known is not None and not isinstance(known, str):
+                return _not_a_key(recipe, known, unknown.group(1))
         return _one_line(error)
+
+
+def _not_a_key(recipe: str, cfg, key: str, added: bool = False) -> str:
+    """The line for ``key``, which the recipe lacks (``added``: given with ``+``, where nothing would take it); ``cfg``
+    is the recipe without it, to find the key it was probably meant to be."""
+    command = next(name for name, (recipe_of, _) in COMMANDS.items() if recipe_of == recipe)
+    meant = _closest_key(cfg, key)
+    text = f"{key} is not a key of the {command} recipe" + (f": did you mean {meant}?" if meant else ".")
+    parent = key.rpartition(".")[0]
+    if added:
+        text += (" '+' adds a key only where a constructor takes it (inside a node with _target_, e.g. "
+                 "+student.model.num_labels=10), and nothing takes this one.")
+    elif _takes_new_arguments(cfg, parent):
+        text += f" To pass a new argument to {parent}'s constructor, write +{key}=VALUE."
+    return f"{text} 'datafree {command} --cfg job' prints every key."
+
+
+def _node(cfg, key: str):
+    """The recipe node at dotted ``key`` (the whole recipe for ''), or None when there is none or it is a value."""
+    from omegaconf import DictConfig, OmegaConf
+
+    node = cfg if not key else OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+    return node if isinstance(node, DictConfig) else None
+
+
+def _closest_key(cfg, key: str) -> str | None:
+    """The existing key ``key`` was most likely meant to be: its first part the recipe lacks, matched by spelling
+    among the keys beside it (``trainer.roundz`` -> ``trainer.rounds``, ``studnt.name`` -> ``student.name``)."""
+    import difflib
+
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        node = _node(cfg, ".".join(parts[:depth]))
+        if node is None:
+            return None
+        names = [str(name) for name in node.keys() if name != "hydra"]
+        if part in names:
+            continue
+        match = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
+        return ".".join([*parts[:depth], match[0], *parts[depth + 1:]]) if match else None
+    return None
+
+
+def _fixed_arguments(node_key: str) -> set[str] | None:
+    """The keys a recipe node with ``_target_`` may hold when its constructor takes no others (the trainer), or
+    None where any may be passed on (a network's constructor, a loss)."""
+    if node_key == "trainer":
+        from datafree.distill.settings import trainer_option_names
+
+        return trainer_option_names() | {"_target_", "_partial_"}
+    return None
+
+
+def _takes_new_arguments(cfg, node_key: str) -> bool:
+    node = _node(cfg, node_key) if node_key else None
+    return node is not None and "_target_" in node and _fixed_arguments(node_key) is None
+
+
+def _unread_added_key(recipe: str, cfg, overrides: list[str]) -> str | None:
+    """``+key=value`` adds a key the recipe lacks. A constructor takes it inside a node with ``_target_``
+    (``+student.model.num_labels=10``), as does a value that is such a node (``+teacher.model={_target_: ...}``);
+    anywhere else nothing does, and a misspelt key (``+teacher.train.epochz=3``) would be ignored, or refused only
+    after work (``+trainer.roundz=2``, after the demo's teacher is trained)."""
+    choices = cfg.hydra.runtime.choices
+    for override in overrides:
+        if not override.startswith("+") or override.startswith("++") or "=" not in override:
+            continue
+        key = _override_key(override)
+        if key.startswith("hydra.") or "/" in key or key in choices:  # hydra's own, or a config group added
+            continue
+        parts = key.split(".")
+        value = _node(cfg, key)
+        if value is not None and "_target_" in value:
+            continue
+        owner = next((depth for depth in range(len(parts) - 1, 0, -1)
+                      if (_node(cfg, ".".join(parts[:depth])) or {}).get("_target_") is not None), None)
+        fixed = _fixed_arguments(".".join(parts[:owner])) if owner else None
+        if owner and (fixed is None or parts[owner] in fixed):
+            continue
+        without = _compose(recipe, [o for o in overrides if o != override])
+        return _not_a_key(recipe, cfg if isinstance(without, str) else without, key, added=True)
+    return None
 
 
 def _run_dir(cfg) -> str | None:
@@ -379,10 +480,10 @@ def _unnamed_student(recipe: str, cfg) -> str | None:
 
 def _preflight(recipe: str, overrides: list[str]) -> str | None:
     """Compose the recipe as hydra will and check the run directory: the error line, or None."""
-    cfg = _compose(recipe, overrides)
+    cfg = _resume_at_a_file(overrides) or _compose(recipe, overrides)
     if isinstance(cfg, str):
         return cfg
-    unnamed = _unnamed_student(recipe, cfg)
+    unnamed = _unnamed_student(recipe, cfg) or _unread_added_key(recipe, cfg, overrides)
     if unnamed:
         return unnamed
     run_dir = _run_dir(cfg)
@@ -425,10 +526,10 @@ def _join_ranks(recipe: str, overrides: list[str]) -> tuple[str | None, list[str
     from datafree.utils import dist
     from datafree.utils.device import resolve_device
 
-    cfg = _compose(recipe, overrides)
+    cfg = _resume_at_a_file(overrides) or _compose(recipe, overrides)
     if isinstance(cfg, str):
         return cfg, overrides
-    unnamed = _unnamed_student(recipe, cfg)
+    unnamed = _unnamed_student(recipe, cfg) or _unread_added_key(recipe, cfg, overrides)
     if unnamed:
         return unnamed, overrides
     try:
@@ -501,7 +602,7 @@ def _run(command: str, overrides: list[str], distributed: bool, signals) -> int:
     """A recipe command: checked before hydra runs, then run by hydra with ``signals`` watching its job."""
     recipe, job_name = COMMANDS[command]
     _NEW_PARENTS.clear()
-    overrides = _with_resume(overrides)
+    overrides = _with_resume(overrides, recipe)
     hydra_flags = any(o.startswith("-") for o in overrides)  # hydra's flags (--cfg, -m, --help) go to hydra as they are
     problem = None
     if distributed and {"-m", "--multirun"} & set(overrides):

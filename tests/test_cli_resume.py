@@ -101,6 +101,13 @@ def test_distill_interrupted_at_random_steps_resumes_bitwise(tmp_path, capsys):
     proc = in_process(capsys, "distill", *DISTILL, f"hydra.run.dir={run}")
     assert proc.returncode == 2 and "already holds the saved state" in proc.stderr and "resume=true" in proc.stderr
     assert (run / "student.pt").is_file()
+    # Another command's resume is told the command, not the first run's settings its recipe lacks ("Could not
+    # override 'trainer.rounds'"); the state file for its folder is told the folder.
+    proc = in_process(capsys, "train-teacher", f"resume={run}")
+    assert proc.returncode == 2 and f"holds a distill run, not a train-teacher run: continue it with datafree distill " \
+        f"resume={run}" in proc.stderr
+    proc = in_process(capsys, "distill", f"resume={run / 'state_last.pt'}")
+    assert proc.returncode == 2 and f"names a file: give the run's folder, resume={run}." in proc.stderr
 
 
 def test_train_teacher_interrupted_at_random_steps_resumes_bitwise(tmp_path, capsys):

@@ -99,3 +99,8 @@ class Outputs:
         """(the outputs among flat ``options``, the rest)."""
         names = {field.name for field in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in options.items() if k in names}), {k: v for k, v in options.items() if k not in names}
+
+
+def trainer_option_names() -> set[str]:
+    """Every key the trainer recipe node may hold: what :meth:`Distiller.from_options` takes (and refuses beyond)."""
+    return {field.name for cls in (TrainerSettings, Outputs) for field in dataclasses.fields(cls)}
