@@ -253,6 +253,9 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     """
     check_trainable(cfg)
     num_classes = int(cfg.data.num_classes)
+    if num_classes < 2:  # data.num_classes=auto counted one class folder (a number below 2 is refused by the checks)
+        raise DatafreeError("the training images hold one class: a classifier needs two or more, one folder of images "
+                            "per class under data.root's train/.")
     with torch.random.fork_rng(devices=[]):  # a bad name fails before the data is read, and draws no random number
         on_meta_device(lambda: build_network(source_of(cfg.teacher), arch=cfg.teacher.get("arch"),
                                              name=cfg.teacher.get("name"), model=cfg.teacher.get("model"),

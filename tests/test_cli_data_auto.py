@@ -219,3 +219,12 @@ def test_a_run_with_autos_resumes_and_a_changed_folder_is_named(tmp_path, capsys
     shutil.rmtree(data / "train")
     code, _, err = run_in_process(capsys, *args, "trainer.rounds=4", f"resume={out}")
     assert code == 2 and "the teacher has 4 classes but the data set has 5" in err, err[-2000:]
+
+
+def test_a_training_folder_of_one_class_is_refused(tmp_path, capsys):
+    data = _image_folder(tmp_path / "one", "L", classes=1)  # was trained to 100% on its one class
+    out = tmp_path / "run"
+    code, _, err = run_in_process(capsys, "train-teacher", "data=imagefolder", f"data.root={data}", *TEACHER,
+                                  f"hydra.run.dir={out}")
+    assert code == 2 and "the training images hold one class: a classifier needs two or more" in err, err[-2000:]
+    assert not out.exists()

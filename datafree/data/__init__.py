@@ -128,7 +128,8 @@ def _resolve_source(kind: str, split: str, path: str | None, root: str | None) -
     for candidate in candidates:
         if candidate.exists():
             return candidate
-    raise DatafreeError(f"data.root {folder} holds no {candidates[0].name}: set data.root to the folder holding {layout}.")
+    missing = f"{candidates[0].name}/ folder" if kind == "imagefolder" else candidates[0].name
+    raise DatafreeError(f"data.root {folder} holds no {missing}: set data.root to the folder holding {layout}.")
 
 
 def resize_dataset(dataset: ImageDataset, image_size: int, chunk: int = 4096) -> ImageDataset:

@@ -131,6 +131,12 @@ def check_logits(logits: torch.Tensor, num_classes: int | None, who: str = "teac
             f"is wrong; {check}."
         )
     found = int(logits.shape[1])
+    if found < 2 and who == "teacher":  # distillation matches softmax distributions: one logit has none
+        raise DatafreeError(
+            "the teacher returns one logit per image: datafree distils classifiers with two or more classes (a softmax). "
+            "A binary classifier with one (sigmoid) output can be wrapped to return two logits, torch.cat([torch.zeros_"
+            "like(z), z], 1), whose softmax is its sigmoid (teacher=module: docs/custom_teacher.md)."
+        )
     if num_classes is not None and int(num_classes) != found and who == "student":
         raise DatafreeError(f"the student returns {found} logits per image but the teacher has {num_classes} classes: "
                             f"build it with {num_classes} outputs ({head_hint(model, who, int(num_classes))}).")

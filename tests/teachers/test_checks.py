@@ -155,3 +155,9 @@ def test_probing_finds_a_square_size_and_says_so(tmp_path):
     teacher = load_teacher("module", model=TinyBNNet(4))
     assert teacher.info.input_size == (3, 32, 32)
     assert any("probed the network" in n for n in teacher.notes) and any("no teacher.checkpoint" in n for n in teacher.notes)
+
+
+def test_a_teacher_with_one_output_is_refused_with_the_two_logit_wrapper():
+    one = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 1))  # a binary classifier read through a sigmoid
+    with pytest.raises(DatafreeError, match=r"returns one logit per image.*torch.cat\(\[torch.zeros_like\(z\), z\], 1\)"):
+        load_teacher("module", model=one, input_size=[3, 8, 8])
