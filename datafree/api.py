@@ -50,13 +50,15 @@ class Distilled:
 
 
 def make_student(student: Any, teacher: ClassifierInfo, device: torch.device | str,
-                 num_classes: int | None = None) -> tuple[Normalized, ClassifierInfo]:
+                 num_classes: int | None = None, log_notes: bool = True) -> tuple[Normalized, ClassifierInfo]:
     """The student for ``teacher``'s task, checked on its input: a zoo name (``"resnet18"``), ``"torchvision:NAME"``,
     ``"timm:NAME"``, the user's nn.Module, or a recipe node (``source``, ``arch``/``name``/``model``, optional
     ``checkpoint`` with weights to start from). Zoo, torchvision and timm students are built for the teacher's
-    classes and channels; every student takes the teacher's input size and normalisation."""
+    classes and channels; every student takes the teacher's input size and normalisation. ``log_notes=False``: what
+    its start weights needed is not logged (a check before the run builds its student)."""
     check_agreement(teacher.num_classes, teacher.input_size, student_classes=num_classes)
-    net, arch = build_student(student, teacher.num_classes, teacher.input_size[0], tuple(teacher.input_size[1:]))
+    net, arch = build_student(student, teacher.num_classes, teacher.input_size[0], tuple(teacher.input_size[1:]),
+                              log_notes=log_notes)
     model = Normalized(net, teacher.mean, teacher.std).to(device)
     field_note = read_logits_field(model, teacher.input_size, device, who="student")
     if field_note:

@@ -610,7 +610,7 @@ def online_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, synthes
     # What the method needs from the teacher (BatchNorm, hooks) before anything about the student.
     synthesizer.check_teacher(teacher.model)
     with torch.random.fork_rng(devices=[]):  # a student that cannot serve fails now; the run builds its own
-        make_student(cfg.student, info, device)
+        make_student(cfg.student, info, device, log_notes=False)
     return network_layout(teacher.model, device), info, test_set
 
 
@@ -624,7 +624,7 @@ def check_student_before_training(student_node: DictConfig, hint: DataHint, devi
     to_be = ClassifierInfo(arch="the teacher to be trained", num_classes=hint.num_classes, input_size=shape,
                            mean=(0.0,) * hint.channels, std=(1.0,) * hint.channels)
     with torch.random.fork_rng(devices=[]):  # the teacher trained next starts from the seed, as train-teacher's does
-        make_student(student_node, to_be, device)
+        make_student(student_node, to_be, device, log_notes=False)
 
 
 def offline_parts(cfg: DictConfig, device: torch.device):

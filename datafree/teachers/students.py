@@ -51,14 +51,16 @@ def student_label(student: Any) -> str:
 
 
 def build_student(student: Any, num_classes: int, in_channels: int,
-                  image_size: tuple[int, int] | None = None) -> tuple[nn.Module, str]:
+                  image_size: tuple[int, int] | None = None, log_notes: bool = True) -> tuple[nn.Module, str]:
     """(the bare network with its start weights, its label), for the teacher's classes, channels and image size
-    (``image_size``: height, width); what the start weights needed is logged."""
+    (``image_size``: height, width); what the start weights needed is logged (``log_notes``: a check that builds the
+    student before the run's own does not say it again)."""
     spec = student_spec(student)
     net, label = build_network(spec["source"], arch=spec.get("arch"), name=spec.get("name"), model=spec.get("model"),
                                num_classes=num_classes, in_channels=in_channels, image_size=image_size, what="student")
     for note in start_weights(net, label, spec):
-        log.info(f"student: {note}")
+        if log_notes:
+            log.info(f"student: {note}")
     return net, label
 
 
