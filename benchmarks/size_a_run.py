@@ -1,17 +1,19 @@
 """What one round of the fast recipe costs for a teacher, a student and an image size: size a run before starting it.
 
     python benchmarks/size_a_run.py --teacher torchvision:resnet50 --student torchvision:mobilenet_v3_large \
-        --size 224 --classes 10 --batch 64 128 256 [--no-graphs]
+        --size 224 --classes 10 --batch 64 128 256 [--no-graphs] [--device cpu]
 
 Networks have random weights (the cost does not depend on them). For each batch size: the generator step and
 the student step (milliseconds, mean of timed repetitions after warm-up, the device synchronised around each
-timed block), the peak GPU memory, and what a round of the fast recipe (``g_steps`` generator steps for one
+timed block), the peak memory (on a GPU, what torch allocated; on the CPU, the process's peak resident size so far,
+which only grows from one batch to the next), and what a round of the fast recipe (``g_steps`` generator steps for one
 synthesized batch, then ``student_steps`` student steps on batches twice as large) makes per second: synthesized
 images and student steps.
 """
 from __future__ import annotations
 
 import argparse
+import resource
 
 import torch
 
@@ -26,28 +28,35 @@ from speed import timed  # benchmarks/speed.py: mean of timed repetitions after 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", default="torchvision:resnet50")
-    parser.add_argument("--student", default="torchvision:mobilenet_v3_large")
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--teacher", default="torchvision:resnet50",
+                        help="a zoo name (resnet34), torchvision:NAME or timm:NAME, as make_student takes it")
+    parser.add_argument("--student", default="torchvision:mobilenet_v3_large", help="likewise")
+    parser.add_argument("--size", type=int, default=224, help="image side in pixels (square, RGB)")
     parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--batch", type=int, nargs="+", default=[64, 128, 256])
-    parser.add_argument("--g-steps", type=int, default=20)
-    parser.add_argument("--student-steps", type=int, default=20)
-    parser.add_argument("--reps", type=int, default=10)
-    parser.add_argument("--no-graphs", action="store_true")
+    parser.add_argument("--batch", type=int, nargs="+", default=[64, 128, 256],
+                        help="synthesis batch sizes to price (the student's batch is twice each)")
+    parser.add_argument("--g-steps", type=int, default=20, help="generator steps per round (the fast recipe's)")
+    parser.add_argument("--student-steps", type=int, default=20, help="student steps per round (the fast recipe's)")
+    parser.add_argument("--reps", type=int, default=10, help="timed repetitions after the warm-up")
+    parser.add_argument("--no-graphs", action="store_true", help="eager steps instead of CUDA graphs")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: a GPU when one is visible)")
     args = parser.parse_args()
-    device = resolve_device("cuda")
-    graphs = not args.no_graphs
+    device = resolve_device(args.device)
+    on_gpu = device.type == "cuda"
+    graphs = on_gpu and not args.no_graphs
     info = ClassifierInfo(args.teacher, args.classes, (3, args.size, args.size), (0.485, 0.456, 0.406),
                           (0.229, 0.224, 0.225))
     net, _ = build_student(args.teacher, args.classes, 3, (args.size, args.size))  # a ViT is built for the size
     teacher = network_layout(freeze(Normalized(net, info.mean, info.std).to(device)), device)
-    print(f"device: {torch.cuda.get_device_name(device)}; torch {torch.__version__}; teacher {args.teacher}, student "
-          f"{args.student}, {args.size}x{args.size}, {args.classes} classes, bf16, channels_last, CUDA graphs {graphs}")
+    name = torch.cuda.get_device_name(device) if on_gpu else f"CPU ({torch.get_num_threads()} threads)"
+    precision = f"bf16, channels_last, CUDA graphs {graphs}" if on_gpu else "float32 (as distill runs on the CPU)"
+    print(f"device: {name}; torch {torch.__version__}; teacher {args.teacher}, student "
+          f"{args.student}, {args.size}x{args.size}, {args.classes} classes, {precision}")
     print(f"{'batch':>6}{'generator step ms':>19}{'student step ms':>17}{'peak GiB':>10}{'images/s':>10}{'student steps/s':>17}")
     for batch in args.batch:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
+        if on_gpu:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
         student, _ = make_student(args.student, info, device)
         synth = FastSynthesizer(batch_size=batch, g_steps=args.g_steps, cuda_graphs=graphs)
         distiller = Distiller.from_options(teacher, network_layout(student, device), synth, device=device,
@@ -60,7 +69,8 @@ def main() -> None:
             t_gen = timed(synth._step, device, warmup=4, reps=args.reps)
         student.train()
         t_student = timed(distiller._update, device, warmup=4, reps=args.reps)
-        peak = torch.cuda.max_memory_allocated(device) / 2**30
+        peak = (torch.cuda.max_memory_allocated(device) if on_gpu else
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30  # ru_maxrss: KiB on Linux
         round_s = args.g_steps * t_gen + args.student_steps * t_student
         print(f"{batch:>6}{1000 * t_gen:>19.1f}{1000 * t_student:>17.1f}{peak:>10.1f}{batch / round_s:>10.0f}"
               f"{args.student_steps / round_s:>17.1f}")

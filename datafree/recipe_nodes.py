@@ -55,7 +55,7 @@ def recipe_error(error: BaseException, node: Any, key: str) -> BaseException:
 
 
 # Packages a recipe may name that are published but not among datafree's requirements: how to install each.
-PUBLISHED = {"transformers": "pip install transformers", "timm": 'pip install "datafree[timm]"'}
+PUBLISHED = {"transformers": "pip install transformers", "timm": 'pip install timm (the [timm] extra: pip install -e ".[timm]" in the datafree checkout)'}
 
 
 def _missing_package(error: BaseException) -> str | None:

@@ -166,7 +166,7 @@ def _read_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
     except ImportError:
         raise DatafreeError(
             f"{what} {str(path)!r} is a safetensors file, which needs the safetensors package: pip install safetensors "
-            '(timm brings it: pip install "datafree[timm]").'
+            '(timm brings it too).'
         ) from None
     try:
         return load_file(str(path), device="cpu")

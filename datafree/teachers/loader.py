@@ -8,7 +8,7 @@ Sources (``source=``):
   recipes) plus a state dict, plain or nested, ``module.`` prefixes stripped; or,
   with ``trust_checkpoint``, a whole pickled module;
 * ``torchvision``, ``timm``: any torchvision or timm classification model by ``name``, with
-  a local weights file (timm is an optional extra: ``pip install "datafree[timm]"``);
+  a local weights file (timm is an optional extra: ``pip install timm``);
 * ``torchscript``: an archive from ``torch.jit.save``;
 * ``ensemble``: ``members``, each one of the above; logits are averaged.
 """
