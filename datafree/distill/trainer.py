@@ -324,11 +324,19 @@ class Distiller:
         now = time.perf_counter()
         seconds, settings = now - started, self.settings
         if first:
-            if run.rounds_done % settings.eval_every and run.round < settings.rounds:  # else an evaluation line follows
+            budget = settings.time_budget_s
+            if budget and loop.spent() and run.round < settings.rounds:
+                # The budget is read between rounds and student steps: a round that outlasts it still ends.
+                self.outputs.logger.info(
+                    f"round {run.round} took {seconds:.1f}s (with its warm-up), more than trainer.time_budget_s="
+                    f"{budget:g}, which is read between rounds: the run ends with it. For shorter rounds lower "
+                    "synthesizer.batch_size (and trainer.batch_size).")
+            elif run.rounds_done % settings.eval_every and run.round < settings.rounds:  # else an evaluation follows
+                ends = f", or when trainer.time_budget_s={budget:g} ends" if budget else ""
                 self.outputs.logger.info(
                     f"round {run.round} took {seconds:.1f}s (with its warm-up); the next evaluation comes after round "
                     f"{(run.rounds_done // settings.eval_every + 1) * settings.eval_every} (trainer.eval_every="
-                    f"{settings.eval_every})")
+                    f"{settings.eval_every}){ends}")
             return now
         left = settings.rounds - run.round
         if left <= 0:

@@ -1,4 +1,5 @@
 import csv
+import time
 
 import pytest
 import torch
@@ -153,8 +154,22 @@ def test_the_first_round_says_how_long_it_took_and_when_the_log_speaks_next(tmp_
         _distiller(tmp_path / "b", NoiseSynthesizer(batch_size=8), rounds=3, eval_every=1).fit()
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("round 1 took")]
     assert len(lines) == 1  # with an evaluation every round, the evaluation's own line comes at once
-    assert lines[0].endswith("(with its warm-up); the next evaluation comes after round 2 (trainer.eval_every=2)")
+    assert lines[0].endswith("(with its warm-up); the next evaluation comes after round 2 (trainer.eval_every=2), or "
+                             "when trainer.time_budget_s=600 ends")
     assert "fit" not in lines[0]  # a pace that includes the warm-up would misjudge the budget
+
+
+def test_a_first_round_longer_than_the_budget_says_so_and_what_to_lower(tmp_path, caplog):
+    class Slow(NoiseSynthesizer):  # a round of a large pair on the CPU: minutes against a budget of seconds
+        def synthesize(self):
+            time.sleep(0.3)
+            return super().synthesize()
+
+    with caplog.at_level("INFO", logger="datafree"):
+        result = _distiller(tmp_path, Slow(batch_size=8), rounds=10, eval_every=5, time_budget_s=0.1).fit()
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("round 1 took")]
+    assert "more than trainer.time_budget_s=0.1, which is read between rounds: the run ends with it" in line
+    assert "lower synthesizer.batch_size" in line and result.rounds == 1
 
 
 def test_the_second_round_gives_the_pace_and_what_it_means_for_the_run(tmp_path, caplog):
