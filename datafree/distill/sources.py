@@ -185,7 +185,9 @@ def pool_size(capacity: int | str, image_shape: tuple[int, int, int], device: to
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     if capacity == "auto":
         chosen = min(2**24, free // 4 // per_image) if free is not None else 50_000
-        logger.info(f"trainer.pool_capacity=auto: {chosen} images ({chosen * per_image / 2**30:.1f} GiB of uint8 "
+        size = chosen * per_image
+        amount = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"  # 50,000 at 32 px: 146 MiB
+        logger.info(f"trainer.pool_capacity=auto: {chosen} images ({amount} of uint8 "
                     f"{image_shape[1]}x{image_shape[2]} images{'' if free is None else f'; {free / 2**30:.0f} GiB free'})")
         return chosen
     if free is not None and int(capacity) * per_image > 0.9 * free:

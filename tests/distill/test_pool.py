@@ -41,3 +41,16 @@ def test_a_saved_run_gives_its_wrapped_pool_oldest_first(tmp_path):
     assert run.pool_next == 3 and torch.equal(run.pool_images, pool.state_dict()["images"])  # storage order
     assert torch.equal(run.pool_by_age(), pool.images())
     assert not torch.equal(run.pool_by_age(), run.pool_images)  # it had wrapped: the orders differ
+
+
+def test_the_auto_pool_on_the_cpu_says_its_size_in_units_that_show_it():
+    said = []
+
+    class Log:
+        def info(self, line):
+            said.append(line)
+
+    from datafree.distill.sources import pool_size
+
+    assert pool_size("auto", (3, 32, 32), torch.device("cpu"), Log()) == 50_000
+    assert said == ["trainer.pool_capacity=auto: 50000 images (146 MiB of uint8 32x32 images)"]  # was "0.0 GiB"
