@@ -175,7 +175,8 @@ def _undo_if_nothing_done(out_dir: Path, record: Path | None, before: dict[Path,
     for path in after:
         if path not in before and path.suffix == ".log":
             path.unlink(missing_ok=True)
-    if record is not None and record != out_dir and record.is_dir() and record.name != ".hydra":
+    if record is not None and record != out_dir and record.is_dir() and (
+            record.name != ".hydra" or not _EXISTED.get("record", True)):  # a resume's record, or one new in the folder
         shutil.rmtree(record, ignore_errors=True)
 
 
@@ -189,9 +190,18 @@ def _remove_if_only_hydra_files(out_dir: Path, job_log: str) -> None:
         return
     if any(p.name not in (".hydra", job_log) for p in out_dir.iterdir()):
         return
+    if _EXISTED.get("folder") and not _EXISTED.get("record", True):  # the user's own (empty) folder stays
+        shutil.rmtree(out_dir / ".hydra", ignore_errors=True)
+        (out_dir / job_log).unlink(missing_ok=True)
+        _close_log_handlers(out_dir)
+        return
     shutil.rmtree(out_dir, ignore_errors=True)
-    # The job's log handler goes with its folder: a later line in this process (hydra's next run, a caller's own
-    # logging) would fail to make the file again.
+    _close_log_handlers(out_dir)
+
+
+def _close_log_handlers(out_dir: Path) -> None:
+    """The job's log handler goes with its file: a later line in this process (hydra's next run, a caller's own
+    logging) would fail to make the file again."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
         if out_dir.absolute() in Path(handler.baseFilename).parents:
@@ -200,13 +210,17 @@ def _remove_if_only_hydra_files(out_dir: Path, job_log: str) -> None:
 
 
 # The folders above the run directory that did not exist before this command (e.g. outputs/distill/ on a
-# first run): a refused run removes them again when they are empty, so that it leaves nothing behind.
+# first run): a refused run removes them again when they are empty, so that it leaves nothing behind. And whether the
+# run directory and its .hydra record were there before (a folder the user made, perhaps holding files of their own):
+# a refused run takes away only what it added, the record hydra wrote into such a folder, not the folder.
 _NEW_PARENTS: list[Path] = []
+_EXISTED: dict[str, bool] = {}
 
 
-def _note_new_parents(run_dir: str) -> None:
+def _note_what_exists(run_dir: str) -> None:
     path = Path(run_dir).expanduser().absolute()
     _NEW_PARENTS[:] = [parent for parent in path.parents if not parent.exists()]
+    _EXISTED.update(folder=path.is_dir(), record=(path / ".hydra").exists())
 
 
 def _remove_new_parents(out_dir: Path) -> None:
@@ -489,7 +503,7 @@ def _preflight(recipe: str, overrides: list[str]) -> str | None:
     run_dir = _run_dir(cfg)
     if run_dir is None:  # hydra reports its own interpolation
         return None
-    _note_new_parents(run_dir)
+    _note_what_exists(run_dir)
     return _unwritable(run_dir) or _refused_resume(cfg, run_dir, recipe)
 
 
@@ -540,7 +554,7 @@ def _join_ranks(recipe: str, overrides: list[str]) -> tuple[str | None, list[str
     if dist.is_main_process():
         run_dir = _run_dir(cfg)
         if run_dir is not None:
-            _note_new_parents(run_dir)
+            _note_what_exists(run_dir)
         problem = ((_unwritable(run_dir) or _refused_resume(cfg, run_dir, recipe)) if run_dir is not None else
                    "the run directory cannot be named before hydra starts: set hydra.run.dir=DIR")
     problem, run_dir = dist.broadcast_object((problem, run_dir))
@@ -602,6 +616,7 @@ def _run(command: str, overrides: list[str], distributed: bool, signals) -> int:
     """A recipe command: checked before hydra runs, then run by hydra with ``signals`` watching its job."""
     recipe, job_name = COMMANDS[command]
     _NEW_PARENTS.clear()
+    _EXISTED.clear()
     overrides = _with_resume(overrides, recipe)
     hydra_flags = any(o.startswith("-") for o in overrides)  # hydra's flags (--cfg, -m, --help) go to hydra as they are
     problem = None

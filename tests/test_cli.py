@@ -173,6 +173,19 @@ def test_bad_input_fails_cleanly(tmp_path, capsys, overrides, needles):
         assert not missing_keys(stderr, "distill", [*TINY, *overrides]), stderr
 
 
+@pytest.mark.parametrize("held", [["notes.txt"], []])
+def test_a_refused_run_in_the_users_own_folder_leaves_it_as_it_was(tmp_path, capsys, held):
+    # refused inside the job, after hydra wrote its record: the record went, the folder stays (an empty one was removed,
+    # one holding the user's files kept .hydra/)
+    out = tmp_path / "mine"
+    out.mkdir()
+    for name in held:
+        (out / name).write_text("the user's")
+    proc = in_process(capsys, "distill", *TINY, "student.arch=resnet19", f"hydra.run.dir={out}")
+    assert proc.returncode == 2 and "unknown model 'resnet19'" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == held
+
+
 def test_gpu_asked_for_without_one_fails_cleanly(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
