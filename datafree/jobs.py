@@ -633,7 +633,7 @@ def offline_parts(cfg: DictConfig, device: torch.device):
     from datafree.export.audit import check_comparable
     from datafree.export.reader import SyntheticSet
 
-    synthetic = SyntheticSet(cfg.data.path).require("distil from it", verify=bool(cfg.data.get("verify", True)))
+    synthetic = SyntheticSet(cfg.data.path, "data.path").require("distil from it", verify=bool(cfg.data.get("verify", True)))
     _, height, width = synthetic.image_shape
     for key, value, holds in (("num_classes", synthetic.num_classes, f"{synthetic.num_classes} classes"),
                               ("image_size", height if height == width else None, f"images of {height}x{width}")):
@@ -744,7 +744,7 @@ def audit_job(cfg: DictConfig, out_dir: Path) -> dict:
 
     dist.require_one_process("datafree audit")
     device = prepare(cfg, out_dir)
-    synthetic = SyntheticSet(cfg.synthetic).require("audit it")
+    synthetic = SyntheticSet(cfg.synthetic, "synthetic").require("audit it")
     settings = AuditSettings(flips=bool(cfg.flips), features=bool(cfg.features), pixel_threshold=cfg.pixel_threshold,
                              feature_threshold=cfg.feature_threshold, baseline_quantile=float(cfg.baseline_quantile),
                              closest=int(cfg.closest), batch_size=int(cfg.batch_size or 1000), budget_mb=int(cfg.budget_mb),

@@ -78,6 +78,7 @@ def test_mismatched_checkpoint_names_the_network_the_weights_fit(tmp_path, capsy
     ("distill", ["resume=NOWHERE"], "resume=NOWHERE but NOWHERE does not exist: point resume at the run directory"),
     ("audit", ["synthetic="], "synthetic must be a path (not empty), got ''"),  # synthetic=$UNSET in a shell
     ("audit", ["synthetic=null"], "no synthetic data set given: set synthetic=DIR"),  # optional in deploy, report
+    ("audit", ["synthetic=NOWHERE"], "NOWHERE does not exist: point synthetic at the folder that datafree synthesize wrote"),
 ])
 def test_a_missing_path_is_said_to_be_missing(tmp_path, capsys, command, overrides, needle):
     # (from_run: tests/export/test_cli_synthesize.py)

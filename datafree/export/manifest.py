@@ -51,21 +51,24 @@ def teacher_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def data_set_folder(path: str | os.PathLike) -> Path:
-    """The folder of a synthetic data set given as the folder or its manifest; checks that it is one."""
+def data_set_folder(path: str | os.PathLike, key: str | None = None) -> Path:
+    """The folder of a synthetic data set given as the folder or its manifest; checks that it is one. ``key``: the
+    recipe key that named it (``data.path``), which the messages tell the user to point."""
+    point = f"point {key} at" if key else "point at"
     if path is None:
-        raise DatafreeError("no synthetic data set given: set synthetic=DIR, a folder that datafree synthesize wrote.")
+        raise DatafreeError(f"no synthetic data set given: set {key or 'synthetic'}=DIR, a folder that datafree "
+                            "synthesize wrote.")
     path = Path(path).expanduser()
     if path.is_file() and path.name == MANIFEST:
         path = path.parent
     if not path.exists():
-        raise DatafreeError(f"{path} does not exist: point at the folder that datafree synthesize wrote (it holds {MANIFEST}).")
+        raise DatafreeError(f"{path} does not exist: {point} the folder that datafree synthesize wrote (it holds {MANIFEST}).")
     if not path.is_dir():
-        raise DatafreeError(f"{path} is a file, not a synthetic data set: point at the folder that datafree synthesize "
+        raise DatafreeError(f"{path} is a file, not a synthetic data set: {point} the folder that datafree synthesize "
                             f"wrote (it holds {MANIFEST}).")
     if not (path / MANIFEST).is_file():
         raise DatafreeError(f"{path} holds no {MANIFEST}, so it is not a synthetic data set written by datafree synthesize "
-                            "(or its run stopped before it wrote anything): point at such a folder.")
+                            f"(or its run stopped before it wrote anything): {point} such a folder.")
     return path
 
 

@@ -19,8 +19,9 @@ class SyntheticSet:
     chunk of PNGs) at a time, :meth:`load` all of them.
     """
 
-    def __init__(self, path: str | os.PathLike):
-        self.folder = data_set_folder(path)
+    def __init__(self, path: str | os.PathLike, key: str | None = None):
+        """``key``: the recipe key that named ``path`` (``data.path``), for the message when it is not a set."""
+        self.folder = data_set_folder(path, key)
         self.manifest = read_manifest(self.folder)
 
     # -- what it is ----------------------------------------------------------------------------------
