@@ -192,9 +192,23 @@ RULES: dict[str, tuple[tuple, str]] = {
 }
 
 
+# What teacher.name / student.name hold, by source: a model name of the library, or (transformers) the saved folder.
+NAME_EXAMPLES = {"torchvision": "mobilenet_v3_large", "timm": "efficientnet_b0"}
+
+
+def _name_examples(cfg: DictConfig) -> dict[str, str]:
+    """An example for teacher.name / student.name left as ??? (was "student.name=PATH" for a torchvision student)."""
+    examples = {}
+    for who in ("teacher", "student"):
+        node = cfg.get(who)
+        source = node.get("source") if isinstance(node, DictConfig) and "source" in node else None
+        examples[f"{who}.name"] = NAME_EXAMPLES.get(source, "DIR")
+    return examples
+
+
 def check_config(cfg: DictConfig) -> dict:
     """Raise a DatafreeError naming the first bad key; returns the resolved recipe as plain containers."""
-    check_no_unset(cfg, examples={key: example for key, (_, example) in RULES.items()})
+    check_no_unset(cfg, examples={**{key: example for key, (_, example) in RULES.items()}, **_name_examples(cfg)})
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except Exception as exc:  # noqa: BLE001 - an interpolation that points nowhere

@@ -466,3 +466,11 @@ def test_the_transformers_recipes_distil_a_folder_save_pretrained_wrote(tmp_path
     assert "the teacher returns a ImageClassifierOutputWithNoAttention: its 'logits' are read" in log
     assert "the student returns a ImageClassifierOutputWithNoAttention: its 'logits' are read" in log
     assert "student transformers.AutoModelForImageClassification.from_pretrained: test accuracy" in proc.stdout
+
+
+@pytest.mark.parametrize("source, example", [("torchvision", "mobilenet_v3_large"), ("timm", "efficientnet_b0"),
+                                             ("transformers", "DIR")])
+def test_a_student_without_its_name_is_shown_one_of_its_source(tmp_path, capsys, source, example):
+    out = tmp_path / "run"
+    proc = in_process(capsys, "distill", *BASE, f"student={source}", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, f"student.name must be set (the recipe leaves it as ???): e.g. student.name={example}.")
