@@ -597,8 +597,13 @@ def main(argv: list[str] | None = None) -> int:
     if command in PLAIN_COMMANDS:
         return _plain(command, overrides)
     if command not in COMMANDS:
-        print(f"datafree: error: unknown command {command!r}: choose one of {', '.join([*COMMANDS, *PLAIN_COMMANDS])}."
-              f"\n\n{usage()}", file=sys.stderr)
+        import difflib
+
+        known = [*COMMANDS, *PLAIN_COMMANDS]
+        meant = difflib.get_close_matches(command.replace("_", "-"), known, n=1, cutoff=0.6)
+        guess = f"did you mean {meant[0]}? " if meant else ""
+        print(f"datafree: error: unknown command {command!r}: {guess}choose one of {', '.join(known)}.\n\n{usage()}",
+              file=sys.stderr)
         return 2
     from datafree.utils.signals import CommandSignals, stopped_outside_loops
 

@@ -97,7 +97,9 @@ def test_help_and_unknown_command(capsys):
     proc = in_process(capsys)
     assert proc.returncode == 0 and "train-teacher" in proc.stdout
     proc = run_cli("distil")
-    assert proc.returncode == 2 and "unknown command 'distil'" in proc.stderr
+    assert proc.returncode == 2 and "unknown command 'distil': did you mean distill?" in proc.stderr
+    proc = in_process(capsys, "train_teacher")
+    assert proc.returncode == 2 and "unknown command 'train_teacher': did you mean train-teacher?" in proc.stderr
 
 
 def test_version(capsys):
