@@ -239,9 +239,20 @@ def teacher_network(cfg: DictConfig, num_classes: int, in_channels: int,
                  else extract_state_dict(blob, where, node.get("state_key")))
         for note in load_start_weights(net, state, where, f"the teacher {label}",
                                        f"Set the teacher to the network the weights were saved from ({label} here), "
-                                       "or teacher.checkpoint=null to train from scratch."):
+                                       f"or {RESTART}.", other_channels):
             log.info(f"teacher: {note}")
     return net, label
+
+
+# The way out of any start weights that do not fit, since a teacher need not start from any.
+RESTART = "set teacher.checkpoint=null to train from scratch"
+
+
+def other_channels(channels: int) -> str:
+    """What else lets start weights for ``channels`` channels fit the teacher, whose channels are the training
+    images': converting the images to that count, where data.channels can (1, 3 or 4)."""
+    convert = f"set data.channels={channels} to train on {channels}-channel images, " if channels in (1, 3, 4) else ""
+    return f"{convert}or {RESTART}"
 
 
 def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: RunLogger) -> tuple[Normalized, ClassifierInfo]:

@@ -155,6 +155,30 @@ def test_train_teacher_builds_the_checkpoints_network_with_its_weights(tmp_path)
     assert torch.equal(net.layer4[1].conv2.weight, start.layer4[1].conv2.weight)
 
 
+@pytest.mark.parametrize("command", ["distill", "train-teacher"])
+def test_start_weights_for_another_colour_count_are_refused_before_any_work(tmp_path, capsys, command):
+    """RGBA weights for an RGB network: no channel of one stands for a channel of the other (only grey and colour are
+    adapted to each other), so the run stops naming the layer, both counts and what to set."""
+    rgba = torchvision.models.resnet18(num_classes=1000)
+    rgba.conv1 = torch.nn.Conv2d(4, 64, 7, 2, 3, bias=False)
+    torch.save(rgba.state_dict(), tmp_path / "rgba.pth")
+    out, weights = tmp_path / "run", tmp_path / "rgba.pth"
+    if command == "distill":
+        proc = in_process(capsys, "distill", *BASE, "student=torchvision", "student.name=resnet18",
+                          f"student.checkpoint={weights}", f"hydra.run.dir={out}")
+        fix = "or leave student.checkpoint out to start from random weights (the student takes the teacher's channels)."
+    else:
+        teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+        proc = in_process(capsys, "train-teacher", *teacher, "teacher=torchvision", "teacher.name=resnet18",
+                          f"teacher.checkpoint={weights}", f"hydra.run.dir={out}")
+        fix = "set data.channels=4 to train on 4-channel images, or set teacher.checkpoint=null to train from scratch."
+    what = "student" if command == "distill" else "teacher"
+    _assert_clean_failure(proc, out, f"{what}.checkpoint '{weights}': its first convolution (conv1.weight) takes 4 "
+                          "channels and this network 3: only grey weights (1 channel) are adapted to more channels, and "
+                          f"weights of any count to grey. Start from weights saved for 3 channels or 1, {fix}")
+    assert proc.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("args, needles", [
     (["student=torchvision", "student.name=mobilenet_v3_smal"], ["torchvision has no classification model "
                                                                 "'mobilenet_v3_smal'", "mobilenet_v3_small"]),

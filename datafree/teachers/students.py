@@ -16,6 +16,8 @@ from datafree.teachers.state_dicts import extract_state_dict, load_start_weights
 log = logging.getLogger("datafree")
 # Keys a student recipe node may hold; its input (channels and size) always follows the teacher.
 STUDENT_KEYS = ("source", "arch", "name", "model", "checkpoint", "state_key", "num_classes")
+# The way out of any start weights that do not fit, since a student need not start from any.
+RESTART = "leave student.checkpoint out to start from random weights"
 
 
 def student_spec(student: Any) -> dict:
@@ -81,4 +83,6 @@ def start_weights(net: nn.Module, label: str, spec: dict) -> list[str]:
                      f"network's input size by {how} (position embeddings resampled)")
     return notes + load_start_weights(net, state, where, f"the student {label}",
                                       f"Set the student to the network the weights were saved from ({label} here), "
-                                      "or leave student.checkpoint out to start from random weights.")
+                                      f"or {RESTART}.",
+                                      # its channels are the teacher's, which only the teacher changes
+                                      lambda _: f"or {RESTART} (the student takes the teacher's channels)")
