@@ -204,7 +204,32 @@ def test_a_student_checkpoint_that_does_not_fit_names_the_keys_and_the_fix(tmp_p
     proc = in_process(capsys, "distill", *BASE, *MOBILENET, f"student.checkpoint={tmp_path / 'other.pt'}",
                       f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "student.checkpoint", "does not match the student torchvision:mobilenet_v3_small",
-                          "missing keys", "leave student.checkpoint out")
+                          "missing keys", "This run builds the student torchvision:mobilenet_v3_small: set the student to "
+                          "the network the weights were saved from, or leave student.checkpoint out")
+
+
+@pytest.mark.parametrize("command", ["distill", "train-teacher"])
+def test_a_datafree_checkpoint_of_another_network_is_told_with_the_overrides_that_build_it(tmp_path, capsys, command):
+    """The label in the message is the network this run builds, said as such; the file's own network (a datafree
+    checkpoint names it) comes with the overrides that build it."""
+    from datafree.teachers import ClassifierInfo, save_classifier
+
+    info = ClassifierInfo("torchvision:resnet18", 10, (3, 8, 8), (0.5,) * 3, (0.25,) * 3)
+    save_classifier(tmp_path / "r18.pt", torchvision.models.resnet18(num_classes=10), info)
+    out, weights = tmp_path / "run", tmp_path / "r18.pt"
+    if command == "distill":
+        proc = in_process(capsys, "distill", *BASE, *MOBILENET, f"student.checkpoint={weights}", f"hydra.run.dir={out}")
+        what, restart = "student", "leave student.checkpoint out to start from random weights"
+    else:
+        teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+        proc = in_process(capsys, "train-teacher", *teacher, "teacher=torchvision", "teacher.name=mobilenet_v3_small",
+                          f"teacher.checkpoint={weights}", f"hydra.run.dir={out}")
+        what, restart = "teacher", "set teacher.checkpoint=null to train from scratch"
+    _assert_clean_failure(proc, out, f"does not match the {what} torchvision:mobilenet_v3_small",
+                          f"This run builds the {what} torchvision:mobilenet_v3_small, and the file is a datafree "
+                          f"checkpoint of torchvision:resnet18: {what}=torchvision {what}.name=resnet18 builds that, "
+                          f"or {restart}.")
+    assert "here)" not in proc.stderr
 
 
 def test_a_student_checkpoint_that_cannot_be_read_is_named_as_the_students(tmp_path):

@@ -23,7 +23,7 @@ from torch import nn
 
 from datafree.errors import DatafreeError
 from datafree.models import create_model, list_models
-from datafree.models.sources import network_from_label, target_of
+from datafree.models.sources import label_overrides, module_label, network_from_label
 from datafree.teachers.checkpoint import FORMAT, ClassifierInfo, read_checkpoint
 from datafree.teachers.checks import check_logits, probe_logits, read_logits_field
 from datafree.teachers.hugging_face import class_names, preprocessing
@@ -83,7 +83,7 @@ def load_teacher(
         label = str(arch or meta.get("arch"))
     elif source == "module":
         net, meta, notes = module_network(model, checkpoint, state_key, bool(trust_checkpoint))
-        label = _target_name(model, net)
+        label = module_label(model, net)
         convention = preprocessing(net)  # a transformers network's folder says how its inputs were prepared
     elif source in ("torchvision", "timm"):
         if not name:
@@ -188,11 +188,8 @@ def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None,
     size = input_size or meta.get("input_size")  # a network built for one size (a ViT) is built for it again
     net = network_from_label(str(arch), int(classes), channels, tuple(size[1:]) if size else None)
     if net is None:  # a checkpoint of the user's own class (e.g. a student built with student=module)
-        how = (f"teacher=transformers teacher.name=DIR (the folder it was made from, with the settings it was made "
-               f"with, e.g. +teacher.model.num_labels=N)" if str(arch).startswith("transformers.")
-               else f"teacher=module teacher.model._target_={arch}")
         raise DatafreeError(f"{checkpoint!r} holds a {arch} network, which only its own class can build: load it with "
-                            f"{how} teacher.checkpoint={checkpoint}.")
+                            f"{label_overrides(str(arch), 'teacher')} teacher.checkpoint={checkpoint}.")
     load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"architecture {arch!r} with {classes} classes",
                  lambda: _zoo_fix(state, channels, checkpoint))
     return net, meta, []
@@ -261,10 +258,6 @@ def _ensemble(members, device: torch.device, hint: DataHint | None, num_classes)
 
 def _refuse_member(member) -> Teacher:
     raise DatafreeError(f"each ensemble member is a teacher node (a mapping) or a Teacher, got {type(member).__name__}.")
-
-
-def _target_name(model: Any, net: nn.Module) -> str:
-    return str(target_of(model) or f"{type(net).__module__}.{type(net).__name__}")
 
 
 def _list(value):

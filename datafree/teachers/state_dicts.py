@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.models.sources import AUXILIARY_HEADS
+from datafree.models.sources import AUXILIARY_HEADS, label_overrides, label_source
+from datafree.teachers.checkpoint import saved_label
 
 log = logging.getLogger("datafree")
 
@@ -130,6 +131,26 @@ def without_auxiliary_heads(state: dict[str, torch.Tensor], net: nn.Module, wher
     log.info(f"{where}: the weights of its auxiliary classifiers ({', '.join(p + '*' for p in prefixes)}: "
              f"{len(state) - len(kept)} tensors) are left out: datafree trains and distils the main classifier only")
     return kept
+
+
+def mismatch_fix(blob, what: str, built: str, change: str, restart: str | None = None,
+                 load: str | None = None) -> str:
+    """What to change when the weights in ``blob`` do not fit the network this run builds for ``what`` (``student``
+    or ``teacher``; ``built``: its label). Said as the network this run builds, so that it is not read as the file's;
+    then ``change`` where the file does not say what it holds, else the overrides that build the network a datafree
+    checkpoint names. ``load``: the file's path, where a teacher is loaded rather than trained: ``teacher=checkpoint``
+    builds the network it names with the input size and normalisation it records. ``restart``: the way out
+    without these weights, if there is one."""
+    saved = saved_label(blob)
+    tail = f", or {restart}." if restart else "."
+    if saved is None or saved == built:
+        return f"This run builds the {what} {built}: {change}{tail}"
+    if load:
+        how = (f"{label_overrides(saved, what)} {what}.checkpoint={load}" if label_source(saved)[0] == "module"
+               else f"teacher=checkpoint teacher.checkpoint={load} (without teacher.arch)")
+    else:
+        how = label_overrides(saved, what)
+    return f"This run builds the {what} {built}, and the file is a datafree checkpoint of {saved}: {how} builds that{tail}"
 
 
 def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, model: str,
