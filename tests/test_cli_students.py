@@ -179,6 +179,65 @@ def test_start_weights_for_another_colour_count_are_refused_before_any_work(tmp_
     assert proc.stderr.count("\n") == 1
 
 
+def test_train_teacher_fine_tunes_the_network_a_datafree_checkpoint_names(tmp_path, capsys):
+    """teacher=checkpoint names no network: the teacher.pt does (torchvision:resnet18 here), and its training settings
+    are teacher.train's, as for every other teacher."""
+    from datafree.teachers import ClassifierInfo, save_classifier
+
+    torch.manual_seed(0)
+    info = ClassifierInfo("torchvision:resnet18", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3)
+    save_classifier(tmp_path / "teacher.pt", torchvision.models.resnet18(num_classes=3), info)
+    teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+    proc = in_process(capsys, "train-teacher", *teacher, "teacher=checkpoint", f"teacher.checkpoint={tmp_path / 'teacher.pt'}",
+                      "teacher.train.epochs=1", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "teacher torchvision:resnet18: test accuracy" in proc.stdout
+    assert "its classifier (fc.weight, fc.bias) is for 3 classes; it starts fresh for 10" in _log(tmp_path / "run", "train-teacher")
+    trained = torch.load(tmp_path / "run" / "teacher.pt", weights_only=True)
+    assert trained["arch"] == "torchvision:resnet18" and trained["num_classes"] == 10
+
+
+def test_train_teacher_starts_from_the_weights_of_the_network_a_datafree_checkpoint_names(tmp_path):
+    from omegaconf import OmegaConf
+
+    from datafree.jobs import teacher_network
+    from datafree.models import create_model
+    from datafree.teachers import ClassifierInfo, save_classifier
+
+    torch.manual_seed(0)
+    start = create_model("microcnn", num_classes=10)
+    save_classifier(tmp_path / "t.pt", start, ClassifierInfo("microcnn", 10, (3, 8, 8), (0.5,) * 3, (0.25,) * 3))
+    cfg = OmegaConf.create({"teacher": {"source": "datafree", "arch": None, "checkpoint": str(tmp_path / "t.pt")}})
+    net, label = teacher_network(cfg, num_classes=10, in_channels=3)
+    assert label == "microcnn"
+    assert all(torch.equal(v, start.state_dict()[k]) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize("saved", ["state dict", "own class"])
+def test_train_teacher_on_a_checkpoint_that_names_no_buildable_network_says_which_teacher_to_choose(tmp_path, capsys,
+                                                                                                    saved):
+    from datafree.teachers import ClassifierInfo, save_classifier
+
+    weights = tmp_path / "t.pt"
+    if saved == "state dict":
+        torch.save(TinyBNNet(10).state_dict(), weights)
+        needles = [f"teacher.arch is null, so the network to fine-tune is the one teacher.checkpoint names, and "
+                   f"'{weights}' is not a datafree checkpoint (which names it): choose the network the weights were "
+                   "saved from, keeping teacher.checkpoint: teacher=torchvision teacher.name=NAME, teacher=timm "
+                   "teacher.name=NAME, teacher=resnet18 teacher.arch=NAME (the zoo) or teacher=module "
+                   "teacher.model._target_=my_pkg.MyNet."]
+    else:
+        save_classifier(weights, TinyBNNet(10), ClassifierInfo("nets.TinyBNNet", 10, (3, 8, 8), (0.5,) * 3, (0.25,) * 3))
+        needles = [f"'{weights}' holds a nets.TinyBNNet network, which only its own class can build: fine-tune it with "
+                   f"teacher=module teacher.model._target_=nets.TinyBNNet teacher.checkpoint={weights}."]
+    out = tmp_path / "run"
+    teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+    proc = in_process(capsys, "train-teacher", *teacher, "teacher=checkpoint", f"teacher.checkpoint={weights}",
+                      f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, *needles)
+    assert proc.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("args, needles", [
     (["student=torchvision", "student.name=mobilenet_v3_smal"], ["torchvision has no classification model "
                                                                 "'mobilenet_v3_smal'", "mobilenet_v3_small"]),

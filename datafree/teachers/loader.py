@@ -23,14 +23,14 @@ from torch import nn
 
 from datafree.errors import DatafreeError
 from datafree.models import create_model, list_models
-from datafree.models.sources import label_overrides, module_label, network_from_label
+from datafree.models.sources import module_label, network_from_label
 from datafree.teachers.checkpoint import FORMAT, ClassifierInfo, read_checkpoint
 from datafree.teachers.checks import check_logits, probe_logits, read_logits_field
 from datafree.teachers.hugging_face import class_names, preprocessing
 from datafree.teachers.network import Ensemble, Normalized, are_probabilities, freeze
 from datafree.teachers.sources import hub_network, module_network, torchscript_network
 from datafree.teachers.spec import IMAGENET_MEAN, IMAGENET_STD, DataHint, resolve_input_spec
-from datafree.teachers.state_dicts import extract_state_dict, load_weights, strip_wrapper_prefixes
+from datafree.teachers.state_dicts import extract_state_dict, load_weights, only_its_class, strip_wrapper_prefixes
 from datafree.utils.config_nodes import check_no_unset
 
 SOURCES = ("datafree", "module", "torchvision", "timm", "torchscript", "ensemble")
@@ -188,8 +188,7 @@ def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None,
     size = input_size or meta.get("input_size")  # a network built for one size (a ViT) is built for it again
     net = network_from_label(str(arch), int(classes), channels, tuple(size[1:]) if size else None)
     if net is None:  # a checkpoint of the user's own class (e.g. a student built with student=module)
-        raise DatafreeError(f"{checkpoint!r} holds a {arch} network, which only its own class can build: load it with "
-                            f"{label_overrides(str(arch), 'teacher')} teacher.checkpoint={checkpoint}.")
+        raise only_its_class(str(arch), checkpoint, "load")
     load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"architecture {arch!r} with {classes} classes",
                  lambda: _zoo_fix(state, channels, checkpoint))
     return net, meta, []

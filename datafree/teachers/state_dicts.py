@@ -153,6 +153,13 @@ def mismatch_fix(blob, what: str, built: str, change: str, restart: str | None =
     return f"This run builds the {what} {built}, and the file is a datafree checkpoint of {saved}: {how} builds that{tail}"
 
 
+def only_its_class(label: str, checkpoint, doing: str) -> DatafreeError:
+    """The refusal of a datafree checkpoint of the user's own class (``label``, e.g. a student built with
+    student=module), which no label can build: ``doing`` (load, fine-tune) it with the overrides of that class."""
+    return DatafreeError(f"{str(checkpoint)!r} holds a {label} network, which only its own class can build: {doing} it "
+                         f"with {label_overrides(label, 'teacher')} teacher.checkpoint={checkpoint}.")
+
+
 def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, model: str,
                  fix: str | Callable[[], str]) -> None:
     """``net.load_state_dict(state)`` after checking keys and shapes.
