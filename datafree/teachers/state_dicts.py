@@ -133,24 +133,26 @@ def without_auxiliary_heads(state: dict[str, torch.Tensor], net: nn.Module, wher
     return kept
 
 
-def mismatch_fix(blob, what: str, built: str, change: str, restart: str | None = None,
-                 load: str | None = None) -> str:
+def mismatch_fix(blob, what: str, built: str, change: str | None, restart: str | None = None,
+                 load: str | None = None) -> str | None:
     """What to change when the weights in ``blob`` do not fit the network this run builds for ``what`` (``student``
     or ``teacher``; ``built``: its label). Said as the network this run builds, so that it is not read as the file's;
-    then ``change`` where the file does not say what it holds, else the overrides that build the network a datafree
-    checkpoint names. ``load``: the file's path, where a teacher is loaded rather than trained: ``teacher=checkpoint``
-    builds the network it names with the input size and normalisation it records. ``restart``: the way out
-    without these weights, if there is one."""
+    then ``change`` where the file does not say what it holds (None: nothing is said, the caller has its own
+    advice), else the overrides that build the network a datafree checkpoint names. ``load``: the file's path, where a
+    teacher is loaded rather than trained: ``teacher=checkpoint`` builds the network it names with the input size
+    and normalisation it records. ``restart``: the way out without these weights, if there is one."""
     saved = saved_label(blob)
     tail = f", or {restart}." if restart else "."
     if saved is None or saved == built:
-        return f"This run builds the {what} {built}: {change}{tail}"
-    if load:
-        how = (f"{label_overrides(saved, what)} {what}.checkpoint={load}" if label_source(saved)[0] == "module"
-               else f"teacher=checkpoint teacher.checkpoint={load} (without teacher.arch)")
-    else:
-        how = label_overrides(saved, what)
-    return f"This run builds the {what} {built}, and the file is a datafree checkpoint of {saved}: {how} builds that{tail}"
+        return None if change is None else f"This run builds the {what} {built}: {change}{tail}"
+    if not load:
+        how = f"{label_overrides(saved, what)} builds that"
+    elif label_source(saved)[0] == "module":  # only the user's class builds it
+        how = f"{label_overrides(saved, what)} {what}.checkpoint={load} builds that"
+    else:  # teacher=checkpoint also takes the input size and normalisation the file records
+        how = (f"teacher=checkpoint teacher.checkpoint={load} builds that (it reads the network from the file: leave "
+               "teacher.arch out)")
+    return f"This run builds the {what} {built}, and the file is a datafree checkpoint of {saved}: {how}{tail}"
 
 
 def only_its_class(label: str, checkpoint, doing: str) -> DatafreeError:

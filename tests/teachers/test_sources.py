@@ -267,7 +267,8 @@ def test_a_datafree_checkpoint_of_another_network_is_loaded_with_teacher_checkpo
             load_teacher("module", model={"_target_": "nets.TinyBNNet", "num_classes": 4}, checkpoint=path)
     assert str(refused.value).endswith(
         f"This run builds the teacher {built}, and the file is a datafree checkpoint of microcnn: teacher=checkpoint "
-        f"teacher.checkpoint={path} (without teacher.arch) builds that."), str(refused.value)
+        f"teacher.checkpoint={path} builds that (it reads the network from the file: leave teacher.arch out)."), \
+        str(refused.value)
 
 
 def test_a_zoo_network_from_another_scripts_file_takes_the_state_key_too(tmp_path):
