@@ -23,15 +23,15 @@ from datafree.errors import DatafreeError, ImageSizesDiffer
 from datafree.evaluate import answers_one_class
 from datafree.models import create_model
 from datafree.models.bn_momentum import lags, set_bn_momentum
-from datafree.models.sources import build_network, on_meta_device, takes_image_size
+from datafree.models.sources import build_network, label_source, on_meta_device, takes_image_size
 from datafree.recipe_nodes import instantiate_node
 from datafree.synthesizers.noise import NoiseSynthesizer
 from datafree.teachers import (ClassifierInfo, DataHint, Normalized, Teacher, check_agreement, freeze, save_classifier,
                                teacher_from_config)
-from datafree.teachers.checkpoint import FORMAT, read_checkpoint
+from datafree.teachers.checkpoint import FORMAT, read_checkpoint, saved_label
 from datafree.teachers.checks import check_training_output, read_logits_field
 from datafree.teachers.loader import source_of, zoo_checkpoint_missing
-from datafree.teachers.state_dicts import extract_state_dict, load_start_weights
+from datafree.teachers.state_dicts import extract_state_dict, load_start_weights, mismatch_fix, only_its_class
 from datafree.teachers.students import start_weights, student_label, student_spec
 from datafree.training import train_classifier
 from datafree.utils import dist
@@ -225,23 +225,62 @@ def check_trainable(cfg: DictConfig) -> None:
                             "(e.g. data=cifar10, data=imagefolder).")
 
 
-def teacher_network(cfg: DictConfig, num_classes: int, in_channels: int,
-                    image_size: tuple[int, int] | None = None) -> tuple[torch.nn.Module, str]:
+def teacher_network(cfg: DictConfig, num_classes: int, in_channels: int, image_size: tuple[int, int] | None = None,
+                    start=None) -> tuple[torch.nn.Module, str]:
     """(the network train-teacher trains at ``image_size``, its label): from scratch, or from ``teacher.checkpoint``
-    (fine-tuning: a classifier for another class count starts fresh, what was adapted is logged)."""
+    (fine-tuning: a classifier for another class count starts fresh, what was adapted is logged). ``start``: what
+    teacher.checkpoint holds, where it was read already (:func:`start_checkpoint`)."""
     node = cfg.teacher
-    net, label = build_network(source_of(node), arch=node.get("arch"), name=node.get("name"), model=node.get("model"),
-                               num_classes=num_classes, in_channels=in_channels, image_size=image_size, what="teacher")
-    if node.get("checkpoint"):
-        blob = read_checkpoint(node.checkpoint, trust=bool(node.get("trust_checkpoint")))
+    blob = start if start is not None else start_checkpoint(node)
+    net, label = build_network(**trained_network(node, blob), num_classes=num_classes, in_channels=in_channels,
+                               image_size=image_size, what="teacher")
+    if blob is not None:
         where = f"teacher.checkpoint {node.checkpoint!r}"
         state = (blob["state_dict"] if isinstance(blob, dict) and blob.get("format") == FORMAT
                  else extract_state_dict(blob, where, node.get("state_key")))
-        for note in load_start_weights(net, state, where, f"the teacher {label}",
-                                       f"Set the teacher to the network the weights were saved from ({label} here), "
-                                       "or teacher.checkpoint=null to train from scratch."):
+        fix = mismatch_fix(blob, "teacher", label, "set the teacher to the network the weights were saved from",
+                           RESTART)
+        for note in load_start_weights(net, state, where, f"the teacher {label}", fix, other_channels):
             log.info(f"teacher: {note}")
     return net, label
+
+
+def start_checkpoint(node: DictConfig):
+    """What teacher.checkpoint holds, the weights train-teacher starts from (None without one)."""
+    return read_checkpoint(node.checkpoint, trust=bool(node.get("trust_checkpoint"))) if node.get("checkpoint") else None
+
+
+def trained_network(node: DictConfig, start) -> dict:
+    """:func:`build_network`'s keys for the network train-teacher trains: the recipe's, or, where it names none
+    (teacher=checkpoint: teacher.arch null), those of the network the datafree checkpoint ``start`` names, so that
+    a teacher.pt is fine-tuned as what it is."""
+    keys = {"source": source_of(node), "arch": node.get("arch"), "name": node.get("name"), "model": node.get("model")}
+    if keys["source"] != "datafree" or keys["arch"] or start is None:
+        return keys
+    label = saved_label(start)
+    if label is None:
+        raise DatafreeError(
+            f"teacher.arch is null, so the network to fine-tune is the one teacher.checkpoint names, and "
+            f"{str(node.checkpoint)!r} is not a datafree checkpoint (which names it): choose the network the weights "
+            "were saved from, keeping teacher.checkpoint: teacher=torchvision teacher.name=NAME, teacher=timm "
+            "teacher.name=NAME, teacher=resnet18 teacher.arch=NAME (the zoo) or teacher=module "
+            "teacher.model._target_=my_pkg.MyNet.")
+    source, name = label_source(label)
+    if source == "module":
+        raise only_its_class(label, node.checkpoint, "fine-tune")
+    return {"source": source, "arch": name if source == "datafree" else None,
+            "name": None if source == "datafree" else name, "model": None}
+
+
+# The way out of any start weights that do not fit, since a teacher need not start from any.
+RESTART = "set teacher.checkpoint=null to train from scratch"
+
+
+def other_channels(channels: int) -> str:
+    """What else lets start weights for ``channels`` channels fit the teacher, whose channels are the training
+    images': converting the images to that count, where data.channels can (1, 3 or 4)."""
+    convert = f"set data.channels={channels} to train on {channels}-channel images, " if channels in (1, 3, 4) else ""
+    return f"{convert}or {RESTART}"
 
 
 def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: RunLogger) -> tuple[Normalized, ClassifierInfo]:
@@ -256,10 +295,10 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     if num_classes < 2:  # data.num_classes=auto counted one class folder (a number below 2 is refused by the checks)
         raise DatafreeError("the training images hold one class: a classifier needs two or more, one folder of images "
                             "per class under data.root's train/.")
+    start = start_checkpoint(cfg.teacher)
     with torch.random.fork_rng(devices=[]):  # a bad name fails before the data is read, and draws no random number
-        on_meta_device(lambda: build_network(source_of(cfg.teacher), arch=cfg.teacher.get("arch"),
-                                             name=cfg.teacher.get("name"), model=cfg.teacher.get("model"),
-                                             num_classes=num_classes, what="teacher"))
+        on_meta_device(lambda: build_network(**trained_network(cfg.teacher, start), num_classes=num_classes,
+                                             what="teacher"))
     if image_size_is_auto(cfg.data):
         set_image_size(cfg.data, None)  # the training images' own size; they must share one, or set data.image_size
     train_set = load_split(cfg.data, "train")
@@ -267,7 +306,7 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     # Images read at their own size need not be square: the teacher is built, trained and recorded at their height
     # and width (the test images must share them).
     height, width = train_set.height_width
-    net, label = teacher_network(cfg, num_classes, train_set.channels, (height, width))
+    net, label = teacher_network(cfg, num_classes, train_set.channels, (height, width), start)
     test_set = same_channels(load_split(cfg.data, "test"), train_set.channels, cfg.data, "the training data", logger)
     test_set = aligned_classes(test_set, list(train_set.classes), "test", "the training images", logger)
     check_classes(train_set, num_classes, "training")

@@ -21,14 +21,21 @@ def missing_keys(message: str, command: str, overrides) -> list[str]:
     """The recipe keys ``message`` names that the composed recipe of ``command overrides`` lacks.
 
     A group choice the message tells the user to make (``teacher=module``) is made first, in place of the
-    overrides of that group: its keys count.
+    overrides of that group: its keys count. Choices it offers as alternatives (``teacher=torchvision ... or
+    teacher=module ...``) are made one at a time: a key counts that one of them has.
     """
-    chosen = GROUP_CHOICE.findall(message)
+    chosen = sorted(set(GROUP_CHOICE.findall(message)))
+    alternatives = [[c for c in chosen if c.split("=")[0] != choice.split("=")[0]] + [choice] for choice in chosen]
+    cfgs = [_composed(command, overrides, choices) for choices in alternatives or [[]]]
+    return [key for key in named_keys(message) if not any(has_key(cfg, key) for cfg in cfgs)]
+
+
+def _composed(command: str, overrides, chosen):
+    """The recipe of ``command overrides`` with the group choices ``chosen`` made in place of their groups' overrides."""
     replaced = tuple(choice.split("=")[0] + "." for choice in chosen)
     kept = [o for o in overrides if not o.startswith(("hydra.", "resume=", *replaced))] + chosen
     with initialize_config_module("datafree.recipes", version_base="1.3"):
-        cfg = compose(RECIPES[command], overrides=kept)
-    return [key for key in named_keys(message) if not has_key(cfg, key)]
+        return compose(RECIPES[command], overrides=kept)
 
 
 def has_key(cfg, key: str) -> bool:

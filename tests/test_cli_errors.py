@@ -58,20 +58,33 @@ class MyNet(torch.nn.Module):
         self.body, self.head = torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4, 10)
 
 
-@pytest.mark.parametrize("weights, fix", [
-    ("zoo", "The weights are a tinycnn with 10 classes: set teacher.arch=tinycnn teacher.num_classes=10."),
-    ("own", "The weights fit no zoo network: load them into your own class with teacher=module "
-            "teacher.model._target_=my_pkg.MyNet teacher.checkpoint="),
+@pytest.mark.parametrize("weights, arch, fix", [
+    ("zoo", "microcnn", "The weights are a tinycnn with 10 classes: set teacher.arch=tinycnn teacher.num_classes=10."),
+    # a datafree checkpoint names its network: teacher=checkpoint builds it, with the file's input size and normalisation
+    ("datafree", "microcnn", "This run builds the teacher microcnn, and the file is a datafree checkpoint of tinycnn: "
+                             "teacher=checkpoint teacher.checkpoint=CKPT builds that (it reads the network from the file: "
+                             "leave teacher.arch out)."),
+    # torchvision weights given to the zoo network of their family
+    ("torchvision", "resnet34", "The weights are torchvision's resnet18 with 10 classes: load them with "
+                                "teacher=torchvision teacher.name=resnet18 teacher.checkpoint=CKPT."),
+    ("own", "microcnn", "The weights fit no zoo network: if a torchvision or timm model saved them, load them with "
+                        "teacher=torchvision teacher.name=NAME (or teacher=timm) teacher.checkpoint=CKPT; else into your "
+                        "own class with teacher=module teacher.model._target_=my_pkg.MyNet teacher.checkpoint=CKPT "
+                        "(docs/custom_teacher.md)."),
 ])
-def test_mismatched_checkpoint_names_the_network_the_weights_fit(tmp_path, capsys, weights, fix):
+def test_mismatched_checkpoint_names_the_network_the_weights_fit(tmp_path, capsys, weights, arch, fix):
     ckpt = tmp_path / "t.pt"
-    if weights == "zoo":
+    if weights == "datafree":
         save_classifier(ckpt, create_model("tinycnn", num_classes=10), _info("tinycnn"))
     else:
-        torch.save(MyNet().state_dict(), ckpt)
-    out, args = tmp_path / "run", [*TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=microcnn", "teacher.num_classes=10"]
+        import torchvision
+
+        net = {"zoo": lambda: create_model("tinycnn", num_classes=10), "own": MyNet,
+               "torchvision": lambda: torchvision.models.resnet18(num_classes=10)}[weights]()
+        torch.save(net.state_dict(), ckpt)
+    out, args = tmp_path / "run", [*TINY, f"teacher.checkpoint={ckpt}", f"teacher.arch={arch}", "teacher.num_classes=10"]
     proc = run_in_process(capsys, "distill", *args, f"hydra.run.dir={out}")
-    assert_refused(proc, out, "distill", args, "does not match architecture 'microcnn'", fix)
+    assert_refused(proc, out, "distill", args, f"does not match architecture '{arch}'", fix.replace("CKPT", str(ckpt)))
 
 
 @pytest.mark.parametrize("command, overrides, needle", [

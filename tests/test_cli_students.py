@@ -156,6 +156,89 @@ def test_train_teacher_builds_the_checkpoints_network_with_its_weights(tmp_path)
     assert torch.equal(net.layer4[1].conv2.weight, start.layer4[1].conv2.weight)
 
 
+@pytest.mark.parametrize("command", ["distill", "train-teacher"])
+def test_start_weights_for_another_colour_count_are_refused_before_any_work(tmp_path, capsys, command):
+    """RGBA weights for an RGB network: no channel of one stands for a channel of the other (only grey and colour are
+    adapted to each other), so the run stops naming the layer, both counts and what to set."""
+    rgba = torchvision.models.resnet18(num_classes=1000)
+    rgba.conv1 = torch.nn.Conv2d(4, 64, 7, 2, 3, bias=False)
+    torch.save(rgba.state_dict(), tmp_path / "rgba.pth")
+    out, weights = tmp_path / "run", tmp_path / "rgba.pth"
+    if command == "distill":
+        proc = in_process(capsys, "distill", *BASE, "student=torchvision", "student.name=resnet18",
+                          f"student.checkpoint={weights}", f"hydra.run.dir={out}")
+        fix = "or leave student.checkpoint out to start from random weights (the student takes the teacher's channels)."
+    else:
+        teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+        proc = in_process(capsys, "train-teacher", *teacher, "teacher=torchvision", "teacher.name=resnet18",
+                          f"teacher.checkpoint={weights}", f"hydra.run.dir={out}")
+        fix = "set data.channels=4 to train on 4-channel images, or set teacher.checkpoint=null to train from scratch."
+    what = "student" if command == "distill" else "teacher"
+    _assert_clean_failure(proc, out, f"{what}.checkpoint '{weights}': its first convolution (conv1.weight) takes 4 "
+                          "channels and this network 3: only grey weights (1 channel) are adapted to more channels, and "
+                          f"weights of any count to grey. Start from weights saved for 3 channels or 1, {fix}")
+    assert proc.stderr.count("\n") == 1
+
+
+def test_train_teacher_fine_tunes_the_network_a_datafree_checkpoint_names(tmp_path, capsys):
+    """teacher=checkpoint names no network: the teacher.pt does (torchvision:resnet18 here), and its training settings
+    are teacher.train's, as for every other teacher."""
+    from datafree.teachers import ClassifierInfo, save_classifier
+
+    torch.manual_seed(0)
+    info = ClassifierInfo("torchvision:resnet18", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3)
+    save_classifier(tmp_path / "teacher.pt", torchvision.models.resnet18(num_classes=3), info)
+    teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+    proc = in_process(capsys, "train-teacher", *teacher, "teacher=checkpoint", f"teacher.checkpoint={tmp_path / 'teacher.pt'}",
+                      "teacher.train.epochs=1", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "teacher torchvision:resnet18: test accuracy" in proc.stdout
+    assert "its classifier (fc.weight, fc.bias) is for 3 classes; it starts fresh for 10" in _log(tmp_path / "run", "train-teacher")
+    trained = torch.load(tmp_path / "run" / "teacher.pt", weights_only=True)
+    assert trained["arch"] == "torchvision:resnet18" and trained["num_classes"] == 10
+
+
+def test_train_teacher_starts_from_the_weights_of_the_network_a_datafree_checkpoint_names(tmp_path):
+    from omegaconf import OmegaConf
+
+    from datafree.jobs import teacher_network
+    from datafree.models import create_model
+    from datafree.teachers import ClassifierInfo, save_classifier
+
+    torch.manual_seed(0)
+    start = create_model("microcnn", num_classes=10)
+    save_classifier(tmp_path / "t.pt", start, ClassifierInfo("microcnn", 10, (3, 8, 8), (0.5,) * 3, (0.25,) * 3))
+    cfg = OmegaConf.create({"teacher": {"source": "datafree", "arch": None, "checkpoint": str(tmp_path / "t.pt")}})
+    net, label = teacher_network(cfg, num_classes=10, in_channels=3)
+    assert label == "microcnn"
+    assert all(torch.equal(v, start.state_dict()[k]) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize("saved", ["state dict", "own class"])
+def test_train_teacher_on_a_checkpoint_that_names_no_buildable_network_says_which_teacher_to_choose(tmp_path, capsys,
+                                                                                                    saved):
+    from datafree.teachers import ClassifierInfo, save_classifier
+
+    weights = tmp_path / "t.pt"
+    if saved == "state dict":
+        torch.save(TinyBNNet(10).state_dict(), weights)
+        needles = [f"teacher.arch is null, so the network to fine-tune is the one teacher.checkpoint names, and "
+                   f"'{weights}' is not a datafree checkpoint (which names it): choose the network the weights were "
+                   "saved from, keeping teacher.checkpoint: teacher=torchvision teacher.name=NAME, teacher=timm "
+                   "teacher.name=NAME, teacher=resnet18 teacher.arch=NAME (the zoo) or teacher=module "
+                   "teacher.model._target_=my_pkg.MyNet."]
+    else:
+        save_classifier(weights, TinyBNNet(10), ClassifierInfo("nets.TinyBNNet", 10, (3, 8, 8), (0.5,) * 3, (0.25,) * 3))
+        needles = [f"'{weights}' holds a nets.TinyBNNet network, which only its own class can build: fine-tune it with "
+                   f"teacher=module teacher.model._target_=nets.TinyBNNet teacher.checkpoint={weights}."]
+    out = tmp_path / "run"
+    teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+    proc = in_process(capsys, "train-teacher", *teacher, "teacher=checkpoint", f"teacher.checkpoint={weights}",
+                      f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, *needles)
+    assert proc.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("args, needles", [
     (["student=torchvision", "student.name=mobilenet_v3_smal"], ["torchvision has no classification model "
                                                                 "'mobilenet_v3_smal'", "mobilenet_v3_small"]),
@@ -181,7 +264,32 @@ def test_a_student_checkpoint_that_does_not_fit_names_the_keys_and_the_fix(tmp_p
     proc = in_process(capsys, "distill", *BASE, *MOBILENET, f"student.checkpoint={tmp_path / 'other.pt'}",
                       f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "student.checkpoint", "does not match the student torchvision:mobilenet_v3_small",
-                          "missing keys", "leave student.checkpoint out")
+                          "missing keys", "This run builds the student torchvision:mobilenet_v3_small: set the student to "
+                          "the network the weights were saved from, or leave student.checkpoint out")
+
+
+@pytest.mark.parametrize("command", ["distill", "train-teacher"])
+def test_a_datafree_checkpoint_of_another_network_is_told_with_the_overrides_that_build_it(tmp_path, capsys, command):
+    """The label in the message is the network this run builds, said as such; the file's own network (a datafree
+    checkpoint names it) comes with the overrides that build it."""
+    from datafree.teachers import ClassifierInfo, save_classifier
+
+    info = ClassifierInfo("torchvision:resnet18", 10, (3, 8, 8), (0.5,) * 3, (0.25,) * 3)
+    save_classifier(tmp_path / "r18.pt", torchvision.models.resnet18(num_classes=10), info)
+    out, weights = tmp_path / "run", tmp_path / "r18.pt"
+    if command == "distill":
+        proc = in_process(capsys, "distill", *BASE, *MOBILENET, f"student.checkpoint={weights}", f"hydra.run.dir={out}")
+        what, restart = "student", "leave student.checkpoint out to start from random weights"
+    else:
+        teacher = [a for a in TINY if a.split("=")[0].split(".")[0] in ("data", "device", "progress")]
+        proc = in_process(capsys, "train-teacher", *teacher, "teacher=torchvision", "teacher.name=mobilenet_v3_small",
+                          f"teacher.checkpoint={weights}", f"hydra.run.dir={out}")
+        what, restart = "teacher", "set teacher.checkpoint=null to train from scratch"
+    _assert_clean_failure(proc, out, f"does not match the {what} torchvision:mobilenet_v3_small",
+                          f"This run builds the {what} torchvision:mobilenet_v3_small, and the file is a datafree "
+                          f"checkpoint of torchvision:resnet18: {what}=torchvision {what}.name=resnet18 builds that, "
+                          f"or {restart}.")
+    assert "here)" not in proc.stderr
 
 
 def test_a_student_checkpoint_that_cannot_be_read_is_named_as_the_students(tmp_path):

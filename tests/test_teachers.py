@@ -38,8 +38,14 @@ def test_bare_state_dict_needs_arch(tmp_path):
 
 def test_mismatched_architecture_is_named(tmp_path):
     path = save_classifier(tmp_path / "t.pt", create_model("microcnn", num_classes=10), _info())
-    with pytest.raises(DatafreeError, match="does not match architecture 'tinycnn'.*are a microcnn with 10 classes: set teacher.arch=microcnn"):
+    # the checkpoint names its network: leaving the arch out builds it
+    with pytest.raises(DatafreeError, match="does not match architecture 'tinycnn'.*the file is a datafree checkpoint of "
+                                            "microcnn: .*leave teacher.arch out"):
         load_classifier(path, arch="tinycnn")
+    torch.save(create_model("microcnn", num_classes=10).state_dict(), tmp_path / "bare.pt")  # one that does not
+    with pytest.raises(DatafreeError, match="does not match architecture 'tinycnn'.*are a microcnn with 10 classes: "
+                                            "set teacher.arch=microcnn"):
+        load_classifier(tmp_path / "bare.pt", arch="tinycnn", num_classes=10)
     with pytest.raises(DatafreeError, match="shape mismatches"):
         load_classifier(path, num_classes=5)
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from datafree.errors import DatafreeError, first_line
 from datafree.models import create_model
-from datafree.recipe_nodes import PUBLISHED
+from datafree.recipe_nodes import PUBLISHED, recipe_defaults
 
 SOURCES = ("datafree", "torchvision", "timm", "module")  # "datafree": the zoo (datafree.models)
 
@@ -43,7 +43,7 @@ def build_network(source: str, *, arch: str | None = None, name: str | None = No
         return build(str(name), num_classes, in_channels, what, image_size), f"{source}:{name}"
     if source == "module":
         net = build_user_module(model, what)
-        return net, target_of(model) or f"{type(net).__module__}.{type(net).__name__}"
+        return net, module_label(model, net)
     raise DatafreeError(f"unknown {what}.source {source!r}: choose one of {', '.join(SOURCES)}.")
 
 
@@ -51,13 +51,47 @@ def network_from_label(label: str, num_classes: int, in_channels: int,
                        image_size: tuple[int, int] | None = None) -> nn.Module | None:
     """The zoo, torchvision or timm network a checkpoint's ``arch`` label names (random weights), built for
     ``image_size`` where that matters; None for a label of the user's own class, which only that class can build."""
-    source, _, name = str(label).partition(":")
-    if name and source in ("torchvision", "timm"):
-        return build_network(source, name=name, num_classes=num_classes, in_channels=in_channels,
-                             image_size=image_size, what="teacher")[0]
-    if "." in label:  # pkg.Class
+    source, name = label_source(label)
+    if source == "module":
         return None
-    return create_model(label, num_classes=num_classes, in_channels=in_channels)  # an unknown name says so
+    if source == "datafree":
+        return create_model(name, num_classes=num_classes, in_channels=in_channels)  # an unknown name says so
+    return build_network(source, name=name, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                         what="teacher")[0]
+
+
+def label_source(label: str) -> tuple[str, str]:
+    """(source, name) of a network's label: ``("torchvision", "resnet18")`` for ``torchvision:resnet18``, likewise
+    timm; ``("module", "pkg.Class")`` for the user's class (a dotted name); ``("datafree", "resnet18")`` for the zoo."""
+    source, sep, name = str(label).partition(":")
+    if sep and source in ("torchvision", "timm"):
+        return source, name
+    return ("module" if "." in str(label) else "datafree"), str(label)
+
+
+def label_overrides(label: str, what: str) -> str:
+    """The command-line overrides that make ``what`` (``student`` or ``teacher``) the network ``label`` names (a
+    checkpoint's ``arch``): ``student=torchvision student.name=resnet18``, ``teacher=module
+    teacher.model._target_=pkg.Net``, ... A zoo network is its own recipe's where one holds it (``student=wrn16_1``),
+    else the zoo's resnet18 recipe with its arch changed, which every zoo classifier takes."""
+    source, name = label_source(label)
+    if source in ("torchvision", "timm"):
+        return f"{what}={source} {what}.name={name}"
+    if name.startswith("transformers."):  # made from a folder (save_pretrained), which the label does not name
+        return (f"{what}=transformers {what}.name=DIR (the folder it was made from, with the settings it was made "
+                f"with, e.g. +{what}.model.num_labels=N)")
+    if source == "module":
+        return f"{what}=module {what}.model._target_={name}"
+    try:
+        own = recipe_defaults(f"{what}/{name}").get("arch") == name
+    except FileNotFoundError:
+        own = False
+    return f"{what}={name}" if own else f"{what}=resnet18 {what}.arch={name}"
+
+
+def module_label(model: Any, net: nn.Module) -> str:
+    """The label of the user's network: its recipe node's ``_target_``, else its class's dotted name."""
+    return str(target_of(model) or f"{type(net).__module__}.{type(net).__name__}")
 
 
 # torchvision networks whose constructor needs more than the class count to train as a plain classifier: GoogLeNet

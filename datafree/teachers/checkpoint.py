@@ -87,6 +87,13 @@ def save_classifier(path: str | Path, model: nn.Module, info: ClassifierInfo) ->
     )
 
 
+def saved_label(blob) -> str | None:
+    """The label of the network a datafree checkpoint holds (its ``arch``: ``torchvision:resnet18``, ``resnet34``,
+    ``pkg.Net``); None for any other file, which does not say."""
+    is_ours = isinstance(blob, dict) and blob.get("format") == FORMAT
+    return str(blob["arch"]) if is_ours and blob.get("arch") else None
+
+
 def read_checkpoint(path: str | Path, trust: bool = False, what: str = "teacher.checkpoint"):
     """``torch.load`` with ``weights_only=True``, unless the user trusts the file; a safetensors file's tensors.
 

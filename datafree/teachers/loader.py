@@ -14,6 +14,7 @@ Sources (``source=``):
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -23,14 +24,16 @@ from torch import nn
 
 from datafree.errors import DatafreeError
 from datafree.models import create_model, list_models
-from datafree.models.sources import network_from_label, target_of
+from datafree.models.sources import (label_overrides, label_source, module_label, network_from_label,
+                                     on_meta_device, torchvision_network)
 from datafree.teachers.checkpoint import FORMAT, ClassifierInfo, read_checkpoint
 from datafree.teachers.checks import check_logits, probe_logits, read_logits_field
 from datafree.teachers.hugging_face import class_names, preprocessing
 from datafree.teachers.network import Ensemble, Normalized, are_probabilities, freeze
 from datafree.teachers.sources import hub_network, module_network, torchscript_network
 from datafree.teachers.spec import IMAGENET_MEAN, IMAGENET_STD, DataHint, resolve_input_spec
-from datafree.teachers.state_dicts import extract_state_dict, load_weights, strip_wrapper_prefixes
+from datafree.teachers.state_dicts import (extract_state_dict, load_weights, mismatch_fix, only_its_class,
+                                          strip_wrapper_prefixes)
 from datafree.utils.config_nodes import check_no_unset
 
 SOURCES = ("datafree", "module", "torchvision", "timm", "torchscript", "ensemble")
@@ -83,7 +86,7 @@ def load_teacher(
         label = str(arch or meta.get("arch"))
     elif source == "module":
         net, meta, notes = module_network(model, checkpoint, state_key, bool(trust_checkpoint))
-        label = _target_name(model, net)
+        label = module_label(model, net)
         convention = preprocessing(net)  # a transformers network's folder says how its inputs were prepared
     elif source in ("torchvision", "timm"):
         if not name:
@@ -188,36 +191,67 @@ def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None,
     size = input_size or meta.get("input_size")  # a network built for one size (a ViT) is built for it again
     net = network_from_label(str(arch), int(classes), channels, tuple(size[1:]) if size else None)
     if net is None:  # a checkpoint of the user's own class (e.g. a student built with student=module)
-        how = (f"teacher=transformers teacher.name=DIR (the folder it was made from, with the settings it was made "
-               f"with, e.g. +teacher.model.num_labels=N)" if str(arch).startswith("transformers.")
-               else f"teacher=module teacher.model._target_={arch}")
-        raise DatafreeError(f"{checkpoint!r} holds a {arch} network, which only its own class can build: load it with "
-                            f"{how} teacher.checkpoint={checkpoint}.")
+        raise only_its_class(str(arch), checkpoint, "load")
     load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"architecture {arch!r} with {classes} classes",
-                 lambda: _zoo_fix(state, channels, checkpoint))
+                 lambda: mismatch_fix(meta, "teacher", str(arch), None, load=checkpoint)
+                 or _zoo_fix(state, channels, checkpoint, str(arch)))
     return net, meta, []
 
 
-def _zoo_fix(state: dict, channels: int, checkpoint) -> str:
-    """What to set when weights do not fit the zoo network named: the zoo network they fit, else the user's own class.
+def _zoo_fix(state: dict, channels: int, checkpoint, arch: str) -> str:
+    """What to set when weights that do not say what they are do not fit the network named (``arch``): the zoo
+    network they fit, else the torchvision network of its family they fit (resnet50 for a zoo resnet34), else
+    the sources that may hold them.
 
-    Every zoo network is built on the meta device (no memory, no initialisation) with the class count of the
-    weights' last matrix and compared key by key, shape by shape.
+    Networks are built on the meta device (no memory, no initialisation) with the class count of the weights' last
+    matrix and compared key by key, shape by shape.
     """
     shapes = {k: tuple(v.shape) for k, v in strip_wrapper_prefixes(state).items() if isinstance(v, torch.Tensor)}
     matrices = [shape for shape in shapes.values() if len(shape) == 2]
-    if matrices:
+    classes = matrices[-1][0] if matrices else None
+    if classes is not None:
         with torch.device("meta"):
             for name in list_models():
                 try:
-                    own = create_model(name, num_classes=matrices[-1][0], in_channels=channels).state_dict()
+                    own = create_model(name, num_classes=classes, in_channels=channels).state_dict()
                 except DatafreeError:  # a generator, or a network without in_channels
                     continue
-                if {k: tuple(v.shape) for k, v in own.items()} == shapes:
-                    return f"The weights are a {name} with {matrices[-1][0]} classes: set teacher.arch={name} " \
-                           f"teacher.num_classes={matrices[-1][0]}."
-    return (f"The weights fit no zoo network: load them into your own class with teacher=module "
-            f"teacher.model._target_=my_pkg.MyNet teacher.checkpoint={checkpoint} (docs/custom_teacher.md).")
+                if _shapes(own) == shapes:
+                    return f"The weights are a {name} with {classes} classes: set teacher.arch={name} " \
+                           f"teacher.num_classes={classes}."
+        name = _torchvision_fit(shapes, classes, channels, arch)
+        if name:
+            return (f"The weights are torchvision's {name} with {classes} classes: load them with "
+                    f"{label_overrides('torchvision:' + name, 'teacher')} teacher.checkpoint={checkpoint}.")
+    return (f"The weights fit no zoo network: if a torchvision or timm model saved them, load them with "
+            f"teacher=torchvision teacher.name=NAME (or teacher=timm) teacher.checkpoint={checkpoint}; else into your "
+            f"own class with teacher=module teacher.model._target_=my_pkg.MyNet teacher.checkpoint={checkpoint} "
+            "(docs/custom_teacher.md).")
+
+
+def _shapes(state: dict) -> dict:
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+def _torchvision_fit(shapes: dict, classes: int, channels: int, arch: str) -> str | None:
+    """The torchvision network whose weights have exactly ``shapes``, among those of ``arch``'s family (its name's
+    leading letters: resnet, vgg, mobilenet...), which is where weights given to the wrong network mostly come from;
+    trying every torchvision model would take seconds for a hint."""
+    import torchvision
+
+    family = re.match(r"[a-z]*", label_source(arch)[1].lower()).group()
+    if not family:
+        return None
+    for name in torchvision.models.list_models(module=torchvision.models):
+        if not name.replace("_", "").startswith(family):
+            continue
+        try:
+            own = on_meta_device(lambda: torchvision_network(name, classes, channels, "teacher")).state_dict()
+        except Exception:  # noqa: BLE001 - a network that cannot be built so is not the one
+            continue
+        if _shapes(own) == shapes:
+            return name
+    return None
 
 
 def _zoo_channels(input_size, state: dict, hint: DataHint | None) -> int:
@@ -261,10 +295,6 @@ def _ensemble(members, device: torch.device, hint: DataHint | None, num_classes)
 
 def _refuse_member(member) -> Teacher:
     raise DatafreeError(f"each ensemble member is a teacher node (a mapping) or a Teacher, got {type(member).__name__}.")
-
-
-def _target_name(model: Any, net: nn.Module) -> str:
-    return str(target_of(model) or f"{type(net).__module__}.{type(net).__name__}")
 
 
 def _list(value):

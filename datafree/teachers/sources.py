@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.models.sources import build_network, build_user_module, on_meta_device, takes_image_size
+from datafree.models.sources import build_network, build_user_module, module_label, on_meta_device, takes_image_size
 from datafree.teachers.checkpoint import FORMAT, read_checkpoint, require_file
-from datafree.teachers.state_dicts import extract_state_dict, load_weights, prefix_holding
+from datafree.teachers.state_dicts import extract_state_dict, load_weights, mismatch_fix, prefix_holding
 
 
 def module_network(model: Any, checkpoint: str | None, state_key: str | None, trust: bool) -> tuple[nn.Module, dict, list[str]]:
@@ -37,8 +37,9 @@ def module_network(model: Any, checkpoint: str | None, state_key: str | None, tr
         return net, meta, notes
     state = meta["state_dict"] if meta else extract_state_dict(blob, f"teacher.checkpoint {checkpoint!r}", state_key)
     load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"teacher.model ({type(net).__name__})",
-                 f"Make teacher.model build the network the weights were saved from ({type(net).__name__} here), "
-                 "with the same constructor arguments.")
+                 lambda: mismatch_fix(blob, "teacher", module_label(model, net), "make teacher.model build the "
+                                      "network the weights were saved from, with the same constructor arguments",
+                                      load=checkpoint))
     return net, meta, notes
 
 
@@ -48,10 +49,11 @@ def hub_network(source: str, name: str, checkpoint: str | None, num_classes: int
     and input channels are read from the weights when not given. ``image_size`` (teacher.input_size's height and
     width) builds a network made for one size (a ViT) at that size."""
     notes: list[str] = []
-    state = None
+    state = blob = None
     channels = 3
     if checkpoint:
-        state = extract_state_dict(read_checkpoint(checkpoint, trust=trust), f"teacher.checkpoint {checkpoint!r}", state_key)
+        blob = read_checkpoint(checkpoint, trust=trust)
+        state = extract_state_dict(blob, f"teacher.checkpoint {checkpoint!r}", state_key)
         first = next((t for t in state.values() if isinstance(t, torch.Tensor) and t.dim() == 4), None)
         channels = int(first.shape[1]) if first is not None else 3
         if num_classes is None:
@@ -68,8 +70,9 @@ def hub_network(source: str, name: str, checkpoint: str | None, num_classes: int
         sized = (" A network built for one input size takes it from teacher.input_size=[channels, height, width]: set "
                  "it to the size the weights were trained at." if takes_image_size(source, name) else "")
         load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"{source} {name}",
-                     f"Set teacher.name to the {source} model the weights were saved from (and "
-                     f"teacher.num_classes).{sized}")
+                     lambda: mismatch_fix(blob, "teacher", f"{source}:{name}", f"set teacher.name to the {source} model "
+                                          "the weights were saved from (and teacher.num_classes)", load=checkpoint)
+                     + sized)
     return net, {}, notes
 
 

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.models.sources import AUXILIARY_HEADS
+from datafree.models.sources import AUXILIARY_HEADS, label_overrides, label_source
+from datafree.teachers.checkpoint import saved_label
 
 log = logging.getLogger("datafree")
 
@@ -132,6 +133,35 @@ def without_auxiliary_heads(state: dict[str, torch.Tensor], net: nn.Module, wher
     return kept
 
 
+def mismatch_fix(blob, what: str, built: str, change: str | None, restart: str | None = None,
+                 load: str | None = None) -> str | None:
+    """What to change when the weights in ``blob`` do not fit the network this run builds for ``what`` (``student``
+    or ``teacher``; ``built``: its label). Said as the network this run builds, so that it is not read as the file's;
+    then ``change`` where the file does not say what it holds (None: nothing is said, the caller has its own
+    advice), else the overrides that build the network a datafree checkpoint names. ``load``: the file's path, where a
+    teacher is loaded rather than trained: ``teacher=checkpoint`` builds the network it names with the input size
+    and normalisation it records. ``restart``: the way out without these weights, if there is one."""
+    saved = saved_label(blob)
+    tail = f", or {restart}." if restart else "."
+    if saved is None or saved == built:
+        return None if change is None else f"This run builds the {what} {built}: {change}{tail}"
+    if not load:
+        how = f"{label_overrides(saved, what)} builds that"
+    elif label_source(saved)[0] == "module":  # only the user's class builds it
+        how = f"{label_overrides(saved, what)} {what}.checkpoint={load} builds that"
+    else:  # teacher=checkpoint also takes the input size and normalisation the file records
+        how = (f"teacher=checkpoint teacher.checkpoint={load} builds that (it reads the network from the file: leave "
+               "teacher.arch out)")
+    return f"This run builds the {what} {built}, and the file is a datafree checkpoint of {saved}: {how}{tail}"
+
+
+def only_its_class(label: str, checkpoint, doing: str) -> DatafreeError:
+    """The refusal of a datafree checkpoint of the user's own class (``label``, e.g. a student built with
+    student=module), which no label can build: ``doing`` (load, fine-tune) it with the overrides of that class."""
+    return DatafreeError(f"{str(checkpoint)!r} holds a {label} network, which only its own class can build: {doing} it "
+                         f"with {label_overrides(label, 'teacher')} teacher.checkpoint={checkpoint}.")
+
+
 def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, model: str,
                  fix: str | Callable[[], str]) -> None:
     """``net.load_state_dict(state)`` after checking keys and shapes.
@@ -163,11 +193,13 @@ def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, mod
     net.load_state_dict(state)
 
 
-def load_start_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, model: str, fix: str) -> list[str]:
+def load_start_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, model: str, fix: str,
+                       channels_fix: Callable[[int], str]) -> list[str]:
     """Weights to start training from (e.g. ImageNet weights for a network with another head): like
     :func:`load_weights`, except that a classifier head of another class count starts fresh and a first
-    convolution of another channel count is adapted (summed for grey, repeated for more channels). Returns
-    one note for each of those; any other difference is refused."""
+    convolution is adapted between grey and colour (:func:`_grey_or_colour`). Returns one note for each of those;
+    any other difference is refused, a first convolution of any other channel count with
+    ``channels_fix(the file's channels)`` saying what else may be changed."""
     state, own, notes = dict(under_prefix(strip_wrapper_prefixes(state), net, where)), net.state_dict(), []
     linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
     head = [k for k in (f"{linears[-1]}.weight", f"{linears[-1]}.bias") if linears and k in state and k in own
@@ -180,11 +212,25 @@ def load_start_weights(net: nn.Module, state: dict[str, torch.Tensor], where: st
     first = f"{convs[0]}.weight" if convs else None
     if first in state and first in own and state[first].dim() == 4 and state[first].shape[1] != own[first].shape[1] \
             and state[first].shape[0] == own[first].shape[0] and state[first].shape[2:] == own[first].shape[2:]:
-        weight, channels = state[first], own[first].shape[1]
-        repeats = -(-channels // weight.shape[1])
-        state[first] = (weight.sum(1, keepdim=True) if channels == 1 else
-                        weight.repeat(1, repeats, 1, 1)[:, :channels] * (weight.shape[1] / channels))
-        notes.append(f"{where}: its first convolution ({first}) takes {weight.shape[1]} channel(s); adapted to "
-                     f"{channels} ({'summed' if channels == 1 else 'repeated and rescaled'})")
+        state[first], note = _grey_or_colour(state[first], int(own[first].shape[1]), f"{where}: its first "
+                                             f"convolution ({first})", channels_fix)
+        notes.append(note)
     load_weights(net, state, where, model, fix)
     return notes
+
+
+def _grey_or_colour(weight: torch.Tensor, channels: int, what: str,
+                    channels_fix: Callable[[int], str]) -> tuple[torch.Tensor, str]:
+    """(``weight``, a first convolution's, for ``channels`` input channels, a note saying how), where that keeps its
+    meaning: weights for grey repeated for N channels and divided by N answer a grey image given as N equal channels
+    as before; weights for N channels summed answer a grey image as the N-channel network answered it in N equal
+    channels. Between other counts (RGBA and RGB, say) no channel of one stands for a channel of the other: refused."""
+    have = int(weight.shape[1])
+    if channels == 1:
+        return weight.sum(1, keepdim=True), f"{what} takes {have} channels; summed into the network's 1 (grey)"
+    if have == 1:
+        return (weight.repeat(1, channels, 1, 1) / channels,
+                f"{what} takes 1 channel (grey); repeated for the network's {channels} and divided by {channels}")
+    raise DatafreeError(f"{what} takes {have} channels and this network {channels}: only grey weights (1 channel) are "
+                        f"adapted to more channels, and weights of any count to grey. Start from weights saved for "
+                        f"{channels} channels or 1, {channels_fix(have)}.")

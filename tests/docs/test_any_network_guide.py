@@ -18,6 +18,6 @@ def test_the_walk_through_fine_tunes_a_teacher_and_distils_two_students(tmp_path
         student = torch.load(tmp_path / "outputs" / run / "student.pt", weights_only=True)
         assert student["arch"] == label and student["input_size"] == [1, 32, 32] and student["num_classes"] == 2
     teacher = (tmp_path / "outputs/teacher/train-teacher.log").read_text()
-    assert "is for 1000 classes; it starts fresh for 2" in teacher and "adapted to 1 (summed)" in teacher
+    assert "is for 1000 classes; it starts fresh for 2" in teacher and "takes 3 channels; summed into the network's 1 (grey)" in teacher
     accuracy = float(printed.split("teacher torchvision:resnet18: test accuracy ")[1].split("%")[0])
     assert accuracy > 90, printed  # bright against dark: a teacher that learnt

@@ -64,7 +64,8 @@ def test_missing_and_unexpected_keys_list_the_first_few(tmp_path):
     torch.save(state, tmp_path / "w.pt")
     with pytest.raises(DatafreeError, match=r"1 missing keys \(head.bias\); 1 unexpected keys \(extra.weight\)") as info:
         load_teacher("module", model=TinyBNNet(4), checkpoint=str(tmp_path / "w.pt"))
-    assert "Make teacher.model build the network" in str(info.value)
+    assert ("This run builds the teacher nets.TinyBNNet: make teacher.model build the network the weights were saved "
+            "from, with the same constructor arguments.") in str(info.value)
 
 
 class _Exploding(nn.Module):

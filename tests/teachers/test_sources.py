@@ -249,6 +249,28 @@ def test_datafree_checkpoint_carries_its_metadata(tmp_path):
     assert teacher.info.test_accuracy == 0.5 and teacher.notes == []  # nothing had to be guessed
 
 
+@pytest.mark.parametrize("source", ["torchvision", "module"])
+def test_a_datafree_checkpoint_of_another_network_is_loaded_with_teacher_checkpoint(tmp_path, source):
+    """A teacher.pt given to a torchvision or module teacher that is not its network: the message names the network
+    this run builds as such, and says that teacher=checkpoint builds the file's (with its input size and
+    normalisation, which teacher=torchvision would not read)."""
+    from datafree.models import create_model
+    from datafree.teachers import ClassifierInfo, save_classifier
+
+    path = str(save_classifier(tmp_path / "t.pt", create_model("microcnn", num_classes=4),
+                               ClassifierInfo("microcnn", 4, (3, 8, 8), (0.5,) * 3, (0.25,) * 3)))
+    built = ("torchvision:mobilenet_v3_small" if source == "torchvision" else "nets.TinyBNNet")
+    with pytest.raises(DatafreeError) as refused:
+        if source == "torchvision":
+            load_teacher("torchvision", name="mobilenet_v3_small", checkpoint=path)
+        else:
+            load_teacher("module", model={"_target_": "nets.TinyBNNet", "num_classes": 4}, checkpoint=path)
+    assert str(refused.value).endswith(
+        f"This run builds the teacher {built}, and the file is a datafree checkpoint of microcnn: teacher=checkpoint "
+        f"teacher.checkpoint={path} builds that (it reads the network from the file: leave teacher.arch out)."), \
+        str(refused.value)
+
+
 def test_a_zoo_network_from_another_scripts_file_takes_the_state_key_too(tmp_path):
     """teacher=resnet34-style recipes (source datafree) read a bare file by teacher.arch, and teacher.state_key
     chooses the weights in it, a prefix included."""
