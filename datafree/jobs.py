@@ -463,7 +463,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> torch.device:
     check_config(cfg)
     if cfg.get("data") is not None:  # deploy and report read the run's data unless given some
         count_data_classes(cfg.data)
-    resume_requested(cfg.get("resume"), out_dir)
+    resume_requested(cfg.get("resume"), out_dir, resumable="resume" in cfg)
     device = resolve_device(cfg.device)
     torch.set_num_threads(cpu_threads(cfg.get("cpu_threads", "auto")))
     dist.init(device, cfg.get("dist_timeout_s", 600))

@@ -222,7 +222,7 @@ def check_resume(resume, out_dir: str | os.PathLike, config: dict, command: str 
     ``command`` than this one (a train-teacher run resumed by distill), or one saved with other settings than
     ``config`` (the resolved recipe) is refused.
     """
-    if not resume_requested(resume, out_dir):
+    if not resume_requested(resume, out_dir, resumable="resume" in config):
         return
     folders = sorted({path.parent for path in Path(out_dir).glob("**/state_*.pt")})
     for folder in folders:  # the run's own, and those of the loops inside it (teacher/, noise_baseline/)
@@ -230,16 +230,22 @@ def check_resume(resume, out_dir: str | os.PathLike, config: dict, command: str 
         StateFiles(folder, config=config, resume=True, notice=lambda message: None, kind=kind).load()
 
 
-def resume_requested(resume, out_dir: str | os.PathLike) -> bool:
+def resume_requested(resume, out_dir: str | os.PathLike, resumable: bool = True) -> bool:
     """Whether this run continues a saved one in ``out_dir``; refuses what cannot be meant.
 
     ``resume`` is the recipe's value: null/false (a new run), true (continue the run in
-    this run directory) or a run directory (the CLI makes it the run directory).
+    this run directory) or a run directory (the CLI makes it the run directory). ``resumable``: the command has a
+    ``resume`` key (distill, train-teacher); deploy, report and the others are told to write elsewhere, not to resume.
     """
     out_dir = Path(out_dir)
     shown = "true" if resume is True else resume
-    found = sorted(str(p.relative_to(out_dir)) for p in out_dir.glob("**/state_*.pt")) if out_dir.is_dir() else []
+    # the run's own state first (state_last.pt), then those of the loops inside it (noise_baseline/, teacher/)
+    found = sorted((str(p.relative_to(out_dir)) for p in out_dir.glob("**/state_*.pt")),
+                   key=lambda name: (name.count("/"), not name.endswith("state_last.pt"), name)) if out_dir.is_dir() else []
     if not resume:
+        if found and not resumable:
+            raise DatafreeError(f"{out_dir} holds a run ({found[0]}): choose another hydra.run.dir for this command's "
+                                "output, which would be written among the run's files.")
         if found:
             raise DatafreeError(
                 f"{out_dir} already holds the saved state of a run ({found[0]}): add resume=true to continue it, "

@@ -166,3 +166,8 @@ def test_bad_inputs_get_one_line_and_leave_nothing(run_dir, tmp_path, capsys):
         proc = in_process(capsys, *arguments, f"hydra.run.dir={out}")
         _assert_clean_failure(proc, out, needle)
         assert proc.stderr.count("\n") == 1, proc.stderr
+    # its output into the run's own folder: told to write elsewhere (deploy has no resume=true, which it was told to add)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    proc = in_process(capsys, "deploy", f"run={run}", f"hydra.run.dir={run}")
+    assert proc.returncode == 2 and f"{run} holds a run (state_last.pt): choose another hydra.run.dir" in proc.stderr
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
