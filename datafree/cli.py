@@ -389,10 +389,15 @@ def _compose(recipe: str, overrides: list[str]):
         return _one_line(error)
 
 
+def _command_of(recipe: str) -> str:
+    """The command that runs ``recipe`` (``train_teacher`` -> ``train-teacher``)."""
+    return next(name for name, (recipe_of, _) in COMMANDS.items() if recipe_of == recipe)
+
+
 def _not_a_key(recipe: str, cfg, key: str, added: bool = False) -> str:
     """The line for ``key``, which the recipe lacks (``added``: given with ``+``, where nothing would take it); ``cfg``
     is the recipe without it, to find the key it was probably meant to be."""
-    command = next(name for name, (recipe_of, _) in COMMANDS.items() if recipe_of == recipe)
+    command = _command_of(recipe)
     meant = _closest_key(cfg, key)
     text = f"{key} is not a key of the {command} recipe" + (f": did you mean {meant}?" if meant else ".")
     parent = key.rpartition(".")[0]
@@ -522,8 +527,7 @@ def _refused_resume(cfg, run_dir: str, recipe: str) -> str | None:
         return None  # the job's own checks name what cannot be resolved
     try:
         # A state records the loop that saved it, and the loops are named after their commands.
-        command = next(name for name, (recipe_of, _) in COMMANDS.items() if recipe_of == recipe)
-        check_resume(config.get("resume"), Path(run_dir), config, command)
+        check_resume(config.get("resume"), Path(run_dir), config, _command_of(recipe))
     except DatafreeError as error:
         return str(error)
     return None
