@@ -255,7 +255,9 @@ class Distiller:
         resumed_in_round = saved is not None and run.round_step > 0
         self.student.train()
         started, paced = time.perf_counter(), 0
-        bar = tqdm(total=total_steps, initial=run.step, desc="distill",
+        # A budgeted run's length is its clock's (experiment=fast sets a million rounds): the bar counts steps and their
+        # rate, where a total would show "0% of 20,000,000" and an estimate of years.
+        bar = tqdm(total=None if settings.time_budget_s else total_steps, initial=run.step, desc="distill",
                    disable=not (outputs.progress and is_main_process()), dynamic_ncols=True, leave=False)
         try:
             with loop:

@@ -363,3 +363,18 @@ def test_a_dead_student_is_one_class_with_logits_that_barely_move_against_the_te
     result = {"logit_range": logit_range, "top_class_share": share,
               **({"reference_logit_range": teacher_range} if teacher_range else {})}
     assert Distiller.is_dead(result) is dead
+
+
+def test_the_progress_bar_of_a_budgeted_run_has_no_total(tmp_path, monkeypatch):
+    import datafree.distill.trainer as trainer
+
+    totals, real = [], trainer.tqdm
+
+    def recording(*args, **kwargs):
+        totals.append(kwargs.get("total"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "tqdm", recording)
+    _distiller(tmp_path / "a", NoiseSynthesizer(batch_size=8), rounds=10**6, time_budget_s=0.5).fit()
+    _distiller(tmp_path / "b", NoiseSynthesizer(batch_size=8), rounds=2).fit()
+    assert totals == [None, 6]  # the budget's run was "0% of 3,000,000 steps" with an estimate of years
