@@ -770,7 +770,8 @@ def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
               f"{result.bytes / 1e6:.1f} MB; this run wrote {result.samples_this_run} in {result.wall_time_s:.1f}s "
               f"({result.samples_per_s:.1f} samples/s, {result.drawn} images drawn in all) on {_device_name(device)}")
     print(f"manifest: {result.folder / 'manifest.json'}")
-    print(f"next: datafree inspect {result.folder}   |   datafree distill data=synthetic data.path={result.folder}")
+    print(f"next: datafree inspect {result.folder}   |   datafree distill data=synthetic data.path={result.folder} "
+          "(real test images in data.test give the student's accuracy: recipes/data/synthetic.yaml)")
     return {"count": result.count, "folder": str(result.folder), "bytes": result.bytes, "drawn": result.drawn,
             "wall_time_s": result.wall_time_s, "samples_per_s": result.samples_per_s}
 

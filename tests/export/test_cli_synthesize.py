@@ -104,7 +104,7 @@ def test_recipe_mistakes_are_refused_before_the_folder_is_made(tmp_path, shapes_
 
 @pytest.mark.parametrize("synthesizer, draw", [([], "sample"), (["synthesizer=fast", "synthesizer.g_steps=2"], "synthesize")],
                          ids=["dfq", "fast"])
-def test_export_from_a_distill_run(tmp_path, shapes_teacher_path, synthesizer, draw):
+def test_export_from_a_distill_run(tmp_path, shapes_teacher_path, synthesizer, draw, capsys):
     """The generator (and student) a distillation trained, exported: draw=sample from a generator, or a few
     generator steps per batch for the fast synthesizer (a new input layer every round)."""
     run = tmp_path / "distill"
@@ -124,7 +124,11 @@ def test_export_from_a_distill_run(tmp_path, shapes_teacher_path, synthesizer, d
         with pytest.raises(DatafreeError, match="from_run: the synthesizer saved by the run does not fit .*size mismatch"):
             jobs.synthesize_job(wider, tmp_path / "synth_wrong")
         assert not (tmp_path / "other").exists()
+    capsys.readouterr()
     jobs.synthesize_job(synthesize, tmp_path / "synth")
+    # the next command, and what it needs to measure the student (data=synthetic alone ends with "accuracy n/a")
+    assert f"datafree distill data=synthetic data.path={tmp_path / 'set'} (real test images in data.test give the " \
+        "student's accuracy" in capsys.readouterr().out
     synthetic = SyntheticSet(tmp_path / "set")
     assert len(synthetic.load()) == 40 and synthetic.verify() == []
     assert synthetic.manifest["synthesizer"]["_target_"] == distill.synthesizer._target_
