@@ -400,12 +400,9 @@ def _not_a_key(recipe: str, cfg, key: str, added: bool = False) -> str:
     command = _command_of(recipe)
     meant = _closest_key(cfg, key)
     text = f"{key} is not a key of the {command} recipe" + (f": did you mean {meant}?" if meant else ".")
-    parent = key.rpartition(".")[0]
     if added:
         text += (" '+' adds a key only where a constructor takes it (inside a node with _target_, e.g. "
                  "+student.model.num_labels=10), and nothing takes this one.")
-    elif _takes_new_arguments(cfg, parent):
-        text += f" To pass a new argument to {parent}'s constructor, write +{key}=VALUE."
     return f"{text} 'datafree {command} --cfg job' prints every key."
 
 
@@ -435,26 +432,11 @@ def _closest_key(cfg, key: str) -> str | None:
     return None
 
 
-def _fixed_arguments(node_key: str) -> set[str] | None:
-    """The keys a recipe node with ``_target_`` may hold when its constructor takes no others (the trainer), or
-    None where any may be passed on (a network's constructor, a loss)."""
-    if node_key == "trainer":
-        from datafree.distill.settings import trainer_option_names
-
-        return trainer_option_names() | {"_target_", "_partial_"}
-    return None
-
-
-def _takes_new_arguments(cfg, node_key: str) -> bool:
-    node = _node(cfg, node_key) if node_key else None
-    return node is not None and "_target_" in node and _fixed_arguments(node_key) is None
-
-
 def _unread_added_key(recipe: str, cfg, overrides: list[str]) -> str | None:
     """``+key=value`` adds a key the recipe lacks. A constructor takes it inside a node with ``_target_``
     (``+student.model.num_labels=10``), as does a value that is such a node (``+teacher.model={_target_: ...}``);
-    anywhere else nothing does, and a misspelt key (``+teacher.train.epochz=3``) would be ignored, or refused only
-    after work (``+trainer.roundz=2``, after the demo's teacher is trained)."""
+    anywhere else nothing does, and a misspelt key (``+teacher.train.epochz=3``) would be ignored. (The trainer's node
+    has a ``_target_`` that takes only its own options: config_checks refuses others before any work.)"""
     choices = cfg.hydra.runtime.choices
     for override in overrides:
         if not override.startswith("+") or override.startswith("++") or "=" not in override:
@@ -466,11 +448,8 @@ def _unread_added_key(recipe: str, cfg, overrides: list[str]) -> str | None:
         value = _node(cfg, key)
         if value is not None and "_target_" in value:
             continue
-        owner = next((depth for depth in range(len(parts) - 1, 0, -1)
-                      if (_node(cfg, ".".join(parts[:depth])) or {}).get("_target_") is not None), None)
-        fixed = _fixed_arguments(".".join(parts[:owner])) if owner else None
-        if owner and (fixed is None or parts[owner] in fixed):
-            continue
+        if any("_target_" in (_node(cfg, ".".join(parts[:depth])) or {}) for depth in range(1, len(parts))):
+            continue  # the constructor refuses what it does not take (the trainer's options: config_checks)
         without = _compose(recipe, [o for o in overrides if o != override])
         return _not_a_key(recipe, cfg if isinstance(without, str) else without, key, added=True)
     return None

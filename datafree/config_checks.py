@@ -209,6 +209,10 @@ def _name_examples(cfg: DictConfig) -> dict[str, str]:
 def check_config(cfg: DictConfig) -> dict:
     """Raise a DatafreeError naming the first bad key; returns the resolved recipe as plain containers."""
     check_no_unset(cfg, examples={**{key: example for key, (_, example) in RULES.items()}, **_name_examples(cfg)})
+    if isinstance(cfg.get("trainer"), DictConfig):  # a misspelt (or +added) trainer key, before the teacher is trained
+        from datafree.distill.settings import TrainerSettings  # it imports this module
+
+        TrainerSettings.check_names(str(key) for key in cfg.trainer if key not in ("_target_", "_partial_"))
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except Exception as exc:  # noqa: BLE001 - an interpolation that points nowhere

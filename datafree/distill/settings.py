@@ -9,6 +9,7 @@ every key it is not given. :class:`Outputs` is what one run measures and writes,
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -61,12 +62,21 @@ class TrainerSettings:
     max_nonfinite: int
 
     @classmethod
+    def check_names(cls, given: Iterable[str]) -> None:
+        """Refuse options the trainer lacks, naming the one meant (``roundz``: ``rounds``). The CLI's checks call it
+        on the recipe's trainer node before any work (the trainer itself is built only after the teacher)."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            meant = difflib.get_close_matches(unknown[0], names, n=1)
+            guess = f" (trainer.{unknown[0]}: did you mean trainer.{meant[0]}?)" if meant else ""
+            raise DatafreeError(f"unknown trainer option(s) {unknown}{guess}: the options are {', '.join(sorted(names))}.")
+
+    @classmethod
     def from_options(cls, **options) -> "TrainerSettings":
         """The given keys, and the default trainer recipe's value for every other one."""
+        cls.check_names(options)
         names = [field.name for field in dataclasses.fields(cls)]
-        unknown = sorted(set(options) - set(names))
-        if unknown:
-            raise DatafreeError(f"unknown trainer option(s) {unknown}: the options are {', '.join(sorted(names))}.")
         defaults = recipe_defaults("trainer/default")
         values = {name: options[name] if name in options else defaults[name] for name in names}
         check_values({"trainer": {k: v for k, v in values.items() if k not in ("loss", "augment")}})  # the CLI's rules
@@ -100,7 +110,3 @@ class Outputs:
         names = {field.name for field in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in options.items() if k in names}), {k: v for k, v in options.items() if k not in names}
 
-
-def trainer_option_names() -> set[str]:
-    """Every key the trainer recipe node may hold: what :meth:`Distiller.from_options` takes (and refuses beyond)."""
-    return {field.name for cls in (TrainerSettings, Outputs) for field in dataclasses.fields(cls)}
