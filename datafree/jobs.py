@@ -18,6 +18,7 @@ from datafree.config_checks import check_config
 from datafree.data import DeviceBatches, ImageDataset, class_names, count_classes
 from datafree.data.loader import crop_for
 from datafree.distill.features import KINDS as FEATURE_KINDS, check_layer_names
+from datafree.distill.preflight import check_host_memory
 from datafree.distill.trainer import DistillResult
 from datafree.errors import DatafreeError, ImageSizesDiffer
 from datafree.evaluate import answers_one_class
@@ -328,6 +329,10 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     if field_note:
         logger.info(field_note)
     check_training_output(model, size, device, who="teacher", num_classes=num_classes)  # before any training
+    if device.type == "cpu":  # out of memory, the kernel would kill the run without a word
+        check_host_memory(None, model, batch_size=-(-int(cfg.data.batch_size) // dist.world_size()), synthesis_batch=0,
+                          synthesis_through_student=False, pool_bytes=0, input_size=size,
+                          processes=dist.local_processes(), batch_key="data.batch_size", step="a training step")
     train = cfg.teacher.train
     lr = teacher_lr(train.lr, int(cfg.data.batch_size), logger)
     note = set_bn_momentum(model, train.bn_momentum, who="teacher", key="teacher.train.bn_momentum")

@@ -267,3 +267,28 @@ def test_teacher_without_batchnorm_fails_cleanly(tmp_path, capsys):
     out = tmp_path / "run"
     proc = in_process(capsys, "distill", *TINY, f"teacher.checkpoint={ckpt}", "teacher.arch=nobn_cnn", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "no BatchNorm layer", "synthesizer=images synthesizer.path=DIR")
+
+
+def test_a_run_too_large_for_the_cpus_memory_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    # On the CPU the kernel kills a process out of memory without a message (the README's 224-px pair on a small
+    # machine): the run's batches are priced first, and one line names the keys to lower
+    from datafree.distill import preflight
+
+    monkeypatch.setattr(preflight, "available_memory", lambda: 4096)
+    ckpt = save_classifier(tmp_path / "t.pt", create_model("microcnn", num_classes=10), _info())
+    out = tmp_path / "run"
+    proc = in_process(capsys, "distill", *TINY, f"teacher.checkpoint={ckpt}", f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "needs at least", "is available",
+                          "synthesizer.batch_size=16 keeps", "trainer.batch_size=16", "killed without a word")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_teacher_batch_too_large_for_the_cpus_memory_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    from datafree.distill import preflight
+
+    monkeypatch.setattr(preflight, "available_memory", lambda: 4096)
+    out = tmp_path / "teacher"
+    proc = in_process(capsys, "train-teacher", *[a for a in TINY if a.split(".")[0] in ("data", "teacher", "device", "progress")],
+                      f"hydra.run.dir={out}")
+    _assert_clean_failure(proc, out, "needs at least", "a training step at data.batch_size=64", "killed without a word")
+    assert "trainer." not in proc.stderr and "synthesis" not in proc.stderr

@@ -35,6 +35,7 @@ import torch
 from datafree.data.dataset import ImageDataset
 from datafree.errors import DatafreeError, ImageSizesDiffer
 from datafree.utils.checkpoint import atomic_save
+from datafree.utils.device import available_memory
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"})
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -450,18 +451,6 @@ def load_image_folder(
     if cache_file is not None:
         _write_cache(cache_file, dataset)
     return dataset
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to new allocations (Linux's MemAvailable), or None where it cannot be read."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def _check_memory(files: list[Path], image_size: int | None, channels: int | None, root: Path) -> None:

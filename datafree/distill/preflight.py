@@ -1,8 +1,10 @@
-"""Before any work: does one student step at the chosen batch fit in the device's memory?
+"""Before any work: does the run fit in the device's memory?
 
-A student too large for the device at ``trainer.batch_size`` otherwise fails only after the first round's
-synthesis (minutes at 224 px, and a CUDA graph half captured); this probe fails in a second, before anything
-is synthesized or written, with the key to lower.
+On a GPU, a student too large at ``trainer.batch_size`` otherwise fails only after the first round's synthesis
+(minutes at 224 px, and a CUDA graph half captured): :func:`check_student_fits` runs one step at the batch and fails in
+a second, before anything is synthesized or written, with the key to lower. On the CPU a process out of memory is
+killed by the kernel without a message: :func:`check_host_memory` measures what the steps keep per image and
+refuses, with the keys to lower, a run whose batches cannot fit in the memory the machine has free.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import torch
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.utils.device import autocast, network_layout
+from datafree.utils.device import autocast, available_memory, network_layout
 from datafree.utils.untouched import untouched
 
 
@@ -46,3 +48,114 @@ def check_student_fits(teacher: nn.Module | None, student: nn.Module, *, batch_s
         finally:
             if device.type == "cuda":
                 torch.cuda.empty_cache()  # the probe's blocks go back before the allocations that follow
+
+
+# The probe's batches: two sizes, so that what autograd keeps per image is their difference (the parameters and
+# anything else a forward keeps once drop out); two, not one, so that a head with a BatchNorm after its pooling
+# (1x1 features) can run in training mode.
+_PROBE_BATCHES = (2, 4)
+
+
+def _kept_bytes(network: nn.Module, inputs: torch.Tensor) -> int:
+    """Bytes of the tensors autograd keeps for the backward of one forward of ``network`` (the parameters
+    excluded, each storage counted once)."""
+    params = {p.data_ptr() for p in network.parameters()}
+    seen: set[tuple[int, int]] = set()
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        key = (t.data_ptr(), t.numel())
+        if t.data_ptr() not in params and key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        network(inputs)
+    return total
+
+
+def activation_bytes_per_image(network: nn.Module, input_size: tuple[int, int, int], *, train: bool,
+                               device: torch.device) -> int:
+    """What a forward with a backward to come keeps per image: the memory a step's activations take grows by this
+    with every image of its batch (in ``train`` or eval mode, as the step runs the network; gradients flow to the
+    pixels, as in a synthesis step). Leaves the network as it was (:func:`~datafree.utils.untouched.untouched`)."""
+    with untouched(network, device):
+        network.train(train)
+        kept = []
+        for n in _PROBE_BATCHES:
+            pixels = torch.rand(n, *input_size, device=device, requires_grad=True)
+            kept.append(_kept_bytes(network, pixels))
+    return max(0, (kept[1] - kept[0]) // (_PROBE_BATCHES[1] - _PROBE_BATCHES[0]))
+
+
+def _gib(n: float) -> str:
+    return (f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB" if n >= 2**20
+            else f"{n / 2**10:.0f} kB")
+
+
+def _power_of_two_at_most(n: float) -> int:
+    return 1 << max(0, int(n).bit_length() - 1) if n >= 1 else 1
+
+
+def check_host_memory(teacher: nn.Module | None, student: nn.Module, *, batch_size: int, synthesis_batch: int,
+                      synthesis_through_student: bool, pool_bytes: int, input_size: tuple[int, int, int],
+                      processes: int = 1, available: int | None = None, batch_key: str = "trainer.batch_size",
+                      step: str = "a student step") -> None:
+    """On the CPU, before any work: does the run's largest step fit in the memory the machine has free?
+
+    Out of memory, a CPU process is not told: the kernel kills it, with no message (at 224 px the fast recipe's
+    batches need tens of GiB). The estimate is what autograd keeps for the backward, measured per image on the
+    networks themselves (:func:`activation_bytes_per_image`), times the batches: the synthesis step's
+    ``synthesis_batch`` images back-propagated through the teacher (and through the student where
+    ``synthesis_through_student``), the student step's ``batch_size``, plus the replay pool's ``pool_bytes``; times
+    the ``processes`` sharing the machine. It leaves out the generator, the gradients in flight and the allocator's
+    slack, so it is a floor: a run refused here could not have run, and one let through may still need more.
+    ``available`` defaults to what the machine has free now (Linux); where that cannot be read, nothing is checked.
+    ``batch_key`` and ``step`` name the student's batch and step in the message (train-teacher's are
+    ``data.batch_size`` and a training step).
+    """
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    device = torch.device("cpu")
+    per_student = (activation_bytes_per_image(student, input_size, train=True, device=device)
+                   if batch_size or synthesis_through_student else 0)
+    per_teacher = (activation_bytes_per_image(teacher, input_size, train=False, device=device)
+                   if teacher is not None and synthesis_batch else 0)
+    per_synthesis = per_teacher + (per_student if synthesis_through_student else 0)
+    synthesis, student_step = synthesis_batch * per_synthesis, batch_size * per_student
+    need = processes * (max(synthesis, student_step) + pool_bytes)
+    if need <= available:
+        return
+    side = f"{input_size[1]}x{input_size[2]}"
+    parts = []
+    if synthesis:
+        parts.append(f"a synthesis step at synthesizer.batch_size={synthesis_batch} keeps {_gib(synthesis)} of "
+                     f"activations ({_gib(per_synthesis)} an image at {side})")
+    if batch_size:
+        parts.append(f"{step} at {batch_key}={batch_size} {_gib(student_step)}")
+    if pool_bytes:
+        parts.append(f"the replay pool {_gib(pool_bytes)}")
+    per_process = available / processes
+    lower = []
+    if pool_bytes > per_process / 4:  # more than the auto pool would take: a quarter of the memory available
+        quarter = int(per_process / 4 // (input_size[0] * input_size[1] * input_size[2]))
+        lower.append(f"trainer.pool_capacity (e.g. {quarter}, a quarter of the memory, which "
+                     "trainer.pool_capacity=auto takes)")
+        pool_bytes = min(pool_bytes, per_process / 4)
+    room = per_process * 0.8 - pool_bytes  # a floor is measured: leave a fifth for what it leaves out
+    if (synthesis > room and per_synthesis > room) or (student_step > room and per_student > room):
+        lower.append("the image size (data.image_size) or the networks: one image's step alone does not fit")
+    else:
+        if synthesis > room:
+            lower.append(f"synthesizer.batch_size (e.g. {_power_of_two_at_most(room / per_synthesis)})")
+        if student_step > room:
+            lower.append(f"{batch_key} (e.g. {_power_of_two_at_most(room / per_student)})")
+    fix = "lower " + " and ".join(lower) if lower else "lower the batches"
+    shared = f" for each of {processes} processes" if processes > 1 else ""
+    raise DatafreeError(
+        f"this run needs at least {_gib(need)} of memory on the CPU and {_gib(available)} is available: "
+        f"{'; '.join(parts)}{shared}. A CPU run out of memory is killed without a word: {fix}, or run it on a GPU."
+    )

@@ -18,7 +18,7 @@ from datafree.export.reader import SyntheticSet
 from datafree.export.stream import SyntheticBatches
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Synthesizer
-from datafree.utils.device import network_layout
+from datafree.utils.device import available_memory, network_layout
 from datafree.utils.logging import RunLogger
 
 # The newest pool images the final sample grid sorts into rows by class.
@@ -44,6 +44,15 @@ class BatchSource(abc.ABC):
 
     def capture_blockers(self) -> list[str]:
         return []
+
+    def backward_batch(self) -> tuple[int, bool]:
+        """Images each round back-propagates through the teacher, and whether through the student too
+        (:meth:`~datafree.synthesizers.base.Synthesizer.backward_batch`): none for a source without a synthesizer."""
+        return 0, False
+
+    def memory_bytes(self) -> int:
+        """Memory the source holds for the whole run besides the networks (the replay pool)."""
+        return 0
 
     def follow_schedule(self, factor: float) -> None:
         """The student's learning-rate multiplier (1 at the start, 0 at the end), before each student step."""
@@ -93,6 +102,12 @@ class SynthesizerSource(BatchSource):
         capacity = pool_size(self.pool_capacity, tuple(input_size), device, logger) if self.replay > 0 else 0
         self.pool = SyntheticPool(capacity, tuple(input_size), device)
         self.synthesizer.bind(teacher, student, num_classes, tuple(input_size), device)
+
+    def backward_batch(self) -> tuple[int, bool]:
+        return self.synthesizer.backward_batch()
+
+    def memory_bytes(self) -> int:
+        return self.pool.nbytes()
 
     def new_round(self) -> None:
         images = self._synthesize().images
@@ -179,16 +194,21 @@ class SynthesizerSource(BatchSource):
 
 def pool_size(capacity: int | str, image_shape: tuple[int, int, int], device: torch.device, logger: RunLogger) -> int:
     """The replay pool's capacity in images: as given, or ``auto``: a quarter of the device memory free now (uint8
-    images: 3 KB at 32 px, 150 KB at 224 px), at most 2**24 images, on the CPU 50,000; the log says what was chosen.
-    A given capacity that cannot fit in the free memory is refused, naming the size that fits."""
+    images: 3 KB at 32 px, 150 KB at 224 px), at most 2**24 images, on the CPU at most 50,000 (a quarter of the
+    memory the machine has free: 50,000 images at 224 px are 7 GiB); the log says what was chosen.
+    A given capacity that cannot fit in the free GPU memory is refused, naming the size that fits."""
     per_image = image_shape[0] * image_shape[1] * image_shape[2]
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
     if capacity == "auto":
-        chosen = min(2**24, free // 4 // per_image) if free is not None else 50_000
+        host = available_memory() if free is None else None
+        chosen = (min(2**24, free // 4 // per_image) if free is not None
+                  else min(50_000, max(1, host // 4 // per_image)) if host is not None else 50_000)
         size = chosen * per_image
         amount = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"  # 50,000 at 32 px: 146 MiB
+        why = (f"; {free / 2**30:.0f} GiB free" if free is not None
+               else f"; a quarter of the {host / 2**30:.1f} GiB of memory available" if chosen < 50_000 else "")
         logger.info(f"trainer.pool_capacity=auto: {chosen} images ({amount} of uint8 "
-                    f"{image_shape[1]}x{image_shape[2]} images{'' if free is None else f'; {free / 2**30:.0f} GiB free'})")
+                    f"{image_shape[1]}x{image_shape[2]} images{why})")
         return chosen
     if free is not None and int(capacity) * per_image > 0.9 * free:
         fits = int(0.5 * free // per_image)

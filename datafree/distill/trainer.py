@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from datafree.distill.averaging import WeightAverage
 from datafree.distill.objectives import Objectives
 from datafree.models.bn_momentum import set_bn_momentum
-from datafree.distill.preflight import check_student_fits
+from datafree.distill.preflight import check_host_memory, check_student_fits
 from datafree.distill.settings import Outputs, TrainerSettings
 from datafree.distill.sources import BatchSource, SynthesizerSource
 from datafree.errors import DatafreeError
@@ -139,6 +139,11 @@ class Distiller:
         if device.type == "cuda":  # a student too large fails here, before anything is synthesized or written
             check_student_fits(teacher, student, batch_size=settings.batch_size, input_size=tuple(input_size),
                                device=device, amp=amp)
+        elif device.type == "cpu":  # out of memory, the kernel would kill the run without a word
+            synthesis_batch, through_student = source.backward_batch()
+            check_host_memory(teacher, student, batch_size=settings.batch_size, synthesis_batch=synthesis_batch,
+                              synthesis_through_student=through_student, pool_bytes=source.memory_bytes(),
+                              input_size=tuple(input_size), processes=dist.local_processes())
         self._captured = self._capture_plan()
         # The first of the evaluations in a row that found the student flat (one class, logits that barely move) and
         # not growing: (student step, logit range). Kept in memory only: after a resume the watch starts again.

@@ -175,6 +175,9 @@ class GeneratorSynthesizer(Synthesizer):
             require_hookable(teacher, "the activation prior (act_weight)")
             PenultimateFeatures(teacher, "the activation prior (act_weight)", "set synthesizer.act_weight=0.")
 
+    def backward_batch(self) -> tuple[int, bool]:
+        return self.batch_size, self.adv_weight > 0
+
     def validate(self) -> None:
         if not isinstance(self.generator, nn.Module):
             self.generator = self._build_generator(self.generator)

@@ -82,6 +82,12 @@ class Synthesizer(ABC):
             return balanced_targets(n, self.num_classes, self.device)
         return proportional_targets(n, self.class_weights, self.device)
 
+    def backward_batch(self) -> tuple[int, bool]:
+        """Images one synthesis step back-propagates through the teacher, and whether through the student as well
+        (a disagreement term): what the CPU's memory check (:func:`~datafree.distill.preflight.check_host_memory`)
+        sizes the step by. ``(0, False)`` for a method that back-propagates nothing."""
+        return 0, False
+
     def sample(self, n: int) -> torch.Tensor | None:
         """Fresh images without a synthesis update, or None where that is not cheap."""
         return None

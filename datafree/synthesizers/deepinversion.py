@@ -77,6 +77,9 @@ class DeepInversion(Synthesizer):
         if self.bn_weight > 0:
             check_batchnorm_teacher(teacher, "DeepInversion (its BatchNorm-statistics prior, bn_weight)")
 
+    def backward_batch(self) -> tuple[int, bool]:
+        return self.batch_size, self.adi_weight > 0
+
     def validate(self) -> None:
         self.check_teacher(self.teacher)
         self.augment.to(self.device)

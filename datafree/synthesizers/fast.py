@@ -115,6 +115,9 @@ class FastSynthesizer(Synthesizer):
                  if self._bn is not None else "off (bn_weight=0)")
         return f"synthesizer: the generator makes {size}; BatchNorm prior: {prior}"
 
+    def backward_batch(self) -> tuple[int, bool]:
+        return self.batch_size, self.adv_weight > 0
+
     def validate(self) -> None:
         channels, height, width = self.input_size
         self.check_teacher(self.teacher)

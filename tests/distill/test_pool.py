@@ -54,3 +54,22 @@ def test_the_auto_pool_on_the_cpu_says_its_size_in_units_that_show_it():
 
     assert pool_size("auto", (3, 32, 32), torch.device("cpu"), Log()) == 50_000
     assert said == ["trainer.pool_capacity=auto: 50000 images (146 MiB of uint8 32x32 images)"]  # was "0.0 GiB"
+
+
+def test_the_auto_pool_on_the_cpu_takes_at_most_a_quarter_of_the_memory_available(monkeypatch):
+    # 50,000 images at 224 px are 7 GiB: on a machine with 8 GiB free that would leave too little for the steps
+    said = []
+
+    class Log:
+        def info(self, line):
+            said.append(line)
+
+    from datafree.distill import sources
+
+    monkeypatch.setattr(sources, "available_memory", lambda: 8 * 2**30)
+    chosen = sources.pool_size("auto", (3, 224, 224), torch.device("cpu"), Log())
+    assert chosen == 8 * 2**30 // 4 // (3 * 224 * 224) == 14_266
+    assert said == ["trainer.pool_capacity=auto: 14266 images (2.0 GiB of uint8 224x224 images; a quarter of the "
+                    "8.0 GiB of memory available)"]
+    monkeypatch.setattr(sources, "available_memory", lambda: None)  # where it cannot be read: as before
+    assert sources.pool_size("auto", (3, 224, 224), torch.device("cpu"), Log()) == 50_000

@@ -102,6 +102,23 @@ def test_recipe_mistakes_are_refused_before_the_folder_is_made(tmp_path, shapes_
     assert not (tmp_path / "set").exists()
 
 
+def test_a_synthesis_batch_too_large_for_the_cpus_memory_is_refused_before_the_folder_is_made(
+        tmp_path, shapes_teacher_path, monkeypatch):
+    from datafree.distill import preflight
+
+    monkeypatch.setattr(preflight, "available_memory", lambda: 4096)
+    with initialize_config_module("datafree.recipes", version_base="1.3"):
+        cfg = compose("synthesize", overrides=["n=10", "device=cpu", f"teacher.checkpoint={shapes_teacher_path}",
+                                               f"out={tmp_path / 'set'}", "synthesizer.batch_size=24"])
+    with pytest.raises(DatafreeError) as error:
+        jobs.synthesize_job(cfg, tmp_path / "run")
+    message = str(error.value)
+    for needle in ("needs at least", "synthesizer.batch_size=24 keeps", "lower the image size (data.image_size)"):
+        assert needle in message, message
+    assert "trainer.batch_size" not in message  # synthesize has no student step
+    assert not (tmp_path / "set").exists()
+
+
 @pytest.mark.parametrize("synthesizer, draw", [([], "sample"), (["synthesizer=fast", "synthesizer.g_steps=2"], "synthesize")],
                          ids=["dfq", "fast"])
 def test_export_from_a_distill_run(tmp_path, shapes_teacher_path, synthesizer, draw, capsys):
