@@ -109,9 +109,10 @@ def check_host_memory(teacher: nn.Module | None, student: nn.Module, *, batch_si
     batches need tens of GiB). The estimate is what autograd keeps for the backward, measured per image on the
     networks themselves (:func:`activation_bytes_per_image`), times the batches: the synthesis step's
     ``synthesis_batch`` images back-propagated through the teacher (and through the student where
-    ``synthesis_through_student``), the student step's ``batch_size``, plus the replay pool's ``pool_bytes``; times
-    the ``processes`` sharing the machine. It leaves out the generator, the gradients in flight and the allocator's
-    slack, so it is a floor: a run refused here could not have run, and one let through may still need more.
+    ``synthesis_through_student``; both in eval mode, as synthesis runs them), the student step's ``batch_size``,
+    plus the replay pool's ``pool_bytes``; times the ``processes`` sharing the machine. It leaves out the generator,
+    the gradients in flight and the allocator's slack, so it is a floor: a run refused here could not have run in
+    the memory free, and one let through may still need more.
     ``available`` defaults to what the machine has free now (Linux); where that cannot be read, nothing is checked.
     ``batch_key`` and ``step`` name the student's batch and step in the message (train-teacher's are
     ``data.batch_size`` and a training step).
@@ -120,11 +121,12 @@ def check_host_memory(teacher: nn.Module | None, student: nn.Module, *, batch_si
     if available is None:
         return
     device = torch.device("cpu")
-    per_student = (activation_bytes_per_image(student, input_size, train=True, device=device)
-                   if batch_size or synthesis_through_student else 0)
-    per_teacher = (activation_bytes_per_image(teacher, input_size, train=False, device=device)
-                   if teacher is not None and synthesis_batch else 0)
-    per_synthesis = per_teacher + (per_student if synthesis_through_student else 0)
+    per_student = activation_bytes_per_image(student, input_size, train=True, device=device) if batch_size else 0
+    per_synthesis = 0
+    if synthesis_batch:  # synthesis runs both networks in eval mode
+        per_synthesis = sum(activation_bytes_per_image(network, input_size, train=False, device=device)
+                            for network in (teacher, student if synthesis_through_student else None)
+                            if network is not None)
     synthesis, student_step = synthesis_batch * per_synthesis, batch_size * per_student
     need = processes * (max(synthesis, student_step) + pool_bytes)
     if need <= available:
@@ -140,7 +142,7 @@ def check_host_memory(teacher: nn.Module | None, student: nn.Module, *, batch_si
         parts.append(f"the replay pool {_gib(pool_bytes)}")
     per_process = available / processes
     lower = []
-    if pool_bytes > per_process / 4:  # more than the auto pool would take: a quarter of the memory available
+    if pool_bytes > 0.3 * per_process:  # clearly more than the auto pool takes: a quarter of the memory free when sized
         quarter = int(per_process / 4 // (input_size[0] * input_size[1] * input_size[2]))
         lower.append(f"trainer.pool_capacity (e.g. {quarter}, a quarter of the memory, which "
                      "trainer.pool_capacity=auto takes)")
