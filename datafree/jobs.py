@@ -33,6 +33,7 @@ from datafree.teachers.checkpoint import FORMAT, read_checkpoint, saved_label
 from datafree.teachers.checks import check_training_output, read_logits_field
 from datafree.teachers.loader import source_of, zoo_checkpoint_missing
 from datafree.teachers.state_dicts import extract_state_dict, load_start_weights, mismatch_fix, only_its_class
+from datafree.teachers.weights_fit import fit_change
 from datafree.teachers.students import start_weights, student_label, student_spec
 from datafree.training import train_classifier
 from datafree.utils import dist
@@ -239,8 +240,8 @@ def teacher_network(cfg: DictConfig, num_classes: int, in_channels: int, image_s
         where = f"teacher.checkpoint {node.checkpoint!r}"
         state = (blob["state_dict"] if isinstance(blob, dict) and blob.get("format") == FORMAT
                  else extract_state_dict(blob, where, node.get("state_key")))
-        fix = mismatch_fix(blob, "teacher", label, "set the teacher to the network the weights were saved from",
-                           RESTART)
+        fix = lambda: mismatch_fix(blob, "teacher", label, fit_change(  # noqa: E731 - asked only on a mismatch
+            label, state, "teacher", "set the teacher to the network the weights were saved from"), RESTART)
         for note in load_start_weights(net, state, where, f"the teacher {label}", fix, other_channels):
             log.info(f"teacher: {note}")
     return net, label

@@ -223,3 +223,31 @@ def test_keys_a_recipe_leaves_open_are_named_even_when_others_interpolate_them(t
     overrides = ["data=imagefolder", "data.num_classes=???", "device=cpu", f"hydra.run.dir={out}"]
     assert_refused(run_in_process(capsys, command, *overrides), out, command, overrides,
                    "data.num_classes, data.root must be set (the recipe leaves them as ???): e.g. data.num_classes=10.")
+
+
+@pytest.mark.parametrize("source, saved, named, key", [
+    ("torchvision", "mobilenet_v3_large", "mobilenet_v3_small", "teacher"),
+    ("torchvision", "resnet18", "resnet34", "student"),
+    ("timm", "resnet18", "resnet34", "teacher"),
+    ("timm", "efficientnet_b0", "efficientnet_b1", "student"),
+])
+def test_torchvision_or_timm_weights_of_a_sibling_are_named(tmp_path, capsys, source, saved, named, key):
+    # weights saved from the family's other member (resnet18 for a resnet34): the network they fit is named, not only
+    # the keys that differ
+    if source == "timm":
+        timm = pytest.importorskip("timm")
+        net = timm.create_model(saved, num_classes=10, pretrained=False)
+    else:
+        import torchvision
+
+        net = torchvision.models.get_model(saved, num_classes=10)
+    ckpt = tmp_path / "w.pth"
+    torch.save(net.state_dict(), ckpt)
+    network = [f"{key}={source}", f"{key}.name={named}", f"{key}.checkpoint={ckpt}"]
+    # a teacher of its own: the tiny recipe's teacher keys and its 8-px images go
+    tiny = [a for a in TINY if key == "student" or not a.startswith(("teacher", "data.image_size"))]
+    args = [*tiny, *network, *(["data.image_size=32"] if key == "teacher" else [])]
+    out = tmp_path / "run"
+    proc = run_in_process(capsys, "distill", *args, f"hydra.run.dir={out}")
+    assert_refused(proc, out, "distill", args, f"This run builds the {key} {source}:{named}: the weights are "
+                                               f"{source}'s {saved}: set {key}.name={saved}")

@@ -14,7 +14,6 @@ Sources (``source=``):
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -24,8 +23,7 @@ from torch import nn
 
 from datafree.errors import DatafreeError
 from datafree.models import create_model, list_models
-from datafree.models.sources import (label_overrides, label_source, module_label, network_from_label,
-                                     on_meta_device, torchvision_network)
+from datafree.models.sources import label_overrides, label_source, module_label, network_from_label
 from datafree.teachers.checkpoint import FORMAT, ClassifierInfo, read_checkpoint
 from datafree.teachers.checks import check_logits, probe_logits, read_logits_field
 from datafree.teachers.hugging_face import class_names, preprocessing
@@ -34,6 +32,7 @@ from datafree.teachers.sources import hub_network, module_network, torchscript_n
 from datafree.teachers.spec import IMAGENET_MEAN, IMAGENET_STD, DataHint, resolve_input_spec
 from datafree.teachers.state_dicts import (extract_state_dict, load_weights, mismatch_fix, only_its_class,
                                           strip_wrapper_prefixes)
+from datafree.teachers.weights_fit import classes_and_channels, family_fit, shapes_of
 from datafree.utils.config_nodes import check_no_unset
 
 SOURCES = ("datafree", "module", "torchvision", "timm", "torchscript", "ensemble")
@@ -206,9 +205,8 @@ def _zoo_fix(state: dict, channels: int, checkpoint, arch: str) -> str:
     Networks are built on the meta device (no memory, no initialisation) with the class count of the weights' last
     matrix and compared key by key, shape by shape.
     """
-    shapes = {k: tuple(v.shape) for k, v in strip_wrapper_prefixes(state).items() if isinstance(v, torch.Tensor)}
-    matrices = [shape for shape in shapes.values() if len(shape) == 2]
-    classes = matrices[-1][0] if matrices else None
+    shapes = shapes_of(strip_wrapper_prefixes(state))
+    classes, _ = classes_and_channels(shapes)
     if classes is not None:
         with torch.device("meta"):
             for name in list_models():
@@ -216,10 +214,10 @@ def _zoo_fix(state: dict, channels: int, checkpoint, arch: str) -> str:
                     own = create_model(name, num_classes=classes, in_channels=channels).state_dict()
                 except DatafreeError:  # a generator, or a network without in_channels
                     continue
-                if _shapes(own) == shapes:
+                if shapes_of(own) == shapes:
                     return f"The weights are a {name} with {classes} classes: set teacher.arch={name} " \
                            f"teacher.num_classes={classes}."
-        name = _torchvision_fit(shapes, classes, channels, arch)
+        name = family_fit("torchvision", label_source(arch)[1], state, "teacher")
         if name:
             return (f"The weights are torchvision's {name} with {classes} classes: load them with "
                     f"{label_overrides('torchvision:' + name, 'teacher')} teacher.checkpoint={checkpoint}.")
@@ -227,31 +225,6 @@ def _zoo_fix(state: dict, channels: int, checkpoint, arch: str) -> str:
             f"teacher=torchvision teacher.name=NAME (or teacher=timm) teacher.checkpoint={checkpoint}; else into your "
             f"own class with teacher=module teacher.model._target_=my_pkg.MyNet teacher.checkpoint={checkpoint} "
             "(docs/custom_teacher.md).")
-
-
-def _shapes(state: dict) -> dict:
-    return {k: tuple(v.shape) for k, v in state.items()}
-
-
-def _torchvision_fit(shapes: dict, classes: int, channels: int, arch: str) -> str | None:
-    """The torchvision network whose weights have exactly ``shapes``, among those of ``arch``'s family (its name's
-    leading letters: resnet, vgg, mobilenet...), which is where weights given to the wrong network mostly come from;
-    trying every torchvision model would take seconds for a hint."""
-    import torchvision
-
-    family = re.match(r"[a-z]*", label_source(arch)[1].lower()).group()
-    if not family:
-        return None
-    for name in torchvision.models.list_models(module=torchvision.models):
-        if not name.replace("_", "").startswith(family):
-            continue
-        try:
-            own = on_meta_device(lambda: torchvision_network(name, classes, channels, "teacher")).state_dict()
-        except Exception:  # noqa: BLE001 - a network that cannot be built so is not the one
-            continue
-        if _shapes(own) == shapes:
-            return name
-    return None
 
 
 def _zoo_channels(input_size, state: dict, hint: DataHint | None) -> int:

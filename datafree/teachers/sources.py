@@ -16,6 +16,7 @@ from datafree.errors import DatafreeError
 from datafree.models.sources import build_network, build_user_module, module_label, on_meta_device, takes_image_size
 from datafree.teachers.checkpoint import FORMAT, read_checkpoint, require_file
 from datafree.teachers.state_dicts import extract_state_dict, load_weights, mismatch_fix, prefix_holding
+from datafree.teachers.weights_fit import fit_change
 
 
 def module_network(model: Any, checkpoint: str | None, state_key: str | None, trust: bool) -> tuple[nn.Module, dict, list[str]]:
@@ -70,8 +71,9 @@ def hub_network(source: str, name: str, checkpoint: str | None, num_classes: int
         sized = (" A network built for one input size takes it from teacher.input_size=[channels, height, width]: set "
                  "it to the size the weights were trained at." if takes_image_size(source, name) else "")
         load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"{source} {name}",
-                     lambda: mismatch_fix(blob, "teacher", f"{source}:{name}", f"set teacher.name to the {source} model "
-                                          "the weights were saved from (and teacher.num_classes)", load=checkpoint)
+                     lambda: mismatch_fix(blob, "teacher", f"{source}:{name}", fit_change(
+                         f"{source}:{name}", state, "teacher", f"set teacher.name to the {source} model the weights "
+                         "were saved from (and teacher.num_classes)"), load=checkpoint)
                      + sized)
     return net, {}, notes
 

@@ -193,7 +193,8 @@ def load_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, mod
     net.load_state_dict(state)
 
 
-def load_start_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, model: str, fix: str,
+def load_start_weights(net: nn.Module, state: dict[str, torch.Tensor], where: str, model: str,
+                       fix: str | Callable[[], str],
                        channels_fix: Callable[[int], str]) -> list[str]:
     """Weights to start training from (e.g. ImageNet weights for a network with another head): like
     :func:`load_weights`, except that a classifier head of another class count starts fresh and a first

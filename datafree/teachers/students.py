@@ -12,6 +12,7 @@ from datafree.errors import DatafreeError
 from datafree.models.sources import build_network, fitted_state, target_of
 from datafree.teachers.checkpoint import FORMAT, read_checkpoint
 from datafree.teachers.state_dicts import extract_state_dict, load_start_weights, mismatch_fix
+from datafree.teachers.weights_fit import fit_change
 
 log = logging.getLogger("datafree")
 # Keys a student recipe node may hold; its input (channels and size) always follows the teacher.
@@ -84,8 +85,8 @@ def start_weights(net: nn.Module, label: str, spec: dict) -> list[str]:
         notes.append(f"{where}: {', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''} resized to this "
                      f"network's input size by {how} (position embeddings resampled)")
     return notes + load_start_weights(net, state, where, f"the student {label}",
-                                      mismatch_fix(blob, "student", label,
-                                                   "set the student to the network the weights were saved from",
-                                                   RESTART),
+                                      lambda: mismatch_fix(blob, "student", label, fit_change(
+                                          label, state, "student", "set the student to the network the weights were "
+                                          "saved from"), RESTART),
                                       # its channels are the teacher's, which only the teacher changes
                                       lambda _: f"or {RESTART} (the student takes the teacher's channels)")
