@@ -67,6 +67,9 @@ class MyNet(torch.nn.Module):
     # torchvision weights given to the zoo network of their family
     ("torchvision", "resnet34", "The weights are torchvision's resnet18 with 10 classes: load them with "
                                 "teacher=torchvision teacher.name=resnet18 teacher.checkpoint=CKPT."),
+    # timm weights given to a zoo network of their family (timm's MobileNetV2 keys are not torchvision's)
+    ("timm", "mobilenetv2", "The weights are timm's mobilenetv2_100 with 10 classes: load them with "
+                            "teacher=timm teacher.name=mobilenetv2_100 teacher.checkpoint=CKPT."),
     ("own", "microcnn", "The weights fit no zoo network: if a torchvision or timm model saved them, load them with "
                         "teacher=torchvision teacher.name=NAME (or teacher=timm) teacher.checkpoint=CKPT; else into your "
                         "own class with teacher=module teacher.model._target_=my_pkg.MyNet teacher.checkpoint=CKPT "
@@ -80,7 +83,8 @@ def test_mismatched_checkpoint_names_the_network_the_weights_fit(tmp_path, capsy
         import torchvision
 
         net = {"zoo": lambda: create_model("tinycnn", num_classes=10), "own": MyNet,
-               "torchvision": lambda: torchvision.models.resnet18(num_classes=10)}[weights]()
+               "torchvision": lambda: torchvision.models.resnet18(num_classes=10),
+               "timm": lambda: pytest.importorskip("timm").create_model("mobilenetv2_100", num_classes=10)}[weights]()
         torch.save(net.state_dict(), ckpt)
     out, args = tmp_path / "run", [*TINY, f"teacher.checkpoint={ckpt}", f"teacher.arch={arch}", "teacher.num_classes=10"]
     proc = run_in_process(capsys, "distill", *args, f"hydra.run.dir={out}")

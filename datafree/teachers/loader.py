@@ -199,8 +199,8 @@ def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None,
 
 def _zoo_fix(state: dict, channels: int, checkpoint, arch: str) -> str:
     """What to set when weights that do not say what they are do not fit the network named (``arch``): the zoo
-    network they fit, else the torchvision network of its family they fit (resnet50 for a zoo resnet34), else
-    the sources that may hold them.
+    network they fit, else the torchvision or timm network of its family they fit (resnet50 for a zoo resnet34),
+    else the sources that may hold them.
 
     Networks are built on the meta device (no memory, no initialisation) with the class count of the weights' last
     matrix and compared key by key, shape by shape.
@@ -217,10 +217,11 @@ def _zoo_fix(state: dict, channels: int, checkpoint, arch: str) -> str:
                 if shapes_of(own) == shapes:
                     return f"The weights are a {name} with {classes} classes: set teacher.arch={name} " \
                            f"teacher.num_classes={classes}."
-        name = family_fit("torchvision", label_source(arch)[1], state, "teacher")
-        if name:
-            return (f"The weights are torchvision's {name} with {classes} classes: load them with "
-                    f"{label_overrides('torchvision:' + name, 'teacher')} teacher.checkpoint={checkpoint}.")
+        for source in ("torchvision", "timm"):  # timm's keys differ from torchvision's for most families
+            name = family_fit(source, label_source(arch)[1], state, "teacher")
+            if name:
+                return (f"The weights are {source}'s {name} with {classes} classes: load them with "
+                        f"{label_overrides(f'{source}:{name}', 'teacher')} teacher.checkpoint={checkpoint}.")
     return (f"The weights fit no zoo network: if a torchvision or timm model saved them, load them with "
             f"teacher=torchvision teacher.name=NAME (or teacher=timm) teacher.checkpoint={checkpoint}; else into your "
             f"own class with teacher=module teacher.model._target_=my_pkg.MyNet teacher.checkpoint={checkpoint} "
