@@ -160,15 +160,15 @@ def synthesize_dataset(
             raise DatafreeError(f"from_run: the synthesizer saved by the run does not fit this recipe's ({first_line(exc)}): "
                                 "give the run's own settings (the same experiment and overrides, e.g. data.image_size, "
                                 "which sizes the demo generators).") from None
-    if device.type == "cpu":  # out of memory, the kernel would kill the process without a word
-        synthesis_batch, through_student = synthesizer.backward_batch()
-        check_host_memory(teacher.model, student, batch_size=0, synthesis_batch=synthesis_batch,
-                          synthesis_through_student=through_student, pool_bytes=0, input_size=tuple(info.input_size),
-                          processes=dist.local_processes())
     per_draw = int(batch_size or getattr(synthesizer, "batch_size", 256))
     if draw == "sample" and synthesizer.sample(1) is None:
         raise DatafreeError(f"draw=sample needs a synthesizer that draws images without a synthesis round (a generator, "
                             f"noise), but {type(synthesizer).__name__} optimises every batch: use draw=synthesize.")
+    if device.type == "cpu" and draw == "synthesize":  # out of memory, the kernel would kill it without a word
+        synthesis_batch, through_student = synthesizer.backward_batch()  # (draw=sample back-propagates nothing)
+        check_host_memory(teacher.model, student, batch_size=0, synthesis_batch=synthesis_batch,
+                          synthesis_through_student=through_student, pool_bytes=0, input_size=tuple(info.input_size),
+                          processes=dist.local_processes())
     writer = SyntheticWriter(out, {**description, "processes": dist.world_size()})
     start = _open(writer)
     for notice in start.notices:

@@ -118,6 +118,14 @@ def test_a_synthesis_batch_too_large_for_the_cpus_memory_is_refused_before_the_f
     assert "trainer.batch_size" not in message  # synthesize has no student step
     assert not (tmp_path / "set").exists()
 
+    # draw=sample back-propagates nothing: a generator's draws are not priced as synthesis steps
+    with initialize_config_module("datafree.recipes", version_base="1.3"):
+        cfg = compose("synthesize", overrides=["n=10", "device=cpu", f"teacher.checkpoint={shapes_teacher_path}",
+                                               f"out={tmp_path / 'drawn'}", "synthesizer=dfad", "draw=sample",
+                                               "synthesizer.batch_size=24", "class_counts=as_drawn", "progress=false"])
+    jobs.synthesize_job(cfg, tmp_path / "drawn_run")
+    assert SyntheticSet(tmp_path / "drawn").__len__() == 10
+
 
 @pytest.mark.parametrize("synthesizer, draw", [([], "sample"), (["synthesizer=fast", "synthesizer.g_steps=2"], "synthesize")],
                          ids=["dfq", "fast"])
