@@ -330,18 +330,20 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     if field_note:
         logger.info(field_note)
     check_training_output(model, size, device, who="teacher", num_classes=num_classes)  # before any training
-    if device.type == "cpu":  # out of memory, the kernel would kill the run without a word
-        check_host_memory(None, model, batch_size=-(-int(cfg.data.batch_size) // dist.world_size()), synthesis_batch=0,
-                          synthesis_through_student=False, pool_bytes=0, input_size=size,
-                          processes=dist.local_processes(), batch_key="data.batch_size", step="a training step")
     train = cfg.teacher.train
     lr = teacher_lr(train.lr, int(cfg.data.batch_size), logger)
     note = set_bn_momentum(model, train.bn_momentum, who="teacher", key="teacher.train.bn_momentum")
     if note:
         logger.info(note)
+    train_batches = batches(train_set, cfg.data, device, train=True, seed=int(cfg.seed))  # a batch the data can fill
+    if device.type == "cpu":  # out of memory, the kernel would kill the run without a word
+        check_host_memory(None, model, batch_size=int(cfg.data.batch_size), synthesis_batch=0,  # this process's batch
+                          synthesis_through_student=False, pool_bytes=0, input_size=size,
+                          processes=dist.local_processes(), shared_batches=batch_share(cfg), batch_key="data.batch_size",
+                          step="a training step")
     result = train_classifier(
         model,
-        batches(train_set, cfg.data, device, train=True, seed=int(cfg.seed)),
+        train_batches,
         None if test_set is None else batches(test_set, cfg.data, device, train=False, seed=int(cfg.seed)),
         device,
         epochs=int(train.epochs),
@@ -419,6 +421,11 @@ def run_state(cfg: DictConfig, directory: Path) -> StateFiles:
 
 # Sizes that global_batch=true gives for all ranks together (each rank takes its share); missing keys are skipped.
 GLOBAL_SIZES = ("data.batch_size", "trainer.batch_size", "synthesizer.batch_size", "batch_size")
+
+
+def batch_share(cfg: DictConfig) -> int:
+    """How many processes share each of the recipe's batches: all of them with ``global_batch=true``, else one."""
+    return dist.world_size() if cfg.get("global_batch") else 1
 
 
 def per_rank_sizes(cfg: DictConfig) -> list[str]:
@@ -549,7 +556,7 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
             teacher=teacher, student=network_layout(student, device), source=source, device=device,
             num_classes=info.num_classes, input_size=info.input_size, amp=bool(cfg.amp), test_batches=test_batches,
             logger=run_logger, student_info=student_info, progress=bool(cfg.progress), state=run_state(cfg, run_dir),
-            **overrides,
+            shared_batches=batch_share(cfg), **overrides,
         )
         return distiller.fit(), student
 

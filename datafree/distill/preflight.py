@@ -101,8 +101,8 @@ def _power_of_two_at_most(n: float) -> int:
 
 def check_host_memory(teacher: nn.Module | None, student: nn.Module, *, batch_size: int, synthesis_batch: int,
                       synthesis_through_student: bool, pool_bytes: int, input_size: tuple[int, int, int],
-                      processes: int = 1, available: int | None = None, batch_key: str = "trainer.batch_size",
-                      step: str = "a student step") -> None:
+                      processes: int = 1, shared_batches: int = 1, available: int | None = None,
+                      batch_key: str = "trainer.batch_size", step: str = "a student step") -> None:
     """On the CPU, before any work: does the run's largest step fit in the memory the machine has free?
 
     Out of memory, a CPU process is not told: the kernel kills it, with no message (at 224 px the fast recipe's
@@ -115,7 +115,8 @@ def check_host_memory(teacher: nn.Module | None, student: nn.Module, *, batch_si
     the memory free, and one let through may still need more.
     ``available`` defaults to what the machine has free now (Linux); where that cannot be read, nothing is checked.
     ``batch_key`` and ``step`` name the student's batch and step in the message (train-teacher's are
-    ``data.batch_size`` and a training step).
+    ``data.batch_size`` and a training step). The batches are this process's; with ``global_batch=true`` the
+    recipe's keys name a global batch ``shared_batches`` processes share, so the message shows and suggests them so.
     """
     available = available_memory() if available is None else available
     if available is None:
@@ -134,10 +135,10 @@ def check_host_memory(teacher: nn.Module | None, student: nn.Module, *, batch_si
     side = f"{input_size[1]}x{input_size[2]}"
     parts = []
     if synthesis:
-        parts.append(f"a synthesis step at synthesizer.batch_size={synthesis_batch} keeps {_gib(synthesis)} of "
-                     f"activations ({_gib(per_synthesis)} an image at {side})")
+        parts.append(f"a synthesis step at synthesizer.batch_size={synthesis_batch * shared_batches} keeps "
+                     f"{_gib(synthesis)} of activations ({_gib(per_synthesis)} an image at {side})")
     if batch_size:
-        parts.append(f"{step} at {batch_key}={batch_size} {_gib(student_step)}")
+        parts.append(f"{step} at {batch_key}={batch_size * shared_batches} {_gib(student_step)}")
     if pool_bytes:
         parts.append(f"the replay pool {_gib(pool_bytes)}")
     per_process = available / processes
@@ -152,12 +153,13 @@ def check_host_memory(teacher: nn.Module | None, student: nn.Module, *, batch_si
         lower.append("the image size (data.image_size) or the networks: one image's step alone does not fit")
     else:
         if synthesis > room:
-            lower.append(f"synthesizer.batch_size (e.g. {_power_of_two_at_most(room / per_synthesis)})")
+            lower.append(f"synthesizer.batch_size (e.g. {shared_batches * _power_of_two_at_most(room / per_synthesis)})")
         if student_step > room:
-            lower.append(f"{batch_key} (e.g. {_power_of_two_at_most(room / per_student)})")
+            lower.append(f"{batch_key} (e.g. {shared_batches * _power_of_two_at_most(room / per_student)})")
     fix = "lower " + " and ".join(lower) if lower else "lower the batches"
-    shared = f" for each of {processes} processes" if processes > 1 else ""
+    each = f"for each of its {processes} processes on this machine, " if processes > 1 else ""
+    share = f" (global_batch=true: {shared_batches} processes share each batch)" if shared_batches > 1 else ""
     raise DatafreeError(
         f"this run needs at least {_gib(need)} of memory on the CPU and {_gib(available)} is available: "
-        f"{'; '.join(parts)}{shared}. A CPU run out of memory is killed without a word: {fix}, or run it on a GPU."
+        f"{each}{'; '.join(parts)}{share}. A CPU run out of memory is killed without a word: {fix}, or run it on a GPU."
     )

@@ -54,6 +54,10 @@ class BatchSource(abc.ABC):
         """Memory the source holds for the whole run besides the networks (the replay pool)."""
         return 0
 
+    def student_batch(self) -> int:
+        """Images in the student's largest batch: ``trainer.batch_size``, or fewer where the source holds fewer."""
+        return self.batch_size
+
     def follow_schedule(self, factor: float) -> None:
         """The student's learning-rate multiplier (1 at the start, 0 at the end), before each student step."""
 
@@ -239,6 +243,9 @@ class StoredSource(BatchSource):
         if self._stream is None:
             self._stream = iter(self.batches)
         return next(self._stream)
+
+    def student_batch(self) -> int:  # a set smaller than the batch is one batch of all of it
+        return min(self.batch_size, len(self.synthetic))
 
     def capture_blockers(self) -> list[str]:
         return ["a stored set's batches are cut on the host"]

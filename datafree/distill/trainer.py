@@ -88,7 +88,7 @@ class Distiller:
 
     def __init__(self, teacher: nn.Module | None, student: nn.Module, source: BatchSource | Synthesizer,
                  settings: TrainerSettings, *, device: torch.device, num_classes: int, input_size: tuple[int, int, int],
-                 amp: bool = True, outputs: Outputs | None = None):
+                 amp: bool = True, outputs: Outputs | None = None, shared_batches: int = 1):
         check_loop_settings("trainer.", "student step", time_budget_s=settings.time_budget_s,
                             checkpoint_every=settings.checkpoint_every)
         if isinstance(source, Synthesizer):
@@ -141,9 +141,10 @@ class Distiller:
                                device=device, amp=amp)
         elif device.type == "cpu":  # out of memory, the kernel would kill the run without a word
             synthesis_batch, through_student = source.backward_batch()
-            check_host_memory(teacher, student, batch_size=settings.batch_size, synthesis_batch=synthesis_batch,
+            check_host_memory(teacher, student, batch_size=source.student_batch(), synthesis_batch=synthesis_batch,
                               synthesis_through_student=through_student, pool_bytes=source.memory_bytes(),
-                              input_size=tuple(input_size), processes=dist.local_processes())
+                              input_size=tuple(input_size), processes=dist.local_processes(),
+                              shared_batches=shared_batches)
         self._captured = self._capture_plan()
         # The first of the evaluations in a row that found the student flat (one class, logits that barely move) and
         # not growing: (student step, logit range). Kept in memory only: after a resume the watch starts again.
@@ -152,12 +153,15 @@ class Distiller:
     @classmethod
     def from_options(cls, teacher: nn.Module | None, student: nn.Module, source: BatchSource | Synthesizer, *,
                      device: torch.device, num_classes: int, input_size: tuple[int, int, int], amp: bool = True,
-                     **options) -> "Distiller":
+                     shared_batches: int = 1, **options) -> "Distiller":
         """The Distiller from flat options: the trainer recipe's keys (``lr``, ``rounds``, ...; those not given
-        come from ``recipes/trainer/default.yaml``) and :class:`~datafree.distill.settings.Outputs`' fields."""
+        come from ``recipes/trainer/default.yaml``) and :class:`~datafree.distill.settings.Outputs`' fields.
+        ``shared_batches``: the processes that share each of the recipe's batches (``global_batch=true``), which the
+        CPU's memory check says its batch sizes in."""
         outputs, settings = Outputs.split(options)
         return cls(teacher, student, source, TrainerSettings.from_options(**settings), device=device,
-                   num_classes=num_classes, input_size=input_size, amp=amp, outputs=outputs)
+                   num_classes=num_classes, input_size=input_size, amp=amp, outputs=outputs,
+                   shared_batches=shared_batches)
 
     # -- the student step -------------------------------------------------------------------------------
     def _capture_plan(self) -> CapturedStep | None:

@@ -14,11 +14,13 @@ import time
 
 import torch
 
-from datafree.models.sources import build_network, label_source, on_meta_device
-from datafree.teachers.state_dicts import strip_wrapper_prefixes
+from datafree.errors import DatafreeError
+from datafree.models.sources import build_network, label_overrides, label_source, on_meta_device
+from datafree.teachers.state_dicts import prefix_holding, strip_wrapper_prefixes
 
 # A hint's search stops after this many seconds (timm's vit_* family alone is over 200 models, about 20 s to build).
 SEARCH_S = 5.0
+SOURCES = ("torchvision", "timm")
 
 
 def shapes_of(state: dict) -> dict[str, tuple[int, ...]]:
@@ -71,16 +73,27 @@ def family_fit(source: str, name: str, state: dict, what: str) -> str | None:
                                                        in_channels=channels, what=what)[0])
         except Exception:  # noqa: BLE001 - a model that cannot be built so is not the one
             continue
-        if shapes_of(net.state_dict()) == shapes:
+        own = shapes_of(net.state_dict())
+        try:  # a Lightning module's "model.", a wrapper's "net.": the keys under the prefix that holds them all
+            prefix = prefix_holding(shapes, own.keys(), what)
+        except DatafreeError:  # held under two prefixes: the loader names them itself
+            prefix = ""
+        held = {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)} if prefix else shapes
+        if held == own:
             return candidate
     return None
 
 
 def fit_change(label: str, state: dict, what: str, otherwise: str) -> str:
     """What to set when ``state`` does not fit the torchvision or timm network ``label`` names: the model of its
-    family the weights fit, else ``otherwise``."""
+    family the weights fit, in its source, else in the other one (timm's resnet18 given to teacher=torchvision),
+    else ``otherwise``."""
     source, name = label_source(label)
-    found = family_fit(source, name, state, what) if source in ("torchvision", "timm") else None
-    if found is None:
+    if source not in SOURCES:
         return otherwise
-    return f"the weights are {source}'s {found}: set {what}.name={found}"
+    for other in (source, *(s for s in SOURCES if s != source)):
+        found = family_fit(other, name, state, what)
+        if found is not None:
+            how = f"{what}.name={found}" if other == source else label_overrides(f"{other}:{found}", what)
+            return f"the weights are {other}'s {found}: set {how}"
+    return otherwise

@@ -94,7 +94,14 @@ def threads_for(setting="auto"):
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available to new allocations (Linux's MemAvailable), or None where it cannot be read."""
+    """Bytes of memory available to new allocations: Linux's MemAvailable, or less where this process's control
+    group leaves less (a container's memory limit: docker --memory, a Kubernetes limit, whose kernel kills the
+    process at the limit while MemAvailable still reports the host's memory); None where neither can be read."""
+    known = [v for v in (_meminfo_available(), cgroup_memory_room()) if v is not None]
+    return min(known) if known else None
+
+
+def _meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
@@ -103,3 +110,56 @@ def available_memory() -> int | None:
     except OSError:
         pass
     return None
+
+
+# (folder under the cgroup mount, limit file, usage file, memory.stat's reclaimable page cache) for cgroup v2, v1
+_CGROUP_FILES = {"v2": ("", "memory.max", "memory.current", "inactive_file"),
+                 "v1": ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")}
+
+
+def cgroup_memory_room(proc_cgroup: str | os.PathLike = "/proc/self/cgroup",
+                       mount: str | os.PathLike = "/sys/fs/cgroup") -> int | None:
+    """Bytes this process's memory control group and those above it still let it take: limit - usage + the
+    inactive file cache the kernel reclaims before it kills, the least over the groups that have a limit; None
+    where none has one (or nothing can be read). cgroup v2 (``0::/path``) and v1 (``N:memory:/path``); a group
+    whose folder is not under the mount (a container sees its own group as the mount's root) is looked for higher."""
+    from pathlib import Path
+
+    try:
+        lines = Path(proc_cgroup).read_text().splitlines()
+    except OSError:
+        return None
+    rooms = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        version = "v2" if controllers == "" else "v1" if "memory" in controllers.split(",") else None
+        if version is None:
+            continue
+        folder, limit_file, usage_file, cache_key = _CGROUP_FILES[version]
+        base, parts = Path(mount) / folder, [p for p in path.split("/") if p]
+        for depth in range(len(parts), -1, -1):
+            group = base.joinpath(*parts[:depth])
+            limit, usage = _read_bytes(group / limit_file), _read_bytes(group / usage_file)
+            if limit is None or usage is None or limit >= 2**60:  # "max", or v1's "no limit" (2**63 rounded)
+                continue
+            rooms.append(max(0, limit - usage + _memory_stat(group / "memory.stat", cache_key)))
+    return min(rooms) if rooms else None
+
+
+def _read_bytes(path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _memory_stat(path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key and value.strip().isdigit():
+                return int(value)
+    except OSError:
+        pass
+    return 0

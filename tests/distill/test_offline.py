@@ -139,3 +139,19 @@ def test_teacher_feature_terms_are_refused_offline(small_set, tmp_path):
                                             "trainer.discriminator.embedding=logits"):
         jobs.distill_job(cfg, tmp_path / "run2")
     assert not (tmp_path / "run2" / "summary.csv").exists()
+
+
+def test_a_batch_larger_than_the_stored_set_is_priced_as_the_set(small_set, tmp_path, monkeypatch):
+    # a set of 64 samples makes one batch of all of them whatever trainer.batch_size says: the CPU's memory check
+    # prices that batch, not a billion images that never come
+    from datafree.distill import preflight
+
+    seen = []
+    real = preflight.check_host_memory
+    monkeypatch.setattr("datafree.distill.trainer.check_host_memory",
+                        lambda *a, **k: seen.append(k["batch_size"]) or real(*a, **k))
+    cfg = _compose("distill", ["data=synthetic", f"data.path={small_set.folder}", "device=cpu", "progress=false",
+                               "data.image_size=null", "trainer.rounds=1", "trainer.student_steps=1",
+                               "trainer.batch_size=1000000000", "data.test=null"])
+    jobs.distill_job(cfg, tmp_path / "run")
+    assert seen == [64]

@@ -148,5 +148,16 @@ def test_a_step_that_does_not_fit_at_one_image_names_the_image_size():
 def test_processes_sharing_the_machine_share_its_memory():
     per_image = activation_bytes_per_image(_conv_relu(), (3, 8, 8), train=True, device=CPU)
     _check(600 * per_image, pool_bytes=0)
-    with pytest.raises(DatafreeError, match="for each of 2 processes"):
+    with pytest.raises(DatafreeError) as caught:
         _check(600 * per_image, pool_bytes=0, processes=2)
+    message = str(caught.value)
+    assert "is available: for each of its 2 processes on this machine, a synthesis step" in message
+    assert "trainer.batch_size=512" in message and "global_batch" not in message
+    # global_batch=true: the recipe's 512 is shared by the 2 processes, each running 256; the suggestion is global too
+    with pytest.raises(DatafreeError) as caught:
+        _check(300 * per_image, pool_bytes=0, processes=2, shared_batches=2, batch_size=256, synthesis_batch=128)
+    message = str(caught.value)
+    fits = 1 << (int(0.8 * 150 * per_image / per_image).bit_length() - 1)  # per process, half the memory each
+    assert "synthesizer.batch_size=256 keeps" in message and "a student step at trainer.batch_size=512" in message
+    assert "(global_batch=true: 2 processes share each batch)" in message
+    assert f"trainer.batch_size (e.g. {2 * fits})" in message

@@ -1,5 +1,6 @@
 """Which network weights fit, when they do not fit the one named: searched in the named network's family, nearest
 names first, within a time limit."""
+import pytest
 import torch
 import torchvision
 
@@ -33,3 +34,17 @@ def test_weights_of_no_family_member_or_a_search_out_of_time_leave_the_general_a
     assert fit_change("module:pkg.Net", _state("resnet18"), "teacher", "OTHERWISE") == "OTHERWISE"
     monkeypatch.setattr(weights_fit, "SEARCH_S", 0.0)  # a family of hundreds (timm's vit_*) stops at the limit
     assert fit_change("torchvision:resnet34", _state("resnet18"), "teacher", "OTHERWISE") == "OTHERWISE"
+
+
+def test_a_lightning_modules_prefix_is_looked_through():
+    # a Lightning module saves the network under "model." (with its other parts beside it)
+    held = {f"model.{k}": v for k, v in _state("resnet50").items()}
+    assert family_fit("torchvision", "resnet18", held, "teacher") == "resnet50"
+
+
+def test_weights_of_the_other_source_are_named_with_the_overrides_that_build_them():
+    timm = pytest.importorskip("timm")
+    with torch.device("meta"):
+        state = timm.create_model("efficientnet_b0", num_classes=10).state_dict()
+    assert fit_change("torchvision:efficientnet_b1", state, "teacher", "OTHERWISE") == \
+        "the weights are timm's efficientnet_b0: set teacher=timm teacher.name=efficientnet_b0"

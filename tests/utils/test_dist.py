@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 
 from datafree import cli
 from datafree.errors import DatafreeError
-from datafree.jobs import per_rank_sizes
+from datafree.jobs import batch_share, per_rank_sizes
 from datafree.models import create_model
 from datafree.utils import dist
 from datafree.utils.logging import RunLogger
@@ -49,6 +49,9 @@ def test_global_batch_shares_the_sizes_among_the_ranks(two_ranks):
     with pytest.raises(DatafreeError, match=r"global_batch=true shares trainer.batch_size=15 among 2 .* multiple of 2"):
         per_rank_sizes(OmegaConf.create({"global_batch": True, "trainer": {"batch_size": 15}}))
     assert per_rank_sizes(OmegaConf.create({"global_batch": False, "trainer": {"batch_size": 15}})) == []
+    # what the CPU's memory check says the batches in: the recipe's global sizes, or each process's own
+    assert batch_share(OmegaConf.create({"global_batch": True})) == 2
+    assert batch_share(OmegaConf.create({"global_batch": False})) == 1
 
 
 def test_sync_batchnorm_needs_gpus_and_is_a_no_op_in_one_process(monkeypatch, two_ranks):
