@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from datafree.errors import DatafreeError
 from datafree.utils.device import autocast, available_memory, network_layout
@@ -56,23 +57,29 @@ def check_student_fits(teacher: nn.Module | None, student: nn.Module, *, batch_s
 _PROBE_BATCHES = (2, 4)
 
 
-def _kept_bytes(network: nn.Module, inputs: torch.Tensor) -> int:
-    """Bytes of the tensors autograd keeps for the backward of one forward of ``network`` (the parameters
-    excluded, each storage counted once)."""
-    params = {p.data_ptr() for p in network.parameters()}
-    seen: set[tuple[int, int]] = set()
-    total = 0
+def _storage_key(t: torch.Tensor) -> int:
+    storage = t.untyped_storage()
+    return getattr(storage, "_cdata", None) or storage.data_ptr()  # meta storages have no address: their C object
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        key = (t.data_ptr(), t.numel())
-        if t.data_ptr() not in params and key not in seen:
-            seen.add(key)
-            total += t.numel() * t.element_size()
-        return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        network(inputs)
+def _kept_bytes(forward, inputs: torch.Tensor, weights) -> int:
+    """Bytes of the storages autograd keeps for the backward of ``forward(inputs)`` (``weights``' excluded, each
+    storage once, views and in-place results included)."""
+    own = {_storage_key(w) for w in weights}
+    held: dict[int, tuple[torch.Tensor, int]] = {}
+
+    def pack(t: torch.Tensor) -> None:
+        key = _storage_key(t)
+        if key not in own:
+            held[key] = (t, t.untyped_storage().nbytes())  # held here, so that no storage's key is reused meanwhile
+        # Nothing goes into the graph: a saved output returned as itself would hold its own grad_fn, a reference
+        # cycle Python cannot collect (every activation of the probe would stay in memory).
+        return None
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda _: None):
+        forward(inputs)
+    total = sum(size for _, size in held.values())
+    held.clear()  # the graph holds this hook, and the hook these tensors, whose grad_fn is the graph: let them go
     return total
 
 
@@ -80,13 +87,22 @@ def activation_bytes_per_image(network: nn.Module, input_size: tuple[int, int, i
                                device: torch.device) -> int:
     """What a forward with a backward to come keeps per image: the memory a step's activations take grows by this
     with every image of its batch (in ``train`` or eval mode, as the step runs the network; gradients flow to the
-    pixels, as in a synthesis step). Leaves the network as it was (:func:`~datafree.utils.untouched.untouched`)."""
+    pixels, as in a synthesis step). Counted on the meta device (shapes only: no memory, no arithmetic) with the
+    network's weights as meta tensors; a network that cannot run there (TorchScript, an operation without a meta
+    kernel) runs on random pixels instead. Leaves the network as it was (:func:`~datafree.utils.untouched.untouched`)."""
+    kept = []
     with untouched(network, device):
         network.train(train)
-        kept = []
-        for n in _PROBE_BATCHES:
-            pixels = torch.rand(n, *input_size, device=device, requires_grad=True)
-            kept.append(_kept_bytes(network, pixels))
+        try:
+            weights = {name: t.to("meta") for name, t in (*network.named_parameters(), *network.named_buffers())}
+            for n in _PROBE_BATCHES:
+                pixels = torch.empty(n, *input_size, device="meta", requires_grad=True)
+                kept.append(_kept_bytes(lambda x: functional_call(network, weights, (x,)), pixels, weights.values()))
+        except Exception:  # noqa: BLE001 - whatever the meta device refuses, real pixels answer
+            kept = []
+            for n in _PROBE_BATCHES:
+                pixels = torch.rand(n, *input_size, device=device, requires_grad=True)
+                kept.append(_kept_bytes(network, pixels, [*network.parameters(), *network.buffers()]))
     return max(0, (kept[1] - kept[0]) // (_PROBE_BATCHES[1] - _PROBE_BATCHES[0]))
 
 

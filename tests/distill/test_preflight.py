@@ -161,3 +161,39 @@ def test_processes_sharing_the_machine_share_its_memory():
     assert "synthesizer.batch_size=256 keeps" in message and "a student step at trainer.batch_size=512" in message
     assert "(global_batch=true: 2 processes share each batch)" in message
     assert f"trainer.batch_size (e.g. {2 * fits})" in message
+
+
+class _SeesDevice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.devices = nn.Conv2d(3, 8, 3, padding=1), []
+
+    def forward(self, x):
+        self.devices.append(x.device.type)
+        return self.conv(x).relu()
+
+
+def test_a_network_is_measured_on_the_meta_device_and_one_that_cannot_run_there_on_pixels():
+    eager = _SeesDevice()
+    per_image = activation_bytes_per_image(eager, (3, 8, 8), train=True, device=CPU)
+    assert set(eager.devices) == {"meta"}  # shapes only: no memory, no arithmetic, at any image size
+    assert per_image == (3 + 8) * 8 * 8 * 4
+    scripted = torch.jit.script(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()))  # TorchScript: not on meta
+    assert activation_bytes_per_image(scripted, (3, 8, 8), train=True, device=CPU) == per_image
+
+
+def test_nothing_the_probe_ran_stays_in_memory():
+    # a saved output handed back to autograd as itself holds its own grad_fn: a cycle Python cannot collect, which
+    # kept every activation of the probe (11 GiB for a ResNet-50 at 1024 px, then killed by the kernel)
+    import gc
+
+    def probe_shaped():  # tensors of the probe's batches (2 and 4) of pixels or of the first layer's output
+        gc.collect()
+        return {id(o): o for o in gc.get_objects() if torch.is_tensor(o) and o.dim() == 4 and o.shape[0] in (2, 4)
+                and tuple(o.shape[1:]) in ((3, 8, 8), (8, 8, 8))}
+
+    for network in (_conv_relu(), torch.jit.script(_conv_relu())):
+        before = probe_shaped()  # another test's, in this process
+        activation_bytes_per_image(network, (3, 8, 8), train=True, device=CPU)
+        left = [t for key, t in probe_shaped().items() if key not in before]
+        assert left == [], [(tuple(t.shape), t.device) for t in left]
