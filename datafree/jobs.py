@@ -37,7 +37,7 @@ from datafree.teachers.weights_fit import fit_change
 from datafree.teachers.students import start_weights, student_label, student_spec
 from datafree.training import train_classifier
 from datafree.utils import dist
-from datafree.utils.device import cpu_threads, network_layout, resolve_device, set_deterministic
+from datafree.utils.device import cpu_threads, memory_amount, network_layout, resolve_device, set_deterministic
 from datafree.utils.logging import RunLogger, log
 from datafree.utils.run_state import StateFiles, resume_requested
 from datafree.utils.seeding import seed_everything
@@ -739,9 +739,7 @@ def _device_name(device: torch.device, result: DistillResult | None = None) -> s
         return "CPU"
     peak = f"peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
     if result is not None and result.pool_bytes:
-        size = (f"{result.pool_bytes / 2**30:.1f} GiB" if result.pool_bytes >= 2**30 else
-                f"{result.pool_bytes / 2**20:.0f} MiB")
-        peak += (f", {size} of it the replay pool, {result.pool_filled:,} of its "
+        peak += (f", {memory_amount(result.pool_bytes)} of it the replay pool, {result.pool_filled:,} of its "
                  f"{result.pool_capacity:,} images filled: trainer.pool_capacity sizes it")
     return f"{torch.cuda.get_device_name(device)} ({peak})"
 

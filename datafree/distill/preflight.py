@@ -13,7 +13,7 @@ from torch import nn
 from torch.func import functional_call
 
 from datafree.errors import DatafreeError
-from datafree.utils.device import autocast, available_memory, network_layout
+from datafree.utils.device import autocast, available_memory, memory_amount, network_layout
 from datafree.utils.untouched import untouched
 
 
@@ -106,11 +106,6 @@ def activation_bytes_per_image(network: nn.Module, input_size: tuple[int, int, i
     return max(0, (kept[1] - kept[0]) // (_PROBE_BATCHES[1] - _PROBE_BATCHES[0]))
 
 
-def _gib(n: float) -> str:
-    return (f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB" if n >= 2**20
-            else f"{n / 2**10:.0f} kB")
-
-
 def _power_of_two_at_most(n: float) -> int:
     return 1 << max(0, int(n).bit_length() - 1) if n >= 1 else 1
 
@@ -152,11 +147,11 @@ def check_host_memory(teacher: nn.Module | None, student: nn.Module, *, batch_si
     parts = []
     if synthesis:
         parts.append(f"a synthesis step at synthesizer.batch_size={synthesis_batch * shared_batches} keeps "
-                     f"{_gib(synthesis)} of activations ({_gib(per_synthesis)} an image at {side})")
+                     f"{memory_amount(synthesis)} of activations ({memory_amount(per_synthesis)} an image at {side})")
     if batch_size:
-        parts.append(f"{step} at {batch_key}={batch_size * shared_batches} {_gib(student_step)}")
+        parts.append(f"{step} at {batch_key}={batch_size * shared_batches} {memory_amount(student_step)}")
     if pool_bytes:
-        parts.append(f"the replay pool {_gib(pool_bytes)}")
+        parts.append(f"the replay pool {memory_amount(pool_bytes)}")
     per_process = available / processes
     lower = []
     if pool_bytes > 0.3 * per_process:  # clearly more than the auto pool takes: a quarter of the memory free when sized
@@ -176,6 +171,6 @@ def check_host_memory(teacher: nn.Module | None, student: nn.Module, *, batch_si
     each = f"for each of its {processes} processes on this machine, " if processes > 1 else ""
     share = f" (global_batch=true: {shared_batches} processes share each batch)" if shared_batches > 1 else ""
     raise DatafreeError(
-        f"this run needs at least {_gib(need)} of memory on the CPU and {_gib(available)} is available: "
+        f"this run needs at least {memory_amount(need)} of memory on the CPU and {memory_amount(available)} is available: "
         f"{each}{'; '.join(parts)}{share}. A CPU run out of memory is killed without a word: {fix}, or run it on a GPU."
     )

@@ -18,7 +18,7 @@ from datafree.export.reader import SyntheticSet
 from datafree.export.stream import SyntheticBatches
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Synthesizer
-from datafree.utils.device import available_memory, network_layout
+from datafree.utils.device import available_memory, memory_amount, network_layout
 from datafree.utils.logging import RunLogger
 
 # The newest pool images the final sample grid sorts into rows by class.
@@ -208,7 +208,7 @@ def pool_size(capacity: int | str, image_shape: tuple[int, int, int], device: to
         chosen = (min(2**24, free // 4 // per_image) if free is not None
                   else min(50_000, max(1, host // 4 // per_image)) if host is not None else 50_000)
         size = chosen * per_image
-        amount = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"  # 50,000 at 32 px: 146 MiB
+        amount = memory_amount(size)
         why = (f"; {free / 2**30:.0f} GiB free" if free is not None
                else f"; a quarter of the {host / 2**30:.1f} GiB of memory available" if chosen < 50_000 else "")
         logger.info(f"trainer.pool_capacity=auto: {chosen} images ({amount} of uint8 "
