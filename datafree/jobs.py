@@ -33,7 +33,7 @@ from datafree.teachers.checkpoint import FORMAT, read_checkpoint, saved_label
 from datafree.teachers.checks import check_training_output, read_logits_field
 from datafree.teachers.loader import source_of, zoo_checkpoint_missing
 from datafree.teachers.state_dicts import extract_state_dict, load_start_weights, mismatch_fix, only_its_class
-from datafree.teachers.weights_fit import fit_change
+from datafree.teachers.weights_fit import fit_change, saved_network
 from datafree.teachers.students import start_weights, student_label, student_spec
 from datafree.training import train_classifier
 from datafree.utils import dist
@@ -261,12 +261,12 @@ def trained_network(node: DictConfig, start) -> dict:
         return keys
     label = saved_label(start)
     if label is None:
+        where = f"teacher.checkpoint {str(node.checkpoint)!r}"
         raise DatafreeError(
             f"teacher.arch is null, so the network to fine-tune is the one teacher.checkpoint names, and "
-            f"{str(node.checkpoint)!r} is not a datafree checkpoint (which names it): choose the network the weights "
-            "were saved from, keeping teacher.checkpoint: teacher=torchvision teacher.name=NAME, teacher=timm "
-            "teacher.name=NAME, teacher=resnet18 teacher.arch=NAME (the zoo) or teacher=module "
-            "teacher.model._target_=my_pkg.MyNet.")
+            f"{str(node.checkpoint)!r} is not a datafree checkpoint (which names it); "
+            + saved_network(extract_state_dict(start, where, node.get("state_key")), "teacher", node.checkpoint,
+                            "fine-tune"))
     source, name = label_source(label)
     if source == "module":
         raise only_its_class(label, node.checkpoint, "fine-tune")

@@ -20,13 +20,14 @@ def named_keys(message: str) -> list[str]:
 def missing_keys(message: str, command: str, overrides) -> list[str]:
     """The recipe keys ``message`` names that the composed recipe of ``command overrides`` lacks.
 
-    A group choice the message tells the user to make (``teacher=module``) is made first, in place of the
-    overrides of that group: its keys count. Choices it offers as alternatives (``teacher=torchvision ... or
+    The recipe as run counts, and so does a group choice the message tells the user to make (``teacher=module``),
+    made in place of the overrides of that group. Choices it offers as alternatives (``teacher=torchvision ... or
     teacher=module ...``) are made one at a time: a key counts that one of them has.
     """
     chosen = sorted(set(GROUP_CHOICE.findall(message)))
     alternatives = [[c for c in chosen if c.split("=")[0] != choice.split("=")[0]] + [choice] for choice in chosen]
-    cfgs = [_composed(command, overrides, choices) for choices in alternatives or [[]]]
+    # the recipe as run counts too: a message may say what a key of it holds before telling what to choose instead
+    cfgs = [_composed(command, overrides, choices) for choices in [[], *alternatives]]
     return [key for key in named_keys(message) if not any(has_key(cfg, key) for cfg in cfgs)]
 
 

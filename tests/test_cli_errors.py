@@ -91,6 +91,23 @@ def test_mismatched_checkpoint_names_the_network_the_weights_fit(tmp_path, capsy
     assert_refused(proc, out, "distill", args, f"does not match architecture '{arch}'", fix.replace("CKPT", str(ckpt)))
 
 
+@pytest.mark.parametrize("command, verb", [("distill", "load"), ("train-teacher", "fine-tune")])
+def test_a_bare_state_dict_is_told_the_network_it_fits(tmp_path, capsys, command, verb):
+    # weights alone (torch.save(model.state_dict())) do not say which network they are: the one they fit is searched
+    # for and named with the overrides that build it, rather than asking for a zoo name
+    import torchvision
+
+    ckpt = tmp_path / "weights.pth"
+    torch.save(torchvision.models.mobilenet_v3_small(num_classes=10).state_dict(), ckpt)
+    tiny = [a for a in TINY if not a.startswith(("teacher", *(() if command == "distill" else ("synthesizer", "trainer",
+                                                                                               "student"))))]
+    args = [*tiny, "teacher=checkpoint", f"teacher.checkpoint={ckpt}"]
+    out = tmp_path / "run"
+    assert_refused(run_in_process(capsys, command, *args, f"hydra.run.dir={out}"), out, command, args,
+                   f"they fit torchvision's mobilenet_v3_small with 10 classes: {verb} them with teacher=torchvision "
+                   f"teacher.name=mobilenet_v3_small teacher.checkpoint={ckpt}.")
+
+
 @pytest.mark.parametrize("command, overrides, needle", [
     ("distill", ["resume=NOWHERE"], "resume=NOWHERE but NOWHERE does not exist: point resume at the run directory"),
     ("audit", ["synthetic="], "synthetic must be a path (not empty), got ''"),  # synthetic=$UNSET in a shell

@@ -223,10 +223,9 @@ def test_train_teacher_on_a_checkpoint_that_names_no_buildable_network_says_whic
     if saved == "state dict":
         torch.save(TinyBNNet(10).state_dict(), weights)
         needles = [f"teacher.arch is null, so the network to fine-tune is the one teacher.checkpoint names, and "
-                   f"'{weights}' is not a datafree checkpoint (which names it): choose the network the weights were "
-                   "saved from, keeping teacher.checkpoint: teacher=torchvision teacher.name=NAME, teacher=timm "
-                   "teacher.name=NAME, teacher=resnet18 teacher.arch=NAME (the zoo) or teacher=module "
-                   "teacher.model._target_=my_pkg.MyNet."]
+                   f"'{weights}' is not a datafree checkpoint (which names it); no zoo, torchvision or timm network "
+                   "fits them: fine-tune them with teacher=module teacher.model._target_=my_pkg.MyNet "
+                   f"teacher.checkpoint={weights} for your own class"]
     else:
         save_classifier(weights, TinyBNNet(10), ClassifierInfo("nets.TinyBNNet", 10, (3, 8, 8), (0.5,) * 3, (0.25,) * 3))
         needles = [f"'{weights}' holds a nets.TinyBNNet network, which only its own class can build: fine-tune it with "

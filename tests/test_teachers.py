@@ -30,10 +30,13 @@ def test_checkpoint_round_trip_is_weights_only_readable(tmp_path):
 def test_bare_state_dict_needs_arch(tmp_path):
     net = create_model("microcnn", num_classes=10)
     torch.save(net.state_dict(), tmp_path / "sd.pt")
-    with pytest.raises(DatafreeError, match="bare state dict.*teacher.arch"):
+    with pytest.raises(DatafreeError, match="bare state dict.*they fit the zoo's microcnn with 10 classes: set "
+                                            "teacher.arch=microcnn teacher.num_classes=10"):
         load_classifier(tmp_path / "sd.pt")
     model, info = load_classifier(tmp_path / "sd.pt", arch="microcnn", num_classes=10)
     assert info.arch == "microcnn"
+    model, info = load_classifier(tmp_path / "sd.pt", arch="microcnn")  # the classes counted from its classifier
+    assert info.num_classes == 10
 
 
 def test_mismatched_architecture_is_named(tmp_path):

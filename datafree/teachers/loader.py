@@ -22,7 +22,6 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from datafree.errors import DatafreeError
-from datafree.models import create_model, list_models
 from datafree.models.sources import label_overrides, label_source, module_label, network_from_label
 from datafree.teachers.checkpoint import FORMAT, ClassifierInfo, read_checkpoint
 from datafree.teachers.checks import check_logits, probe_logits, read_logits_field
@@ -32,7 +31,7 @@ from datafree.teachers.sources import hub_network, module_network, torchscript_n
 from datafree.teachers.spec import IMAGENET_MEAN, IMAGENET_STD, DataHint, resolve_input_spec
 from datafree.teachers.state_dicts import (extract_state_dict, load_weights, mismatch_fix, only_its_class,
                                           strip_wrapper_prefixes)
-from datafree.teachers.weights_fit import classes_and_channels, family_fit, shapes_of
+from datafree.teachers.weights_fit import classes_and_channels, family_fit, saved_network, shapes_of, zoo_fit
 from datafree.utils.config_nodes import check_no_unset
 
 SOURCES = ("datafree", "module", "torchvision", "timm", "torchscript", "ensemble")
@@ -180,12 +179,17 @@ def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None,
     meta = blob if isinstance(blob, dict) and blob.get("format") == FORMAT else {}
     state = meta["state_dict"] if meta else extract_state_dict(blob, f"teacher.checkpoint {checkpoint!r}", state_key)
     arch = arch or meta.get("arch")
+    if arch is None:
+        raise DatafreeError(f"{checkpoint!r} holds weights without the network they belong to (a bare state dict); "
+                            + saved_network(state, "teacher", checkpoint, "load"))
+    notes = []
     classes = num_classes or meta.get("num_classes") or (hint.num_classes if hint else None)
-    if arch is None or classes is None:
-        raise DatafreeError(
-            f"{checkpoint!r} is a bare state dict: set teacher.arch (a zoo name) and teacher.num_classes, or use "
-            "teacher.source=module with teacher.model for your own class."
-        )
+    if classes is None:  # a bare state dict of a zoo network: its classifier's rows
+        classes = classes_and_channels(shapes_of(strip_wrapper_prefixes(state)))[0]
+        if classes is None:
+            raise DatafreeError(f"{checkpoint!r} holds no classifier weights to count the classes from: set "
+                                "teacher.num_classes.")
+        notes.append(f"inferred {classes} classes from the classifier weights in {checkpoint}")
     channels = _zoo_channels(input_size or meta.get("input_size"), state, hint)
     size = input_size or meta.get("input_size")  # a network built for one size (a ViT) is built for it again
     net = network_from_label(str(arch), int(classes), channels, tuple(size[1:]) if size else None)
@@ -194,7 +198,7 @@ def _datafree_network(checkpoint, arch, num_classes, hint: DataHint | None,
     load_weights(net, state, f"teacher.checkpoint {checkpoint!r}", f"architecture {arch!r} with {classes} classes",
                  lambda: mismatch_fix(meta, "teacher", str(arch), None, load=checkpoint)
                  or _zoo_fix(state, channels, checkpoint, str(arch)))
-    return net, meta, []
+    return net, meta, notes
 
 
 def _zoo_fix(state: dict, channels: int, checkpoint, arch: str) -> str:
@@ -208,15 +212,10 @@ def _zoo_fix(state: dict, channels: int, checkpoint, arch: str) -> str:
     shapes = shapes_of(strip_wrapper_prefixes(state))
     classes, _ = classes_and_channels(shapes)
     if classes is not None:
-        with torch.device("meta"):
-            for name in list_models():
-                try:
-                    own = create_model(name, num_classes=classes, in_channels=channels).state_dict()
-                except DatafreeError:  # a generator, or a network without in_channels
-                    continue
-                if shapes_of(own) == shapes:
-                    return f"The weights are a {name} with {classes} classes: set teacher.arch={name} " \
-                           f"teacher.num_classes={classes}."
+        name = zoo_fit(shapes)
+        if name is not None:
+            return f"The weights are a {name} with {classes} classes: set teacher.arch={name} " \
+                   f"teacher.num_classes={classes}."
         for source in ("torchvision", "timm"):  # timm's keys differ from torchvision's for most families
             name = family_fit(source, label_source(arch)[1], state, "teacher")
             if name:

@@ -1,10 +1,12 @@
-"""Which network do these weights fit? Asked only when weights do not fit the network a run names, so that the error
-can say what to set instead of listing the keys that differ.
+"""Which network do these weights fit? Asked only when weights do not fit the network a run names, or name none (a
+bare state dict), so that the error can say what to set instead of listing the keys that differ.
 
 Candidates are built on the meta device (shapes only: no memory, no initialisation) with the class count of the
 weights' last matrix and the channels of their first convolution, and compared key by key, shape by shape. Weights
 given to the wrong network mostly come from a sibling (resnet34 weights for a resnet18, efficientnet_b0 for _b1), so
 only the named network's family is searched, nearest names first, within a few seconds: a hint must not cost a minute.
+Weights that name no network are searched for in the zoo, all of torchvision and, in timm, among the models whose stem
+and head their keys hold, the family likest theirs first.
 """
 from __future__ import annotations
 
@@ -15,11 +17,14 @@ import time
 import torch
 
 from datafree.errors import DatafreeError
-from datafree.models.sources import build_network, label_overrides, label_source, on_meta_device
+from datafree.models.sources import build_network, label_overrides, label_source
 from datafree.teachers.state_dicts import prefix_holding, strip_wrapper_prefixes
 
 # A hint's search stops after this many seconds (timm's vit_* family alone is over 200 models, about 20 s to build).
 SEARCH_S = 5.0
+# Weights that name no network at all (a bare state dict) are searched for longer: the zoo, all of torchvision's
+# classifiers (about 2 s) and the timm models whose stem and head their keys hold.
+NETWORK_SEARCH_S = 10.0
 SOURCES = ("torchvision", "timm")
 
 
@@ -61,27 +66,148 @@ def family_fit(source: str, name: str, state: dict, what: str) -> str | None:
     """The model of ``name``'s family in ``source`` whose weights have exactly ``state``'s keys and shapes, or None
     (none found within :data:`SEARCH_S`)."""
     shapes = shapes_of(strip_wrapper_prefixes(state))
+    return _first_fit(source, family_candidates(source, name), shapes, what, time.monotonic() + SEARCH_S)
+
+
+def _first_fit(source: str, candidates, shapes: dict[str, tuple[int, ...]], what: str, deadline: float) -> str | None:
+    """The first of ``candidates`` (models of ``source``) whose weights have exactly ``shapes``, built with the class
+    count and input channels the shapes give; None when none does or ``deadline`` (a monotonic time) passes."""
+    for candidate in candidates:
+        if time.monotonic() > deadline:
+            return None
+        own = _built_shapes(source, candidate, shapes, what)
+        if own is not None and _holds(shapes, own, what):
+            return candidate
+    return None
+
+
+def _built_shapes(source: str, name: str, shapes: dict[str, tuple[int, ...]], what: str):
+    """The weights' shapes of ``source``'s model ``name`` built for ``shapes``' classes and channels, on the meta
+    device only (no memory, no initialisation); None where it cannot be built there (torchvision's RegNets read a
+    tensor back while they are built, and building one for real can take gigabytes: a hint must not)."""
     classes, channels = classes_and_channels(shapes)
     if classes is None:
         return None
-    deadline = time.monotonic() + SEARCH_S
-    for candidate in family_candidates(source, name):
-        if time.monotonic() > deadline:
-            return None
-        try:
-            net = on_meta_device(lambda: build_network(source, name=candidate, num_classes=classes,
-                                                       in_channels=channels, what=what)[0])
-        except Exception:  # noqa: BLE001 - a model that cannot be built so is not the one
-            continue
-        own = shapes_of(net.state_dict())
-        try:  # a Lightning module's "model.", a wrapper's "net.": the keys under the prefix that holds them all
-            prefix = prefix_holding(shapes, own.keys(), what)
-        except DatafreeError:  # held under two prefixes: the loader names them itself
-            prefix = ""
-        held = {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)} if prefix else shapes
-        if held == own:
-            return candidate
+    try:
+        with torch.device("meta"):
+            net = build_network(source, name=name, num_classes=classes, in_channels=channels, what=what)[0]
+    except Exception:  # noqa: BLE001 - a model that cannot be built so is not the one
+        return None
+    return shapes_of(net.state_dict())
+
+
+def _holds(shapes: dict[str, tuple[int, ...]], own: dict[str, tuple[int, ...]], what: str) -> bool:
+    """Whether ``shapes`` are exactly a network's ``own``, bare or under one prefix."""
+    try:  # a Lightning module's "model.", a wrapper's "net.": the keys under the prefix that holds them all
+        prefix = prefix_holding(shapes, own.keys(), what)
+    except DatafreeError:  # held under two prefixes: the loader names them itself
+        prefix = ""
+    held = {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)} if prefix else shapes
+    return held == own
+
+
+def zoo_fit(shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """The zoo network (``student.arch``/``teacher.arch`` names) whose weights are exactly ``shapes``, or None."""
+    from datafree.models import create_model, list_models
+
+    classes, channels = classes_and_channels(shapes)
+    if classes is None:
+        return None
+    with torch.device("meta"):
+        for name in list_models():
+            try:
+                own = create_model(name, num_classes=classes, in_channels=channels).state_dict()
+            except DatafreeError:  # a generator, or a network without in_channels
+                continue
+            if shapes_of(own) == shapes:
+                return name
     return None
+
+
+def timm_stem_and_head(shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """timm's models whose first convolution and classifier, as their pretrained configuration names them, are
+    among ``shapes``' weights (under one prefix, if any), shortest names first: a filter that builds nothing."""
+    try:
+        import timm
+        from timm.models import get_pretrained_cfg
+    except ImportError:
+        return []
+    found = []
+    for name in timm.list_models():
+        cfg = get_pretrained_cfg(name)
+        heads = cfg.classifier if isinstance(cfg.classifier, (list, tuple)) else [cfg.classifier]
+        if not cfg.first_conv or not heads or not heads[0] or isinstance(cfg.first_conv, (list, tuple)):
+            continue
+        stem = f"{cfg.first_conv}.weight"
+        prefixes = {k[: -len(stem)] for k in shapes if k == stem or k.endswith("." + stem)}
+        if any(all(f"{p}{h}.weight" in shapes for h in heads) for p in prefixes):
+            found.append(name)
+    return sorted(found, key=lambda n: (len(n), n))
+
+
+def network_fit(state: dict, what: str) -> tuple[str | None, list[str]]:
+    """The network a bare state dict was saved from, as a label (``resnet34`` for the zoo, ``torchvision:NAME``,
+    ``timm:NAME``), searched in the zoo, then all of torchvision's classifiers, then the timm models whose first
+    convolution and classifier the weights hold, within :data:`NETWORK_SEARCH_S`; and, when none is found, those timm models
+    (they tell the family to try)."""
+    shapes = shapes_of(strip_wrapper_prefixes(state))
+    if classes_and_channels(shapes)[0] is None:
+        return None, []
+    deadline = time.monotonic() + NETWORK_SEARCH_S
+    zoo = zoo_fit(shapes)
+    if zoo is not None:
+        return zoo, []
+    import torchvision
+
+    found = _first_fit("torchvision", torchvision.models.list_models(module=torchvision.models), shapes, what,
+                       deadline)
+    if found is not None:
+        return f"torchvision:{found}", []
+    timm_like = timm_stem_and_head(shapes)
+    found = _first_fit("timm", _likest_families_first(timm_like, shapes, what, deadline), shapes, what, deadline)
+    return (f"timm:{found}", []) if found is not None else (None, timm_like)
+
+
+def _family(name: str) -> str:
+    """A model name's family: its first word without the size (``resnet`` of resnet50d, ``mobilenetv3`` of
+    mobilenetv3_large_100, ``vit`` of vit_small_patch16_224)."""
+    match = re.match(r"[a-z]+(?:v\d+)?", name.split("_")[0])
+    return match.group() if match else name
+
+
+def _key_pattern(keys) -> set[str]:
+    return {re.sub(r"\d+", "#", k) for k in keys}
+
+
+def _likest_families_first(names: list[str], shapes: dict[str, tuple[int, ...]], what: str,
+                           deadline: float) -> list[str]:
+    """``names`` (timm models) ordered family by family, the family whose smallest member's key names (numbers left
+    out) are likest the weights' first, each family's members shortest name first: the weights' own family is
+    searched before hundreds of models that share their stem and head (172 timm models name theirs conv_stem and
+    classifier)."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(_family(name), []).append(name)
+    theirs = _key_pattern(shapes)
+    likeness: dict[str, float] = {}
+    for family, members in groups.items():
+        if time.monotonic() > deadline:
+            break
+        own = _built_shapes("timm", members[0], shapes, what)
+        ours = _key_pattern(own or {})
+        likeness[family] = len(ours & theirs) / len(ours | theirs) if ours else 0.0
+    ordered = sorted(groups, key=lambda f: -likeness.get(f, -1.0))
+    return [name for family in ordered for name in groups[family]]
+
+
+def families(names: list[str], most: int = 4) -> str:
+    """A few model names' families as globs (``vit_*, deit_*``), the most frequent first."""
+    counts: dict[str, int] = {}
+    for name in names:
+        family = re.match(r"[a-z]+[0-9]*", name).group() if re.match(r"[a-z]", name) else name
+        counts[family] = counts.get(family, 0) + 1
+    ordered = sorted(counts, key=lambda f: -counts[f])
+    return ", ".join(f"{f}*" for f in ordered[:most]) + (", ..." if len(ordered) > most else "")
 
 
 def fit_change(label: str, state: dict, what: str, otherwise: str) -> str:
@@ -97,3 +223,27 @@ def fit_change(label: str, state: dict, what: str, otherwise: str) -> str:
             how = f"{what}.name={found}" if other == source else label_overrides(f"{other}:{found}", what)
             return f"the weights are {other}'s {found}: set {how}"
     return otherwise
+
+
+def saved_network(state: dict, what: str, checkpoint, verb: str) -> str:
+    """What to set for weights that do not say which network they belong to (a bare state dict), as the end of an
+    error's sentence: the network they fit (:func:`network_fit`: the zoo, torchvision, timm; about ten seconds at
+    most, on this error only) with the overrides that ``verb`` (load, fine-tune) them into it, else the timm
+    families their stem and head are named after, else the user's own class."""
+    classes = classes_and_channels(shapes_of(strip_wrapper_prefixes(state)))[0]
+    label, timm_like = network_fit(state, what)
+    own_class = (f"{what}=module {what}.model._target_=my_pkg.MyNet {what}.checkpoint={checkpoint} for your own "
+                 "class (docs/custom_teacher.md)")
+    if label is not None:
+        source, name = label_source(label)
+        if source in SOURCES:
+            return (f"they fit {source}'s {name} with {classes} classes: {verb} them with "
+                    f"{label_overrides(label, what)} {what}.checkpoint={checkpoint}.")
+        return f"they fit the zoo's {name} with {classes} classes: set {what}.arch={name} {what}.num_classes={classes}."
+    if timm_like:
+        return (f"no zoo or torchvision network fits them, nor a timm model within the {NETWORK_SEARCH_S:.0f} s "
+                f"searched. Their first convolution and classifier are named as in {len(timm_like)} timm models "
+                f"({families(timm_like)}): {verb} them with {what}=timm {what}.name=NAME {what}.checkpoint={checkpoint}, "
+                f"or with {own_class}.")
+    return (f"no zoo, torchvision or timm network fits them: {verb} them with {own_class}, or set {what}.arch to "
+            "the zoo network they were saved from.")

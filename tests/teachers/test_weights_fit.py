@@ -5,7 +5,9 @@ import torch
 import torchvision
 
 from datafree.teachers import weights_fit
-from datafree.teachers.weights_fit import family_candidates, family_fit, fit_change
+from datafree.models import create_model
+from datafree.teachers.weights_fit import (families, family_candidates, family_fit, fit_change, network_fit,
+                                          saved_network, shapes_of, timm_stem_and_head)
 
 
 def _state(name, classes=10):
@@ -48,3 +50,43 @@ def test_weights_of_the_other_source_are_named_with_the_overrides_that_build_the
         state = timm.create_model("efficientnet_b0", num_classes=10).state_dict()
     assert fit_change("torchvision:efficientnet_b1", state, "teacher", "OTHERWISE") == \
         "the weights are timm's efficientnet_b0: set teacher=timm teacher.name=efficientnet_b0"
+
+
+def test_weights_that_name_no_network_are_found_in_the_zoo_or_torchvision():
+    assert network_fit(create_model("resnet18", num_classes=7).state_dict(), "teacher") == ("resnet18", [])
+    held = {f"model.{k}": v for k, v in _state("mobilenet_v3_small", 4).items()}  # a Lightning module's
+    assert network_fit(held, "teacher") == ("torchvision:mobilenet_v3_small", [])
+    assert network_fit({"conv.weight": torch.zeros(8, 3, 3, 3)}, "teacher") == (None, [])  # no classifier to size
+
+
+def test_timm_weights_are_searched_in_their_own_family_first(monkeypatch):
+    timm = pytest.importorskip("timm")
+    with torch.device("meta"):
+        state = timm.create_model("mobilenetv3_large_100", num_classes=5).state_dict()
+    # 172 timm models name their stem conv_stem and their head classifier; the search builds the weights' family first
+    assert len(timm_stem_and_head(shapes_of(state))) > 100
+    assert network_fit(state, "teacher") == ("timm:mobilenetv3_large_100", [])
+    with torch.device("meta"):
+        vit = timm.create_model("vit_small_patch16_224", num_classes=5).state_dict()
+    monkeypatch.setattr(weights_fit, "NETWORK_SEARCH_S", 0.0)  # out of time: the families their stem and head name
+    label, alike = network_fit(vit, "teacher")
+    assert label is None and "vit_small_patch16_224" in alike and families(alike).startswith("vit*")
+    assert "no zoo or torchvision network fits them, nor a timm model within the 0 s searched. Their first " \
+           "convolution and classifier are named as in" in saved_network(vit, "teacher", "w.pt", "load")
+
+
+def test_the_search_builds_nothing_for_real(monkeypatch):
+    # torchvision's RegNets cannot be built on the meta device; built for real, regnet_y_128gf is 2.6 GB: skipped
+    from datafree.teachers.weights_fit import _built_shapes
+
+    shapes = shapes_of(_state("resnet18"))
+    calls = []
+    monkeypatch.setattr(torch.nn.Module, "to_empty", lambda self, **kw: calls.append(self) or self)
+    assert _built_shapes("torchvision", "regnet_y_128gf", shapes, "teacher") is None and not calls
+
+
+def test_weights_of_no_known_network_are_told_to_load_into_the_users_class():
+    state = {"conv.weight": torch.zeros(8, 3, 3, 3), "head.weight": torch.zeros(4, 8)}
+    said = saved_network(state, "teacher", "w.pt", "load")
+    assert said.startswith("no zoo, torchvision or timm network fits them: load them with teacher=module "
+                           "teacher.model._target_=my_pkg.MyNet teacher.checkpoint=w.pt")
