@@ -8,12 +8,18 @@ the student step (milliseconds, mean of timed repetitions after warm-up, the dev
 timed block), the peak memory (on a GPU, what torch allocated; on the CPU, the process's peak resident size so far,
 which only grows from one batch to the next), and what a round of the fast recipe (``g_steps`` generator steps for one
 synthesized batch, then ``student_steps`` student steps on batches twice as large) makes per second: synthesized
-images and student steps.
+images and student steps. And what comes before the first round, which a run's budget does not count: the trainer's
+set-up (on a GPU, its probe that the student fits at its batch: a forward and backward in the steps' layout) and the
+first synthesized batch with the first generator and student steps (their CUDA graphs captured), in seconds, the
+device synchronised. cuDNN chooses its kernels for each new convolution shape the first time it meets it
+(``cudnn.benchmark``, which datafree turns on for a GPU): ``--no-cudnn-benchmark`` turns that search off, to see what it
+costs at set-up and what it gains in the steps.
 """
 from __future__ import annotations
 
 import argparse
 import resource
+import time
 
 import torch
 
@@ -40,8 +46,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=10, help="timed repetitions after the warm-up")
     parser.add_argument("--no-graphs", action="store_true", help="eager steps instead of CUDA graphs")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: a GPU when one is visible)")
+    parser.add_argument("--no-cudnn-benchmark", action="store_true",
+                        help="cuDNN's heuristics choose the kernels instead of timing the candidates")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if args.no_cudnn_benchmark:
+        torch.backends.cudnn.benchmark = False
     on_gpu = device.type == "cuda"
     graphs = on_gpu and not args.no_graphs
     info = ClassifierInfo(args.teacher, args.classes, (3, args.size, args.size), (0.485, 0.456, 0.406),
@@ -49,32 +59,48 @@ def main() -> None:
     net, _ = build_student(args.teacher, args.classes, 3, (args.size, args.size))  # a ViT is built for the size
     teacher = network_layout(freeze(Normalized(net, info.mean, info.std).to(device)), device)
     name = torch.cuda.get_device_name(device) if on_gpu else f"CPU ({torch.get_num_threads()} threads)"
-    precision = f"bf16, channels_last, CUDA graphs {graphs}" if on_gpu else "float32 (as distill runs on the CPU)"
+    precision = (f"bf16, channels_last, CUDA graphs {graphs}, cudnn.benchmark {torch.backends.cudnn.benchmark}"
+                 if on_gpu else "float32 (as distill runs on the CPU)")
     print(f"device: {name}; torch {torch.__version__}; teacher {args.teacher}, student "
           f"{args.student}, {args.size}x{args.size}, {args.classes} classes, {precision}")
-    print(f"{'batch':>6}{'generator step ms':>19}{'student step ms':>17}{'peak GiB':>10}{'images/s':>10}{'student steps/s':>17}")
+    print(f"{'batch':>6}{'generator step ms':>19}{'student step ms':>17}{'peak GiB':>10}{'images/s':>10}"
+          f"{'student steps/s':>17}{'set-up s':>10}{'first steps s':>15}")
     for batch in args.batch:
         if on_gpu:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         student, _ = make_student(args.student, info, device)
         synth = FastSynthesizer(batch_size=batch, g_steps=args.g_steps, cuda_graphs=graphs)
+        start = clock(device)
         distiller = Distiller.from_options(teacher, network_layout(student, device), synth, device=device,
                                            num_classes=args.classes, input_size=info.input_size, batch_size=2 * batch,
                                            replay=1.0, pool_capacity=20 * batch, cuda_graphs=graphs, progress=False,
                                            augment=Augment(flip=True, crop_padding=args.size // 8))
+        built = clock(device)
         distiller.source.new_round()  # a first batch in the bank
         student.eval()
         with synth._bn:
-            t_gen = timed(synth._step, device, warmup=4, reps=args.reps)
+            synth._step()
+            student.train()
+            distiller._update()
+            first = clock(device)
+            student.eval()
+            t_gen = timed(synth._step, device, warmup=3, reps=args.reps)
         student.train()
-        t_student = timed(distiller._update, device, warmup=4, reps=args.reps)
+        t_student = timed(distiller._update, device, warmup=3, reps=args.reps)
         peak = (torch.cuda.max_memory_allocated(device) if on_gpu else
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30  # ru_maxrss: KiB on Linux
         round_s = args.g_steps * t_gen + args.student_steps * t_student
         print(f"{batch:>6}{1000 * t_gen:>19.1f}{1000 * t_student:>17.1f}{peak:>10.1f}{batch / round_s:>10.0f}"
-              f"{args.student_steps / round_s:>17.1f}")
+              f"{args.student_steps / round_s:>17.1f}{built - start:>10.1f}{first - built:>15.1f}")
         del distiller, synth, student
+
+
+def clock(device: torch.device) -> float:
+    """The time once the device has done what it was given."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 if __name__ == "__main__":

@@ -17,4 +17,4 @@ def test_a_round_is_priced_on_the_cpu():
     assert header.startswith("device: CPU (") and header.endswith("float32 (as distill runs on the CPU)")
     assert columns.split()[:2] == ["batch", "generator"]
     values = row.split()
-    assert values[0] == "4" and len(values) == 6 and all(float(v) > 0 for v in values)
+    assert values[0] == "4" and len(values) == 8 and all(float(v) > 0 for v in values)  # set-up and first steps too
