@@ -171,8 +171,9 @@ def network_fit(state: dict, what: str) -> tuple[str | None, list[str]]:
 def _family(name: str) -> str:
     """A model name's family: its first word without the size (``resnet`` of resnet50d, ``mobilenetv3`` of
     mobilenetv3_large_100, ``vit`` of vit_small_patch16_224)."""
-    match = re.match(r"[a-z]+(?:v\d+)?", name.split("_")[0])
-    return match.group() if match else name
+    token = name.split("_")[0]
+    match = re.match(r"[a-z]+?(?:v\d+)?(?=\d|$)", token)
+    return match.group() if match else token
 
 
 def _key_pattern(keys) -> set[str]:

@@ -1,13 +1,15 @@
 """Which network weights fit, when they do not fit the one named: searched in the named network's family, nearest
 names first, within a time limit."""
+import time
+
 import pytest
 import torch
 import torchvision
 
 from datafree.teachers import weights_fit
 from datafree.models import create_model
-from datafree.teachers.weights_fit import (families, family_candidates, family_fit, fit_change, network_fit,
-                                          saved_network, shapes_of, timm_stem_and_head)
+from datafree.teachers.weights_fit import (_likest_families_first, families, family_candidates, family_fit, fit_change,
+                                          network_fit, saved_network, shapes_of, timm_stem_and_head)
 
 
 def _state(name, classes=10):
@@ -64,7 +66,11 @@ def test_timm_weights_are_searched_in_their_own_family_first(monkeypatch):
     with torch.device("meta"):
         state = timm.create_model("mobilenetv3_large_100", num_classes=5).state_dict()
     # 172 timm models name their stem conv_stem and their head classifier; the search builds the weights' family first
-    assert len(timm_stem_and_head(shapes_of(state))) > 100
+    alike = timm_stem_and_head(shapes_of(state))
+    assert len(alike) > 100
+    ordered = _likest_families_first(alike, shapes_of(state), "teacher", time.monotonic() + 60)
+    assert ordered.index("mobilenetv3_large_100") < 40  # among the families whose keys are likest theirs
+    monkeypatch.setattr(weights_fit, "NETWORK_SEARCH_S", 60.0)  # the outcome, not the time (a loaded CI machine)
     assert network_fit(state, "teacher") == ("timm:mobilenetv3_large_100", [])
     with torch.device("meta"):
         vit = timm.create_model("vit_small_patch16_224", num_classes=5).state_dict()
@@ -73,6 +79,14 @@ def test_timm_weights_are_searched_in_their_own_family_first(monkeypatch):
     assert label is None and "vit_small_patch16_224" in alike and families(alike).startswith("vit*")
     assert "no zoo or torchvision network fits them, nor a timm model within the 0 s searched. Their first " \
            "convolution and classifier are named as in" in saved_network(vit, "teacher", "w.pt", "load")
+
+
+def test_a_models_family_is_its_first_word_without_the_size():
+    from datafree.teachers.weights_fit import _family
+
+    assert [_family(n) for n in ("resnet10t", "resnet50d", "mobilenetv3_large_100", "efficientnetv2_rw_s", "vit_small_patch16_224",
+                                 "tf_efficientnet_b0", "regnety_002", "deit3_base_patch16_224")] == \
+        ["resnet", "resnet", "mobilenetv3", "efficientnetv2", "vit", "tf", "regnety", "deit"]
 
 
 def test_the_search_builds_nothing_for_real(monkeypatch):
