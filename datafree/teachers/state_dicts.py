@@ -69,6 +69,13 @@ def extract_state_dict(blob, where: str, state_key: str | None = None) -> dict[s
                     log.info(f"{where}: the weights under {key!r} are used; it also holds {averaged[0]!r}, a running "
                              f"average of them, often the better network: {_state_key(where)}={averaged[0]} takes it")
                 return strip_wrapper_prefixes(blob[key])
+        tensors = {k: v for k, v in blob.items() if isinstance(v, torch.Tensor)}
+        others = [k for k, v in blob.items() if not isinstance(v, torch.Tensor)]
+        if len(tensors) > len(others) and not any(isinstance(blob[k], dict) for k in others):
+            # torch.save({**model.state_dict(), "epoch": 3}): the weights with a few notes beside them
+            log.info(f"{where}: {len(others)} entries beside the weights are not tensors and are left out "
+                     f"({', '.join(map(str, others[:_SHOWN]))})")
+            return strip_wrapper_prefixes(tensors)
     keys = list(blob)[:8] if isinstance(blob, dict) else type(blob).__name__
     raise DatafreeError(
         f"{where} holds no state dict of tensors (found {keys}): save model.state_dict(), or set {_state_key(where)} "

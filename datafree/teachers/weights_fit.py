@@ -17,8 +17,8 @@ import time
 import torch
 
 from datafree.errors import DatafreeError
-from datafree.models.sources import build_network, label_overrides, label_source
-from datafree.teachers.state_dicts import prefix_holding, strip_wrapper_prefixes
+from datafree.models.sources import AUXILIARY_HEADS, build_network, label_overrides, label_source
+from datafree.teachers.state_dicts import strip_wrapper_prefixes
 
 # A hint's search stops after this many seconds (timm's vit_* family alone is over 200 models, about 20 s to build).
 SEARCH_S = 5.0
@@ -33,11 +33,13 @@ def shapes_of(state: dict) -> dict[str, tuple[int, ...]]:
 
 
 def classes_and_channels(shapes: dict[str, tuple[int, ...]]) -> tuple[int | None, int]:
-    """The class count of the weights' last matrix (their classifier, as saved) and the input channels of their
-    first convolution (3 without one)."""
-    matrices = [shape for shape in shapes.values() if len(shape) == 2]
-    convs = [shape for shape in shapes.values() if len(shape) == 4]
-    return (matrices[-1][0] if matrices else None), (convs[0][1] if convs else 3)
+    """The class count of the weights' classifier, as saved last (a matrix, or a 1x1 convolution: SqueezeNet's, DLA's,
+    timm's ResNetV2), and the input channels of their first convolution (3 without one); weights only (a ViT's
+    ``pos_embed`` is neither)."""
+    weights = [shape for key, shape in shapes.items() if key.endswith("weight")]
+    heads = [shape for shape in weights if len(shape) == 2 or (len(shape) == 4 and shape[2:] == (1, 1))]
+    convs = [shape for shape in weights if len(shape) == 4]
+    return (heads[-1][0] if heads else None), (convs[0][1] if convs else 3)
 
 
 def family_candidates(source: str, name: str) -> list[str]:
@@ -66,19 +68,31 @@ def family_fit(source: str, name: str, state: dict, what: str) -> str | None:
     """The model of ``name``'s family in ``source`` whose weights have exactly ``state``'s keys and shapes, or None
     (none found within :data:`SEARCH_S`)."""
     shapes = shapes_of(strip_wrapper_prefixes(state))
-    return _first_fit(source, family_candidates(source, name), shapes, what, time.monotonic() + SEARCH_S)
+    return next(_fits(source, family_candidates(source, name), shapes, what, _clock() + SEARCH_S), None)
 
 
-def _first_fit(source: str, candidates, shapes: dict[str, tuple[int, ...]], what: str, deadline: float) -> str | None:
-    """The first of ``candidates`` (models of ``source``) whose weights have exactly ``shapes``, built with the class
-    count and input channels the shapes give; None when none does or ``deadline`` (a monotonic time) passes."""
+def _clock() -> float:
+    """The time a search counts: this process's, so that a machine busy with other work gets the same answer later
+    rather than another one."""
+    return time.process_time()
+
+
+def _fits(source: str, candidates, shapes: dict[str, tuple[int, ...]], what: str, deadline: float):
+    """Those of ``candidates`` (models of ``source``) whose weights have exactly ``shapes``, in order, built with the
+    class count and input channels the shapes give, until ``deadline`` (:func:`_clock`) passes."""
     for candidate in candidates:
-        if time.monotonic() > deadline:
-            return None
+        if _clock() > deadline:
+            return
         own = _built_shapes(source, candidate, shapes, what)
-        if own is not None and _holds(shapes, own, what):
-            return candidate
-    return None
+        if own is not None and _holds(_without_auxiliary_heads(shapes, source, candidate), own):
+            yield candidate
+
+
+def _without_auxiliary_heads(shapes: dict[str, tuple[int, ...]], source: str, name: str):
+    """A GoogLeNet's or Inception-v3's weights without its auxiliary classifiers, which datafree builds it without
+    (and leaves out when it loads them)."""
+    heads = AUXILIARY_HEADS.get(name, ()) if source == "torchvision" else ()
+    return {k: v for k, v in shapes.items() if not any(k.startswith(h) or f".{h}" in k for h in heads)}
 
 
 def _built_shapes(source: str, name: str, shapes: dict[str, tuple[int, ...]], what: str):
@@ -96,14 +110,18 @@ def _built_shapes(source: str, name: str, shapes: dict[str, tuple[int, ...]], wh
     return shapes_of(net.state_dict())
 
 
-def _holds(shapes: dict[str, tuple[int, ...]], own: dict[str, tuple[int, ...]], what: str) -> bool:
-    """Whether ``shapes`` are exactly a network's ``own``, bare or under one prefix."""
-    try:  # a Lightning module's "model.", a wrapper's "net.": the keys under the prefix that holds them all
-        prefix = prefix_holding(shapes, own.keys(), what)
-    except DatafreeError:  # held under two prefixes: the loader names them itself
-        prefix = ""
-    held = {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)} if prefix else shapes
-    return held == own
+def _holds(shapes: dict[str, tuple[int, ...]], own: dict[str, tuple[int, ...]]) -> bool:
+    """Whether ``shapes`` are exactly a network's ``own``, bare or under a prefix (a Lightning module's ``model.``, a
+    wrapper's ``net.``; where two prefixes hold it, ``model.`` and ``model_ema.``, either: the loader then asks which)."""
+    if shapes == own:
+        return True
+    anchor = next(iter(own), None)
+    if anchor is None:
+        return False
+    for prefix in {k[: -len(anchor)] for k in shapes if k.endswith("." + anchor)}:
+        if {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)} == own:
+            return True
+    return False
 
 
 def zoo_fit(shapes: dict[str, tuple[int, ...]]) -> str | None:
@@ -136,36 +154,53 @@ def timm_stem_and_head(shapes: dict[str, tuple[int, ...]]) -> list[str]:
     for name in timm.list_models():
         cfg = get_pretrained_cfg(name)
         heads = cfg.classifier if isinstance(cfg.classifier, (list, tuple)) else [cfg.classifier]
-        if not cfg.first_conv or not heads or not heads[0] or isinstance(cfg.first_conv, (list, tuple)):
+        first = cfg.first_conv[0] if isinstance(cfg.first_conv, (list, tuple)) and cfg.first_conv else cfg.first_conv
+        if not first or not heads or not heads[0]:
             continue
-        stem = f"{cfg.first_conv}.weight"
+        stem = f"{first}.weight"
         prefixes = {k[: -len(stem)] for k in shapes if k == stem or k.endswith("." + stem)}
         if any(all(f"{p}{h}.weight" in shapes for h in heads) for p in prefixes):
             found.append(name)
     return sorted(found, key=lambda n: (len(n), n))
 
 
-def network_fit(state: dict, what: str) -> tuple[str | None, list[str]]:
-    """The network a bare state dict was saved from, as a label (``resnet34`` for the zoo, ``torchvision:NAME``,
-    ``timm:NAME``), searched in the zoo, then all of torchvision's classifiers, then the timm models whose first
-    convolution and classifier the weights hold, within :data:`NETWORK_SEARCH_S`; and, when none is found, those timm models
-    (they tell the family to try)."""
+def network_fit(state: dict, what: str) -> tuple[list[str], list[str]]:
+    """The networks a bare state dict fits exactly, as labels (``resnet34`` for the zoo, ``torchvision:NAME``,
+    ``timm:NAME``), the likeliest first: searched in the zoo, then all of torchvision's classifiers, then the timm
+    models whose first convolution and classifier the weights hold (their family first), within
+    :data:`NETWORK_SEARCH_S` of this process's time; then the models named like the first found (``resnetaa50`` and
+    ``resnetblur50`` beside ``resnet50``, ``tf_efficientnet_b0`` beside ``efficientnet_b0``, ``deit_small_*`` beside
+    ``vit_small_*``), whose weights have the same shapes while they compute otherwise, so that the error names them
+    all. With none found, the timm models whose stem and head the weights hold (they tell the family to try)."""
     shapes = shapes_of(strip_wrapper_prefixes(state))
     if classes_and_channels(shapes)[0] is None:
-        return None, []
-    deadline = time.monotonic() + NETWORK_SEARCH_S
+        return [], []
+    deadline = _clock() + NETWORK_SEARCH_S
     zoo = zoo_fit(shapes)
     if zoo is not None:
-        return zoo, []
+        return [zoo], []
     import torchvision
 
-    found = _first_fit("torchvision", torchvision.models.list_models(module=torchvision.models), shapes, what,
-                       deadline)
-    if found is not None:
-        return f"torchvision:{found}", []
+    torchvision_names = torchvision.models.list_models(module=torchvision.models)
     timm_like = timm_stem_and_head(shapes)
-    found = _first_fit("timm", _likest_families_first(timm_like, shapes, what, deadline), shapes, what, deadline)
-    return (f"timm:{found}", []) if found is not None else (None, timm_like)
+    first = next((f"torchvision:{n}" for n in _fits("torchvision", torchvision_names, shapes, what, deadline)), None)
+    if first is None:
+        ordered = _likest_families_first(timm_like, shapes, what, deadline)
+        first = next((f"timm:{n}" for n in _fits("timm", ordered, shapes, what, deadline)), None)
+    if first is None:
+        return [], timm_like
+    size = _size_part(label_source(first)[1])
+    found = [first]
+    for source, names in (("torchvision", torchvision_names), ("timm", timm_like)):
+        namesakes = [n for n in names if n.endswith(size) and f"{source}:{n}" not in found]
+        found += [f"{source}:{n}" for n in _fits(source, namesakes, shapes, what, _clock() + SEARCH_S)]
+    return found, []
+
+
+def _size_part(name: str) -> str:
+    """What a model's name says after its family: its size and variant (``50`` of resnet50, ``_b0`` of
+    efficientnet_b0, ``_small_patch16_224`` of vit_small_patch16_224)."""
+    return name[len(_family(name)):] or name
 
 
 def _family(name: str) -> str:
@@ -192,7 +227,7 @@ def _likest_families_first(names: list[str], shapes: dict[str, tuple[int, ...]],
     theirs = _key_pattern(shapes)
     likeness: dict[str, float] = {}
     for family, members in groups.items():
-        if time.monotonic() > deadline:
+        if _clock() > deadline:
             break
         own = _built_shapes("timm", members[0], shapes, what)
         ours = _key_pattern(own or {})
@@ -228,23 +263,42 @@ def fit_change(label: str, state: dict, what: str, otherwise: str) -> str:
 
 def saved_network(state: dict, what: str, checkpoint, verb: str) -> str:
     """What to set for weights that do not say which network they belong to (a bare state dict), as the end of an
-    error's sentence: the network they fit (:func:`network_fit`: the zoo, torchvision, timm; about ten seconds at
-    most, on this error only) with the overrides that ``verb`` (load, fine-tune) them into it, else the timm
-    families their stem and head are named after, else the user's own class."""
-    classes = classes_and_channels(shapes_of(strip_wrapper_prefixes(state)))[0]
-    label, timm_like = network_fit(state, what)
+    error's sentence: the network they fit (:func:`network_fit`: the zoo, torchvision, timm; about ten seconds of
+    this process's time at most, on this error only) with the overrides that ``verb`` (load, fine-tune) them into it,
+    and the others whose weights have the same shapes; else the timm families their stem and head are named after;
+    else the user's own class."""
+    shapes = shapes_of(strip_wrapper_prefixes(state))
+    classes = classes_and_channels(shapes)[0]
+    found, timm_like = network_fit(state, what)
     own_class = (f"{what}=module {what}.model._target_=my_pkg.MyNet {what}.checkpoint={checkpoint} for your own "
                  "class (docs/custom_teacher.md)")
-    if label is not None:
-        source, name = label_source(label)
-        if source in SOURCES:
-            return (f"they fit {source}'s {name} with {classes} classes: {verb} them with "
-                    f"{label_overrides(label, what)} {what}.checkpoint={checkpoint}.")
-        return f"they fit the zoo's {name} with {classes} classes: set {what}.arch={name} {what}.num_classes={classes}."
+    if found:
+        source, name = label_source(found[0])
+        if source not in SOURCES:
+            return (f"they fit the zoo's {name} with {classes} classes: set {what}.arch={name} "
+                    f"{what}.num_classes={classes}.")
+        said = (f"they fit {source}'s {name} with {classes} classes: {verb} them with "
+                f"{label_overrides(found[0], what)} {what}.checkpoint={checkpoint}.")
+        if len(found) > 1:
+            by_source: dict[str, list[str]] = {}
+            for label in found[1:]:
+                by_source.setdefault(label_source(label)[0], []).append(label_source(label)[1])
+            others = "; ".join(f"{source}'s {', '.join(names)}" for source, names in by_source.items())
+            choose = next(iter(by_source)) if len(by_source) == 1 else "SOURCE"
+            said += (f" Their shapes are also those of {others}, which may compute otherwise (padding, anti-aliasing, "
+                     f"input scaling): if they were trained as one of those, {verb} them with {what}={choose} "
+                     f"{what}.name=NAME instead.")
+        return said
+    sized = (f" A network made for one input size (their pos_embed) is compared at its default size: if they were "
+             f"trained at another, name it with {what}=timm {what}.name=NAME {what}.input_size=[C,H,W]."
+             if any(k.endswith("pos_embed") for k in shapes) else "")
+    if classes is None:
+        return (f"they hold no classifier (a last matrix or 1x1 convolution) to build a network for: {verb} them "
+                f"with {own_class}.")
     if timm_like:
         return (f"no zoo or torchvision network fits them, nor a timm model within the {NETWORK_SEARCH_S:.0f} s "
-                f"searched. Their first convolution and classifier are named as in {len(timm_like)} timm models "
-                f"({families(timm_like)}): {verb} them with {what}=timm {what}.name=NAME {what}.checkpoint={checkpoint}, "
-                f"or with {own_class}.")
-    return (f"no zoo, torchvision or timm network fits them: {verb} them with {own_class}, or set {what}.arch to "
-            "the zoo network they were saved from.")
+                f"searched (torchvision's RegNets are not searched). Their first convolution and classifier are named "
+                f"as in {len(timm_like)} timm models ({families(timm_like)}): {verb} them with {what}=timm "
+                f"{what}.name=NAME {what}.checkpoint={checkpoint}, or with {own_class}.{sized}")
+    return (f"no zoo, torchvision or timm network fits them (torchvision's RegNets are not searched): {verb} them "
+            f"with {own_class}, or set {what}.arch to the zoo network they were saved from.{sized}")

@@ -341,3 +341,18 @@ def test_unknown_source_and_recipe_keys():
         load_teacher("onnx")
     with pytest.raises(DatafreeError, match=r"unknown key\(s\) \['checkpont'\]"):
         teacher_from_config(OmegaConf.create({"source": "datafree", "checkpont": "x.pt"}))
+
+
+def test_weights_saved_with_a_few_notes_beside_them_load_without_the_notes(tmp_path, caplog):
+    # torch.save({**model.state_dict(), "epoch": 3, "arch": "microcnn"}): the tensors are the weights
+    from datafree.models import create_model
+
+    caplog.set_level("INFO", logger="datafree")
+    torch.manual_seed(0)
+    net = create_model("microcnn", num_classes=10).eval()
+    torch.save({**net.state_dict(), "epoch": 3, "arch": "microcnn"}, tmp_path / "w.pt")
+    teacher = load_teacher("datafree", checkpoint=str(tmp_path / "w.pt"), arch="microcnn", num_classes=10,
+                           input_size=[3, 8, 8])
+    with torch.no_grad():
+        assert torch.equal(teacher.model.model(X), net(X))
+    assert "2 entries beside the weights are not tensors and are left out (epoch, arch)" in caplog.text
