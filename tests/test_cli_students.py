@@ -224,7 +224,7 @@ def test_train_teacher_on_a_checkpoint_that_names_no_buildable_network_says_whic
         torch.save(TinyBNNet(10).state_dict(), weights)
         needles = [f"teacher.arch is null, so the network to fine-tune is the one teacher.checkpoint names, and "
                    f"'{weights}' is not a datafree checkpoint (which names it); no zoo, torchvision or timm network "
-                   "fits them (torchvision's RegNets are not searched): fine-tune them with teacher=module "
+                   "fits them: fine-tune them with teacher=module "
                    f"teacher.model._target_=my_pkg.MyNet teacher.checkpoint={weights} for your own class"]
     else:
         save_classifier(weights, TinyBNNet(10), ClassifierInfo("nets.TinyBNNet", 10, (3, 8, 8), (0.5,) * 3, (0.25,) * 3))

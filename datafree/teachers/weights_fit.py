@@ -11,6 +11,7 @@ and head their keys hold, the family likest theirs first.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import time
 
@@ -97,17 +98,41 @@ def _without_auxiliary_heads(shapes: dict[str, tuple[int, ...]], source: str, na
 
 def _built_shapes(source: str, name: str, shapes: dict[str, tuple[int, ...]], what: str):
     """The weights' shapes of ``source``'s model ``name`` built for ``shapes``' classes and channels, on the meta
-    device only (no memory, no initialisation); None where it cannot be built there (torchvision's RegNets read a
-    tensor back while they are built, and building one for real can take gigabytes: a hint must not)."""
+    device (no memory, no initialisation); None where it cannot be built. torchvision's RegNets read a tensor back
+    while they are built, so they are built on the CPU instead, and only those no larger than the weights (their
+    ImageNet weights' parameter count, which torchvision states, says so before building: the largest is 2.6 GB)."""
     classes, channels = classes_and_channels(shapes)
     if classes is None:
         return None
+
+    def build():
+        return build_network(source, name=name, num_classes=classes, in_channels=channels, what=what)[0]
+
     try:
         with torch.device("meta"):
-            net = build_network(source, name=name, num_classes=classes, in_channels=channels, what=what)[0]
+            net = build()
     except Exception:  # noqa: BLE001 - a model that cannot be built so is not the one
-        return None
+        if not (source == "torchvision" and _no_larger_than(name, shapes)):
+            return None
+        try:
+            with torch.random.fork_rng(devices=[]):  # built for real: the random streams stay as they were
+                net = build()
+        except Exception:  # noqa: BLE001
+            return None
     return shapes_of(net.state_dict())
+
+
+def _no_larger_than(name: str, shapes: dict[str, tuple[int, ...]]) -> bool:
+    """Whether torchvision's ``name``, as its ImageNet weights' metadata counts it, has at most about as many
+    parameters as ``shapes`` (its 1,000-class head allowed for)."""
+    import torchvision
+
+    try:
+        counts = [w.meta["num_params"] for w in torchvision.models.get_model_weights(name)]
+    except (ValueError, KeyError):
+        return False
+    held = sum(math.prod(shape) for shape in shapes.values())
+    return bool(counts) and min(counts) <= 1.1 * held + 4 * 10**6
 
 
 def _holds(shapes: dict[str, tuple[int, ...]], own: dict[str, tuple[int, ...]]) -> bool:
@@ -297,8 +322,8 @@ def saved_network(state: dict, what: str, checkpoint, verb: str) -> str:
                 f"with {own_class}.")
     if timm_like:
         return (f"no zoo or torchvision network fits them, nor a timm model within the {NETWORK_SEARCH_S:.0f} s "
-                f"searched (torchvision's RegNets are not searched). Their first convolution and classifier are named "
+                f"searched. Their first convolution and classifier are named "
                 f"as in {len(timm_like)} timm models ({families(timm_like)}): {verb} them with {what}=timm "
                 f"{what}.name=NAME {what}.checkpoint={checkpoint}, or with {own_class}.{sized}")
-    return (f"no zoo, torchvision or timm network fits them (torchvision's RegNets are not searched): {verb} them "
+    return (f"no zoo, torchvision or timm network fits them: {verb} them "
             f"with {own_class}, or set {what}.arch to the zoo network they were saved from.{sized}")

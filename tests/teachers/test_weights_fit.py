@@ -87,8 +87,8 @@ def test_timm_weights_are_searched_in_their_own_family_first(monkeypatch):
     found, alike = network_fit(vit, "teacher")
     assert found == [] and "vit_small_patch16_224" in alike and families(alike).startswith("vit*")
     said = saved_network(vit, "teacher", "w.pt", "load")
-    assert "no zoo or torchvision network fits them, nor a timm model within the 0 s searched (torchvision's RegNets " \
-           "are not searched). Their first convolution and classifier are named as in" in said
+    assert "no zoo or torchvision network fits them, nor a timm model within the 0 s searched. Their first " \
+           "convolution and classifier are named as in" in said
     # a ViT saved at another size than its default has another pos_embed: the size is named as the way to build it
     assert said.endswith("name it with teacher=timm teacher.name=NAME teacher.input_size=[C,H,W].")
 
@@ -101,21 +101,29 @@ def test_a_models_family_is_its_first_word_without_the_size():
         ["resnet", "resnet", "mobilenetv3", "efficientnetv2", "vit", "tf", "regnety", "deit"]
 
 
-def test_the_search_builds_nothing_for_real(monkeypatch):
-    # torchvision's RegNets cannot be built on the meta device; built for real, regnet_y_128gf is 2.6 GB: skipped
+def test_a_regnet_is_built_for_real_only_when_it_is_no_larger_than_the_weights():
+    # torchvision's RegNets cannot be built on the meta device; built for real, regnet_y_128gf is 2.6 GB: the search
+    # builds one on the CPU only where torchvision's own count of its parameters is no larger than the weights'
     from datafree.teachers.weights_fit import _built_shapes
 
-    shapes = shapes_of(_state("resnet18"))
-    calls = []
-    monkeypatch.setattr(torch.nn.Module, "to_empty", lambda self, **kw: calls.append(self) or self)
-    assert _built_shapes("torchvision", "regnet_y_128gf", shapes, "teacher") is None and not calls
+    small = shapes_of(torchvision.models.regnet_y_400mf(num_classes=5).state_dict())
+    started = time.process_time()
+    assert _built_shapes("torchvision", "regnet_y_128gf", small, "teacher") is None
+    assert time.process_time() - started < 1.0
+    assert _built_shapes("torchvision", "regnet_y_400mf", small, "teacher") == small
+    state = torchvision.models.regnet_x_400mf(num_classes=5).state_dict()
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    assert network_fit(state, "teacher")[0] == ["torchvision:regnet_x_400mf"]
+    assert torch.equal(torch.rand(3), expected)  # the real builds drew nothing from the random streams
 
 
 def test_weights_of_no_known_network_are_told_to_load_into_the_users_class():
     state = {"conv.weight": torch.zeros(8, 3, 3, 3), "head.weight": torch.zeros(4, 8)}
     said = saved_network(state, "teacher", "w.pt", "load")
-    assert said.startswith("no zoo, torchvision or timm network fits them (torchvision's RegNets are not searched): "
-                           "load them with teacher=module teacher.model._target_=my_pkg.MyNet teacher.checkpoint=w.pt")
+    assert said.startswith("no zoo, torchvision or timm network fits them: load them with teacher=module "
+                           "teacher.model._target_=my_pkg.MyNet teacher.checkpoint=w.pt")
     assert saved_network({"conv.weight": torch.zeros(8, 3, 3, 3)}, "teacher", "w.pt", "load").startswith(
         "they hold no classifier (a last matrix or 1x1 convolution) to build a network for: load them with teacher=module")
 
