@@ -189,37 +189,79 @@ def timm_stem_and_head(shapes: dict[str, tuple[int, ...]]) -> list[str]:
     return sorted(found, key=lambda n: (len(n), n))
 
 
-def network_fit(state: dict, what: str) -> tuple[list[str], list[str]]:
+def network_fit(state: dict, what: str) -> tuple[list[str], list[str], str]:
     """The networks a bare state dict fits exactly, as labels (``resnet34`` for the zoo, ``torchvision:NAME``,
     ``timm:NAME``), the likeliest first: searched in the zoo, then all of torchvision's classifiers, then the timm
     models whose first convolution and classifier the weights hold (their family first), within
     :data:`NETWORK_SEARCH_S` of this process's time; then the models named like the first found (``resnetaa50`` and
     ``resnetblur50`` beside ``resnet50``, ``tf_efficientnet_b0`` beside ``efficientnet_b0``, ``deit_small_*`` beside
     ``vit_small_*``), whose weights have the same shapes while they compute otherwise, so that the error names them
-    all. With none found, the timm models whose stem and head the weights hold (they tell the family to try)."""
-    shapes = shapes_of(strip_wrapper_prefixes(state))
-    if classes_and_channels(shapes)[0] is None:
-        return [], []
+    all. With none found, the timm models whose stem and head the weights hold (they tell the family to try).
+
+    Third, the prefix of the weights found ('' for all of them): where the whole fits nothing, each top-level part
+    (``student.`` beside ``criterion.``) is searched on its own, since a second module's matrix saved after the
+    network's classifier would otherwise be taken for it."""
+    whole = shapes_of(strip_wrapper_prefixes(state))
     deadline = _clock() + NETWORK_SEARCH_S
-    zoo = zoo_fit(shapes)
-    if zoo is not None:
-        return [zoo], []
+    timm_like = timm_stem_and_head(whole)
+    parts = _parts(whole)
+    for in_timm in (False, True):  # timm's hundreds of models last: a part torchvision holds is found in seconds
+        for prefix, shapes in parts:
+            found = _fits_anywhere(shapes, timm_like, what, deadline, in_timm)
+            if found:
+                return found, [], prefix
+    return [], timm_like, ""
+
+
+def _parts(shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, dict[str, tuple[int, ...]]]]:
+    """(prefix, its weights without it): all of them first, then each top-level part that could be a whole network,
+    the largest first: one that holds a quarter of the tensors at least, with a first convolution for images (four
+    channels at most) and a classifier. A network's own parts are not searched: a Sequential of blocks (``layer1.``,
+    ``features.``: keys that start with a number), a stem, a head, a stage whose first convolution takes more channels
+    than an image has (``s1.``)."""
+    groups: dict[str, dict[str, tuple[int, ...]]] = {}
+    for key, shape in shapes.items():
+        head, dot, rest = key.partition(".")
+        if dot:
+            groups.setdefault(f"{head}.", {})[rest] = shape
+
+    def network_like(part: dict[str, tuple[int, ...]]) -> bool:
+        weights = [shape for key, shape in part.items() if key.endswith("weight") and len(shape) >= 2]
+        convs = [shape for shape in weights if len(shape) == 4]
+        return (len(shapes) / 4 <= len(part) < len(shapes) and not any(key[0].isdigit() for key in part)
+                and len(weights) >= 2
+                and bool(convs) and convs[0][1] <= 4 and classes_and_channels(part)[0] is not None)
+
+    parts = [(prefix, part) for prefix, part in groups.items() if network_like(part)]
+    return [("", shapes), *sorted(parts, key=lambda part: -len(part[1]))]
+
+
+def _fits_anywhere(shapes: dict[str, tuple[int, ...]], timm_like: list[str], what: str, deadline: float,
+                   in_timm: bool) -> list[str]:
+    """:func:`network_fit`'s search for one set of weights, in the zoo and torchvision or else in timm: the first fit
+    found and its namesakes."""
+    if classes_and_channels(shapes)[0] is None:
+        return []
     import torchvision
 
     torchvision_names = torchvision.models.list_models(module=torchvision.models)
-    timm_like = timm_stem_and_head(shapes)
-    first = next((f"torchvision:{n}" for n in _fits("torchvision", torchvision_names, shapes, what, deadline)), None)
-    if first is None:
+    if not in_timm:
+        zoo = zoo_fit(shapes)
+        if zoo is not None:
+            return [zoo]
+        first = next((f"torchvision:{n}" for n in _fits("torchvision", torchvision_names, shapes, what, deadline)),
+                     None)
+    else:
         ordered = _likest_families_first(timm_like, shapes, what, deadline)
         first = next((f"timm:{n}" for n in _fits("timm", ordered, shapes, what, deadline)), None)
     if first is None:
-        return [], timm_like
+        return []
     size = _size_part(label_source(first)[1])
     found = [first]
     for source, names in (("torchvision", torchvision_names), ("timm", timm_like)):
         namesakes = [n for n in names if n.endswith(size) and f"{source}:{n}" not in found]
         found += [f"{source}:{n}" for n in _fits(source, namesakes, shapes, what, _clock() + SEARCH_S)]
-    return found, []
+    return found
 
 
 def _size_part(name: str) -> str:
@@ -293,17 +335,22 @@ def saved_network(state: dict, what: str, checkpoint, verb: str) -> str:
     and the others whose weights have the same shapes; else the timm families their stem and head are named after;
     else the user's own class."""
     shapes = shapes_of(strip_wrapper_prefixes(state))
-    classes = classes_and_channels(shapes)[0]
-    found, timm_like = network_fit(state, what)
+    found, timm_like, prefix = network_fit(state, what)
+    part = {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)}
+    classes = classes_and_channels(part)[0]
     own_class = (f"{what}=module {what}.model._target_=my_pkg.MyNet {what}.checkpoint={checkpoint} for your own "
                  "class (docs/custom_teacher.md)")
     if found:
         source, name = label_source(found[0])
+        others = len(shapes) - len(part)
+        they = (f"those under {prefix!r} (beside {others} other tensor{'s' if others > 1 else ''})" if prefix
+                else "they")
+        key = f" {what}.state_key={prefix}" if prefix else ""
         if source not in SOURCES:
-            return (f"they fit the zoo's {name} with {classes} classes: set {what}.arch={name} "
+            return (f"{they} fit the zoo's {name} with {classes} classes: set {what}.arch={name}{key} "
                     f"{what}.num_classes={classes}.")
-        said = (f"they fit {source}'s {name} with {classes} classes: {verb} them with "
-                f"{label_overrides(found[0], what)} {what}.checkpoint={checkpoint}.")
+        said = (f"{they} fit {source}'s {name} with {classes} classes: {verb} them with "
+                f"{label_overrides(found[0], what)}{key} {what}.checkpoint={checkpoint}.")
         if len(found) > 1:
             by_source: dict[str, list[str]] = {}
             for label in found[1:]:

@@ -55,10 +55,10 @@ def test_weights_of_the_other_source_are_named_with_the_overrides_that_build_the
 
 
 def test_weights_that_name_no_network_are_found_in_the_zoo_or_torchvision():
-    assert network_fit(create_model("resnet18", num_classes=7).state_dict(), "teacher") == (["resnet18"], [])
+    assert network_fit(create_model("resnet18", num_classes=7).state_dict(), "teacher") == (["resnet18"], [], "")
     held = {f"model.{k}": v for k, v in _state("mobilenet_v3_small", 4).items()}  # a Lightning module's
-    assert network_fit(held, "teacher") == (["torchvision:mobilenet_v3_small"], [])
-    assert network_fit({"conv.weight": torch.zeros(8, 3, 3, 3)}, "teacher") == ([], [])  # no classifier to size
+    assert network_fit(held, "teacher") == (["torchvision:mobilenet_v3_small"], [], "")
+    assert network_fit({"conv.weight": torch.zeros(8, 3, 3, 3)}, "teacher") == ([], [], "")  # no classifier to size
     # a classifier that is a 1x1 convolution (SqueezeNet's), auxiliary classifiers as torchvision saves them, and
     # the weights beside their running average (model_ema.: the loader then asks which)
     assert network_fit(_state("squeezenet1_1", 5), "teacher")[0][0] == "torchvision:squeezenet1_1"
@@ -67,6 +67,23 @@ def test_weights_that_name_no_network_are_found_in_the_zoo_or_torchvision():
     assert network_fit(googlenet, "teacher")[0] == ["torchvision:googlenet"]
     twice = {f"{p}{k}": v for p in ("model.", "model_ema.") for k, v in _state("resnet18", 3).items()}
     assert network_fit(twice, "teacher")[0][0] == "torchvision:resnet18"
+
+
+def test_a_network_saved_beside_another_modules_tensors_is_found_under_its_prefix():
+    # a distillation checkpoint: the student under "student.", a projection of the criterion's saved after it, whose
+    # matrix would otherwise be read as the classifier (64 classes)
+    held = {f"student.{k}": v for k, v in _state("resnet18", 5).items()} | {"criterion.proj.weight": torch.zeros(64, 512)}
+    assert network_fit(held, "teacher")[0][0] == "torchvision:resnet18"
+    assert network_fit(held, "teacher")[2] == "student."
+    said = saved_network(held, "teacher", "w.pt", "load")
+    assert said.startswith("those under 'student.' (beside 1 other tensor) fit torchvision's resnet18 with 5 classes: "
+                           "load them with teacher=torchvision teacher.name=resnet18 teacher.state_key=student. "
+                           "teacher.checkpoint=w.pt.")
+    zoo = {f"net.{k}": v for k, v in create_model("resnet18", num_classes=3).state_dict().items()}
+    zoo |= {"head2.weight": torch.zeros(7, 4), "head2.bias": torch.zeros(7)}
+    assert saved_network(zoo, "student", "s.pt", "load") == ("those under 'net.' (beside 2 other tensors) fit the "
+                                                              "zoo's resnet18 with 3 classes: set student.arch=resnet18 "
+                                                              "student.state_key=net. student.num_classes=3.")
 
 
 def test_timm_weights_are_searched_in_their_own_family_first(monkeypatch):
@@ -79,12 +96,12 @@ def test_timm_weights_are_searched_in_their_own_family_first(monkeypatch):
     ordered = _likest_families_first(alike, shapes_of(state), "teacher", time.process_time() + 60)
     assert ordered.index("mobilenetv3_large_100") < 40  # among the families whose keys are likest theirs
     monkeypatch.setattr(weights_fit, "NETWORK_SEARCH_S", 60.0)  # the outcome, not the time (a loaded CI machine)
-    found, _ = network_fit(state, "teacher")  # and its TensorFlow-padded namesake, whose shapes are the same
+    found, _, _ = network_fit(state, "teacher")  # and its TensorFlow-padded namesake, whose shapes are the same
     assert found[0] == "timm:mobilenetv3_large_100" and "timm:tf_mobilenetv3_large_100" in found
     with torch.device("meta"):
         vit = timm.create_model("vit_small_patch16_224", num_classes=5).state_dict()
     monkeypatch.setattr(weights_fit, "NETWORK_SEARCH_S", 0.0)  # out of time: the families their stem and head name
-    found, alike = network_fit(vit, "teacher")
+    found, alike, _ = network_fit(vit, "teacher")
     assert found == [] and "vit_small_patch16_224" in alike and families(alike).startswith("vit*")
     said = saved_network(vit, "teacher", "w.pt", "load")
     assert "no zoo or torchvision network fits them, nor a timm model within the 0 s searched. Their first " \
@@ -134,11 +151,11 @@ def test_networks_whose_weights_have_the_same_shapes_are_all_named():
     timm = pytest.importorskip("timm")
     with torch.device("meta"):
         state = timm.create_model("tf_efficientnet_b0", num_classes=10).state_dict()
-    found, _ = network_fit(state, "teacher")
+    found, _, _ = network_fit(state, "teacher")
     assert {"timm:efficientnet_b0", "timm:tf_efficientnet_b0"} <= set(found)
     said = saved_network(state, "teacher", "w.pt", "load")
     assert said.startswith(f"they fit timm's {found[0].split(':')[1]} with 10 classes: load them with teacher=timm ")
     assert "Their shapes are also those of timm's" in said and "tf_efficientnet_b0" in said
     # torchvision's resnet50: timm's resnet50 computes the same, its anti-aliased resnetaa50 does not
-    found, _ = network_fit(_state("resnet50"), "teacher")
+    found, _, _ = network_fit(_state("resnet50"), "teacher")
     assert found[0] == "torchvision:resnet50" and "timm:resnetaa50" in found
