@@ -129,7 +129,9 @@ def _guarded(job: Callable, cfg, signals) -> dict | None:
             _undo_if_nothing_done(out_dir, record, before)
         _remove_if_only_hydra_files(out_dir, f"{HydraConfig.get().job.name}.log")
         _remove_new_parents(out_dir)
-    if dist.is_main_process() or not isinstance(cause, (Interrupted, dist.ReportedByRankZero)):
+    # A refusal every rank reaches (a setting, the teacher, the data) is printed once, by rank 0.
+    repeated = code == 2 and dist.said_by_rank_zero(str(cause))
+    if dist.is_main_process() or not (repeated or isinstance(cause, (Interrupted, dist.ReportedByRankZero))):
         print(f"datafree: {'error' if code == 2 else 'interrupted'}: {who}{cause}", file=sys.stderr)
     if isinstance(cause, Interrupted) and dist.active():
         # Every rank stopped here: none exits (and has torchrun end the others) before rank 0 has reported.

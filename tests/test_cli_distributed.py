@@ -152,6 +152,38 @@ def test_a_rank_that_dies_stops_the_other_with_a_message(tmp_path):
     assert "resume=RUN_DIR" in proc.stderr and "exitcode  : 3" in proc.stderr  # torchrun names the rank that died
 
 
+# The CLI with one patch: the distillation trainer refuses to start on rank 1 only.
+REFUSED_ON_RANK_ONE = """
+import os, sys
+from datafree.distill import trainer
+from datafree.errors import DatafreeError
+from datafree.cli import main
+
+start = trainer.Distiller.__init__
+
+def refused_on_rank_one(self, *args, **kwargs):
+    if os.environ["RANK"] == "1":
+        raise DatafreeError("rank 1 alone is refused")
+    return start(self, *args, **kwargs)
+
+trainer.Distiller.__init__ = refused_on_rank_one
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_refusal_every_rank_reaches_is_printed_once_and_one_rank_alone_says_its_own(tmp_path, shapes_teacher_path):
+    teacher = [a for a in DISTILL if not a.startswith("teacher")] + ["teacher=checkpoint",
+                                                                     f"teacher.checkpoint={shapes_teacher_path}"]
+    proc = torchrun("distill", *teacher, "trainer.batch_size=-3", f"hydra.run.dir={tmp_path / 'every'}")
+    assert proc.returncode != 0 and "exitcode  : 2" in proc.stderr  # torchrun's own status is 1
+    assert proc.stderr.count("datafree: error:") == 1, proc.stderr[-3000:]  # rank 0's; rank 1 saw it is the same
+    assert "datafree: error: trainer.batch_size must be an int >= 1, got -3" in proc.stderr
+    proc = torchrun("distill", *teacher, f"hydra.run.dir={tmp_path / 'one'}",
+                    script=_killer(tmp_path, REFUSED_ON_RANK_ONE))
+    assert proc.returncode != 0
+    assert "datafree: error: [rank 1] rank 1 alone is refused" in proc.stderr, proc.stderr[-3000:]
+
+
 def _killer(tmp_path: Path, text: str = KILLER) -> str:
     path = tmp_path / "killer.py"
     path.write_text(text)

@@ -101,6 +101,29 @@ class ReportedByRankZero(DatafreeError):
     """An error rank 0 reports for every rank: the other ranks stop with it and print nothing."""
 
 
+# How long a rank other than 0 waits for rank 0's refusal before printing its own: the same check refuses every
+# rank within moments of one another, while a rank refused alone waits this long and then speaks for itself.
+SAME_REFUSAL_WAIT_S = 5.0
+
+
+def said_by_rank_zero(message: str) -> bool:
+    """Whether rank 0 refuses with the same ``message``, so that this rank need not print it again: rank 0 posts its
+    refusal in the process group's key-value store (torchrun's agent keeps it), the other ranks compare theirs.
+    False where the store cannot tell (one process, rank 0 itself, no answer in :data:`SAME_REFUSAL_WAIT_S`)."""
+    if not active():
+        return False
+    key = f"datafree/refusal/{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}"  # a restarted group's own
+    try:
+        store = torch.distributed.distributed_c10d._get_default_store()
+        if is_main_process():
+            store.set(key, message)
+            return False
+        store.wait([key], datetime.timedelta(seconds=SAME_REFUSAL_WAIT_S))
+        return store.get(key).decode() == message
+    except Exception:  # noqa: BLE001 - a store gone or slow: every rank says its own
+        return False
+
+
 def require_one_process(what: str) -> None:
     """Refuse a command that runs in one process only."""
     if is_distributed():
