@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# A queue of 32-px zoo-pair runs, each alone on the GPU for BUDGET_S seconds, worked through over several commands on
+# one held machine (the device tool's commands last 10 minutes at most; a 600-s run and its start do not fit one):
+#   QUEUE="resnet34:mobilenetv2:1 wrn40_2:wrn40_1:1 ..." benchmarks/queue.sh DATA_DIR BUDGET_S COMMAND_S
+# Each item is TEACHER:STUDENT:SEED. Every call continues the queue where the last call on this machine left it: the
+# run it stopped is resumed (benchmarks/resumable_distill.sh: the pieces make one run, its budget counted over all of
+# them), then the next items start, until COMMAND_S seconds from the call's start are nearly spent; the run going then
+# is stopped with its state saved, for the next call. Give COMMAND_S as the command's own limit less a minute:
+# a stopped run finishes its round and saves its state after the signal, and this script copies its results after
+# that. The same environment as benchmarks/zoo_pairs.sh, which runs each piece (TEACHER_PIECES, TAG, RECIPE,
+# DISTILL_OVERRIDES, OVERRIDES); AFTER_RUN="COMMAND" runs once after each run that ends, with RUN set to its folder
+# (e.g. AFTER_RUN='python3 benchmarks/bn_recalibration.py $RUN'), its output into the run's log as RUN_after.log.
+# The queue's state, every piece's log and every summary stay in /tmp/queue on the machine; each call copies them all
+# to $OUT (the runs' logs joined piece after piece) and prints the end-of-run table of the runs that ended.
+# A machine given back between calls loses its runs (the replay pool is too large to carry): start the queue again.
+set -euo pipefail
+data=$1; budget_s=$2; command_s=$3
+[ -n "${QUEUE:-}" ] || { echo "set QUEUE=\"TEACHER:STUDENT:SEED ...\"" >&2; exit 2; }
+start=$SECONDS; Q=${QUEUE_DIR:-/tmp/queue}; mkdir -p "$Q"
+source benchmarks/runs.sh
+# A piece shorter than this is not started: a resumed run spends about 20 s before its first round, and a new one
+# up to a minute (teacher, test set, the generator's first round).
+SHORTEST_S=${SHORTEST_S:-90}
+# What a stopped piece needs after its signal: the round it is in, its state saved, its last evaluation.
+STOPPING_S=${STOPPING_S:-30}
+ended=()
+for item in $QUEUE; do
+  IFS=: read -r teacher student seed <<< "$item"
+  name="${teacher}_${student}_s$seed${TAG:-}"
+  if run_finished "$Q/$name.log"; then ended+=("$name"); continue; fi
+  if [ -f "$Q/$name.failed" ]; then continue; fi
+  left=$((command_s - (SECONDS - start) - STOPPING_S))
+  if [ "$left" -lt "$SHORTEST_S" ]; then echo "queue: ${left}s left in this call, $name waits for the next"; break; fi
+  echo "queue: $name for up to ${left}s of this call"
+  OUT="$Q" PIECE_S="$left" SEEDS="$seed" "${ZOO_PAIRS:-benchmarks/zoo_pairs.sh}" "$data" 0 "$budget_s" "$teacher:$student" \
+      >> "$Q/${name}_call.log" 2>&1 || true
+  tail -n 3 "$Q/${name}_call.log"
+  if run_finished "$Q/$name.log"; then
+    ended+=("$name")
+    if [ -n "${AFTER_RUN:-}" ]; then RUN="/tmp/zoo_runs/$name" bash -c "$AFTER_RUN" > "$Q/${name}_after.log" 2>&1 || true; fi
+  elif tail -n 5 "$Q/$name.log" 2>/dev/null | grep -q "distill exit status 143"; then
+    break  # stopped by this call's clock, its state saved: the next call resumes it
+  else
+    echo "queue: $name failed (its log, $name.log, says why); the next items go on" | tee "$Q/$name.failed"
+  fi
+done
+cp -r "$Q"/. "${OUT:-.cache/queue}/" 2>/dev/null || { mkdir -p "${OUT:-.cache/queue}" && cp -r "$Q"/. "${OUT:-.cache/queue}/"; }
+[ ${#ended[@]} -eq 0 ] || python3 benchmarks/end_table.py "$Q" "" "${ended[@]}"
