@@ -448,6 +448,28 @@ def per_rank_sizes(cfg: DictConfig) -> list[str]:
     return notes
 
 
+# experiment=fast's batch sizes on auto: (on a GPU, on the CPU). A GPU's are the fast recipes' own; the CPU's are an
+# eighth of them, since at the GPU's one round of a ResNet-18 teacher at 64 px took 213 s on 2 cores, where 32 and 64
+# took 26 s and the student reached 0.97 x the teacher in 300 s (docs/benchmarks.md, "Grey, three classes, 64 px, on
+# the CPU"; benchmarks/grey_shapes_cpu.sh).
+AUTO_BATCHES = {"synthesizer.batch_size": (256, 32), "trainer.batch_size": (512, 64)}
+
+
+def device_batches(cfg: DictConfig, device: torch.device) -> None:
+    """The batch sizes left to ``auto`` (:data:`AUTO_BATCHES`), for ``device``, in ``cfg``; the log says each."""
+    chosen, other = [], []
+    for key, (gpu, cpu) in AUTO_BATCHES.items():
+        if OmegaConf.select(cfg, key) != AUTO:
+            continue
+        size, elsewhere = (cpu, gpu) if device.type == "cpu" else (gpu, cpu)
+        OmegaConf.update(cfg, key, size)
+        chosen.append(f"{key}=auto: {size}")
+        other.append(str(elsewhere))
+    if chosen:
+        on, off = ("the CPU", "a GPU") if device.type == "cpu" else ("a GPU", "the CPU")
+        log.info(f"{', '.join(chosen)} on {on} ({' and '.join(other)} on {off}; a number chooses)")
+
+
 def count_data_classes(data_cfg: DictConfig) -> None:
     """data.num_classes=auto (data=imagefolder's default): the class folders of the training split, else of the test
     split (a folder of test images alone), counted from their names before any image is read."""
@@ -480,6 +502,7 @@ def prepare(cfg: DictConfig, out_dir: Path) -> torch.device:
     device = resolve_device(cfg.device)
     torch.set_num_threads(cpu_threads(cfg.get("cpu_threads", "auto")))
     dist.init(device, cfg.get("dist_timeout_s", 600))
+    device_batches(cfg, device)
     notes = per_rank_sizes(cfg)
     if notes:
         print(f"global_batch=true, {dist.world_size()} processes: {'; '.join(notes)} per process")

@@ -140,7 +140,7 @@ def _assert_clean_failure(proc, out: Path, *needles):
                                          "trainer.loss.temperature?"]),
         (["trainer.lr=[0.1"], ["cannot parse the override 'trainer.lr=[0.1'"]),
         (["trainer.lr=abc"], ["trainer.lr must be a number > 0, got 'abc' (str): set e.g. trainer.lr=0.1."]),
-        (["trainer.batch_size=-4"], ["trainer.batch_size must be an int >= 1, got -4"]),
+        (["trainer.batch_size=-4"], ["trainer.batch_size must be auto or an int >= 1, got -4"]),
         (["data.num_classes=0"], ["data.num_classes must be auto, null or an int >= 2, got 0"]),
         (["trainer.replay=1.5"], ["trainer.replay must be a number in [0, 1], got 1.5"]),
         (["data.image_size=4"], ["data.image_size must be auto, null or an int >= 8, got 4"]),

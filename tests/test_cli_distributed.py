@@ -177,7 +177,7 @@ def test_a_refusal_every_rank_reaches_is_printed_once_and_one_rank_alone_says_it
     proc = torchrun("distill", *teacher, "trainer.batch_size=-3", f"hydra.run.dir={tmp_path / 'every'}")
     assert proc.returncode != 0 and "exitcode  : 2" in proc.stderr  # torchrun's own status is 1
     assert proc.stderr.count("datafree: error:") == 1, proc.stderr[-3000:]  # rank 0's; rank 1 saw it is the same
-    assert "datafree: error: trainer.batch_size must be an int >= 1, got -3" in proc.stderr
+    assert "datafree: error: trainer.batch_size must be auto or an int >= 1, got -3" in proc.stderr
     proc = torchrun("distill", *teacher, f"hydra.run.dir={tmp_path / 'one'}",
                     script=_killer(tmp_path, REFUSED_ON_RANK_ONE))
     assert proc.returncode != 0

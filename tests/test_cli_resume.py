@@ -126,10 +126,11 @@ def test_train_teacher_interrupted_at_random_steps_resumes_bitwise(tmp_path, cap
 
 def test_the_fast_recipe_interrupted_at_random_steps_resumes_bitwise(tmp_path, capsys, shapes_teacher_path):
     # experiment=fast as the GPU benchmarks run it in pieces (benchmarks/resumable_distill.sh): the bank sized by
-    # trainer.pool_capacity=auto, the student's warm-up, the relative BatchNorm prior, the running average.
+    # trainer.pool_capacity=auto, the batches by the device (auto: 32 and 64 on the CPU; the resumed recipe's auto
+    # against the saved state's numbers), the student's warm-up, the relative BatchNorm prior, the running average.
     args = ["experiment=fast", f"teacher.checkpoint={shapes_teacher_path}", "student=microcnn", "device=cpu",
-            "progress=false", "synthesizer.batch_size=16", "synthesizer.g_steps=2", "synthesizer.base_width=4",
-            "synthesizer.latent_dim=8", "trainer.rounds=6", "trainer.student_steps=3", "trainer.batch_size=16",
+            "progress=false", "synthesizer.g_steps=2", "synthesizer.base_width=4",
+            "synthesizer.latent_dim=8", "trainer.rounds=6", "trainer.student_steps=3",
             "trainer.eval_every=2", "trainer.log_every=2", "trainer.warmup_steps=5", "trainer.time_budget_s=null",
             "trainer.ema_decay=0.9"]
     _interrupt_and_resume(tmp_path, capsys, "distill", args, 18, "student.pt")

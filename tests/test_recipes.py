@@ -2,10 +2,12 @@
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from datafree.jobs import device_batches
 from datafree.models import create_model
 from datafree.synthesizers import Synthesizer
 
@@ -102,12 +104,43 @@ def test_kornia_augmentations_from_a_recipe():
 def test_the_any_teacher_recipe_measures_batchnorm_in_the_teachers_units_and_the_cifar_pairs_keep_deepinversions():
     """experiment=fast must hold on teachers whose raw BatchNorm distance differs by orders of magnitude
     (docs/benchmarks.md); the CIFAR pairs' recipes were tuned and measured over three seeds with the raw one."""
-    synthesizer = _compose("distill", ["experiment=fast"]).synthesizer
-    assert (synthesizer.bn_distance, synthesizer.bn_weight) == ("relative", 400.0)
-    assert isinstance(instantiate(synthesizer, amp=False), Synthesizer)
+    cfg = _compose("distill", ["experiment=fast"])
+    device_batches(cfg, torch.device("cpu"))  # as the job resolves batch_size=auto before it builds anything
+    assert (cfg.synthesizer.bn_distance, cfg.synthesizer.bn_weight) == ("relative", 400.0)
+    assert isinstance(instantiate(cfg.synthesizer, amp=False), Synthesizer)
     for pair in ("cifar10_resnet34_resnet18_fast", "cifar10_wrn40_2_wrn16_1_fast"):
         synthesizer = _compose("distill", [f"experiment={pair}"]).synthesizer
         assert (synthesizer.bn_distance, synthesizer.bn_weight) == ("raw", 10.0)
+
+
+def test_the_any_teacher_recipes_batches_follow_the_device_and_the_cifar_pairs_keep_theirs(caplog):
+    """At the GPU's 256 and 512 one round of a ResNet-18 teacher at 64 px took 213 s on 2 cores, at 32 and 64 it
+    took 26 s (docs/benchmarks.md); the CIFAR pairs' recipes were measured at their own numbers."""
+    sizes = {}
+    for device in ("cpu", "cuda"):
+        cfg = _compose("distill", ["experiment=fast"])
+        assert (cfg.synthesizer.batch_size, cfg.trainer.batch_size) == ("auto", "auto")
+        with caplog.at_level("INFO", logger="datafree"):
+            device_batches(cfg, torch.device(device))
+        sizes[device] = (cfg.synthesizer.batch_size, cfg.trainer.batch_size)
+    assert sizes == {"cpu": (32, 64), "cuda": (256, 512)}
+    assert ("synthesizer.batch_size=auto: 32, trainer.batch_size=auto: 64 on the CPU (256 and 512 on a GPU; a number "
+            "chooses)") in caplog.text
+    cfg = _compose("distill", ["experiment=fast", "trainer.batch_size=128"])  # a number is the user's
+    device_batches(cfg, torch.device("cpu"))
+    assert (cfg.synthesizer.batch_size, cfg.trainer.batch_size) == (32, 128)
+    for pair in ("cifar10_resnet34_resnet18_fast", "cifar10_wrn40_2_wrn16_1_fast"):
+        cfg = _compose("distill", [f"experiment={pair}"])
+        assert (cfg.synthesizer.batch_size, cfg.trainer.batch_size) == (256, 512)
+
+
+def test_a_resumed_recipes_auto_batches_are_compared_as_the_device_resolves_them():
+    from datafree.utils.run_state import config_differences
+
+    saved = {"trainer": {"batch_size": 64}, "synthesizer": {"batch_size": 32}}
+    assert config_differences(saved, {"trainer": {"batch_size": "auto"}, "synthesizer": {"batch_size": "auto"}}) == []
+    assert config_differences(saved, {"trainer": {"batch_size": 128}, "synthesizer": {"batch_size": 32}}) == \
+        ["trainer.batch_size: 64 -> 128"]
 
 
 def test_the_any_teacher_recipe_warms_the_student_up_and_the_cifar_pairs_do_not():

@@ -93,6 +93,8 @@ def flatten(config: dict, prefix: str = "") -> dict:
 
 # data.image_size and data.num_classes left to auto (jobs.py): a run's state records the values they took.
 AUTO_DATA_KEYS = ("image_size", "num_classes")
+# Batch sizes left to auto (jobs.device_batches): the state records the ones the device gave.
+AUTO_BATCH_KEYS = ("trainer.batch_size", "synthesizer.batch_size")
 
 
 def config_differences(saved: dict, current: dict, allowed: Iterable[str] = RESUMABLE_CHANGES) -> list[str]:
@@ -105,9 +107,10 @@ def config_differences(saved: dict, current: dict, allowed: Iterable[str] = RESU
     for key in sorted(set(old) | set(new)):
         if key in allowed or any(key.startswith(a + ".") for a in allowed) or (key not in old and old):
             continue
-        if new.get(key) == "auto" and key.startswith("data.") and key.rsplit(".", 1)[-1] in AUTO_DATA_KEYS:
+        if new.get(key) == "auto" and (key in AUTO_BATCH_KEYS or (key.startswith("data.")
+                                                                  and key.rsplit(".", 1)[-1] in AUTO_DATA_KEYS)):
             continue  # the composed recipe's auto against what the run made of it: the job resolves it again
-            # from the same data and teacher, and compares the outcome with the saved state's (StateFiles.load)
+            # from the same data, teacher and device, and compares the outcome with the saved state's (StateFiles.load)
         if old.get(key, "<absent>") != new.get(key, "<absent>"):
             diffs.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")
     return diffs
