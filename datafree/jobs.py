@@ -744,6 +744,16 @@ def _device_name(device: torch.device, result: DistillResult | None = None) -> s
     return f"{torch.cuda.get_device_name(device)} ({peak})"
 
 
+def _run_recipe(run_dir: str) -> str:
+    """': the settings ...' that built a distill run's teacher, student and synthesizer (hydra's record of its
+    command line), or nothing when the run has no such record."""
+    from datafree.cli import _override_key, _started_with
+
+    kept = [o for o in _started_with(str(run_dir), "distill")
+            if _override_key(o).split(".")[0] in ("experiment", "teacher", "student", "synthesizer")]
+    return f" (the run was started with {' '.join(kept)})" if kept else " (the same experiment=, teacher=, student= settings)"
+
+
 def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
     """Write ``cfg.n`` synthetic samples to ``cfg.out`` (hydra's run folder keeps only the log)."""
     from datafree.distill.runs import load_distill_run
@@ -751,6 +761,9 @@ def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
 
     device = prepare(cfg, out_dir)
     node = cfg.teacher
+    if zoo_checkpoint_missing(node) and cfg.get("from_run"):
+        raise DatafreeError(f"from_run={cfg.from_run} takes the run's trained generator and student, not its recipe: "
+                            f"give the run's teacher, student and synthesizer as well{_run_recipe(cfg.from_run)}.")
     if zoo_checkpoint_missing(node):
         raise DatafreeError("synthesize needs a trained teacher: set teacher.checkpoint=PATH (the teacher.pt of "
                             "'datafree train-teacher' or of a distill run), or choose another source (teacher=module, ...).")
