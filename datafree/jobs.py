@@ -931,6 +931,9 @@ def report_job(cfg: DictConfig, out_dir: Path) -> dict:
     if test is None:
         unlabelled, where = synthetic_images(student, int(cfg.cka_images), cfg.synthetic, device, seed=int(cfg.seed))
         images = Images(None, unlabelled if len(unlabelled) else None, where)
+    if teacher is None and student.run_config.get("data", {}).get("synthetic"):
+        images.skipped.append(f"agreement with the teacher and feature similarity: no teacher: {cfg.run} is an offline "
+                              f"run, whose teacher never ran (give teacher.checkpoint=PATH{_set_teacher(student)})")
     entries = []
     if teacher is not None:
         entries.append(Entry("teacher", torch_runner("teacher", teacher.model), teacher.model,
@@ -948,6 +951,17 @@ def report_job(cfg: DictConfig, out_dir: Path) -> dict:
         print(f"not measured: {reason}")
     print(f"report: {paths['markdown']} ({', '.join(p.name for p in paths.values() if p.suffix == '.png') or 'no pictures'})")
     return {"report": str(paths["report"]), "models": [r["name"] for r in report["models"]]}
+
+
+def _set_teacher(student) -> str:
+    """', the teacher ... made the run's synthetic set', where an offline run's set names its teacher's file."""
+    from datafree.export.reader import SyntheticSet
+
+    try:
+        recipe_teacher = SyntheticSet(student.run_config["data"]["path"]).manifest["recipe"]["teacher"]
+    except Exception:  # noqa: BLE001 - a set moved or removed since: the line names no file
+        return ""
+    return f": {recipe_teacher['checkpoint']} made its synthetic set" if recipe_teacher.get("checkpoint") else ""
 
 
 def _teacher_file(cfg: DictConfig, student) -> Path | None:
