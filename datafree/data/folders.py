@@ -184,7 +184,8 @@ def _common_channels(arrays: list[np.ndarray]) -> list[np.ndarray]:
 
 def _size_error(name_a: str, shape_a, name_b: str, shape_b) -> ImageSizesDiffer:
     return ImageSizesDiffer(
-        f"images differ in size: {name_a} is {shape_a[1]}x{shape_a[0]} but {name_b} is {shape_b[1]}x{shape_b[0]}: "
+        f"images differ in size (height x width): {name_a} is {shape_a[0]}x{shape_a[1]} but {name_b} is "
+        f"{shape_b[0]}x{shape_b[1]}: "
         "pass image_size=N (data.image_size=N in a recipe) to resize every image to N x N."
     )
 
@@ -473,7 +474,7 @@ def _check_memory(files: list[Path], image_size: int | None, channels: int | Non
     if need > free // 2:
         at_224 = len(files) * 224 * 224 * depth
         raise DatafreeError(
-            f"{len(files)} images of {width}x{height} ({depth} channel(s)) in {root} take {need / 2**30:.1f} GiB as "
+            f"{len(files)} images of {height}x{width} (height x width, {depth} channel(s)) in {root} take {need / 2**30:.1f} GiB as "
             f"uint8, more than half of the {free / 2**30:.1f} GiB of memory available: read them smaller with "
             f"data.image_size=N (image_size=N in Python; e.g. 224: {at_224 / 2**30:.1f} GiB), or use fewer images."
         )

@@ -98,7 +98,9 @@ def test_grayscale_and_rgba_become_rgb(tmp_path):
 def test_mixed_sizes_need_image_size(tmp_path):
     root = make_folder(tmp_path / "train", extras=False)
     Image.fromarray(np.zeros((6, 10, 3), np.uint8)).save(root / "dog" / "wide.png")
-    with pytest.raises(DatafreeError, match="image_size"):
+    # height x width, as train-teacher's and distill's lines give sizes (it said 10x6 where they say 6x10)
+    with pytest.raises(DatafreeError, match=r"images differ in size \(height x width\): \S+000.png is 8x8 but "
+                                            r"\S+wide.png is 6x10: pass image_size"):
         load_image_folder(root)
     assert load_image_folder(root, image_size=8).images.shape == (7, 3, 8, 8)
 
@@ -337,7 +339,7 @@ def test_images_too_large_for_memory_are_refused_before_any_is_decoded(tmp_path,
     decoded = []
     monkeypatch.setattr(folders, "_decode_chunk", lambda *a, **k: decoded.append(1))
     monkeypatch.setattr(folders, "available_memory", lambda: 2 * 6 * 64 * 48 * 3 - 1)  # just under twice the need
-    with pytest.raises(DatafreeError, match=r"6 images of 64x48 \(3 channel\(s\)\) in .* take 0\.0 GiB as uint8, more "
+    with pytest.raises(DatafreeError, match=r"6 images of 48x64 \(height x width, 3 channel\(s\)\) in .* take 0\.0 GiB as uint8, more "
                                             r"than half of the 0\.0 GiB of memory available: read them smaller with "
                                             r"data.image_size=N"):
         load_image_folder(tmp_path, cache=False)
