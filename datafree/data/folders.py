@@ -336,6 +336,27 @@ def _assign_classes(paths: list[tuple[str, ...]], source: Path,
     return classes, keep, labels
 
 
+def _refuse_empty_classes(root: Path, classes: list[str]) -> None:
+    """A class folder holding no image would be left out, and the data set would have a class fewer than the folders
+    say (a teacher for 3 classes where the user made 4 folders): refused, naming the folders."""
+    def folders(path: Path) -> list[str]:
+        return sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != "__MACOSX")
+
+    parent = root
+    if not set(classes) <= set(folders(root)):  # the classes sit under one top-level folder (<top>/<class>/<image>)
+        tops = folders(root)
+        if len(tops) != 1:
+            return
+        parent = root / tops[0]
+    empty = [name for name in folders(parent) if name not in classes]
+    if empty:
+        raise DatafreeError(
+            f"the class folder{'s' if len(empty) > 1 else ''} {', '.join(empty)} in {parent} "
+            f"{'hold' if len(empty) > 1 else 'holds'} no images (image suffixes read: {', '.join(sorted(IMAGE_SUFFIXES))}): "
+            f"add the class's images, or remove the folder to use the {len(classes)} classes that have them."
+        )
+
+
 def _no_images(source: Path, labelled: bool = True) -> DatafreeError:
     if not labelled:
         return DatafreeError(f"no images found in {source} (at any depth); image suffixes read: "
@@ -402,7 +423,9 @@ def image_folder_classes(path: str | os.PathLike) -> list[str]:
     """The classes :func:`load_image_folder` finds in ``path`` (its sub-folders holding images), read from the file
     names alone: no image is decoded."""
     root = _folder(path)
-    return _assign_classes([parts for parts, _ in _walk_images(root)], root)[0]
+    classes = _assign_classes([parts for parts, _ in _walk_images(root)], root)[0]
+    _refuse_empty_classes(root, classes)
+    return classes
 
 
 def load_image_folder(
@@ -426,6 +449,8 @@ def load_image_folder(
     root = _folder(path, labelled)
     found = list(_walk_images(root))
     classes, keep, labels = _assign_classes([p for p, _ in found], root, labelled)
+    if labelled:
+        _refuse_empty_classes(root, classes)
     files = [found[i][1] for i in keep]
 
     cache_file = None

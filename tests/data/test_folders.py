@@ -238,6 +238,23 @@ def test_no_images(tmp_path):
         load_image_folder(tmp_path / "empty")
 
 
+def test_a_class_folder_without_images_is_refused_not_dropped(tmp_path):
+    """An empty class folder (or one of notes alone) was left out without a word: a teacher for 3 classes where the
+    user had made 4 folders. Refused, naming it, by the loader and by the class count that data.num_classes=auto reads."""
+    root = make_folder(tmp_path / "train")
+    (root / "emu").mkdir()
+    (root / "emu" / "notes.txt").write_text("the scans come next week")
+    for read in (load_image_folder, folders.image_folder_classes):
+        with pytest.raises(DatafreeError, match=r"^the class folder emu in \S+train holds no images \(image suffixes "
+                                                r"read: .*\): add the class's images, or remove the folder to use the 3 "
+                                                r"classes that have them.$"):
+            read(root)
+    wrapped = make_folder(tmp_path / "wrapped" / "top")  # under one top-level folder: the classes' folder is named
+    (wrapped / "emu").mkdir()
+    with pytest.raises(DatafreeError, match=r"the class folder emu in \S+top holds no images"):
+        load_image_folder(tmp_path / "wrapped")
+
+
 def test_corrupt_image_is_named(tmp_path):
     folder = make_folder(tmp_path / "src", extras=False)
     (folder / "ant" / "broken.png").write_bytes(b"\x89PNG definitely not")
