@@ -285,6 +285,23 @@ def other_channels(channels: int) -> str:
     return f"{convert}or {RESTART}"
 
 
+def grey_read_as_colour(train_set: ImageDataset, data_cfg: DictConfig) -> str | None:
+    """A note where RGB training images read at data.channels=null are grey (red = green = blue), all or some: grey
+    scans saved as RGB, or a grey folder holding a few colour files, make an RGB teacher without a word otherwise."""
+    if train_set.channels != 3 or data_cfg.get("channels") is not None:
+        return None
+    grey = sum(int(((part[:, 0] == part[:, 1]) & (part[:, 1] == part[:, 2])).flatten(1).all(1).sum())
+               for part in train_set.images.split(1024))
+    if grey == 0:
+        return None
+    if grey == len(train_set):
+        return ("data: every training image is grey (red = green = blue) but stored in colour, so the teacher takes RGB "
+                "images: data.channels=1 reads them as grey (1 channel), data.channels=3 keeps RGB")
+    return (f"data: {grey} of the {len(train_set)} training images are grey and {len(train_set) - grey} in colour: every "
+            "image is read as RGB, so the teacher takes RGB images: data.channels=1 reads them all as grey (1 channel), "
+            "data.channels=3 keeps RGB")
+
+
 def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: RunLogger) -> tuple[Normalized, ClassifierInfo]:
     """Train the recipe's teacher on ``cfg.data`` (from ``teacher.checkpoint`` when given) and write ``teacher.pt``;
     bad input fails before training.
@@ -323,6 +340,9 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     logger.info(f"data: {len(train_set)} training images, {shade}, {height}x{width}, "
                 f"{num_classes} classes{'' if test_set is None else f'; {len(test_set)} test images'}; "
                 f"augmentation: {crop} and a flip (data.crop)")
+    note = grey_read_as_colour(train_set, cfg.data)
+    if note:
+        logger.warning(note)
     mean, std = normalisation(cfg.data, train_set)
     model = network_layout(Normalized(net, mean, std).to(device), device)
     size = (train_set.channels, height, width)
