@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from datafree.data.dataset import ImageDataset
 from datafree.distill.runs import DistillRun, load_distill_run
 from datafree.errors import DatafreeError
+from datafree.models.sources import build_user_module
 from datafree.ops.pixels import quantise
 from datafree.recipe_nodes import instantiate_node
 from datafree.teachers import ClassifierInfo, Teacher, load_teacher, teacher_from_config
@@ -53,9 +54,10 @@ def read_classifier(path: str | Path, key: str, built_by: dict | None = None) ->
                             "train-teacher'.")
     arch = str(blob.get("arch"))
     if own_class(arch):
-        if built_by is not None:
-            teacher = load_teacher("module", model=built_by, checkpoint=str(path))
-            return teacher.model, teacher.info
+        if built_by is not None:  # the student's class: a line that names a key names student.model
+            net = build_user_module(built_by, what="student")
+            teacher = load_teacher("module", model=net, checkpoint=str(path))
+            return teacher.model, dataclasses.replace(teacher.info, arch=arch)
         raise DatafreeError(f"{key} {str(path)!r} holds a {arch} network, which only its own class builds: give "
                             "run=RUN_DIR (the distill run's folder, whose recipe says how to build it), or load it with "
                             "datafree.load_teacher('module', model=..., checkpoint=...) and ship it from Python "

@@ -3,6 +3,7 @@ the report's values, the headline a distill run ends with, and one clean line fo
 import contextlib
 import io
 import json
+import sys
 
 import pytest
 import torch
@@ -77,7 +78,7 @@ def test_students_from_every_source_ship_from_their_runs(tmp_path, student, labe
     assert manifest["student"]["arch"] == label
 
 
-def test_a_student_of_the_users_own_class_from_its_file_alone_says_to_give_its_run(tmp_path, capsys):
+def test_a_student_of_the_users_own_class_from_its_file_alone_says_to_give_its_run(tmp_path, capsys, monkeypatch):
     run, out = tmp_path / "run", tmp_path / "deploy"
     with contextlib.redirect_stdout(io.StringIO()):
         assert cli.main(["distill", *[a for a in TINY if not a.startswith("student=")], "student=module",
@@ -86,6 +87,12 @@ def test_a_student_of_the_users_own_class_from_its_file_alone_says_to_give_its_r
     proc = in_process(capsys, "deploy", f"checkpoint={run / 'student.pt'}", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "holds a nets.TinyBNNet network, which only its own class builds: give "
                                      "run=RUN_DIR (the distill run's folder")
+    # From its run, without the class on the Python path (PYTHONPATH=. forgotten): the line named
+    # teacher.model._target_ for the student's class, a key of a teacher the user never wrote.
+    monkeypatch.setitem(sys.modules, "nets", None)
+    for command in ("deploy", "report"):
+        proc = in_process(capsys, command, f"run={run}", f"hydra.run.dir={out}")
+        _assert_clean_failure(proc, out, "datafree: error: student.model._target_='nets.TinyBNNet' cannot be imported")
 
 
 def test_report_writes_every_file_with_sane_values(shapes_student, shapes_teacher, deployed, tmp_path, capsys):
