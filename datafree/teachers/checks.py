@@ -168,5 +168,6 @@ def check_agreement(teacher_classes: int, input_size: tuple[int, int, int], *, d
             raise DatafreeError(f"{shown}: set data.channels={input_size[0]} (or null to follow the teacher), or use the "
                                 "teacher's own kind of data.")
         resize = (f"set data.image_size={input_size[1]} to resize the test images" if input_size[1] == input_size[2] else
-                  f"use test images of {input_size[1]}x{input_size[2]} pixels")
+                  f"use test images of {input_size[1]}x{input_size[2]} pixels (height x width), read at their own size "
+                  "with data.image_size=auto (a number resizes them to a square)")
         raise DatafreeError(f"{shown}: {resize}, or set teacher.input_size if the teacher takes another size.")
