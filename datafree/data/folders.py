@@ -353,7 +353,7 @@ def _refuse_empty_classes(root: Path, classes: list[str]) -> None:
         raise DatafreeError(
             f"the class folder{'s' if len(empty) > 1 else ''} {', '.join(empty)} in {parent} "
             f"{'hold' if len(empty) > 1 else 'holds'} no images (image suffixes read: {', '.join(sorted(IMAGE_SUFFIXES))}): "
-            f"add the class's images, or remove the folder to use the {len(classes)} classes that have them."
+            f"add the class's images, or remove the folder (the {len(classes)} others hold images)."
         )
 
 

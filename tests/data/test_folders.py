@@ -246,8 +246,8 @@ def test_a_class_folder_without_images_is_refused_not_dropped(tmp_path):
     (root / "emu" / "notes.txt").write_text("the scans come next week")
     for read in (load_image_folder, folders.image_folder_classes):
         with pytest.raises(DatafreeError, match=r"^the class folder emu in \S+train holds no images \(image suffixes "
-                                                r"read: .*\): add the class's images, or remove the folder to use the 3 "
-                                                r"classes that have them.$"):
+                                                r"read: .*\): add the class's images, or remove the folder \(the 3 others "
+                                                r"hold images\).$"):
             read(root)
     wrapped = make_folder(tmp_path / "wrapped" / "top")  # under one top-level folder: the classes' folder is named
     (wrapped / "emu").mkdir()
