@@ -218,6 +218,11 @@ def real_split(data: dict | None, split: str, info: ClassifierInfo, sample: int 
     known = list(info.classes) if len(info.classes) == info.num_classes else []
     if known and dataset.classes != known and set(dataset.classes) <= set(known):  # a split without some classes:
         dataset = dataset.relabelled(known)  # labelled by name (by position, the labels after the gap would be wrong)
+    unknown = [c for c in dataset.classes if known and c not in known]
+    if unknown and dataset.num_classes != info.num_classes:  # refused below too: this names the folders to look at
+        raise DatafreeError(f"data.{split}'s class folders {', '.join(unknown[:5])} are not among the student's classes "
+                            f"({', '.join(known[:8])}{', ...' if len(known) > 8 else ''}): name each folder after one of "
+                            "them, or choose the data the teacher was made for (data=...).")
     if tuple(dataset.images.shape[1:]) != tuple(info.input_size) or dataset.num_classes != info.num_classes:
         raise DatafreeError(f"data.{split} holds {list(dataset.images.shape[1:])} images of {dataset.num_classes} "
                             f"classes, the student takes {list(info.input_size)} with {info.num_classes}: choose the "
