@@ -285,6 +285,23 @@ def other_channels(channels: int) -> str:
     return f"{convert}or {RESTART}"
 
 
+def grey_read_as_colour(train_set: ImageDataset, data_cfg: DictConfig) -> str | None:
+    """A note where RGB training images read at data.channels=null are grey (red = green = blue), all or some: grey
+    scans saved as RGB, or a grey folder holding a few colour files, make an RGB teacher without a word otherwise."""
+    if train_set.channels != 3 or data_cfg.get("channels") is not None:
+        return None
+    grey = sum(int(((part[:, 0] == part[:, 1]) & (part[:, 1] == part[:, 2])).flatten(1).all(1).sum())
+               for part in train_set.images.split(1024))
+    if grey == 0:
+        return None
+    if grey == len(train_set):
+        return ("data: every training image is grey (red = green = blue) but stored in colour, so the teacher takes RGB "
+                "images: data.channels=1 reads them as grey (1 channel), data.channels=3 keeps RGB")
+    return (f"data: {grey} of the {len(train_set)} training images are grey and {len(train_set) - grey} in colour: every "
+            "image is read as RGB, so the teacher takes RGB images: data.channels=1 reads them all as grey (1 channel), "
+            "data.channels=3 keeps RGB")
+
+
 def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: RunLogger) -> tuple[Normalized, ClassifierInfo]:
     """Train the recipe's teacher on ``cfg.data`` (from ``teacher.checkpoint`` when given) and write ``teacher.pt``;
     bad input fails before training.
@@ -323,6 +340,9 @@ def train_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, logger: 
     logger.info(f"data: {len(train_set)} training images, {shade}, {height}x{width}, "
                 f"{num_classes} classes{'' if test_set is None else f'; {len(test_set)} test images'}; "
                 f"augmentation: {crop} and a flip (data.crop)")
+    note = grey_read_as_colour(train_set, cfg.data)
+    if note:
+        logger.warning(note)
     mean, std = normalisation(cfg.data, train_set)
     model = network_layout(Normalized(net, mean, std).to(device), device)
     size = (train_set.channels, height, width)
@@ -767,6 +787,16 @@ def _device_name(device: torch.device, result: DistillResult | None = None) -> s
     return f"{torch.cuda.get_device_name(device)} ({peak})"
 
 
+def _run_recipe(run_dir: str) -> str:
+    """': the settings ...' that built a distill run's teacher, student and synthesizer (hydra's record of its
+    command line), or nothing when the run has no such record."""
+    from datafree.cli import _override_key, _started_with
+
+    kept = [o for o in _started_with(str(run_dir), "distill")
+            if _override_key(o).split(".")[0] in ("experiment", "teacher", "student", "synthesizer")]
+    return f" (the run was started with {' '.join(kept)})" if kept else " (the same experiment=, teacher=, student= settings)"
+
+
 def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
     """Write ``cfg.n`` synthetic samples to ``cfg.out`` (hydra's run folder keeps only the log)."""
     from datafree.distill.runs import load_distill_run
@@ -774,6 +804,9 @@ def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
 
     device = prepare(cfg, out_dir)
     node = cfg.teacher
+    if zoo_checkpoint_missing(node) and cfg.get("from_run"):
+        raise DatafreeError(f"from_run={cfg.from_run} takes the run's trained generator and student, not its recipe: "
+                            f"give the run's teacher, student and synthesizer as well{_run_recipe(cfg.from_run)}.")
     if zoo_checkpoint_missing(node):
         raise DatafreeError("synthesize needs a trained teacher: set teacher.checkpoint=PATH (the teacher.pt of "
                             "'datafree train-teacher' or of a distill run), or choose another source (teacher=module, ...).")
@@ -941,6 +974,9 @@ def report_job(cfg: DictConfig, out_dir: Path) -> dict:
     if test is None:
         unlabelled, where = synthetic_images(student, int(cfg.cka_images), cfg.synthetic, device, seed=int(cfg.seed))
         images = Images(None, unlabelled if len(unlabelled) else None, where)
+    if teacher is None and student.run_config.get("data", {}).get("synthetic"):
+        images.skipped.append(f"agreement with the teacher and feature similarity: no teacher: {cfg.run} is an offline "
+                              f"run, whose teacher never ran (give teacher.checkpoint=PATH{_set_teacher(student)})")
     entries = []
     if teacher is not None:
         entries.append(Entry("teacher", torch_runner("teacher", teacher.model), teacher.model,
@@ -958,6 +994,17 @@ def report_job(cfg: DictConfig, out_dir: Path) -> dict:
         print(f"not measured: {reason}")
     print(f"report: {paths['markdown']} ({', '.join(p.name for p in paths.values() if p.suffix == '.png') or 'no pictures'})")
     return {"report": str(paths["report"]), "models": [r["name"] for r in report["models"]]}
+
+
+def _set_teacher(student) -> str:
+    """', the teacher ... made the run's synthetic set', where an offline run's set names its teacher's file."""
+    from datafree.export.reader import SyntheticSet
+
+    try:
+        recipe_teacher = SyntheticSet(student.run_config["data"]["path"]).manifest["recipe"]["teacher"]
+    except Exception:  # noqa: BLE001 - a set moved or removed since: the line names no file
+        return ""
+    return f": {recipe_teacher['checkpoint']} made its synthetic set" if recipe_teacher.get("checkpoint") else ""
 
 
 def _teacher_file(cfg: DictConfig, student) -> Path | None:

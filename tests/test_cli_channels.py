@@ -101,3 +101,35 @@ def test_channels_do_not_hide_the_methods_own_check(tmp_path, capsys):
         *SMALL[:1], "synthesizer=deepinversion", "device=cpu", f"hydra.run.dir={out}")
     assert code == 2 and "no BatchNorm layer" in err and "synthesizer=dfad" in err, err
     assert not out.exists()
+
+
+def test_a_grey_folder_with_a_few_colour_files_says_it_makes_an_rgb_teacher(tmp_path, capsys):
+    """Grey scans with two colour files among them were all read as RGB, the teacher built for 3 channels, with 'RGB'
+    in the data line alone: the log says how many are grey and how to keep them grey."""
+    data = _image_folder(tmp_path / "images", "L")
+    for path in sorted((data / "train").rglob("*.png"))[:2]:
+        magenta = np.asarray(Image.open(path).convert("RGB")) * np.array([1, 0, 1], np.uint8)  # not grey any more
+        Image.fromarray(magenta).save(path)
+    out = tmp_path / "teacher"
+    code, stdout, err = run_in_process(capsys, "train-teacher", "data=imagefolder", f"data.root={data}", "data.image_size=8",
+                                       "data.batch_size=32", "teacher=tinycnn_shapes", "teacher.arch=microcnn",
+                                       "teacher.train.epochs=1", "device=cpu", "progress=false", f"hydra.run.dir={out}")
+    assert code == 0, err[-3000:]
+    assert ("data: 158 of the 160 training images are grey and 2 in colour: every image is read as RGB, so the teacher "
+            "takes RGB images: data.channels=1 reads them all as grey (1 channel), data.channels=3 keeps RGB") in stdout + err
+    assert torch.load(out / "teacher.pt", weights_only=True)["input_size"][0] == 3
+
+
+def test_a_class_of_the_users_for_rgb_trained_on_grey_images_is_told_the_data_s_channels(tmp_path, capsys):
+    """train-teacher teacher=module with a class built for RGB, on a grey folder: the line claimed 'the teacher runs in
+    evaluation mode but not in training mode', which it did not (it runs in neither); it names the data's shape."""
+    data = _image_folder(tmp_path / "images", "L")
+    out = tmp_path / "teacher"
+    code, _, err = run_in_process(capsys, "train-teacher", "data=imagefolder", f"data.root={data}", "data.image_size=8",
+                                  "data.batch_size=32", "teacher=module", "teacher.model._target_=nets.TinyBNNet",
+                                  "teacher.train.epochs=1", "device=cpu", "progress=false", f"hydra.run.dir={out}")
+    assert code == 2 and "evaluation mode" not in err, err
+    assert err.startswith("datafree: error: the teacher does not run on inputs of shape (4, 1, 8, 8) (RuntimeError: ")
+    assert err.rstrip().endswith("it must take 1x8x8 images (channels x height x width), the data's: build it for them "
+                                 "(a class of yours: with the arguments next to teacher.model._target_).")
+    assert not out.exists()

@@ -184,7 +184,8 @@ def _common_channels(arrays: list[np.ndarray]) -> list[np.ndarray]:
 
 def _size_error(name_a: str, shape_a, name_b: str, shape_b) -> ImageSizesDiffer:
     return ImageSizesDiffer(
-        f"images differ in size: {name_a} is {shape_a[1]}x{shape_a[0]} but {name_b} is {shape_b[1]}x{shape_b[0]}: "
+        f"images differ in size (height x width): {name_a} is {shape_a[0]}x{shape_a[1]} but {name_b} is "
+        f"{shape_b[0]}x{shape_b[1]}: "
         "pass image_size=N (data.image_size=N in a recipe) to resize every image to N x N."
     )
 
@@ -335,6 +336,27 @@ def _assign_classes(paths: list[tuple[str, ...]], source: Path,
     return classes, keep, labels
 
 
+def _refuse_empty_classes(root: Path, classes: list[str]) -> None:
+    """A class folder holding no image would be left out, and the data set would have a class fewer than the folders
+    say (a teacher for 3 classes where the user made 4 folders): refused, naming the folders."""
+    def folders(path: Path) -> list[str]:
+        return sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != "__MACOSX")
+
+    parent = root
+    if not set(classes) <= set(folders(root)):  # the classes sit under one top-level folder (<top>/<class>/<image>)
+        tops = folders(root)
+        if len(tops) != 1:
+            return
+        parent = root / tops[0]
+    empty = [name for name in folders(parent) if name not in classes]
+    if empty:
+        raise DatafreeError(
+            f"the class folder{'s' if len(empty) > 1 else ''} {', '.join(empty)} in {parent} "
+            f"{'hold' if len(empty) > 1 else 'holds'} no images (image suffixes read: {', '.join(sorted(IMAGE_SUFFIXES))}): "
+            f"add the class's images, or remove the folder (the {len(classes)} others hold images)."
+        )
+
+
 def _no_images(source: Path, labelled: bool = True) -> DatafreeError:
     if not labelled:
         return DatafreeError(f"no images found in {source} (at any depth); image suffixes read: "
@@ -401,7 +423,9 @@ def image_folder_classes(path: str | os.PathLike) -> list[str]:
     """The classes :func:`load_image_folder` finds in ``path`` (its sub-folders holding images), read from the file
     names alone: no image is decoded."""
     root = _folder(path)
-    return _assign_classes([parts for parts, _ in _walk_images(root)], root)[0]
+    classes = _assign_classes([parts for parts, _ in _walk_images(root)], root)[0]
+    _refuse_empty_classes(root, classes)
+    return classes
 
 
 def load_image_folder(
@@ -425,6 +449,8 @@ def load_image_folder(
     root = _folder(path, labelled)
     found = list(_walk_images(root))
     classes, keep, labels = _assign_classes([p for p, _ in found], root, labelled)
+    if labelled:
+        _refuse_empty_classes(root, classes)
     files = [found[i][1] for i in keep]
 
     cache_file = None
@@ -473,7 +499,7 @@ def _check_memory(files: list[Path], image_size: int | None, channels: int | Non
     if need > free // 2:
         at_224 = len(files) * 224 * 224 * depth
         raise DatafreeError(
-            f"{len(files)} images of {width}x{height} ({depth} channel(s)) in {root} take {need / 2**30:.1f} GiB as "
+            f"{len(files)} images of {height}x{width} (height x width, {depth} channel(s)) in {root} take {need / 2**30:.1f} GiB as "
             f"uint8, more than half of the {free / 2**30:.1f} GiB of memory available: read them smaller with "
             f"data.image_size=N (image_size=N in Python; e.g. 224: {at_224 / 2**30:.1f} GiB), or use fewer images."
         )

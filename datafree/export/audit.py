@@ -148,8 +148,11 @@ def check_comparable(synthetic: SyntheticSet, real: ImageDataset, what: str) -> 
     """The real set must be of the synthetic set's task: same image shape, same class list."""
     shape = tuple(real.images.shape[1:])
     if shape != synthetic.image_shape:
+        channels = synthetic.image_shape[0]
+        convert = (f", or, where these are its images, set data.channels={channels} to read them with the synthetic "
+                   f"set's {channels} channel(s)" if shape[1:] == tuple(synthetic.image_shape[1:]) else "")
         raise DatafreeError(f"the real {what} set has images of {list(shape)} but the synthetic set {list(synthetic.image_shape)}: "
-                            "audit against the data the teacher was trained on (data=..., data.image_size=...).")
+                            f"audit against the data the teacher was trained on (data=..., data.image_size=...){convert}.")
     if list(real.classes) != synthetic.classes:
         raise DatafreeError(f"the real {what} set's classes {list(real.classes)[:10]} differ from the synthetic set's "
                             f"{synthetic.classes[:10]}: audit against the data the teacher was trained on.")

@@ -117,6 +117,15 @@ class SyntheticWriter:
         folder = self.folder
         manifest = read_manifest(folder)
         diffs = self._differences(manifest)
+        if diffs and not manifest["shards"]:  # a run of other settings that stopped before its first shard: nothing
+            for path in (folder / RESUME, folder / "imagefolder"):  # of it to keep (e.g. refused for a rare class)
+                shutil.rmtree(path, ignore_errors=True)
+            for path in (folder / MANIFEST, *folder.glob(".*.tmp")):
+                path.unlink(missing_ok=True)
+            start = self.open()
+            start.notices.append(f"out={folder} held no sample of an earlier run with other settings "
+                                 f"({'; '.join(diffs[:2])}{'; ...' if len(diffs) > 2 else ''}): started afresh")
+            return start
         if diffs:
             shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
             raise DatafreeError(f"out={folder} already holds a different synthetic data set ({shown}): choose another "

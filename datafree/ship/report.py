@@ -152,7 +152,7 @@ def build_report(entries: list[Entry], images: Images, input_size: tuple[int, in
     if test is None:
         skipped.append("accuracy, calibration, per-class accuracy and corruptions: no test images (give data=... with "
                        "a test split, e.g. data=shapes, data=cifar10_jpeg, data=imagefolder data.root=DIR)")
-    if teacher is None:
+    if teacher is None and not any(reason.startswith("agreement with the teacher") for reason in skipped):
         skipped.append("agreement with the teacher and feature similarity: no teacher (give run=RUN_DIR or "
                        "teacher.checkpoint=PATH)")
     if settings.latency and device.type != "cuda":

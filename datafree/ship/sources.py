@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from datafree.data.dataset import ImageDataset
 from datafree.distill.runs import DistillRun, load_distill_run
 from datafree.errors import DatafreeError
+from datafree.models.sources import build_user_module
 from datafree.ops.pixels import quantise
 from datafree.recipe_nodes import instantiate_node
 from datafree.teachers import ClassifierInfo, Teacher, load_teacher, teacher_from_config
@@ -53,9 +54,10 @@ def read_classifier(path: str | Path, key: str, built_by: dict | None = None) ->
                             "train-teacher'.")
     arch = str(blob.get("arch"))
     if own_class(arch):
-        if built_by is not None:
-            teacher = load_teacher("module", model=built_by, checkpoint=str(path))
-            return teacher.model, teacher.info
+        if built_by is not None:  # the student's class: a line that names a key names student.model
+            net = build_user_module(built_by, what="student")
+            teacher = load_teacher("module", model=net, checkpoint=str(path))
+            return teacher.model, dataclasses.replace(teacher.info, arch=arch)
         raise DatafreeError(f"{key} {str(path)!r} holds a {arch} network, which only its own class builds: give "
                             "run=RUN_DIR (the distill run's folder, whose recipe says how to build it), or load it with "
                             "datafree.load_teacher('module', model=..., checkpoint=...) and ship it from Python "
@@ -90,8 +92,36 @@ def load_student(run: str | None, checkpoint: str | None) -> Student:
         raise DatafreeError(f"run={run} holds no student.pt: point it at the folder of a distill run that has evaluated "
                             "its student at least once.")
     state = load_distill_run(folder) if (folder / LAST).is_file() else None
+    started_in = _started_in(folder)
+    if state is not None and started_in is not None:
+        state.config = _anchored(state.config, started_in)
     model, info = read_classifier(folder / "student.pt", "run", own_class_node(state.config if state else {}))
     return Student(model, info, folder / "student.pt", folder, state)
+
+
+def _started_in(folder: Path) -> Path | None:
+    """The folder a run was started from (hydra's record), against which its recipe's relative paths were read."""
+    try:
+        cwd = OmegaConf.select(OmegaConf.load(folder / ".hydra" / "hydra.yaml"), "hydra.runtime.cwd")
+    except Exception:  # noqa: BLE001 - no record (or not hydra's): its paths are read from here
+        return None
+    return Path(cwd) if cwd else None
+
+
+PATH_KEYS = ("root", "path", "checkpoint")
+
+
+def _anchored(config, base: Path):
+    """The run's recipe with its relative paths (data.root, teacher.checkpoint, ...) read from ``base``, the folder the
+    run read them from, where they name something there: deploy and report may run in another folder than the run."""
+    if isinstance(config, dict):
+        return {key: str(base / value) if (key in PATH_KEYS and isinstance(value, str) and value
+                                            and not Path(value).is_absolute() and (base / value).exists())
+                else _anchored(value, base)
+                for key, value in config.items()}
+    if isinstance(config, list):
+        return [_anchored(value, base) for value in config]
+    return config
 
 
 def run_teacher(student: Student, device: torch.device) -> Teacher | None:
@@ -188,6 +218,11 @@ def real_split(data: dict | None, split: str, info: ClassifierInfo, sample: int 
     known = list(info.classes) if len(info.classes) == info.num_classes else []
     if known and dataset.classes != known and set(dataset.classes) <= set(known):  # a split without some classes:
         dataset = dataset.relabelled(known)  # labelled by name (by position, the labels after the gap would be wrong)
+    unknown = [c for c in dataset.classes if known and c not in known]
+    if unknown and dataset.num_classes != info.num_classes:  # refused below too: this names the folders to look at
+        raise DatafreeError(f"data.{split}'s class folders {', '.join(unknown[:5])} are not among the student's classes "
+                            f"({', '.join(known[:8])}{', ...' if len(known) > 8 else ''}): name each folder after one of "
+                            "them, or choose the data the teacher was made for (data=...).")
     if tuple(dataset.images.shape[1:]) != tuple(info.input_size) or dataset.num_classes != info.num_classes:
         raise DatafreeError(f"data.{split} holds {list(dataset.images.shape[1:])} images of {dataset.num_classes} "
                             f"classes, the student takes {list(info.input_size)} with {info.num_classes}: choose the "

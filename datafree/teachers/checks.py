@@ -11,6 +11,7 @@ from torch import nn
 from datafree.errors import DatafreeError
 from datafree.teachers.hugging_face import logits_field
 from datafree.teachers.network import Normalized, are_probabilities
+from datafree.teachers.spec import runs_on
 from datafree.utils.untouched import untouched
 
 PROBE_BATCH = 4
@@ -87,8 +88,13 @@ def check_training_output(model: nn.Module, input_size: tuple[int, int, int], de
         try:
             with torch.no_grad():
                 output = model(probe_inputs(input_size, device))
-        except Exception as exc:  # noqa: BLE001 - it ran in evaluation mode: what differs is the user's to fix
+        except Exception as exc:  # noqa: BLE001 - what differs from evaluation mode is the user's to fix
             message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            if not runs_on(model.eval(), input_size):  # train-teacher had not probed it: not a question of modes
+                raise DatafreeError(f"the {who} does not run on inputs of shape {shape} ({type(exc).__name__}: {message}): "
+                                    f"it must take {'x'.join(map(str, input_size))} images (channels x height x width), "
+                                    f"the data's: build it for them (a class of yours: with the arguments next to "
+                                    f"{who}.model._target_).") from None
             raise DatafreeError(f"the {who} runs in evaluation mode but not in training mode on inputs of shape {shape} "
                                 f"({type(exc).__name__}: {message}): its forward must run in both.") from None
     if not isinstance(output, torch.Tensor):
@@ -168,5 +174,6 @@ def check_agreement(teacher_classes: int, input_size: tuple[int, int, int], *, d
             raise DatafreeError(f"{shown}: set data.channels={input_size[0]} (or null to follow the teacher), or use the "
                                 "teacher's own kind of data.")
         resize = (f"set data.image_size={input_size[1]} to resize the test images" if input_size[1] == input_size[2] else
-                  f"use test images of {input_size[1]}x{input_size[2]} pixels")
+                  f"use test images of {input_size[1]}x{input_size[2]} pixels (height x width), read at their own size "
+                  "with data.image_size=auto (a number resizes them to a square)")
         raise DatafreeError(f"{shown}: {resize}, or set teacher.input_size if the teacher takes another size.")

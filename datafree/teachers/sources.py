@@ -48,12 +48,18 @@ def hub_network(source: str, name: str, checkpoint: str | None, num_classes: int
                 trust: bool, image_size: tuple[int, int] | None = None) -> tuple[nn.Module, dict, list[str]]:
     """A torchvision or timm model by ``name`` with a local weights file (nothing is downloaded); the classes
     and input channels are read from the weights when not given. ``image_size`` (teacher.input_size's height and
-    width) builds a network made for one size (a ViT) at that size."""
+    width) builds a network made for one size (a ViT) at that size. A datafree checkpoint's metadata (input size,
+    normalisation, classes) is returned as read from the file, as for the other sources."""
     notes: list[str] = []
     state = blob = None
+    meta: dict = {}
     channels = 3
     if checkpoint:
         blob = read_checkpoint(checkpoint, trust=trust)
+        meta = blob if isinstance(blob, dict) and blob.get("format") == FORMAT else {}
+        if image_size is None and meta.get("input_size"):
+            image_size = tuple(int(v) for v in meta["input_size"][1:])
+        num_classes = num_classes if num_classes is not None else meta.get("num_classes")
         state = extract_state_dict(blob, f"teacher.checkpoint {checkpoint!r}", state_key)
         first = next((t for t in state.values() if isinstance(t, torch.Tensor) and t.dim() == 4), None)
         channels = int(first.shape[1]) if first is not None else 3
@@ -75,7 +81,7 @@ def hub_network(source: str, name: str, checkpoint: str | None, num_classes: int
                          f"{source}:{name}", state, "teacher", f"set teacher.name to the {source} model the weights "
                          "were saved from (and teacher.num_classes)"), load=checkpoint)
                      + sized)
-    return net, {}, notes
+    return net, meta, notes
 
 
 def _classes_in_head(net: nn.Module, state: dict, where: str) -> int | None:

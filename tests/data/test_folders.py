@@ -98,7 +98,9 @@ def test_grayscale_and_rgba_become_rgb(tmp_path):
 def test_mixed_sizes_need_image_size(tmp_path):
     root = make_folder(tmp_path / "train", extras=False)
     Image.fromarray(np.zeros((6, 10, 3), np.uint8)).save(root / "dog" / "wide.png")
-    with pytest.raises(DatafreeError, match="image_size"):
+    # height x width, as train-teacher's and distill's lines give sizes (it said 10x6 where they say 6x10)
+    with pytest.raises(DatafreeError, match=r"images differ in size \(height x width\): \S+000.png is 8x8 but "
+                                            r"\S+wide.png is 6x10: pass image_size"):
         load_image_folder(root)
     assert load_image_folder(root, image_size=8).images.shape == (7, 3, 8, 8)
 
@@ -236,6 +238,23 @@ def test_no_images(tmp_path):
         load_image_folder(tmp_path / "empty")
 
 
+def test_a_class_folder_without_images_is_refused_not_dropped(tmp_path):
+    """An empty class folder (or one of notes alone) was left out without a word: a teacher for 3 classes where the
+    user had made 4 folders. Refused, naming it, by the loader and by the class count that data.num_classes=auto reads."""
+    root = make_folder(tmp_path / "train")
+    (root / "emu").mkdir()
+    (root / "emu" / "notes.txt").write_text("the scans come next week")
+    for read in (load_image_folder, folders.image_folder_classes):
+        with pytest.raises(DatafreeError, match=r"^the class folder emu in \S+train holds no images \(image suffixes "
+                                                r"read: .*\): add the class's images, or remove the folder \(the 3 others "
+                                                r"hold images\).$"):
+            read(root)
+    wrapped = make_folder(tmp_path / "wrapped" / "top")  # under one top-level folder: the classes' folder is named
+    (wrapped / "emu").mkdir()
+    with pytest.raises(DatafreeError, match=r"the class folder emu in \S+top holds no images"):
+        load_image_folder(tmp_path / "wrapped")
+
+
 def test_corrupt_image_is_named(tmp_path):
     folder = make_folder(tmp_path / "src", extras=False)
     (folder / "ant" / "broken.png").write_bytes(b"\x89PNG definitely not")
@@ -337,7 +356,7 @@ def test_images_too_large_for_memory_are_refused_before_any_is_decoded(tmp_path,
     decoded = []
     monkeypatch.setattr(folders, "_decode_chunk", lambda *a, **k: decoded.append(1))
     monkeypatch.setattr(folders, "available_memory", lambda: 2 * 6 * 64 * 48 * 3 - 1)  # just under twice the need
-    with pytest.raises(DatafreeError, match=r"6 images of 64x48 \(3 channel\(s\)\) in .* take 0\.0 GiB as uint8, more "
+    with pytest.raises(DatafreeError, match=r"6 images of 48x64 \(height x width, 3 channel\(s\)\) in .* take 0\.0 GiB as uint8, more "
                                             r"than half of the 0\.0 GiB of memory available: read them smaller with "
                                             r"data.image_size=N"):
         load_image_folder(tmp_path, cache=False)

@@ -155,3 +155,20 @@ def test_a_batch_larger_than_the_stored_set_is_priced_as_the_set(small_set, tmp_
                                "trainer.batch_size=1000000000", "data.test=null"])
     jobs.distill_job(cfg, tmp_path / "run")
     assert seen == [64]
+
+
+def test_the_report_of_an_offline_run_says_its_teacher_never_ran_and_names_the_sets(tmp_path, capsys):
+    """report run=OFFLINE_RUN said 'no teacher (give run=RUN_DIR or teacher.checkpoint=PATH)' to a user who had given
+    run=: an offline run has no teacher to load; the line says so and names the teacher file that made its set."""
+    synthesize_dataset(red_teacher(), AimingSynthesizer(batch_size=16), tmp_path / "set", 32, progress=False,
+                       recipe={"teacher": {"checkpoint": "owner/teacher.pt"}}, log=lambda _: None)
+    cfg = _compose("distill", ["data=synthetic", f"data.path={tmp_path / 'set'}", "device=cpu", "progress=false",
+                               "data.image_size=null", "trainer.rounds=1", "trainer.student_steps=2",
+                               "trainer.batch_size=8", "data.test=null"])
+    jobs.distill_job(cfg, tmp_path / "run")
+    capsys.readouterr()
+    jobs.report_job(_compose("report", [f"run={tmp_path / 'run'}", "device=cpu", "latency=false", "cka_images=16"]),
+                    tmp_path / "report")
+    assert (f"not measured: agreement with the teacher and feature similarity: no teacher: {tmp_path / 'run'} is an "
+            "offline run, whose teacher never ran (give teacher.checkpoint=PATH: owner/teacher.pt made its synthetic "
+            "set)\n") in capsys.readouterr().out

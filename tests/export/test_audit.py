@@ -101,6 +101,18 @@ def test_audit_refuses_another_class_list(planted_set, real):
         run_audit(SyntheticSet(folder), renamed, None, teacher.model, torch.device("cpu"), AuditSettings())
 
 
+def test_audit_against_real_images_of_other_channels_names_data_channels(planted_set, real):
+    """A grey teacher's set audited against its own folder, a few colour files among the scans (read as RGB): the
+    refusal named data= and data.image_size= alone; data.channels reads the real images with the set's channels."""
+    folder, teacher = planted_set
+    train = real[0]
+    grey = type(train)(images=train.images[:, :1].contiguous(), labels=train.labels, classes=train.classes)
+    with pytest.raises(DatafreeError, match=r"has images of \[1, 8, 8\] but the synthetic set \[3, 8, 8\]: audit "
+                                            r"against .*, or, where these are its images, set data.channels=3 to read "
+                                            r"them with the synthetic set's 3 channel\(s\)\.$"):
+        run_audit(SyntheticSet(folder), grey, None, teacher.model, torch.device("cpu"), AuditSettings())
+
+
 def test_a_teacher_without_a_feature_layer_is_refused_for_the_feature_space():
     from datafree.export.audit import check_feature_teacher
 

@@ -102,6 +102,26 @@ def test_recipe_mistakes_are_refused_before_the_folder_is_made(tmp_path, shapes_
     assert not (tmp_path / "set").exists()
 
 
+def test_from_run_without_the_runs_recipe_names_the_settings_the_run_was_started_with(tmp_path):
+    """synthesize from_run=RUN alone (as the docs' from_run= reads) met 'synthesize needs a trained teacher ... the
+    teacher.pt of a distill run': the run's recipe is not read, and the line now gives the settings that built it."""
+    run = tmp_path / "distill"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "hydra.yaml").write_text("hydra:\n  job:\n    config_name: distill\n")
+    (run / ".hydra" / "overrides.yaml").write_text(
+        "- experiment=fast\n- teacher.checkpoint=t.pt\n- student=torchvision\n- student.name=mobilenet_v3_small\n"
+        "- data=imagefolder\n- trainer.time_budget_s=6\n")
+    with initialize_config_module("datafree.recipes", version_base="1.3"):
+        cfg = compose("synthesize", overrides=["n=10", "device=cpu", f"from_run={run}", f"out={tmp_path / 'set'}"])
+    with pytest.raises(DatafreeError) as error:
+        jobs.synthesize_job(cfg, tmp_path / "run")
+    assert str(error.value) == (
+        f"from_run={run} takes the run's trained generator and student, not its recipe: give the run's teacher, "
+        "student and synthesizer as well (the run was started with experiment=fast teacher.checkpoint=t.pt "
+        "student=torchvision student.name=mobilenet_v3_small).")
+    assert not (tmp_path / "set").exists()
+
+
 def test_a_synthesis_batch_too_large_for_the_cpus_memory_is_refused_before_the_folder_is_made(
         tmp_path, shapes_teacher_path, monkeypatch):
     from datafree.distill import preflight

@@ -189,3 +189,11 @@ def test_a_class_the_synthesizer_never_makes_stops_with_the_shortfall(tmp_path):
     with pytest.raises(DatafreeError, match=r"after drawing \d+ images .* too few as c\d+ 0 of 5"):
         _write(tmp_path / "set", n=20, synthesizer=RecordingNoise(batch_size=16), max_draw_factor=2,
                class_counts={"c0": 5, "c1": 5, "c2": 5, "c3": 5})
+    # The refusal says to try class_counts=as_drawn: that command, into the same out=, was refused as 'a different
+    # synthetic data set' although the first run had kept no sample; it starts afresh and says so.
+    notices = []
+    result = synthesize_dataset(red_teacher(), RecordingNoise(batch_size=16), tmp_path / "set", 20, shard_size=16,
+                                class_counts="as_drawn", progress=False, log=notices.append)
+    assert result.count == 20 and SyntheticSet(tmp_path / "set").complete
+    assert any(n.startswith(f"notice: out={tmp_path / 'set'} held no sample of an earlier run with other settings ("
+                            "class_counts") and n.endswith("): started afresh") for n in notices), notices

@@ -3,6 +3,7 @@ the report's values, the headline a distill run ends with, and one clean line fo
 import contextlib
 import io
 import json
+import sys
 
 import pytest
 import torch
@@ -77,7 +78,7 @@ def test_students_from_every_source_ship_from_their_runs(tmp_path, student, labe
     assert manifest["student"]["arch"] == label
 
 
-def test_a_student_of_the_users_own_class_from_its_file_alone_says_to_give_its_run(tmp_path, capsys):
+def test_a_student_of_the_users_own_class_from_its_file_alone_says_to_give_its_run(tmp_path, capsys, monkeypatch):
     run, out = tmp_path / "run", tmp_path / "deploy"
     with contextlib.redirect_stdout(io.StringIO()):
         assert cli.main(["distill", *[a for a in TINY if not a.startswith("student=")], "student=module",
@@ -86,6 +87,12 @@ def test_a_student_of_the_users_own_class_from_its_file_alone_says_to_give_its_r
     proc = in_process(capsys, "deploy", f"checkpoint={run / 'student.pt'}", f"hydra.run.dir={out}")
     _assert_clean_failure(proc, out, "holds a nets.TinyBNNet network, which only its own class builds: give "
                                      "run=RUN_DIR (the distill run's folder")
+    # From its run, without the class on the Python path (PYTHONPATH=. forgotten): the line named
+    # teacher.model._target_ for the student's class, a key of a teacher the user never wrote.
+    monkeypatch.setitem(sys.modules, "nets", None)
+    for command in ("deploy", "report"):
+        proc = in_process(capsys, command, f"run={run}", f"hydra.run.dir={out}")
+        _assert_clean_failure(proc, out, "datafree: error: student.model._target_='nets.TinyBNNet' cannot be imported")
 
 
 def test_report_writes_every_file_with_sane_values(shapes_student, shapes_teacher, deployed, tmp_path, capsys):
@@ -171,3 +178,36 @@ def test_bad_inputs_get_one_line_and_leave_nothing(run_dir, tmp_path, capsys):
     proc = in_process(capsys, "deploy", f"run={run}", f"hydra.run.dir={run}")
     assert proc.returncode == 2 and f"{run} holds a run (state_last.pt): choose another hydra.run.dir" in proc.stderr
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
+def test_deploy_and_report_of_a_run_read_its_relative_paths_from_the_folder_it_ran_in(tmp_path, capsys, monkeypatch):
+    """A run started as 'distill data=imagefolder data.root=images' from the project folder, deployed and reported from
+    another one: 'data.root images holds no test/ folder' (and 'teacher.checkpoint ... does not exist' for a teacher
+    given by a relative path), as if the user had named that folder's images. They are read where the run read them."""
+    from PIL import Image
+
+    from datafree.data import make_shapes
+
+    project = tmp_path / "project"
+    for split, n, seed in (("train", 160, 1), ("test", 80, 2)):
+        shapes = make_shapes(n, image_size=8, seed=seed, num_classes=4)
+        for i, (image, label) in enumerate(zip(shapes.images, shapes.labels)):
+            folder = project / "images" / split / shapes.classes[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    monkeypatch.chdir(project)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["distill", "data=imagefolder", "data.root=images", "data.image_size=8", "data.batch_size=32",
+                         *[a for a in TINY if a.split("=")[0] in ("teacher", "teacher.arch", "teacher.train.epochs",
+                                                                  "student", "synthesizer.batch_size",
+                                                                  "synthesizer.iterations", "trainer.rounds",
+                                                                  "trainer.student_steps", "trainer.batch_size",
+                                                                  "device", "progress")],
+                         "noise_baseline=false", "hydra.run.dir=run"]) == 0
+    (tmp_path / "elsewhere" / "images").mkdir(parents=True)  # a folder of the same name here: not the run's
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    proc = in_process(capsys, "report", f"run={project / 'run'}", "latency=false", "corruption_images=16",
+                      f"hydra.run.dir={tmp_path / 'report'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "no test images" not in proc.stdout
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["test_images"] == 80

@@ -1,8 +1,10 @@
 """datafree.ship.sources.real_split: what deploy and report measure on is a random sample of every class,
 whatever the order the data set is stored in."""
+import pytest
 import torch
 
 from datafree.data import ImageDataset
+from datafree.errors import DatafreeError
 from datafree.ship.sources import real_split
 from datafree.teachers import ClassifierInfo
 
@@ -90,3 +92,18 @@ def test_real_images_without_some_class_are_labelled_by_the_students_class_names
     test = real_split({"test": {"_target_": f"{__name__}.without_class_3"}}, "test", INFO)
     assert test.classes == CLASSES and 3 not in test.labels.tolist()
     assert torch.equal(test.images[:, 0, 0, 0].long(), test.labels)  # each image holds its true class
+
+
+def with_another_class() -> ImageDataset:
+    """A test split of the student's ten classes and an eleventh folder, 'c10', that the teacher does not know."""
+    full = class_sorted(2)
+    return ImageDataset(torch.cat([full.images, full.images[:2]]), torch.cat([full.labels, torch.tensor([10, 10])]),
+                        [*CLASSES, "c10"])
+
+
+def test_real_images_with_a_class_the_student_lacks_name_its_folder():
+    """report/deploy data=imagefolder with a test folder of a class the teacher does not have: the line gave the class
+    counts alone (11 and 10); it names the folder, as distill's and train-teacher's do."""
+    with pytest.raises(DatafreeError, match=r"^data.test's class folders c10 are not among the student's classes "
+                                            r"\(c0, c1, c2, c3, c4, c5, c6, c7, \.\.\.\): name each folder after one"):
+        real_split({"test": {"_target_": f"{__name__}.with_another_class"}}, "test", INFO)

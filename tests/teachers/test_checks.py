@@ -34,6 +34,12 @@ def test_class_count_disagreements():
         check_agreement(10, (3, 32, 32), student_classes=5)
     with pytest.raises(DatafreeError, match="test images are 3x16x16.*teacher takes 3x32x32"):
         check_agreement(10, (3, 32, 32), data_size=(3, 16, 16))
+    # A non-square teacher, and test images of its size resized by data.image_size=64: the line said 'use test images
+    # of 56x72 pixels' to a user whose images were 56x72; it names the setting that reads them at their own size.
+    with pytest.raises(DatafreeError, match=r"test images are 1x64x64 .* teacher takes 1x56x72: use test images of "
+                                            r"56x72 pixels \(height x width\), read at their own size with "
+                                            r"data.image_size=auto \(a number resizes them to a square\)"):
+        check_agreement(3, (1, 56, 72), data_size=(1, 64, 64))
 
 
 def test_declared_classes_must_match_the_outputs(tmp_path):

@@ -249,11 +249,26 @@ def test_datafree_checkpoint_carries_its_metadata(tmp_path):
     assert teacher.info.test_accuracy == 0.5 and teacher.notes == []  # nothing had to be guessed
 
 
+def test_a_datafree_checkpoint_given_to_its_own_torchvision_network_keeps_its_size_and_normalisation(tmp_path):
+    """train-teacher's teacher.pt of a torchvision network (grey, 56x72, normalised), loaded with teacher=torchvision
+    teacher.name=... as the docs name it: the file's input size, mean, std and classes, not 224 px and [0, 1] pixels."""
+    import torchvision
+    from datafree.teachers import ClassifierInfo, save_classifier
+
+    net = torchvision.models.resnet18(num_classes=3)
+    net.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    path = str(save_classifier(tmp_path / "teacher.pt", net.eval(), ClassifierInfo(
+        "torchvision:resnet18", 3, (1, 56, 72), (0.5,), (0.25,), classes=["benign", "malign", "normal"])))
+    teacher = load_teacher("torchvision", name="resnet18", checkpoint=path)
+    assert teacher.info.input_size == (1, 56, 72) and teacher.info.mean == (0.5,) and teacher.info.std == (0.25,)
+    assert teacher.info.classes == ["benign", "malign", "normal"]
+    assert not any("not given" in n or "inferred" in n for n in teacher.notes), teacher.notes
+
+
 @pytest.mark.parametrize("source", ["torchvision", "module"])
 def test_a_datafree_checkpoint_of_another_network_is_loaded_with_teacher_checkpoint(tmp_path, source):
     """A teacher.pt given to a torchvision or module teacher that is not its network: the message names the network
-    this run builds as such, and says that teacher=checkpoint builds the file's (with its input size and
-    normalisation, which teacher=torchvision would not read)."""
+    this run builds as such, and says that teacher=checkpoint builds the file's."""
     from datafree.models import create_model
     from datafree.teachers import ClassifierInfo, save_classifier
 
