@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import tempfile
 import sys
 from pathlib import Path
@@ -558,6 +559,16 @@ RANK_OVERRIDES = ("hydra.output_subdir=null", "hydra/job_logging=disabled", "hyd
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at the interpreter's exit, where a closed pipe is a traceback
+        return code
+    except BrokenPipeError:  # the reader of the output left (datafree inspect SET | head): stop as a pipe's writer does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + getattr(signal, "SIGPIPE", 13)
+
+
+def _main(argv: list[str] | None) -> int:
     entry = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):

@@ -102,6 +102,15 @@ def test_help_and_unknown_command(capsys):
     assert proc.returncode == 2 and "unknown command 'train_teacher': did you mean train-teacher?" in proc.stderr
 
 
+def test_a_reader_that_leaves_the_pipe_stops_the_command_quietly():
+    # datafree inspect SET | head: the reader closes the pipe before the command has written; a pipe's writer then
+    # stops (status 128 + SIGPIPE), without a BrokenPipeError traceback
+    proc = subprocess.Popen([sys.executable, "-m", "datafree", "help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the interpreter has even imported datafree
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr[-2000:]
+
+
 def test_version(capsys):
     from importlib.metadata import version
 
