@@ -259,6 +259,44 @@ def _with_resume(overrides: list[str], recipe: str) -> list[str]:
     return [*started_with, *overrides, *extra]
 
 
+# What a distill run's settings say that ``synthesize from_run=RUN`` needs: its teacher, student, synthesizer and data.
+RUN_RECIPE_GROUPS = ("experiment", "teacher", "student", "synthesizer", "data")
+
+
+def _with_run_recipe(overrides: list[str], recipe: str) -> list[str]:
+    """``synthesize from_run=RUN`` builds the run's own teacher, student and synthesizer: the settings of those (and
+    of its data) the run was started with come first, each unless the command gives its key again, their relative
+    paths read from the folder the run was started in; the line printed says which."""
+    if recipe != "synthesize":
+        return overrides
+    run = next((o.split("=", 1)[1] for o in reversed(overrides) if _override_key(o) == "from_run" and "=" in o), "")
+    if run.lower() in ("", "null", "none"):
+        return overrides
+    from datafree.utils.run_record import anchored_path, started_in
+
+    given = {_override_key(o) for o in overrides}
+    base = started_in(run)
+    taken = []
+    for override in _started_with(run, "distill"):
+        key = _override_key(override)
+        if key.split(".")[0] not in RUN_RECIPE_GROUPS or key in given or "=" not in override:
+            continue
+        name, value = override.split("=", 1)
+        taken.append(f"{name}={anchored_path(key, value, base)}")
+    left_out = []
+    while taken:  # a setting of distill's own data (data.test.n) that synthesize's recipe lacks is left out
+        cfg = _compose(recipe, [*taken, *overrides])
+        lacking = re.match(r"(\S+) is not a key of", cfg) if isinstance(cfg, str) else None
+        if lacking is None or lacking.group(1) not in {_override_key(o) for o in taken}:
+            break
+        left_out += [o for o in taken if _override_key(o) == lacking.group(1)]
+        taken = [o for o in taken if _override_key(o) != lacking.group(1)]
+    if taken and int(os.environ.get("RANK", 0)) == 0:
+        skipped = f" (not {' '.join(left_out)}: not a key of synthesize's recipe)" if left_out else ""
+        print(f"from_run={run}: with the run's own settings {' '.join(taken)}{skipped}")
+    return [*taken, *overrides]
+
+
 def _resume_at_a_file(overrides: list[str]) -> str | None:
     """``resume=`` names the run's folder; a file in it (its state_last.pt) would be taken for the run directory."""
     resume = next((o.split("=", 1)[1] for o in reversed(overrides) if _override_key(o) == "resume" and "=" in o), "")
@@ -618,7 +656,7 @@ def _run(command: str, overrides: list[str], distributed: bool, signals) -> int:
     recipe, job_name = COMMANDS[command]
     _NEW_PARENTS.clear()
     _EXISTED.clear()
-    overrides = _with_resume(overrides, recipe)
+    overrides = _with_run_recipe(_with_resume(overrides, recipe), recipe)
     hydra_flags = any(o.startswith("-") for o in overrides)  # hydra's flags (--cfg, -m, --help) go to hydra as they are
     problem = None
     if distributed and {"-m", "--multirun"} & set(overrides):

@@ -63,7 +63,7 @@ HELP: dict[str, CommandHelp] = {
          ("synthesizer=NAME", "how images are made: deepinversion, adi, dafl, dfad, zskt, dfq, fast, noise"),
          ("class_counts=balanced", "balanced | as_drawn | {class: count, ...}"),
          ("format=shards", "shards | imagefolder | both"),
-         ("from_run=RUN_DIR", "start from a distill run's trained generator and student"),
+         ("from_run=RUN_DIR", "start from a distill run's trained generator and student, with its settings"),
          ("device=auto", "auto | cpu | cuda | cuda:N")),
         ("teacher.checkpoint=outputs/teacher/teacher.pt n=2000 out=outputs/synthetic/shapes",
          "experiment=cifar10_resnet34_resnet18_dfq teacher.checkpoint=T.pt from_run=RUN_DIR draw=sample n=50000 "

@@ -17,6 +17,7 @@ from datafree.models.sources import build_user_module
 from datafree.ops.pixels import quantise
 from datafree.recipe_nodes import instantiate_node
 from datafree.teachers import ClassifierInfo, Teacher, load_teacher, teacher_from_config
+from datafree.utils.run_record import anchored_path, started_in
 from datafree.teachers.checkpoint import FORMAT, read_checkpoint
 from datafree.utils.run_state import LAST
 
@@ -92,32 +93,18 @@ def load_student(run: str | None, checkpoint: str | None) -> Student:
         raise DatafreeError(f"run={run} holds no student.pt: point it at the folder of a distill run that has evaluated "
                             "its student at least once.")
     state = load_distill_run(folder) if (folder / LAST).is_file() else None
-    started_in = _started_in(folder)
-    if state is not None and started_in is not None:
-        state.config = _anchored(state.config, started_in)
+    base = started_in(folder)
+    if state is not None and base is not None:
+        state.config = _anchored(state.config, base)
     model, info = read_classifier(folder / "student.pt", "run", own_class_node(state.config if state else {}))
     return Student(model, info, folder / "student.pt", folder, state)
-
-
-def _started_in(folder: Path) -> Path | None:
-    """The folder a run was started from (hydra's record), against which its recipe's relative paths were read."""
-    try:
-        cwd = OmegaConf.select(OmegaConf.load(folder / ".hydra" / "hydra.yaml"), "hydra.runtime.cwd")
-    except Exception:  # noqa: BLE001 - no record (or not hydra's): its paths are read from here
-        return None
-    return Path(cwd) if cwd else None
-
-
-PATH_KEYS = ("root", "path", "checkpoint")
 
 
 def _anchored(config, base: Path):
     """The run's recipe with its relative paths (data.root, teacher.checkpoint, ...) read from ``base``, the folder the
     run read them from, where they name something there: deploy and report may run in another folder than the run."""
     if isinstance(config, dict):
-        return {key: str(base / value) if (key in PATH_KEYS and isinstance(value, str) and value
-                                            and not Path(value).is_absolute() and (base / value).exists())
-                else _anchored(value, base)
+        return {key: anchored_path(key, value, base) if not isinstance(value, (dict, list)) else _anchored(value, base)
                 for key, value in config.items()}
     if isinstance(config, list):
         return [_anchored(value, base) for value in config]

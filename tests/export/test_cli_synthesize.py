@@ -2,6 +2,7 @@
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,6 +121,33 @@ def test_from_run_without_the_runs_recipe_names_the_settings_the_run_was_started
         "student and synthesizer as well (the run was started with experiment=fast teacher.checkpoint=t.pt "
         "student=torchvision student.name=mobilenet_v3_small).")
     assert not (tmp_path / "set").exists()
+
+
+def test_from_run_alone_builds_the_runs_teacher_student_and_synthesizer(tmp_path, capsys, monkeypatch,
+                                                                         shapes_teacher_path):
+    """synthesize from_run=RUN takes the settings the run was started with (its teacher, student, synthesizer and
+    data), their relative paths read from the folder it was started in, and leaves out what its recipe lacks."""
+    from test_cli import in_process
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir(), elsewhere.mkdir()
+    shutil.copy(shapes_teacher_path, project / "teacher.pt")
+    monkeypatch.chdir(project)
+    proc = in_process(capsys, "distill", "teacher=checkpoint", "teacher.checkpoint=teacher.pt", "data.test.n=100",
+                      "data.image_size=8", "student=microcnn", "synthesizer=dfad_demo", "trainer.rounds=2",
+                      "trainer.student_steps=2", "trainer.batch_size=16", "device=cpu", "progress=false",
+                      "noise_baseline=false", "hydra.run.dir=run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    monkeypatch.chdir(elsewhere)
+    proc = in_process(capsys, "synthesize", f"from_run={project / 'run'}", "n=20", "class_counts=as_drawn", "out=set",
+                      "device=cpu", "progress=false", "synthesizer.batch_size=10")  # a key given again is the command's
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (f"from_run={project / 'run'}: with the run's own settings teacher=checkpoint "
+            f"teacher.checkpoint={project / 'teacher.pt'} data.image_size=8 student=microcnn synthesizer=dfad_demo "
+            "(not data.test.n=100: not a key of synthesize's recipe)") in proc.stdout
+    recipe = SyntheticSet(elsewhere / "set").manifest["recipe"]
+    assert recipe["teacher"]["checkpoint"] == str(project / "teacher.pt") and recipe["synthesizer"]["batch_size"] == 10
+    assert recipe["synthesizer"]["_target_"] == "datafree.synthesizers.GeneratorSynthesizer"  # DFAD's, not the default
 
 
 def test_a_synthesis_batch_too_large_for_the_cpus_memory_is_refused_before_the_folder_is_made(
