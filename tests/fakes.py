@@ -38,6 +38,8 @@ def red_teacher(num_classes: int = 4, size: int = 8, classes=None) -> Teacher:
 class AimingSynthesizer(Synthesizer):
     """Images whose red channel says the class it aims at (draw_targets); the other channels are noise."""
 
+    aims_at_classes = True
+
     def __init__(self, batch_size: int = 16):
         self.batch_size = batch_size
 

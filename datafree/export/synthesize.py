@@ -231,7 +231,7 @@ def synthesize_dataset(
                 if signum:
                     raise _stopped(signum, writer)
                 if drawn >= max_draws:
-                    raise _short(quota, names, drawn, max_draw_factor, n, written)
+                    raise _short(quota, names, drawn, max_draw_factor, n, written, synthesizer)
                 kept, count, made = _kept(label_with_teacher(teacher.model, next_images(), amp), quota)
                 drawn += made
                 if kept is not None:
@@ -326,12 +326,20 @@ def _stopped(signum: int, writer: SyntheticWriter) -> Interrupted:
                        f"({m['count']} of {m['n']} samples), which are kept: run the same command to continue.", signum)
 
 
-def _short(quota: Quota, names: list[str], drawn: int, factor: float, n: int, kept: int) -> DatafreeError:
+def _short(quota: Quota, names: list[str], drawn: int, factor: float, n: int, kept: int,
+           synthesizer: Synthesizer) -> DatafreeError:
     short = quota.shortfall()
     listed = ", ".join(f"{names[k]} {have} of {want}" for k, (have, want) in list(short.items())[:5])
+    if getattr(synthesizer, "aims_at_classes", False):  # it asked for these classes: the teacher rarely answers them
+        why = ("the synthesizer aimed at these classes and the teacher rarely gave them to its images: a teacher that "
+               "rarely gives a class at all (check its accuracy on those classes), or a synthesis too short to reach "
+               "them (more synthesizer.iterations or a longer-trained generator, from_run=)")
+        fixes = "Use class_counts=as_drawn, a histogram closer to what the teacher gives, or a larger max_draw_factor."
+    else:
+        why = "the synthesizer rarely makes these classes"
+        fixes = ("Use class_counts=as_drawn, a histogram closer to what it makes, a synthesizer that aims at classes "
+                 "(deepinversion, a conditional generator), or a larger max_draw_factor.")
     return DatafreeError(
         f"after drawing {drawn} images ({factor:g} x n={n}, max_draw_factor) the teacher labelled too few as "
-        f"{listed}{', ...' if len(short) > 5 else ''}: the synthesizer rarely makes these classes ({kept} samples in "
-        "complete shards are kept). Use class_counts=as_drawn, a histogram closer to what it makes, a synthesizer "
-        "that aims at classes (deepinversion, a conditional generator), or a larger max_draw_factor."
+        f"{listed}{', ...' if len(short) > 5 else ''}: {why} ({kept} samples in complete shards are kept). {fixes}"
     )

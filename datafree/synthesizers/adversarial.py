@@ -146,6 +146,7 @@ class GeneratorSynthesizer(Synthesizer):
         self.generator = generator
         self.latent_dim, self.batch_size, self.g_steps = int(latent_dim), int(batch_size), int(g_steps)
         self.conditional = bool(conditional)
+        self.aims_at_classes = self.conditional  # its generator is asked for classes (draw_targets)
         if isinstance(generator, nn.Module):
             self._check_generator(generator)
         self.lr, self.betas = float(lr), betas

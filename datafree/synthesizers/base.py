@@ -47,6 +47,9 @@ class Synthesizer(ABC):
     device: torch.device
     # Room left per class when a data set is written (datafree synthesize sets it): see draw_targets.
     class_weights: torch.Tensor | None = None
+    # Whether its images are made for classes it draws (draw_targets): then a class the teacher rarely gives them is
+    # the teacher's or the synthesis's, not the aim's.
+    aims_at_classes: bool = False
     # The last round's loss terms (device scalars), which the trainer logs as synth/<name> with its own losses.
     last_losses: dict[str, torch.Tensor] = {}
     # Synthesis steps skipped for a non-finite loss so far (a device scalar), where the synthesizer optimises.

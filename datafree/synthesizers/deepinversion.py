@@ -34,6 +34,7 @@ from datafree.utils.device import autocast
 
 
 class DeepInversion(Synthesizer):
+    aims_at_classes = True
     """Each round, ``batch_size`` images optimised from noise for ``iterations`` Adam steps (see the module docstring).
 
     A weight of 0 switches its term off; ``adi_weight`` > 0 adds the ADI competition term.

@@ -53,6 +53,8 @@ log = logging.getLogger("datafree")
 class FastSynthesizer(Synthesizer):
     """A class-conditional generator trained on across rounds; each round: new noisy layer, ``g_steps`` steps."""
 
+    aims_at_classes = True
+
     def __init__(
         self,
         *,

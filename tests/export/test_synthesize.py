@@ -186,9 +186,25 @@ def test_damage_in_a_complete_set_is_reported_not_hidden(tmp_path):
 
 
 def test_a_class_the_synthesizer_never_makes_stops_with_the_shortfall(tmp_path):
-    with pytest.raises(DatafreeError, match=r"after drawing \d+ images .* too few as c\d+ 0 of 5"):
+    with pytest.raises(DatafreeError, match=r"after drawing \d+ images .* too few as c\d+ 0 of 5") as refused:
         _write(tmp_path / "set", n=20, synthesizer=RecordingNoise(batch_size=16), max_draw_factor=2,
                class_counts={"c0": 5, "c1": 5, "c2": 5, "c3": 5})
+    assert "the synthesizer rarely makes these classes" in str(refused.value)
+    assert "a synthesizer that aims at classes (deepinversion" in str(refused.value)
+    # A synthesizer that aims at the classes is not told to use one: the teacher rarely gives them (a weak teacher)
+    class Missing(AimingSynthesizer):  # aims at every class, and the teacher answers c0 to all it makes
+        def _images(self, targets):
+            return super()._images(torch.zeros_like(targets))
+
+    with pytest.raises(DatafreeError) as refused:
+        _write(tmp_path / "aimed", n=20, synthesizer=Missing(batch_size=16), max_draw_factor=2,
+               class_counts={"c0": 5, "c1": 5, "c2": 5, "c3": 5})
+    assert "the synthesizer aimed at these classes and the teacher rarely gave them to its images" in str(refused.value)
+    assert "a synthesizer that aims at classes" not in str(refused.value)
+    from datafree.synthesizers import DeepInversion, FastSynthesizer, GeneratorSynthesizer, NoiseSynthesizer
+
+    assert DeepInversion.aims_at_classes and FastSynthesizer.aims_at_classes and not NoiseSynthesizer.aims_at_classes
+    assert GeneratorSynthesizer(conditional=True).aims_at_classes and not GeneratorSynthesizer().aims_at_classes
     # The refusal says to try class_counts=as_drawn: that command, into the same out=, was refused as 'a different
     # synthetic data set' although the first run had kept no sample; it starts afresh and says so.
     notices = []
