@@ -616,8 +616,10 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
         averaged = f", the average of its weights (the weights themselves {_pct(result.unaveraged_accuracy)})"
     teacher_acc = result.teacher_accuracy if result.teacher_accuracy is not None else info.test_accuracy
     if offline:
+        stored, batch = len(source.synthetic), source.student_batch()
+        left = "; a pass leaves out what does not fill its last batch, in a new order each pass" if stored % batch else ""
         print(f"student {student_label(student_node)}: test accuracy {_pct(result.student_accuracy)}{averaged} after {result.student_steps} "
-              f"steps ({result.epochs} passes over {len(source.synthetic)} stored samples), {result.wall_time_s:.0f}s on "
+              f"steps ({result.epochs} passes over {stored} stored samples, {batch} a step{left}), {result.wall_time_s:.0f}s on "
               f"{_device_name(device, result)}, stopped by {result.stopped_by}; no teacher ran (teacher {info.arch}: "
               f"{_pct(info.test_accuracy)} when the set was made)")
     else:

@@ -25,7 +25,7 @@ def _compose(name, overrides):
         return compose(name, overrides=overrides)
 
 
-def test_offline_student_beats_chance_and_a_noise_export(tmp_path, shapes_teacher_path):
+def test_offline_student_beats_chance_and_a_noise_export(tmp_path, shapes_teacher_path, capsys):
     common = [f"teacher.checkpoint={shapes_teacher_path}", "n=240", "shard_size=80", "device=cpu", "progress=false"]
     jobs.synthesize_job(_compose("synthesize", [*common, f"out={tmp_path / 'di'}", "synthesizer.batch_size=40",
                                                 "synthesizer.iterations=40", "class_counts=as_drawn"]), tmp_path / "run_di")
@@ -40,6 +40,9 @@ def test_offline_student_beats_chance_and_a_noise_export(tmp_path, shapes_teache
         accuracy[name] = summary["student_accuracy"]
         assert torch.load(tmp_path / f"student_{name}" / "student.pt", weights_only=True)["arch"] == "microcnn"
     assert accuracy["di"] > 0.25 and accuracy["di"] > accuracy["noise"] + 0.1, accuracy  # chance is 10%
+    # 240 samples in steps of 32: a pass uses 224 of them, the ones left out changing with each pass's order
+    assert ("passes over 240 stored samples, 32 a step; a pass leaves out what does not fill its last batch, in a new "
+            "order each pass)") in capsys.readouterr().out
 
 
 @pytest.fixture
