@@ -470,8 +470,8 @@ def per_rank_sizes(cfg: DictConfig) -> list[str]:
 
 # experiment=fast's batch sizes on auto: (on a GPU, on the CPU). A GPU's are the fast recipes' own; the CPU's are an
 # eighth of them, since at the GPU's one round of a ResNet-18 teacher at 64 px took 213 s on 2 cores, where 32 and 64
-# took 26 s and the student reached 0.97 x the teacher in 300 s (docs/benchmarks.md, "Grey, three classes, 64 px, on
-# the CPU"; benchmarks/grey_shapes_cpu.sh).
+# took 26 s and a MobileNetV3-Small reached 0.968 x the teacher in 300 s, three seeds (docs/benchmarks.md, "Grey,
+# three classes, 64 px, on the CPU"; benchmarks/grey_shapes_cpu.sh).
 AUTO_BATCHES = {"synthesizer.batch_size": (256, 32), "trainer.batch_size": (512, 64)}
 
 
@@ -792,10 +792,9 @@ def _device_name(device: torch.device, result: DistillResult | None = None) -> s
 def _run_recipe(run_dir: str) -> str:
     """': the settings ...' that built a distill run's teacher, student and synthesizer (hydra's record of its
     command line), or nothing when the run has no such record."""
-    from datafree.cli import _override_key, _started_with
+    from datafree.cli import RUN_RECIPE_GROUPS, _override_key, _started_with
 
-    kept = [o for o in _started_with(str(run_dir), "distill")
-            if _override_key(o).split(".")[0] in ("experiment", "teacher", "student", "synthesizer")]
+    kept = [o for o in _started_with(str(run_dir), "distill") if _override_key(o).split(".")[0] in RUN_RECIPE_GROUPS]
     return f" (the run was started with {' '.join(kept)})" if kept else " (the same experiment=, teacher=, student= settings)"
 
 

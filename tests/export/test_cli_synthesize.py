@@ -119,7 +119,7 @@ def test_from_run_without_the_runs_recipe_names_the_settings_the_run_was_started
     assert str(error.value) == (
         f"from_run={run} takes the run's trained generator and student, not its recipe: give the run's teacher, "
         "student and synthesizer as well (the run was started with experiment=fast teacher.checkpoint=t.pt "
-        "student=torchvision student.name=mobilenet_v3_small).")
+        "student=torchvision student.name=mobilenet_v3_small data=imagefolder).")
     assert not (tmp_path / "set").exists()
 
 
