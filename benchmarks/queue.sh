@@ -44,5 +44,5 @@ for item in $QUEUE; do
     echo "queue: $name failed (its log, $name.log, says why); the next items go on" | tee "$Q/$name.failed"
   fi
 done
-cp -r "$Q"/. "${OUT:-.cache/queue}/" 2>/dev/null || { mkdir -p "${OUT:-.cache/queue}" && cp -r "$Q"/. "${OUT:-.cache/queue}/"; }
+out=${OUT:-.cache/queue}; mkdir -p "$out"; cp -r "$Q"/. "$out"/
 [ ${#ended[@]} -eq 0 ] || python3 benchmarks/end_table.py "$Q" "" "${ended[@]}"
