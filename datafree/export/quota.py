@@ -78,6 +78,9 @@ class Quota:
         self.targets = None if targets is None else torch.tensor(targets, dtype=torch.int64)
         self.n, self.num_classes = int(n), int(num_classes)
         self.counts = torch.zeros(num_classes, dtype=torch.int64) if counts is None else torch.tensor(list(counts), dtype=torch.int64)
+        # What this process has seen drawn (kept or not), for the projection in ``out_of_reach``.
+        self.seen = torch.zeros(num_classes, dtype=torch.int64)
+        self.seen_draws = 0
 
     @property
     def kept(self) -> int:
@@ -91,6 +94,8 @@ class Quota:
         """Which of ``labels`` (a drawn batch, CPU int64; -1 for a sample without a label) to keep, in order;
         the counts move on."""
         valid = labels >= 0
+        self.seen += torch.bincount(labels[valid], minlength=self.num_classes)
+        self.seen_draws += len(labels)
         if self.targets is None:
             keep = valid & (valid.cumsum(0) <= self.n - self.kept)
         else:
@@ -105,6 +110,24 @@ class Quota:
         if self.targets is None:
             return None
         return (self.targets - self.counts).clamp_min(0).float()
+
+    def out_of_reach(self, draws_left: int) -> dict[int, int]:
+        """Short classes that ``draws_left`` more draws would not fill even at a rate well above the one seen so far
+        (the seen count plus three standard deviations plus five, per draw): index -> the draws filling it would take
+        at that generous rate. Empty until this process has seen at least ``n`` draws, and for a synthesizer whose
+        draws follow the quota (one that aims at classes: its rate for a class grows as the others fill), which the
+        caller must not ask.
+        """
+        if self.targets is None or self.seen_draws < self.n:
+            return {}
+        needed = {}
+        for k, (have, want) in self.shortfall().items():
+            seen = float(self.seen[k])
+            rate = (seen + 3 * seen ** 0.5 + 5) / self.seen_draws
+            draws = int((want - have) / rate) + 1
+            if draws > draws_left:
+                needed[k] = draws
+        return needed
 
     def shortfall(self) -> dict[int, tuple[int, int]]:
         """Classes still short: index -> (kept, wanted)."""

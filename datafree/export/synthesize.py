@@ -201,6 +201,7 @@ def synthesize_dataset(
         log(f"continuing {writer.folder} after shard {start.shards} ({start.count} of {n} samples written)")
     quota = Quota(targets, n, info.num_classes, [a + b for a, b in zip(start.class_counts, carried)])
     max_draws = int(max_draw_factor * n)
+    aims = bool(getattr(synthesizer, "aims_at_classes", False))
 
     def next_images() -> torch.Tensor:
         synthesizer.class_weights = quota.weights()
@@ -232,6 +233,13 @@ def synthesize_dataset(
                     raise _stopped(signum, writer)
                 if drawn >= max_draws:
                     raise _short(quota, names, drawn, max_draw_factor, n, written, synthesizer)
+                # A class the synthesizer makes too rarely to fill within max_draws is refused as soon as that is
+                # clear, not after drawing them all (minutes to hours). Not for one that aims at the quota's
+                # classes: its rate for a class rises as the others fill.
+                beyond = {} if aims else quota.out_of_reach(max_draws - drawn)
+                if beyond:
+                    raise _short(quota, names, drawn, max_draw_factor, n, written, synthesizer,
+                                 needed=drawn + max(beyond.values()))
                 kept, count, made = _kept(label_with_teacher(teacher.model, next_images(), amp), quota)
                 drawn += made
                 if kept is not None:
@@ -327,7 +335,9 @@ def _stopped(signum: int, writer: SyntheticWriter) -> Interrupted:
 
 
 def _short(quota: Quota, names: list[str], drawn: int, factor: float, n: int, kept: int,
-           synthesizer: Synthesizer) -> DatafreeError:
+           synthesizer: Synthesizer, needed: int | None = None) -> DatafreeError:
+    """The refusal when classes stay short: after max_draw_factor x n draws, or earlier, when the rate seen so far
+    says filling them would take ``needed`` draws in all, past that."""
     short = quota.shortfall()
     listed = ", ".join(f"{names[k]} {have} of {want}" for k, (have, want) in list(short.items())[:5])
     if getattr(synthesizer, "aims_at_classes", False):  # it asked for these classes: the teacher rarely answers them
@@ -339,7 +349,12 @@ def _short(quota: Quota, names: list[str], drawn: int, factor: float, n: int, ke
         why = "the synthesizer rarely makes these classes"
         fixes = ("Use class_counts=as_drawn, a histogram closer to what it makes, a synthesizer that aims at classes "
                  "(deepinversion, a conditional generator), or a larger max_draw_factor.")
+    if needed is None:
+        drew = f"after drawing {drawn} images ({factor:g} x n={n}, max_draw_factor)"
+    else:
+        drew = (f"after drawing {drawn} images (stopped early: even at a rate well above the one seen, filling them "
+                f"would take about {needed} draws, past max_draw_factor's {int(factor * n)} = {factor:g} x n={n})")
     return DatafreeError(
-        f"after drawing {drawn} images ({factor:g} x n={n}, max_draw_factor) the teacher labelled too few as "
+        f"{drew} the teacher labelled too few as "
         f"{listed}{', ...' if len(short) > 5 else ''}: {why} ({kept} samples in complete shards are kept). {fixes}"
     )

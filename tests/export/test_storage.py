@@ -87,6 +87,16 @@ def test_quota_keeps_samples_in_order_while_their_class_has_room():
     assert short.shortfall() == {1: (0, 3)} and short.weights().tolist() == [0.0, 3.0]
 
 
+def test_quota_says_which_classes_the_draws_left_cannot_fill_at_a_generous_rate():
+    quota = Quota([10, 10], 20, 2)
+    quota.accept(torch.zeros(19, dtype=torch.int64))
+    assert quota.out_of_reach(0) == {}  # fewer draws seen than n: too early to judge
+    quota.accept(torch.tensor([0] * 99 + [1]))  # class 1 once in 119 draws
+    # at (1 + 3 + 5) / 119 a draw, 9 more of class 1 take about 119 draws
+    assert quota.out_of_reach(10_000) == {} and quota.out_of_reach(100) == {1: 120}
+    assert Quota(None, 20, 2).out_of_reach(0) == {}  # as_drawn: any class will do
+
+
 def test_manifest_that_contradicts_itself_is_refused(tmp_path):
     with pytest.raises(DatafreeError, match="holds no manifest.json"):
         read_manifest(tmp_path)

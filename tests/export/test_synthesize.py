@@ -185,6 +185,32 @@ def test_damage_in_a_complete_set_is_reported_not_hidden(tmp_path):
         _write(tmp_path / "set", n=20)
 
 
+class OneInTen(RecordingNoise):
+    """Noise the red teacher calls c0, and every tenth image c3 (red 1)."""
+
+    def synthesize(self):
+        batch = super().synthesize()
+        batch.images[:, 0] = 0.0
+        drawn = sum(len(images) for images in self.made) - len(batch.images)
+        batch.images[(torch.arange(len(batch.images)) + drawn) % 10 == 9, 0] = 1.0
+        return batch
+
+
+def test_a_class_out_of_reach_is_refused_early_and_a_rare_one_is_not(tmp_path):
+    # c1 never comes: refused once the draws seen show that the allowance (20 x n = 2,000) cannot fill it, not after
+    # all of them: at (0 + 5) / 192 a draw, its 50 take 1,920 more than the 192 drawn, and only 1,808 are left
+    synthesizer = OneInTen(batch_size=16)
+    with pytest.raises(DatafreeError, match=r"after drawing 192 images \(stopped early: even at a rate well above the "
+                       r"one seen, filling them would take about 2113 draws, past max_draw_factor's 2000 = 20 x "
+                       r"n=100\) the teacher labelled too few as c1 0 of 50") as refused:
+        _write(tmp_path / "never", n=100, synthesizer=synthesizer, class_counts={"c0": 50, "c1": 50})
+    assert len(synthesizer.made) == 12 and "the synthesizer rarely makes these classes" in str(refused.value)
+    # c3, one draw in ten, is within reach of the allowance: drawn until it is full
+    result, synthesizer = _write(tmp_path / "rare", n=20, synthesizer=OneInTen(batch_size=16), max_draw_factor=5,
+                                 class_counts={"c0": 12, "c3": 8})
+    assert result.count == 20 and sum(len(images) for images in synthesizer.made) == 80
+
+
 def test_a_class_the_synthesizer_never_makes_stops_with_the_shortfall(tmp_path):
     with pytest.raises(DatafreeError, match=r"after drawing \d+ images .* too few as c\d+ 0 of 5") as refused:
         _write(tmp_path / "set", n=20, synthesizer=RecordingNoise(batch_size=16), max_draw_factor=2,
