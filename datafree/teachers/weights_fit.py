@@ -80,12 +80,23 @@ def _clock() -> float:
 
 def _fits(source: str, candidates, shapes: dict[str, tuple[int, ...]], what: str, deadline: float):
     """Those of ``candidates`` (models of ``source``) whose weights have exactly ``shapes``, in order, built with the
-    class count and input channels the shapes give, until ``deadline`` (:func:`_clock`) passes."""
+    class count and input channels the shapes give, until ``deadline`` (:func:`_clock`) passes. A torchvision family
+    whose first member built names its first tensor by a key the weights lack is not built further: every member of
+    a torchvision family names it alike (``features.0.0.weight``, ``conv1.weight``; a test holds torchvision to it),
+    and building all of its classifiers takes most of a search's seconds on a slow CPU."""
+    first_keys: dict[str, str] = {}
     for candidate in candidates:
         if _clock() > deadline:
             return
+        family = _family(candidate) if source == "torchvision" else None
+        if family in first_keys and not _names(shapes, first_keys[family]):
+            continue
         own = _built_shapes(source, candidate, shapes, what)
-        if own is not None and _holds(_without_auxiliary_heads(shapes, source, candidate), own):
+        if own is None:
+            continue
+        if family is not None and own:
+            first_keys.setdefault(family, next(iter(own)))
+        if _holds(_without_auxiliary_heads(shapes, source, candidate), own):
             yield candidate
 
 
@@ -133,6 +144,11 @@ def _no_larger_than(name: str, shapes: dict[str, tuple[int, ...]]) -> bool:
         return False
     held = sum(math.prod(shape) for shape in shapes.values())
     return bool(counts) and min(counts) <= 1.1 * held + 4 * 10**6
+
+
+def _names(shapes: dict[str, tuple[int, ...]], key: str) -> bool:
+    """Whether ``shapes`` hold ``key``, bare or under a prefix (as :func:`_holds` reads them)."""
+    return key in shapes or any(k.endswith("." + key) for k in shapes)
 
 
 def _holds(shapes: dict[str, tuple[int, ...]], own: dict[str, tuple[int, ...]]) -> bool:
