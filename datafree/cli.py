@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from datafree.recipe_nodes import recipes_location
+from datafree.utils.run_record import RUN_RECIPE_GROUPS, override_key, started_with
 
 # What each command does is datafree.help's (its first line here, the whole with --help).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -254,31 +255,28 @@ def _with_resume(overrides: list[str], recipe: str) -> list[str]:
     if "hydra.output_subdir" not in values:
         extra.append("hydra.output_subdir=.hydra/resumed_${now:%Y-%m-%d_%H-%M-%S}")
     run_dir = resume if resume.lower() != "true" else values.get("hydra.run.dir")
-    given = {_override_key(o) for o in overrides}
-    started_with = [o for o in _started_with(run_dir, recipe) if _override_key(o) not in given]
-    return [*started_with, *overrides, *extra]
+    given = {override_key(o) for o in overrides}
+    recorded = [o for o in started_with(run_dir, recipe) if override_key(o) not in given]
+    return [*recorded, *overrides, *extra]
 
 
 # What a distill run's settings say that ``synthesize from_run=RUN`` needs: its teacher, student, synthesizer and data.
-RUN_RECIPE_GROUPS = ("experiment", "teacher", "student", "synthesizer", "data")
-
-
 def _with_run_recipe(overrides: list[str], recipe: str) -> list[str]:
     """``synthesize from_run=RUN`` builds the run's own teacher, student and synthesizer: the settings of those (and
     of its data) the run was started with come first, each unless the command gives its key again, their relative
     paths read from the folder the run was started in; the line printed says which."""
     if recipe != "synthesize":
         return overrides
-    run = next((o.split("=", 1)[1] for o in reversed(overrides) if _override_key(o) == "from_run" and "=" in o), "")
+    run = next((o.split("=", 1)[1] for o in reversed(overrides) if override_key(o) == "from_run" and "=" in o), "")
     if run.lower() in ("", "null", "none"):
         return overrides
     from datafree.utils.run_record import anchored_path, started_in
 
-    given = {_override_key(o) for o in overrides}
+    given = {override_key(o) for o in overrides}
     base = started_in(run)
     taken = []
-    for override in _started_with(run, "distill"):
-        key = _override_key(override)
+    for override in started_with(run, "distill"):
+        key = override_key(override)
         if key.split(".")[0] not in RUN_RECIPE_GROUPS or key in given or "=" not in override:
             continue
         name, value = override.split("=", 1)
@@ -287,10 +285,10 @@ def _with_run_recipe(overrides: list[str], recipe: str) -> list[str]:
     while taken:  # a setting of distill's own data (data.test.n) that synthesize's recipe lacks is left out
         cfg = _compose(recipe, [*taken, *overrides])
         lacking = re.match(r"(\S+) is not a key of", cfg) if isinstance(cfg, str) else None
-        if lacking is None or lacking.group(1) not in {_override_key(o) for o in taken}:
+        if lacking is None or lacking.group(1) not in {override_key(o) for o in taken}:
             break
-        left_out += [o for o in taken if _override_key(o) == lacking.group(1)]
-        taken = [o for o in taken if _override_key(o) != lacking.group(1)]
+        left_out += [o for o in taken if override_key(o) == lacking.group(1)]
+        taken = [o for o in taken if override_key(o) != lacking.group(1)]
     if taken and int(os.environ.get("RANK", 0)) == 0:
         skipped = f" (not {' '.join(left_out)}: not a key of synthesize's recipe)" if left_out else ""
         print(f"from_run={run}: with the run's own settings {' '.join(taken)}{skipped}")
@@ -299,34 +297,11 @@ def _with_run_recipe(overrides: list[str], recipe: str) -> list[str]:
 
 def _resume_at_a_file(overrides: list[str]) -> str | None:
     """``resume=`` names the run's folder; a file in it (its state_last.pt) would be taken for the run directory."""
-    resume = next((o.split("=", 1)[1] for o in reversed(overrides) if _override_key(o) == "resume" and "=" in o), "")
+    resume = next((o.split("=", 1)[1] for o in reversed(overrides) if override_key(o) == "resume" and "=" in o), "")
     path = Path(resume).expanduser()
     if path.is_file():
         return f"resume={resume} names a file: give the run's folder, resume={path.parent}."
     return None
-
-
-def _started_with(run_dir: str | None, recipe: str) -> list[str]:
-    """The command-line settings the run in ``run_dir`` was started with (hydra's record of them), or none; none
-    either for a run of another recipe, whose settings this one may lack (run_state refuses such a resume by name)."""
-    if not run_dir or "${" in run_dir:
-        return []
-    record = Path(run_dir).expanduser() / ".hydra"
-    try:
-        from omegaconf import OmegaConf
-
-        made_by = OmegaConf.select(OmegaConf.load(record / "hydra.yaml"), "hydra.job.config_name", default=recipe)
-        saved = OmegaConf.to_container(OmegaConf.load(record / "overrides.yaml"))
-    except Exception:  # noqa: BLE001 - no record (or not hydra's): the command alone says what the run is
-        return []
-    if made_by != recipe:
-        return []
-    return [o for o in saved if isinstance(o, str) and not o.startswith("hydra.")] if isinstance(saved, list) else []
-
-
-def _override_key(override: str) -> str:
-    """The key an override sets (``+key=v``, ``++key=v``, ``~key`` and ``key=v`` set ``key``)."""
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def _one_line(error: BaseException) -> str:
@@ -423,7 +398,7 @@ def _compose(recipe: str, overrides: list[str]):
     except (HydraException, OmegaConfBaseException) as error:
         unknown = re.match(r"Could not override '([^']+)'", str(error))
         if unknown:  # a key the recipe lacks: said with the key it was probably meant to be
-            others = [o for o in overrides if _override_key(o) != unknown.group(1)]
+            others = [o for o in overrides if override_key(o) != unknown.group(1)]
             known = _compose(recipe, others) if others != overrides else None
             if known is not None and not isinstance(known, str):
                 return _not_a_key(recipe, known, unknown.group(1))
@@ -482,7 +457,7 @@ def _unread_added_key(recipe: str, cfg, overrides: list[str]) -> str | None:
     for override in overrides:
         if not override.startswith("+") or override.startswith("++") or "=" not in override:
             continue
-        key = _override_key(override)
+        key = override_key(override)
         if key.startswith("hydra.") or "/" in key or key in choices:  # hydra's own, or a config group added
             continue
         parts = key.split(".")

@@ -792,9 +792,9 @@ def _device_name(device: torch.device, result: DistillResult | None = None) -> s
 def _run_recipe(run_dir: str) -> str:
     """': the settings ...' that built a distill run's teacher, student and synthesizer (hydra's record of its
     command line), or nothing when the run has no such record."""
-    from datafree.cli import RUN_RECIPE_GROUPS, _override_key, _started_with
+    from datafree.utils.run_record import RUN_RECIPE_GROUPS, override_key, started_with
 
-    kept = [o for o in _started_with(str(run_dir), "distill") if _override_key(o).split(".")[0] in RUN_RECIPE_GROUPS]
+    kept = [o for o in started_with(str(run_dir), "distill") if override_key(o).split(".")[0] in RUN_RECIPE_GROUPS]
     return f" (the run was started with {' '.join(kept)})" if kept else " (the same experiment=, teacher=, student= settings)"
 
 

@@ -1,8 +1,12 @@
-"""What hydra recorded of a run in its ``.hydra`` folder that later commands read: the folder the run was started in,
-against which the relative paths of its settings (``data.root``, ``teacher.checkpoint``, ...) were read."""
+"""What hydra recorded of a run in its ``.hydra`` folder that later commands read: the settings the run was started
+with (a resume and ``synthesize from_run=`` take them) and the folder it was started in, against which the relative
+paths of those settings (``data.root``, ``teacher.checkpoint``, ...) were read."""
 from __future__ import annotations
 
 from pathlib import Path
+
+# The groups of a distill run's settings that ``synthesize from_run=RUN`` takes from the run (cli._with_run_recipe).
+RUN_RECIPE_GROUPS = ("experiment", "teacher", "student", "synthesizer", "data")
 
 # The last part of a setting's key that names a file or folder (data.root, data.path, teacher.checkpoint, ...).
 PATH_KEYS = ("root", "path", "checkpoint")
@@ -26,3 +30,26 @@ def anchored_path(key: str, value, base: Path | None):
             and not Path(value).is_absolute() and (base / value).exists()):
         return str(base / value)
     return value
+
+
+def started_with(run_dir: str | None, recipe: str) -> list[str]:
+    """The command-line settings the run in ``run_dir`` was started with (hydra's record of them), or none; none
+    either for a run of another recipe, whose settings this one may lack (run_state refuses such a resume by name)."""
+    if not run_dir or "${" in run_dir:
+        return []
+    record = Path(run_dir).expanduser() / ".hydra"
+    try:
+        from omegaconf import OmegaConf
+
+        made_by = OmegaConf.select(OmegaConf.load(record / "hydra.yaml"), "hydra.job.config_name", default=recipe)
+        saved = OmegaConf.to_container(OmegaConf.load(record / "overrides.yaml"))
+    except Exception:  # noqa: BLE001 - no record (or not hydra's): the command alone says what the run is
+        return []
+    if made_by != recipe:
+        return []
+    return [o for o in saved if isinstance(o, str) and not o.startswith("hydra.")] if isinstance(saved, list) else []
+
+
+def override_key(override: str) -> str:
+    """The key an override sets (``+key=v``, ``++key=v``, ``~key`` and ``key=v`` set ``key``)."""
+    return override.split("=", 1)[0].lstrip("+~")
