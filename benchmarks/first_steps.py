@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bn_scale import pool_images  # noqa: E402  (the newest images of a run's saved pool, through mmap)
 
-from datafree.api import make_student  # noqa: E402
+from datafree.api import checked_student  # noqa: E402
 from datafree.ops.divergences import kd_kl  # noqa: E402
 from datafree.teachers import freeze, load_classifier  # noqa: E402
 
@@ -57,7 +57,7 @@ def main() -> None:
     with torch.no_grad():  # the teacher's answers once: the replay has no crop, so they do not change
         targets = torch.cat([teacher(chunk) for chunk in images.split(64)])
     torch.manual_seed(args.seed)
-    student, _ = make_student(args.student, info, device)
+    student, _ = checked_student(args.student, info, device)
     student.train()
     stage = last_stage(student)
     seen: dict[str, torch.Tensor] = {}

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from datafree.api import make_student
+from datafree.api import checked_student
 from datafree.distill.trainer import Distiller
 from datafree.synthesizers import Augment, FastSynthesizer
 from datafree.teachers import ClassifierInfo, Normalized, freeze
@@ -69,7 +69,7 @@ def main() -> None:
         if on_gpu:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-        student, _ = make_student(args.student, info, device)
+        student, _ = checked_student(args.student, info, device)
         synth = FastSynthesizer(batch_size=batch, g_steps=args.g_steps, cuda_graphs=graphs)
         start = clock(device)
         distiller = Distiller.from_options(teacher, network_layout(student, device), synth, device=device,

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ from typing import Any
 import torch
 
 from datafree.data import DeviceBatches, ImageDataset
+from datafree.api_words import in_argument_words
 from datafree.distill.trainer import Distiller, DistillResult
 from datafree.errors import DatafreeError
 from datafree.synthesizers.base import Synthesizer
 from datafree.teachers import (ClassifierInfo, Normalized, Teacher, check_agreement, check_logits, probe_logits,
                                save_classifier)
+from datafree.teachers import load_teacher as _load_teacher
 from datafree.teachers.checks import check_training_output, read_logits_field
 from datafree.teachers.students import build_student
 from datafree.utils.device import threads_for
@@ -49,8 +52,22 @@ class Distilled:
         return save_classifier(path, self.student, info)
 
 
+@functools.wraps(_load_teacher)
+def load_teacher(*args, **kwargs) -> Teacher:
+    with in_argument_words("load_teacher", "teacher"):  # its errors name its arguments, not the CLI's teacher.* keys
+        return _load_teacher(*args, **kwargs)
+
+
 def make_student(student: Any, teacher: ClassifierInfo, device: torch.device | str,
                  num_classes: int | None = None, log_notes: bool = True) -> tuple[Normalized, ClassifierInfo]:
+    """:func:`checked_student` for Python callers: its errors name ``student``'s keys (``name``, ``checkpoint``), not
+    the CLI's ``student.*``."""
+    with in_argument_words("make_student", "student"):
+        return checked_student(student, teacher, device, num_classes, log_notes)
+
+
+def checked_student(student: Any, teacher: ClassifierInfo, device: torch.device | str,
+                    num_classes: int | None = None, log_notes: bool = True) -> tuple[Normalized, ClassifierInfo]:
     """The student for ``teacher``'s task, checked on its input: a zoo name (``"resnet18"``), ``"torchvision:NAME"``,
     ``"timm:NAME"``, the user's nn.Module, or a recipe node (``source``, ``arch``/``name``/``model``, optional
     ``checkpoint`` with weights to start from). Zoo, torchvision and timm students are built for the teacher's
@@ -99,11 +116,11 @@ def distill_student(
     """
     if not isinstance(teacher, Teacher):
         raise DatafreeError(f"teacher must come from datafree.load_teacher(...), got {type(teacher).__name__}.")
-    with threads_for(cpu_threads):
+    with in_argument_words("distill_student", "student", "trainer"), threads_for(cpu_threads):
         device = torch.device(device) if device is not None else next(iter(teacher.model.buffers())).device
         teacher.model.to(device)
         seed_everything(seed)
-        model, info = make_student(student, teacher.info, device)
+        model, info = checked_student(student, teacher.info, device)
         tests = None
         if test_set is not None:
             if test_set.num_classes != teacher.info.num_classes or tuple(test_set.images.shape[1:]) != teacher.info.input_size:

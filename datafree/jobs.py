@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from datafree.api import make_student
+from datafree.api import checked_student
 from datafree.config_checks import check_config
 from datafree.data import DeviceBatches, ImageDataset, class_names, count_classes
 from datafree.data.loader import crop_for
@@ -593,7 +593,7 @@ def distill_job(cfg: DictConfig, out_dir: Path) -> dict:
 
     def run(source, run_dir: Path, run_logger: RunLogger, **overrides) -> tuple[DistillResult, torch.nn.Module]:
         seed_everything(int(cfg.seed))  # the same student initialisation for every run of this job
-        student, student_info = make_student(student_node, info, device)
+        student, student_info = checked_student(student_node, info, device)
         student_info.extra.update({"synthetic_set": str(cfg.data.path)} if offline else {})
         distiller = make_distiller(
             teacher=teacher, student=network_layout(student, device), source=source, device=device,
@@ -707,7 +707,7 @@ def online_teacher(cfg: DictConfig, out_dir: Path, device: torch.device, synthes
     # What the method needs from the teacher (BatchNorm, hooks) before anything about the student.
     synthesizer.check_teacher(teacher.model)
     with torch.random.fork_rng(devices=[]):  # a student that cannot serve fails now; the run builds its own
-        make_student(cfg.student, info, device, log_notes=False)
+        checked_student(cfg.student, info, device, log_notes=False)
     return network_layout(teacher.model, device), info, test_set
 
 
@@ -721,7 +721,7 @@ def check_student_before_training(student_node: DictConfig, hint: DataHint, devi
     to_be = ClassifierInfo(arch="the teacher to be trained", num_classes=hint.num_classes, input_size=shape,
                            mean=(0.0,) * hint.channels, std=(1.0,) * hint.channels)
     with torch.random.fork_rng(devices=[]):  # the teacher trained next starts from the seed, as train-teacher's does
-        make_student(student_node, to_be, device, log_notes=False)
+        checked_student(student_node, to_be, device, log_notes=False)
 
 
 def offline_parts(cfg: DictConfig, device: torch.device):
@@ -816,7 +816,7 @@ def synthesize_job(cfg: DictConfig, out_dir: Path) -> dict:
     for note in teacher.notes:
         print(f"teacher: {note}")
     network_layout(teacher.model, device)  # every drawn batch goes through the teacher at least once
-    student = network_layout(make_student(cfg.student, teacher.info, device)[0], device)
+    student = network_layout(checked_student(cfg.student, teacher.info, device)[0], device)
     saved = None
     if cfg.get("from_run"):
         run = load_distill_run(cfg.from_run)
