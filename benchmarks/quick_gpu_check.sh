@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# What a few minutes of a GPU machine can check (docs/benchmarks.md, "A few minutes of an H100"), from the repository
+# root after `source benchmarks/device_env.sh`:
+#   benchmarks/quick_gpu_check.sh DATA_DIR          (DATA_DIR holds CIFAR-10's train.tar.gz and test.tar.gz)
+# 1. the GPU tests (python -m pytest -m gpu);
+# 2. benchmarks/size_a_run.py for ResNet-34 -> MobileNetV2 at 32 px, batch 256, with and without cudnn.benchmark
+#    (where that student's long set-up goes);
+# 3. train-teacher: a zoo ResNet-18 for 45 s (plain cross-entropy, recipes/teacher/train/cifar.yaml);
+# 4. experiment=fast, unchanged, from that teacher into a ResNet-18 for 60 s (seeds 0-2) and a MobileNetV2 for 120 s
+#    (seed 0): a teacher the recipe was never run on, end-of-run accuracy (benchmarks/end_table.py).
+# About 7 minutes on an H100; logs and summaries go to $OUT (default .cache/quick_gpu_check).
+set -euo pipefail
+data=$1; OUT=${OUT:-.cache/quick_gpu_check}; mkdir -p "$OUT"
+python3 -m pytest -m gpu -o addopts="" -p no:cacheprovider -q --durations=12 tests > "$OUT/gpu_tests.txt" 2>&1 || true
+tail -n 1 "$OUT/gpu_tests.txt"
+for flag in "" --no-cudnn-benchmark; do
+  python3 benchmarks/size_a_run.py --teacher resnet34 --student mobilenetv2 --size 32 --classes 10 --batch 256 $flag
+done > "$OUT/size_mnv2.txt" 2>&1
+cat "$OUT/size_mnv2.txt"
+common=(data=cifar10_jpeg "data.root=$data" progress=false)
+python3 -m datafree train-teacher "${common[@]}" teacher=resnet18 teacher.train.time_budget_s=45 \
+    hydra.run.dir=/tmp/quick_teacher > "$OUT/teacher.log" 2>&1
+cp /tmp/quick_teacher/summary.csv "$OUT/teacher_summary.csv"
+run() {  # NAME STUDENT SECONDS SEED
+  rm -rf "/tmp/quick_$1"
+  python3 -m datafree distill "${common[@]}" experiment=fast teacher.checkpoint=/tmp/quick_teacher/teacher.pt \
+      "student=$2" "trainer.time_budget_s=$3" "seed=$4" "hydra.run.dir=/tmp/quick_$1" > "$OUT/$1.log" 2>&1
+  cp "/tmp/quick_$1/summary.csv" "$OUT/$1_summary.csv"
+}
+for seed in 0 1 2; do run "resnet18_s$seed" resnet18 60 "$seed"; done
+run mobilenetv2_s0 mobilenetv2 120 0
+grep -h "test accuracy" "$OUT/teacher.log" | tail -n 1
+python3 benchmarks/end_table.py "$OUT" "" resnet18_s0 resnet18_s1 resnet18_s2 mobilenetv2_s0
