@@ -13,6 +13,9 @@
 # The queue's state, every piece's log and every summary stay in /tmp/queue on the machine; each call copies them all
 # to $OUT (the runs' logs joined piece after piece) and prints the end-of-run table of the runs that ended.
 # A machine given back between calls loses its runs (the replay pool is too large to carry): start the queue again.
+# TEACHER_S=N (N > 0) first trains, side by side, the teachers of the queue's unfinished runs that the machine lacks
+# (benchmarks/train_teachers.sh: N seconds of training each, their float16 pieces into $OUT; not those TEACHER_PIECES
+# holds), so that a fresh machine starts a queue with one line; the runs then share what is left of the call.
 set -euo pipefail
 data=$1; budget_s=$2; command_s=$3
 [ -n "${QUEUE:-}" ] || { echo "set QUEUE=\"TEACHER:STUDENT:SEED ...\"" >&2; exit 2; }
@@ -23,6 +26,22 @@ source benchmarks/runs.sh
 SHORTEST_S=${SHORTEST_S:-90}
 # What a stopped piece needs after its signal: the round it is in, its state saved, its last evaluation.
 STOPPING_S=${STOPPING_S:-30}
+if [ "${TEACHER_S:-0}" != 0 ]; then
+  teachers=${TEACHERS_DIR:-/tmp/teachers}; missing=()
+  for item in $QUEUE; do
+    IFS=: read -r teacher student seed <<< "$item"
+    ! run_finished "$Q/${teacher}_${student}_s$seed${TAG:-}.log" || continue
+    [ -f "$teachers/$teacher/teacher.pt" ] || [ -f "${TEACHER_PIECES:-/nonexistent}/$teacher/teacher.meta.pt" ] \
+        || [ -f "${TEACHER_PIECES:-/nonexistent}/$teacher/teacher.meta.pt.xz" ] \
+        || [[ " ${missing[*]} " == *" $teacher "* ]] || missing+=("$teacher")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "queue: training the teachers ${missing[*]} for ${TEACHER_S}s each, side by side"
+    mkdir -p "${OUT:-.cache/queue}"
+    OUT=${OUT:-.cache/queue} "${TRAIN_TEACHERS:-benchmarks/train_teachers.sh}" "$data" "$TEACHER_S" "${missing[@]}" \
+        >> "$Q/teachers.log" 2>&1 || echo "queue: training the teachers failed (teachers.log says why)"
+  fi
+fi
 ended=()
 for item in $QUEUE; do
   IFS=: read -r teacher student seed <<< "$item"

@@ -25,10 +25,10 @@ fi
 """
 
 
-def _call(tmp_path: Path, queue: str) -> str:
+def _call(tmp_path: Path, queue: str, **more: str) -> str:
     env = {"PATH": "/usr/bin:/bin", "QUEUE": queue, "QUEUE_DIR": str(tmp_path / "queue"), "OUT": str(tmp_path / "out"),
            "ZOO_PAIRS": str(tmp_path / "pairs.sh"), "NEED": "3", "SHORTEST_S": "3", "STOPPING_S": "0",
-           "AFTER_RUN": 'echo "after $RUN"'}
+           "AFTER_RUN": 'echo "after $RUN"', "TEACHERS_DIR": str(tmp_path / "teachers"), **more}
     done = subprocess.run(["bash", "benchmarks/queue.sh", "DATA", "600", "5"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -58,3 +58,23 @@ def test_a_run_longer_than_a_command_is_resumed_by_the_next(tmp_path):
     assert "| wrn40_2_wrn16_1_s0 | 50.00%" in second
     log = (tmp_path / "out" / "wrn40_2_wrn16_1_s0.log").read_text()
     assert log.index("distill exit status 143") < log.index("distill exit status 0")  # one log, piece after piece
+
+
+def test_teacher_s_trains_the_missing_teachers_first_and_only_once(tmp_path):
+    (tmp_path / "pairs.sh").write_text(FAKE_PAIRS)
+    (tmp_path / "pairs.sh").chmod(0o755)
+    # A stand-in for benchmarks/train_teachers.sh: records its arguments and leaves each teacher where it belongs.
+    (tmp_path / "train.sh").write_text(f"""#!/usr/bin/env bash
+echo "$@" >> {tmp_path}/trained
+for t in "${{@:3}}"; do mkdir -p {tmp_path}/teachers/$t; touch {tmp_path}/teachers/$t/teacher.pt; done
+""")
+    (tmp_path / "train.sh").chmod(0o755)
+    (tmp_path / "teachers" / "resnet34").mkdir(parents=True)
+    (tmp_path / "teachers" / "resnet34" / "teacher.pt").touch()  # already on the machine: not trained again
+    queue = "wrn40_2:wrn16_1:0 resnet34:mobilenetv2:0 wrn40_2:wrn16_1:1 vgg11_bn:resnet18:0"
+    first = _call(tmp_path, queue, TEACHER_S="300", TRAIN_TEACHERS=str(tmp_path / "train.sh"))
+    assert "queue: training the teachers wrn40_2 vgg11_bn for 300s each" in first
+    assert (tmp_path / "trained").read_text() == "DATA 300 wrn40_2 vgg11_bn\n"
+    _call(tmp_path, queue, TEACHER_S="300", TRAIN_TEACHERS=str(tmp_path / "train.sh"))
+    assert (tmp_path / "trained").read_text() == "DATA 300 wrn40_2 vgg11_bn\n"  # they are there now
+    assert "training" not in _call(tmp_path, queue)  # without TEACHER_S, as before
