@@ -78,9 +78,12 @@ class Quota:
         self.targets = None if targets is None else torch.tensor(targets, dtype=torch.int64)
         self.n, self.num_classes = int(n), int(num_classes)
         self.counts = torch.zeros(num_classes, dtype=torch.int64) if counts is None else torch.tensor(list(counts), dtype=torch.int64)
-        # What this process has seen drawn (kept or not), for the projection in ``out_of_reach``.
+        # What this process has seen drawn (kept or not), for the projection in ``out_of_reach``: the labels, and for
+        # draws made for a class (a synthesizer that aims) how often each aim was answered with each label.
         self.seen = torch.zeros(num_classes, dtype=torch.int64)
         self.seen_draws = 0
+        self.aimed = torch.zeros(num_classes, dtype=torch.int64)
+        self.answered: torch.Tensor | None = None  # [aimed at, labelled], once a draw with aims was seen
 
     @property
     def kept(self) -> int:
@@ -90,12 +93,17 @@ class Quota:
     def done(self) -> bool:
         return self.kept >= self.n
 
-    def accept(self, labels: torch.Tensor) -> torch.Tensor:
+    def accept(self, labels: torch.Tensor, aims: torch.Tensor | None = None) -> torch.Tensor:
         """Which of ``labels`` (a drawn batch, CPU int64; -1 for a sample without a label) to keep, in order;
-        the counts move on."""
+        the counts move on. ``aims``: the class each sample was made for, where the synthesizer aims."""
         valid = labels >= 0
         self.seen += torch.bincount(labels[valid], minlength=self.num_classes)
         self.seen_draws += len(labels)
+        if aims is not None:
+            k = self.num_classes
+            self.aimed += torch.bincount(aims, minlength=k)
+            pairs = torch.bincount(aims[valid] * k + labels[valid], minlength=k * k).view(k, k)
+            self.answered = pairs if self.answered is None else self.answered + pairs
         if self.targets is None:
             keep = valid & (valid.cumsum(0) <= self.n - self.kept)
         else:
@@ -111,19 +119,25 @@ class Quota:
             return None
         return (self.targets - self.counts).clamp_min(0).float()
 
-    def out_of_reach(self, draws_left: int) -> dict[int, int]:
+    def out_of_reach(self, draws_left: int, aiming: bool = False) -> dict[int, int]:
         """Short classes that ``draws_left`` more draws would not fill even at a rate well above the one seen so far
-        (the seen count plus three standard deviations plus five, per draw): index -> the draws filling it would take
-        at that generous rate. Empty until this process has seen at least ``n`` draws, and for a synthesizer whose
-        draws follow the quota (one that aims at classes: its rate for a class grows as the others fill), which the
-        caller must not ask.
+        (a count plus three standard deviations plus five, per draw): index -> the draws filling it would take at
+        that generous rate. Empty until this process has seen at least ``n`` draws.
+
+        Without aims a class's rate is the share of draws labelled with it. A synthesizer that ``aiming`` at the
+        quota's classes draws more of a class as the others fill, up to all of its draws, and only for classes still
+        short: a class's rate can rise to the most any short class's aims were answered with it (its own aims or
+        another's), so that is the rate taken, and none is judged before every short class has been aimed at.
         """
-        if self.targets is None or self.seen_draws < self.n:
+        if self.targets is None or self.seen_draws < self.n or (aiming and self.answered is None):
             return {}
+        short = self.shortfall()
         needed = {}
-        for k, (have, want) in self.shortfall().items():
-            seen = float(self.seen[k])
-            rate = (seen + 3 * seen ** 0.5 + 5) / self.seen_draws
+        for k, (have, want) in short.items():
+            if aiming:
+                rate = max(_generous(self.answered[j, k], self.aimed[j]) for j in short)
+            else:
+                rate = _generous(self.seen[k], self.seen_draws)
             draws = int((want - have) / rate) + 1
             if draws > draws_left:
                 needed[k] = draws
@@ -135,3 +149,10 @@ class Quota:
             return {}
         return {k: (int(self.counts[k]), int(self.targets[k])) for k in range(self.num_classes)
                 if self.counts[k] < self.targets[k]}
+
+
+def _generous(count, draws) -> float:
+    """A rate well above ``count`` in ``draws`` (the count plus three standard deviations plus five, per draw; 1
+    without draws): a class is judged out of reach only when even this rate cannot fill it."""
+    count, draws = float(count), float(draws)
+    return 1.0 if draws <= 0 else min(1.0, (count + 3 * count ** 0.5 + 5) / draws)

@@ -203,12 +203,15 @@ def synthesize_dataset(
     max_draws = int(max_draw_factor * n)
     aims = bool(getattr(synthesizer, "aims_at_classes", False))
 
-    def next_images() -> torch.Tensor:
+    def next_images() -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A drawn batch, and the class each image was made for where the synthesizer says (else None)."""
         synthesizer.class_weights = quota.weights()
         try:
             if draw == "sample":  # no more than can still be kept: the last draw is not a whole batch wasted
-                return synthesizer.sample(min(per_draw, n - quota.kept))
-            return synthesizer.synthesize().images
+                return synthesizer.sample(min(per_draw, n - quota.kept)), None
+            batch = synthesizer.synthesize()
+            aimed = batch.targets is not None and batch.targets.shape == batch.images.shape[:1]
+            return batch.images, batch.targets if aimed else None
         except torch.OutOfMemoryError:
             raise DatafreeError(f"out of GPU memory drawing a batch of {per_draw} images: lower "
                                 f"{'batch_size' if draw == 'sample' else 'synthesizer.batch_size'} "
@@ -233,14 +236,16 @@ def synthesize_dataset(
                     raise _stopped(signum, writer)
                 if drawn >= max_draws:
                     raise _short(quota, names, drawn, max_draw_factor, n, written, synthesizer)
-                # A class the synthesizer makes too rarely to fill within max_draws is refused as soon as that is
-                # clear, not after drawing them all (minutes to hours). Not for one that aims at the quota's
-                # classes: its rate for a class rises as the others fill.
-                beyond = {} if aims else quota.out_of_reach(max_draws - drawn)
+                # A class made too rarely to fill within max_draws is refused as soon as that is clear, not after
+                # drawing them all (minutes to hours: a weak teacher under DeepInversion); for a synthesizer that
+                # aims, from the rate its aims are answered with each class (Quota.out_of_reach).
+                beyond = quota.out_of_reach(max_draws - drawn, aiming=aims)
                 if beyond:
                     raise _short(quota, names, drawn, max_draw_factor, n, written, synthesizer,
                                  needed=drawn + max(beyond.values()))
-                kept, count, made = _kept(label_with_teacher(teacher.model, next_images(), amp), quota)
+                images, made_for = next_images()
+                kept, count, made = _kept(label_with_teacher(teacher.model, images, amp), quota,
+                                          made_for if aims else None)
                 drawn += made
                 if kept is not None:
                     kept.indices = torch.arange(next_index, next_index + count)
@@ -267,12 +272,15 @@ def synthesize_dataset(
     return dist.broadcast_object(_result(writer, n, n - first_count, loop.elapsed()) if dist.is_main_process() else None)
 
 
-def _kept(batch: Samples, quota: Quota) -> tuple[Samples | None, int, int]:
-    """What the quota keeps of every rank's draws, decided alike on every rank (it sees all ranks' labels, in rank
-    order): (the kept samples, gathered on rank 0, else None; how many were kept; how many all ranks drew)."""
-    labels = dist.all_gather_objects(batch.labels)
+def _kept(batch: Samples, quota: Quota, made_for: torch.Tensor | None = None) -> tuple[Samples | None, int, int]:
+    """What the quota keeps of every rank's draws, decided alike on every rank (it sees all ranks' labels, and the
+    classes they were made for where given, in rank order): (the kept samples, gathered on rank 0, else None; how many
+    were kept; how many all ranks drew)."""
+    drawn = dist.all_gather_objects((batch.labels, None if made_for is None else made_for.to("cpu", torch.int64)))
+    labels = [part for part, _ in drawn]
+    aims = None if any(a is None for _, a in drawn) else torch.cat([a for _, a in drawn])
     sizes = [len(part) for part in labels]
-    keep = quota.accept(torch.cat(labels))
+    keep = quota.accept(torch.cat(labels), aims)
     mine = sum(sizes[: dist.rank()])
     kept = dist.gather_objects(batch.select(keep[mine: mine + len(batch)]))
     return (None if kept is None else Samples.cat(kept)), int(keep.sum()), sum(sizes)

@@ -95,6 +95,15 @@ def test_quota_says_which_classes_the_draws_left_cannot_fill_at_a_generous_rate(
     # at (1 + 3 + 5) / 119 a draw, 9 more of class 1 take about 119 draws
     assert quota.out_of_reach(10_000) == {} and quota.out_of_reach(100) == {1: 120}
     assert Quota(None, 20, 2).out_of_reach(0) == {}  # as_drawn: any class will do
+    # A synthesizer that aims: judged by how each short class's aims were answered, the best of them for each class
+    aimed = Quota([10, 10, 10], 30, 3)
+    aimed.accept(torch.tensor([0] * 25 + [2] * 5), aims=torch.tensor([0] * 25 + [1] * 5))  # c1's aims answered c2
+    assert aimed.shortfall() == {1: (0, 10), 2: (5, 10)}
+    assert aimed.out_of_reach(100, aiming=True) == {}  # c2 is short and not aimed at yet: what its aims give is unknown
+    aimed.accept(torch.tensor([2] * 5 + [0] * 15), aims=torch.tensor([2] * 5 + [1] * 15))  # c2 fills from its aims
+    # c1: answered 0 times in 20 of its own aims, so (0 + 5) / 20 a draw: its 10 take 41 draws
+    assert aimed.out_of_reach(100, aiming=True) == {} and aimed.out_of_reach(40, aiming=True) == {1: 41}
+    assert Quota([10, 10], 20, 2).out_of_reach(0, aiming=True) == {}  # no aims seen
 
 
 def test_manifest_that_contradicts_itself_is_refused(tmp_path):

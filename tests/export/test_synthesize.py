@@ -211,6 +211,34 @@ def test_a_class_out_of_reach_is_refused_early_and_a_rare_one_is_not(tmp_path):
     assert result.count == 20 and sum(len(images) for images in synthesizer.made) == 80
 
 
+class AnsweredOneInTen(AimingSynthesizer):
+    """Aims at the quota's classes; the teacher answers c0 to every image made for c1, and c3 to one image in ten
+    made for c3 (c0 to the others)."""
+
+    made_for_c3 = 0
+
+    def _images(self, targets):
+        images = super()._images(targets)
+        images[targets == 1, 0] = 0.0
+        for i in torch.nonzero(targets == 3).flatten().tolist():
+            self.made_for_c3 += 1
+            images[i, 0] = 1.0 if self.made_for_c3 % 10 == 0 else 0.0
+        return images
+
+
+def test_an_aiming_synthesizer_is_refused_early_from_how_its_aims_are_answered(tmp_path):
+    # c1's aims are never answered c1: once every short class has been aimed at and n drawn, the rate its own aims
+    # get (0 of them, generously 5 per aim) says the 2,000 draws allowed cannot fill it
+    with pytest.raises(DatafreeError, match=r"after drawing (\d+) images \(stopped early: .* too few as c1 0 of 50: "
+                                            r"the synthesizer aimed at these classes") as refused:
+        _write(tmp_path / "never", n=100, synthesizer=AnsweredOneInTen(batch_size=16), class_counts={"c0": 50, "c1": 50})
+    assert int(str(refused.value).split()[2]) <= 400  # not the 2,000 of max_draw_factor x n
+    # c3, answered to one aim in ten, is within reach: drawn until it is full
+    result, _ = _write(tmp_path / "rare", n=20, synthesizer=AnsweredOneInTen(batch_size=16), max_draw_factor=20,
+                       class_counts={"c0": 12, "c3": 8})
+    assert result.count == 20
+
+
 def test_a_class_the_synthesizer_never_makes_stops_with_the_shortfall(tmp_path):
     with pytest.raises(DatafreeError, match=r"after drawing \d+ images .* too few as c\d+ 0 of 5") as refused:
         _write(tmp_path / "set", n=20, synthesizer=RecordingNoise(batch_size=16), max_draw_factor=2,
