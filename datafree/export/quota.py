@@ -119,17 +119,18 @@ class Quota:
             return None
         return (self.targets - self.counts).clamp_min(0).float()
 
-    def out_of_reach(self, draws_left: int, aiming: bool = False) -> dict[int, int]:
+    def out_of_reach(self, draws_left: int, aiming: bool = False, at_least: int = 0) -> dict[int, int]:
         """Short classes that ``draws_left`` more draws would not fill even at a rate well above the one seen so far
         (a count plus three standard deviations plus five, per draw): index -> the draws filling it would take at
-        that generous rate. Empty until this process has seen at least ``n`` draws.
+        that generous rate. Empty until this process has seen at least ``n`` draws, and ``at_least``.
 
         Without aims a class's rate is the share of draws labelled with it. A synthesizer that ``aiming`` at the
         quota's classes draws more of a class as the others fill, up to all of its draws, and only for classes still
         short: a class's rate can rise to the most any short class's aims were answered with it (its own aims or
         another's), so that is the rate taken, and none is judged before every short class has been aimed at.
         """
-        if self.targets is None or self.seen_draws < self.n or (aiming and self.answered is None):
+        if (self.targets is None or self.seen_draws < max(self.n, at_least)
+                or (aiming and self.answered is None)):
             return {}
         short = self.shortfall()
         needed = {}

@@ -238,8 +238,9 @@ def synthesize_dataset(
                     raise _short(quota, names, drawn, max_draw_factor, n, written, synthesizer)
                 # A class made too rarely to fill within max_draws is refused as soon as that is clear, not after
                 # drawing them all (minutes to hours: a weak teacher under DeepInversion); for a synthesizer that
-                # aims, from the rate its aims are answered with each class (Quota.out_of_reach).
-                beyond = quota.out_of_reach(max_draws - drawn, aiming=aims)
+                # aims, from the rate its aims are answered with each class (Quota.out_of_reach), and not before a
+                # quarter of max_draws: one that learns as it draws (the fast recipe's generator) may answer better.
+                beyond = quota.out_of_reach(max_draws - drawn, aiming=aims, at_least=max_draws // 4 if aims else 0)
                 if beyond:
                     raise _short(quota, names, drawn, max_draw_factor, n, written, synthesizer,
                                  needed=drawn + max(beyond.values()))
