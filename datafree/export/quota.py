@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from datafree.errors import DatafreeError
 
 BALANCED, AS_DRAWN = "balanced", "as_drawn"
+# Above this many classes the answers to a synthesizer's aims (a classes x classes count) are not kept: 8 MB at 1,024.
+MOST_CLASSES_ANSWERED = 1024
 
 
 def class_targets(spec, n: int, classes: Sequence[str]) -> list[int] | None:
@@ -99,7 +101,7 @@ class Quota:
         valid = labels >= 0
         self.seen += torch.bincount(labels[valid], minlength=self.num_classes)
         self.seen_draws += len(labels)
-        if aims is not None:
+        if aims is not None and self.num_classes <= MOST_CLASSES_ANSWERED:
             k = self.num_classes
             self.aimed += torch.bincount(aims, minlength=k)
             pairs = torch.bincount(aims[valid] * k + labels[valid], minlength=k * k).view(k, k)
@@ -124,10 +126,11 @@ class Quota:
         (a count plus three standard deviations plus five, per draw): index -> the draws filling it would take at
         that generous rate. Empty until this process has seen at least ``n`` draws, and ``at_least``.
 
-        Without aims a class's rate is the share of draws labelled with it. A synthesizer that ``aiming`` at the
-        quota's classes draws more of a class as the others fill, up to all of its draws, and only for classes still
-        short: a class's rate can rise to the most any short class's aims were answered with it (its own aims or
-        another's), so that is the rate taken, and none is judged before every short class has been aimed at.
+        Without aims a class's rate is the share of draws labelled with it. A synthesizer that aims at the quota's
+        classes (``aiming``) draws more of a class as the others fill, up to all of its draws, and only for classes
+        still short: a class's rate can rise to the most any short class's aims were answered with it (its own aims or
+        another's), so that is the rate taken, and none is judged before every short class has been aimed at (nor
+        with more than :data:`MOST_CLASSES_ANSWERED` classes, whose answers are not counted).
         """
         if (self.targets is None or self.seen_draws < max(self.n, at_least)
                 or (aiming and self.answered is None)):
