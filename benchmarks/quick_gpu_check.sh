@@ -8,7 +8,7 @@
 # 3. train-teacher: a zoo ResNet-18 for 45 s (plain cross-entropy, recipes/teacher/train/cifar.yaml);
 # 4. experiment=fast, unchanged, from that teacher into a ResNet-18 for 60 s (seeds 0-2) and a MobileNetV2 for 120 s
 #    (seed 0): a teacher the recipe was never run on, end-of-run accuracy (benchmarks/end_table.py).
-# About 7 minutes on an H100; logs and summaries go to $OUT (default .cache/quick_gpu_check).
+# About 9 minutes on an H100 (242 s and 313 s in the two device commands it was first run as); logs and summaries go to $OUT (default .cache/quick_gpu_check).
 set -euo pipefail
 data=$1; OUT=${OUT:-.cache/quick_gpu_check}; mkdir -p "$OUT"
 python3 -m pytest -m gpu -o addopts="" -p no:cacheprovider -q --durations=12 tests > "$OUT/gpu_tests.txt" 2>&1 || true
