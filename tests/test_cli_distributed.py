@@ -91,6 +91,7 @@ def _scalars(run: Path) -> dict[str, list]:
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+@pytest.mark.long(45)
 def test_distill_on_two_processes_and_a_sigterm_to_one_resumed_bitwise(tmp_path):
     # With the running average of the weights: student.pt is the average, so it too must resume bitwise.
     distill = [*DISTILL, "trainer.ema_decay=0.9"]
@@ -135,6 +136,7 @@ def test_distill_on_two_processes_and_a_sigterm_to_one_resumed_bitwise(tmp_path)
     assert _scalars(run) == _scalars(reference)
 
 
+@pytest.mark.long(20)
 def test_a_torchvision_student_trains_as_one_network_on_two_processes(tmp_path):
     run = tmp_path / "run"
     proc = torchrun("distill", *[a for a in DISTILL if not a.startswith("student=")], "student=torchvision",
@@ -145,6 +147,7 @@ def test_a_torchvision_student_trains_as_one_network_on_two_processes(tmp_path):
     assert _equal(first["student"], second["student"])  # DDP kept the ranks' copies one network
 
 
+@pytest.mark.long(13)
 def test_a_rank_that_dies_stops_the_other_with_a_message(tmp_path):
     proc = torchrun("1", "-5", "distill", *DISTILL, f"hydra.run.dir={tmp_path / 'run'}", script=_killer(tmp_path))
     assert proc.returncode != 0
@@ -171,6 +174,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.long(35)
 def test_a_refusal_every_rank_reaches_is_printed_once_and_one_rank_alone_says_its_own(tmp_path, shapes_teacher_path):
     teacher = [a for a in DISTILL if not a.startswith("teacher")] + ["teacher=checkpoint",
                                                                      f"teacher.checkpoint={shapes_teacher_path}"]
@@ -220,6 +224,7 @@ assert threads() <= alone + 1, (alone, threads())  # + 1: a thread the first opt
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through /proc (Linux)")
+@pytest.mark.long(12)
 def test_leaving_the_group_stops_its_threads(tmp_path):
     script = tmp_path / "shutdown.py"
     script.write_text(SHUTDOWN)
@@ -227,6 +232,7 @@ def test_leaving_the_group_stops_its_threads(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.long(12)
 def test_synthesize_on_two_processes_writes_one_data_set(tmp_path, shapes_teacher_path):
     overrides = [*SYNTHESIZE, f"teacher.checkpoint={shapes_teacher_path}"]
     out = tmp_path / "set"

@@ -7,6 +7,7 @@ import random
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from test_cli import TINY, in_process
@@ -88,6 +89,7 @@ def _interrupt_and_resume(tmp_path, capsys, command, args, total_steps, checkpoi
     return run
 
 
+@pytest.mark.long(20)
 def test_distill_interrupted_at_random_steps_resumes_bitwise(tmp_path, capsys):
     # The teacher is trained inside the run: its state is reused on resume, not trained again.
     run = _interrupt_and_resume(tmp_path, capsys, "distill", DISTILL, 12, "student.pt")
@@ -110,6 +112,7 @@ def test_distill_interrupted_at_random_steps_resumes_bitwise(tmp_path, capsys):
     assert proc.returncode == 2 and f"names a file: give the run's folder, resume={run}." in proc.stderr
 
 
+@pytest.mark.long(18)
 def test_train_teacher_interrupted_at_random_steps_resumes_bitwise(tmp_path, capsys):
     # 400 images / batch 64 = 6 steps per epoch, 2 epochs. The last resume gives resume=RUN_DIR alone: the settings
     # the run was started with come from its .hydra record; one given again that differs is still refused.
@@ -124,6 +127,7 @@ def test_train_teacher_interrupted_at_random_steps_resumes_bitwise(tmp_path, cap
                                      f"train-teacher resume={run}") in proc.stderr
 
 
+@pytest.mark.long(20)
 def test_the_fast_recipe_interrupted_at_random_steps_resumes_bitwise(tmp_path, capsys, shapes_teacher_path):
     # experiment=fast as the GPU benchmarks run it in pieces (benchmarks/resumable_distill.sh): the bank sized by
     # trainer.pool_capacity=auto, the batches by the device (auto: 32 and 64 on the CPU; the resumed recipe's auto

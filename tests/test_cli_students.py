@@ -79,6 +79,7 @@ def test_a_layer_pair_term_names_a_torchvision_students_own_modules(tmp_path, ca
     assert "student loss: kd + attention" in _log(tmp_path / "run")
 
 
+@pytest.mark.long(15)
 def test_a_torchvision_student_resumes_bitwise(tmp_path, capsys):
     # stopped in the middle of the learning-rate warm-up: the resumed steps must take the rates they would have had
     args = [*BASE, *MOBILENET, "trainer.rounds=3", "trainer.student_steps=2", "trainer.checkpoint_every=2",

@@ -145,6 +145,7 @@ def test_student_class_count_is_checked_before_the_teacher_is_trained(tmp_path, 
     assert "training one first" not in proc.stdout
 
 
+@pytest.mark.long(20)
 def test_a_run_on_images_resumes_bitwise(tmp_path, capsys):
     """The images drawn come from the device's random stream, which the run's state carries: a run stopped three
     times and resumed ends with the student of a run never stopped."""

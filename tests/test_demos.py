@@ -41,6 +41,7 @@ def assert_within(value: float, bounds: tuple[float, float], what: str) -> None:
     assert bounds[0] <= value <= bounds[1], f"{what} {value}% is outside the guide's {bounds[0]}–{bounds[1]}%"
 
 
+@pytest.mark.long(150)
 def test_default_demo_matches_the_guide(tmp_path):
     printed, stdout = run_demo(tmp_path)
     assert_within(printed["teacher"], stated_range("teacher"), "teacher")

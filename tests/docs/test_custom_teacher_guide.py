@@ -1,9 +1,11 @@
 """docs/custom_teacher.md, run exactly as written, in an empty folder outside the package."""
+import pytest
 import torch
 
 from markdown_blocks import blocks, play
 
 
+@pytest.mark.long(35)
 def test_guide_commands_distil_a_user_teacher(tmp_path):
     steps = blocks("docs/custom_teacher.md")
     assert [k for k, _, _ in steps] == ["file", "file", "run", "file", "run"]

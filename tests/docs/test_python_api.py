@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from markdown_blocks import blocks
@@ -22,6 +23,7 @@ def _quick_teacher(path):
     save_classifier(path, model, ClassifierInfo("tinycnn", 10, (3, 16, 16), (0.5,) * 3, (0.25,) * 3, classes=train.classes))
 
 
+@pytest.mark.long(35)
 def test_python_api_block(tmp_path):
     (code,) = [body for kind, _, body in blocks("docs/python_api.md") if kind == "python"]
     _quick_teacher(tmp_path / "teacher.pt")

@@ -38,6 +38,7 @@ def _uninterrupted(overrides, out, run_dir):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.long(25)
 def test_killed_at_random_points_and_continued_gives_the_uninterrupted_set(tmp_path, shapes_teacher_path):
     overrides = [*RECIPE, f"teacher.checkpoint={shapes_teacher_path}"]
     out = tmp_path / "set"

@@ -62,6 +62,7 @@ def test_deploy_from_a_run_uses_its_synthetic_images_and_real_data(deploy_dir, r
     # the user's own class: the run's recipe builds it (the checkpoint alone cannot, test below)
     (["student=module", "student.model._target_=nets.TinyBNNet", "+student.model.num_classes=10"], "nets.TinyBNNet"),
 ])
+@pytest.mark.long(20)
 def test_students_from_every_source_ship_from_their_runs(tmp_path, student, label):
     """deploy rebuilds the student from the label its checkpoint carries, or, for a class of the user's, as the
     run's recipe built it; each file is checked against it."""

@@ -69,6 +69,7 @@ def test_weights_that_name_no_network_are_found_in_the_zoo_or_torchvision():
     assert network_fit(twice, "teacher")[0][0] == "torchvision:resnet18"
 
 
+@pytest.mark.long(13)
 def test_a_network_saved_beside_another_modules_tensors_is_found_under_its_prefix():
     # a distillation checkpoint: the student under "student.", a projection of the criterion's saved after it, whose
     # matrix would otherwise be read as the classifier (64 classes)
@@ -86,6 +87,7 @@ def test_a_network_saved_beside_another_modules_tensors_is_found_under_its_prefi
                                                               "student.state_key=net. student.num_classes=3.")
 
 
+@pytest.mark.long(13)
 def test_timm_weights_are_searched_in_their_own_family_first(monkeypatch):
     timm = pytest.importorskip("timm")
     with torch.device("meta"):
@@ -145,6 +147,7 @@ def test_weights_of_no_known_network_are_told_to_load_into_the_users_class():
         "they hold no classifier (a last matrix or 1x1 convolution) to build a network for: load them with teacher=module")
 
 
+@pytest.mark.long(16)
 def test_networks_whose_weights_have_the_same_shapes_are_all_named():
     # timm's tf_efficientnet_b0 pads as TensorFlow does, efficientnet_b0 as PyTorch does: the same shapes, other
     # features. Weights that fit both are not loaded into one silently: the error names every one
