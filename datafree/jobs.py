@@ -778,14 +778,14 @@ def _pct(value: float | None) -> str:
 
 def _device_name(device: torch.device, result: DistillResult | None = None) -> str:
     """The device, and on a GPU the peak memory the run took so far (what sizing the next run needs): with a
-    distillation's ``result``, how much of it the replay pool took and how full it got, since trainer.pool_capacity=auto
-    takes a quarter of the free memory up front, far more than a short run fills."""
+    distillation's ``result``, how much of it the replay pool took and how full it got (it grows as it fills, up to
+    trainer.pool_capacity: a longer run takes more)."""
     if device.type != "cuda":
         return "CPU"
     peak = f"peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
     if result is not None and result.pool_bytes:
-        peak += (f", {memory_amount(result.pool_bytes)} of it the replay pool, {result.pool_filled:,} of its "
-                 f"{result.pool_capacity:,} images filled: trainer.pool_capacity sizes it")
+        peak += (f", {memory_amount(result.pool_bytes)} of it the replay pool, holding {result.pool_filled:,} images "
+                 f"of the {result.pool_capacity:,} trainer.pool_capacity lets it grow to")
     return f"{torch.cuda.get_device_name(device)} ({peak})"
 
 

@@ -391,3 +391,31 @@ def test_the_running_average_moves_inside_the_captured_student_step():
         averages[graphs] = average
     for eager, graphed in zip(averages[False], averages[True]):
         assert torch.allclose(eager, graphed, rtol=2e-2, atol=1e-3)
+
+
+def test_a_growing_pool_is_read_by_the_captured_student_step_after_each_growth(monkeypatch):
+    """The replay pool grows as it fills (a new storage tensor each time): the captured student step is captured
+    again after each growth, and reads the grown pool, so a graphed run trains as an eager one."""
+    from datafree.distill import pool
+    from datafree.synthesizers import NoiseSynthesizer
+
+    monkeypatch.setattr(pool, "FIRST_ALLOCATION", 64)  # 64 images a round: grown at rounds 2, 3 and 5
+    device = torch.device("cuda")
+    students = {}
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        teacher, student = _nets(device)
+        distiller = Distiller.from_options(teacher, student, NoiseSynthesizer(batch_size=64), device=device,
+                                           num_classes=10, input_size=(3, 32, 32), batch_size=64, replay=1.0,
+                                           pool_capacity=1024, progress=False, cuda_graphs=graphs, lr=0.01)
+        for _ in range(6):
+            distiller.source.new_round()
+            for _ in range(5):  # after a growth: three eager warm-up steps, the capture, a replay
+                distiller._update()
+        torch.cuda.synchronize()
+        assert distiller.source.pool.allocations == 4 and len(distiller.source.pool) == 384
+        if graphs:
+            assert distiller._captured.graph is not None and distiller._source_buffers == distiller.source.buffers
+        students[graphs] = [p.detach().clone() for p in student.parameters()]
+    for eager, graphed in zip(students[False], students[True]):
+        assert torch.allclose(eager, graphed, rtol=2e-2, atol=1e-3)

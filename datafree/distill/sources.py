@@ -51,7 +51,7 @@ class BatchSource(abc.ABC):
         return 0, False
 
     def memory_bytes(self) -> int:
-        """Memory the source holds for the whole run besides the networks (the replay pool)."""
+        """Memory the source holds at most over the run besides the networks (the replay pool, once full)."""
         return 0
 
     def student_batch(self) -> int:
@@ -93,7 +93,7 @@ class SynthesizerSource(BatchSource):
         self.synthesized = 0  # images made so far (this rank)
         self.fresh: torch.Tensor | None = None  # the round's batch, refilled in place so a captured step can read it
         self.in_round = False
-        self.buffers = 0  # how many times `fresh` was allocated: a captured step must be captured again
+        self._fresh_allocations = 0
 
     def bind(self, teacher, student, *, num_classes, input_size, batch_size, device, logger) -> None:
         super().bind(teacher, student, num_classes=num_classes, input_size=input_size, batch_size=batch_size,
@@ -107,22 +107,31 @@ class SynthesizerSource(BatchSource):
         self.pool = SyntheticPool(capacity, tuple(input_size), device)
         self.synthesizer.bind(teacher, student, num_classes, tuple(input_size), device)
 
+    @property
+    def buffers(self) -> int:
+        """How many times a tensor a student batch reads was replaced (``fresh`` allocated anew, e.g. after a halved
+        synthesis batch, or the replay pool grown): a captured student step must then be captured again."""
+        return self._fresh_allocations + (self.pool.allocations if hasattr(self, "pool") else 0)
+
     def backward_batch(self) -> tuple[int, bool]:
         return self.synthesizer.backward_batch()
 
     def memory_bytes(self) -> int:
-        return self.pool.nbytes()
+        return self.pool.capacity_bytes()
 
     def new_round(self) -> None:
         images = self._synthesize().images
         self.synthesized += len(images)
         self.pool.add(images)
+        if self.pool.stopped_growing:  # out of device memory: said once, the run goes on with the smaller pool
+            self.logger.warning(self.pool.stopped_growing)
+            self.pool.stopped_growing = None
         self._keep(images)
 
     def _keep(self, images: torch.Tensor) -> None:
         if self.fresh is None or self.fresh.shape != images.shape:
             self.fresh = images.clone()
-            self.buffers += 1
+            self._fresh_allocations += 1
         else:
             self.fresh.copy_(images)
         self.in_round = True
@@ -199,7 +208,8 @@ class SynthesizerSource(BatchSource):
 def pool_size(capacity: int | str, image_shape: tuple[int, int, int], device: torch.device, logger: RunLogger) -> int:
     """The replay pool's capacity in images: as given, or ``auto``: a quarter of the device memory free now (uint8
     images: 3 KB at 32 px, 150 KB at 224 px), at most 2**24 images, on the CPU at most 50,000 (a quarter of the
-    memory the machine has free: 50,000 images at 224 px are 7 GiB); the log says what was chosen.
+    memory the machine has free: 50,000 images at 224 px are 7 GiB); the log says what was chosen. The pool takes
+    that memory as it fills (:class:`~datafree.distill.pool.SyntheticPool` grows), not up front.
     A given capacity that cannot fit in the free GPU memory is refused, naming the size that fits."""
     per_image = image_shape[0] * image_shape[1] * image_shape[2]
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
@@ -212,7 +222,7 @@ def pool_size(capacity: int | str, image_shape: tuple[int, int, int], device: to
         why = (f"; {free / 2**30:.0f} GiB free" if free is not None
                else f"; a quarter of the {host / 2**30:.1f} GiB of memory available" if chosen < 50_000 else "")
         logger.info(f"trainer.pool_capacity=auto: {chosen} images ({amount} of uint8 "
-                    f"{image_shape[1]}x{image_shape[2]} images{why})")
+                    f"{image_shape[1]}x{image_shape[2]} images{why}), taken as it fills")
         return chosen
     if free is not None and int(capacity) * per_image > 0.9 * free:
         fits = int(0.5 * free // per_image)

@@ -469,9 +469,10 @@ class Distiller:
         pool = getattr(self.source, "pool", None)
         if pool is None or pool.device.type != "cuda" or not pool.capacity:
             return ""
-        return (f", or trainer.pool_capacity (the replay pool holds {pool.capacity:,} images in "
-                f"{pool.nbytes() / 2**30:.1f} GiB; trainer.pool_capacity=auto takes a quarter of the memory free when "
-                f"the run starts, so runs started together on one GPU crowd each other)")
+        return (f", or trainer.pool_capacity (the replay pool holds {len(pool):,} images in "
+                f"{pool.nbytes() / 2**30:.1f} GiB and grows to {pool.capacity:,}; trainer.pool_capacity=auto takes up "
+                f"to a quarter of the memory free when the run starts, so runs started together on one GPU crowd each "
+                f"other)")
 
     COLLAPSED_SHARE = COLLAPSED_SHARE  # evaluate.py: one class for this share of the test images, or more
     # A student whose logits move over the test set by less than this share of what the teacher's move has lost its

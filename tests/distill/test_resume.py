@@ -270,5 +270,5 @@ def test_out_of_memory_in_a_distill_evaluation_names_the_replay_pool_as_well(tmp
     assert d._pool_hint() == ""  # a pool in host memory crowds no GPU
     d.source.pool.device = torch.device("cuda")
     hint = d._pool_hint()
-    assert hint.startswith(", or trainer.pool_capacity (the replay pool holds 1,000 images in 0.0 GiB;")
+    assert hint.startswith(", or trainer.pool_capacity (the replay pool holds 0 images in 0.0 GiB and grows to 1,000;")
     assert "runs started together on one GPU crowd each other)" in hint

@@ -55,19 +55,43 @@ def test_deepinversion_through_trainer_fills_pool(tmp_path):
     assert (result.pool_capacity, result.pool_filled, result.pool_bytes) == (20, 20, 20 * 3 * 8 * 8)
 
 
+def test_a_pool_that_grows_trains_the_student_a_pool_allocated_at_once_trains(tmp_path, monkeypatch):
+    """The replay pool grows as it fills (datafree.distill.pool): the images drawn, and so the student, are those
+    of a pool allocated at once; each growth counts as a new buffer, so a captured student step is captured again."""
+    from datafree.distill import pool
+
+    students, buffers = [], []
+    for first in (4, 10_000):  # 8 images a round into a pool of 100: grown 4 -> 8 -> 16 -> 32 -> 64 -> 100
+        monkeypatch.setattr(pool, "FIRST_ALLOCATION", first)
+        torch.manual_seed(0)
+        d = _distiller(tmp_path / str(first), NoiseSynthesizer(batch_size=8), rounds=16, student_steps=2,
+                       pool_capacity=100)
+        seen = []
+        new_round = d.source.new_round
+        monkeypatch.setattr(d.source, "new_round", lambda: (new_round(), seen.append(d.source.buffers)))
+        d.fit()
+        students.append(d.student.state_dict())
+        buffers.append(seen)
+    assert all(torch.equal(a, b) for a, b in zip(students[0].values(), students[1].values()))
+    assert buffers[1] == [2] * 16  # the fresh batch and the pool, once each
+    assert buffers[0] == [3, 4, 5, 5, 6, 6, 6, 6] + [7] * 8  # and one more at each growth, the last at 72 images
+
+
 def test_the_closing_line_says_how_much_of_the_peak_memory_the_pool_took(tmp_path, monkeypatch):
-    """trainer.pool_capacity=auto takes a quarter of the free GPU memory up front: the peak a run reports says so,
-    with how full the pool got, so that nobody sizes the next run by a peak the pool made."""
+    """The replay pool grows as it fills, up to trainer.pool_capacity (auto: a quarter of the free GPU memory): the
+    peak a run reports says how much of it the pool took and how far it may grow, so that nobody sizes a longer run
+    by a short run's peak."""
     from datafree.jobs import _device_name
 
     result = _distiller(tmp_path, NoiseSynthesizer(batch_size=8), rounds=3, student_steps=1, pool_capacity=10000).fit()
+    assert (result.pool_filled, result.pool_bytes) == (24, 4096 * 3 * 8 * 8)  # its first allocation, not 10,000
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200")
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 41.1 * 2**30)
     gpu = torch.device("cuda", 0)
-    assert _device_name(gpu, result) == ("NVIDIA H200 (peak memory 41.1 GiB, 2 MiB of it the replay pool, 24 of its "
-                                         "10,000 images filled: trainer.pool_capacity sizes it)")
+    assert _device_name(gpu, result) == ("NVIDIA H200 (peak memory 41.1 GiB, 768 kB of it the replay pool, holding 24 "
+                                         "images of the 10,000 trainer.pool_capacity lets it grow to)")
     result.pool_bytes, result.pool_capacity = 34.7 * 2**30, 12_140_981
-    assert "41.1 GiB, 34.7 GiB of it the replay pool, 24 of its 12,140,981 images filled" in _device_name(gpu, result)
+    assert "41.1 GiB, 34.7 GiB of it the replay pool, holding 24 images of the 12,140,981" in _device_name(gpu, result)
     assert _device_name(gpu) == "NVIDIA H200 (peak memory 41.1 GiB)" and _device_name(torch.device("cpu"), result) == "CPU"
 
 
