@@ -4,8 +4,9 @@
 #   benchmarks/any_teacher_128_variants.sh DATA_DIR STUDENT_S NAME="overrides ..." [NAME="..." ...]
 # Each variant is experiment=fast into a torchvision ResNet-18 (STUDENT=... for another) with its overrides, for
 # STUDENT_S seconds, evaluated every 25 rounds. The runs share the GPU: compare them with each other, not with runs
-# that had it alone. Four or more at once need trainer.pool_capacity set: each auto pool takes a quarter of the
-# memory free when its run starts. Logs and summary.csv files go to $OUT (default .cache/any_teacher_128), with
+# that had it alone. Four or more at once took trainer.pool_capacity set, when each auto pool took a quarter of the
+# memory free at its start up front; pools now take their memory as they fill (up to that quarter), and one that
+# cannot grow further stops growing with a warning. Logs and summary.csv files go to $OUT (default .cache/any_teacher_128), with
 # NAME_bn_scale.txt: benchmarks/bn_scale.py on each finished run's synthetic images beside real ones and noise, layer
 # by layer (BN_SCALE=0 skips it).
 set -euo pipefail

@@ -1,6 +1,6 @@
 """docs/shipping.md's block, run as written in an empty folder: the CPU demo, deployed with int8 and reported.
 
-A full CPU run (the demo takes one to two minutes on 2 cores): slow. The fast tests in tests/ship run the same commands on tiny runs.
+A full CPU run (the demo takes one to three minutes on 2 cores): slow. The fast tests in tests/ship run the same commands on tiny runs.
 """
 import json
 
