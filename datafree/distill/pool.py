@@ -16,6 +16,7 @@ import torch
 
 from datafree.errors import DatafreeError
 from datafree.ops.pixels import dequantise, quantise
+from datafree.utils.device import memory_amount
 
 
 def oldest_first(images: torch.Tensor, next_index: int) -> torch.Tensor:
@@ -78,7 +79,7 @@ class SyntheticPool:
             need = grown_size * self._images[:1].numel()
             self.capacity = held
             self.stopped_growing = (
-                f"the replay pool stopped growing at {held:,} images: {need / 2**30:.1f} GiB for {grown_size:,} did "
+                f"the replay pool stopped growing at {held:,} images: {memory_amount(need)} for {grown_size:,} did "
                 f"not fit beside the run, so it keeps the newest {held:,} from now on (trainer.pool_capacity={held} "
                 "sets that from the start)")
             return

@@ -122,7 +122,7 @@ def test_out_of_memory_the_pool_stops_growing_and_keeps_the_newest(monkeypatch):
     for batch in batches[:3]:  # 9 images: the growth from 8 to 16 fails
         pool.add(batch)
     assert pool.capacity == 8 and pool.nbytes() == 8 * 4 and len(pool) == 8
-    assert pool.stopped_growing == ("the replay pool stopped growing at 8 images: 0.0 GiB for 16 did not fit beside "
+    assert pool.stopped_growing == ("the replay pool stopped growing at 8 images: 0 kB for 16 did not fit beside "
                                     "the run, so it keeps the newest 8 from now on (trainer.pool_capacity=8 sets that "
                                     "from the start)")
     for batch in batches[3:]:
