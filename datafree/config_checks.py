@@ -170,6 +170,7 @@ RULES: dict[str, tuple[tuple, str]] = {
     "trainer.bn_momentum": (BN_MOMENTUM, "0.1"),
     "trainer.clip_grad_norm": (_or_null(POSITIVE), "5.0"),
     "trainer.ema_decay": (MOMENTUM, "0.999"),
+    "trainer.ema_bn_batches": (_int(0), "50"),
     "trainer.attention.weight": (_number(0), "250"),
     "trainer.hint.weight": (_number(0), "1.0"),
     "trainer.similarity.weight": (_number(0), "3000"),

@@ -35,6 +35,7 @@ def assert_refused(result, out: Path, command: str, overrides, *needles):
     (["synthesizer.jitter=-1"], ["must be >= 0, got jitter=-1"]),
     (["data.test.seed=abc"], ["data.test (datafree.data.build_dataset) refused its settings: ValueError"]),
     (["trainer.pool_capacity=-1"], ["trainer.pool_capacity must be auto or an int >= 0", "trainer.pool_capacity=auto"]),
+    (["trainer.ema_bn_batches=-1"], ["trainer.ema_bn_batches must be an int >= 0", "trainer.ema_bn_batches=50"]),
 ])
 def test_constructor_refusals_are_one_line(tmp_path, capsys, overrides, needles):
     out = tmp_path / "run"

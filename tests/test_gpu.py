@@ -21,6 +21,17 @@ def _nets(device):
     return teacher.to(memory_format=torch.channels_last), student.to(memory_format=torch.channels_last)
 
 
+def _noise_distiller(graphs: bool, **options):
+    """A WRN-16-1 student of a ResNet-18 teacher on noise, 64-image batches from a replay pool of up to 1,024 (seed 0)."""
+    from datafree.synthesizers import NoiseSynthesizer
+
+    torch.manual_seed(0)
+    teacher, student = _nets(torch.device("cuda"))
+    return Distiller.from_options(teacher, student, NoiseSynthesizer(batch_size=64), device=torch.device("cuda"),
+                                  num_classes=10, input_size=(3, 32, 32), batch_size=64, replay=1.0,
+                                  pool_capacity=1024, progress=False, cuda_graphs=graphs, **options)
+
+
 def _round_without_sync(distiller):
     """One warm-up round (cuDNN autotuning may sync), then a round that fails on any host sync; its images."""
     distiller.source.new_round()
@@ -361,17 +372,11 @@ def test_evaluation_counts_the_predicted_classes_with_one_host_sync():
 
 def test_the_running_average_moves_inside_the_captured_student_step():
     """trainer.ema_decay: the average is updated in the graphed student step, without a host sync, as eagerly."""
-    from datafree.synthesizers import NoiseSynthesizer
-
-    device = torch.device("cuda")
     averages = {}
     for graphs in (False, True):
-        torch.manual_seed(0)
-        teacher, student = _nets(device)
+        distiller = _noise_distiller(graphs, ema_decay=0.9)
+        student = distiller.student
         start = [p.detach().clone() for p in student.parameters()]
-        distiller = Distiller.from_options(teacher, student, NoiseSynthesizer(batch_size=64), device=device,
-                                           num_classes=10, input_size=(3, 32, 32), batch_size=64, replay=1.0,
-                                           pool_capacity=1024, progress=False, cuda_graphs=graphs, ema_decay=0.9)
         distiller.source.new_round()
         for _ in range(4):  # warm-up and capture (cuDNN autotuning may sync)
             distiller._update()
@@ -393,21 +398,41 @@ def test_the_running_average_moves_inside_the_captured_student_step():
         assert torch.allclose(eager, graphed, rtol=2e-2, atol=1e-3)
 
 
+def test_the_average_reestimated_between_captured_steps_moves_on_as_eagerly():
+    """trainer.ema_bn_batches: the average's statistics, re-estimated in place between graphed student steps (the
+    graph holds those tensors), are what the next steps move on from, as in an eager run."""
+    from datafree.ops.hooks import batchnorm_layers
+
+    states = {}
+    for graphs in (False, True):
+        distiller = _noise_distiller(graphs, ema_decay=0.9, ema_bn_batches=4)
+        distiller.source.new_round()
+        for _ in range(4):
+            distiller._update()
+        layer = batchnorm_layers(distiller.average.module)[0]
+        averaged = layer.running_mean.clone()
+        distiller._reestimate_average(4)
+        assert not torch.equal(layer.running_mean, averaged) and layer.momentum is not None
+        for _ in range(3):
+            distiller._update()
+        assert (distiller._captured is not None and distiller._captured.graph is not None) == graphs
+        states[graphs] = {k: v.clone() for k, v in distiller.average.module.state_dict().items()}
+    for name, eager in states[False].items():
+        graphed = states[True][name]
+        assert torch.allclose(eager.float(), graphed.float(), rtol=2e-2, atol=1e-3), name
+
+
 def test_a_growing_pool_is_read_by_the_captured_student_step_after_each_growth(monkeypatch):
     """The replay pool grows as it fills (a new storage tensor each time): the captured student step is captured
-    again after each growth, and reads the grown pool, so a graphed run trains as an eager one."""
+    again after each growth, and reads the grown pool, so a graphed run trains as an eager one, and moves the average
+    of its weights and BatchNorm statistics as an eager one does (the captured step holds the average's update)."""
     from datafree.distill import pool
-    from datafree.synthesizers import NoiseSynthesizer
 
     monkeypatch.setattr(pool, "FIRST_ALLOCATION", 64)  # 64 images a round: grown at rounds 2, 3 and 5
-    device = torch.device("cuda")
     students = {}
     for graphs in (False, True):
-        torch.manual_seed(0)
-        teacher, student = _nets(device)
-        distiller = Distiller.from_options(teacher, student, NoiseSynthesizer(batch_size=64), device=device,
-                                           num_classes=10, input_size=(3, 32, 32), batch_size=64, replay=1.0,
-                                           pool_capacity=1024, progress=False, cuda_graphs=graphs, lr=0.01)
+        distiller = _noise_distiller(graphs, lr=0.01, ema_decay=0.9, ema_bn_batches=0)
+        student = distiller.student
         for _ in range(6):
             distiller.source.new_round()
             for _ in range(5):  # after a growth: three eager warm-up steps, the capture, a replay
@@ -416,6 +441,8 @@ def test_a_growing_pool_is_read_by_the_captured_student_step_after_each_growth(m
         assert distiller.source.pool.allocations == 4 and len(distiller.source.pool) == 384
         if graphs:
             assert distiller._captured.graph is not None and distiller._source_buffers == distiller.source.buffers
-        students[graphs] = [p.detach().clone() for p in student.parameters()]
+        students[graphs] = [t.detach().clone().float() for t in (*student.state_dict().values(),
+                                                                     *distiller.average.module.state_dict().values())]
+        assert distiller.average.updates.item() == 30
     for eager, graphed in zip(students[False], students[True]):
         assert torch.allclose(eager, graphed, rtol=2e-2, atol=1e-3)

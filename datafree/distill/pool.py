@@ -108,16 +108,17 @@ class SyntheticPool:
         self._size = min(self.capacity, self._size + n)
         self._fill.fill_(self._size)
 
-    def sample(self, n: int) -> torch.Tensor:
-        """``n`` stored images drawn uniformly with replacement, as float in [0, 1]."""
-        return dequantise(self.sample_uint8(n))
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` stored images drawn uniformly with replacement, as float in [0, 1] (``generator``: whose draws, on
+        the pool's device; the default stream when None)."""
+        return dequantise(self.sample_uint8(n, generator))
 
-    def sample_uint8(self, n: int) -> torch.Tensor:
+    def sample_uint8(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` stored images drawn uniformly with replacement, as stored (uint8)."""
         if self._size == 0:
             raise RuntimeError("cannot sample from an empty pool")
         # floor(u * fill) with u in [0, 1): uniform over the filled slots, with the fill level read on the device.
-        index = (torch.rand(n, device=self.device) * self._fill).long()
+        index = (torch.rand(n, device=self.device, generator=generator) * self._fill).long()
         return self._images[index]
 
     def images(self) -> torch.Tensor:

@@ -51,6 +51,7 @@ class TrainerSettings:
     weight_decay: float
     clip_grad_norm: float | None
     ema_decay: float  # 0: off; else the running average of the weights is evaluated and delivered (averaging.py)
+    ema_bn_batches: int  # the average's BatchNorm statistics re-estimated over this many batches before each evaluation
     # The terms beside the loss (distill/objectives.py), each off at weight 0.
     attention: dict | None
     hint: dict | None

@@ -8,6 +8,7 @@ streams a set written by ``datafree synthesize`` with the teacher's stored logit
 from __future__ import annotations
 
 import abc
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -71,6 +72,12 @@ class BatchSource(abc.ABC):
 
     def grid_images(self, final: bool) -> torch.Tensor | None:
         """Images in [0, 1] for samples.png (after the first round, and ``final``ly), or None for no grid."""
+        return None
+
+    def calibration_batches(self, count: int, seed: int) -> Iterator[torch.Tensor] | None:
+        """``count`` student batches of inputs like those the student trains on, drawn from their own generator
+        seeded with ``seed`` (the training's random streams stay untouched), for re-estimating BatchNorm
+        statistics (:func:`~datafree.distill.averaging.reestimate_batchnorm`); None where the source keeps none."""
         return None
 
     def state_dict(self) -> dict:
@@ -149,6 +156,15 @@ class SynthesizerSource(BatchSource):
         parts = [p for p in (sampled, self.pool.sample(n_replay) if n_replay else None) if p is not None]
         inputs = self.augment(torch.cat(parts) if len(parts) > 1 else parts[0])
         return network_layout(inputs, self.device), None
+
+    def calibration_batches(self, count: int, seed: int) -> Iterator[torch.Tensor] | None:
+        """Batches of the replay pool, shifted and flipped as the student's are (not the augmentation's ``extra``
+        modules, which draw from the training's stream); None while the pool is empty."""
+        if not len(self.pool):
+            return None
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        return (network_layout(self.augment.shift_and_flip(self.pool.sample(self.batch_size, generator), generator),
+                               self.device) for _ in range(count))
 
     def capture_blockers(self) -> list[str]:
         blockers = [] if self.augment.capturable else ["the student augmentation has extra (kornia) modules"]

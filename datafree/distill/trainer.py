@@ -22,9 +22,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from datafree.distill.averaging import WeightAverage
+from datafree.distill.averaging import WeightAverage, reestimate_batchnorm
 from datafree.distill.objectives import Objectives
 from datafree.models.bn_momentum import set_bn_momentum
+from datafree.ops.hooks import batchnorm_layers
 from datafree.distill.preflight import check_host_memory, check_student_fits
 from datafree.distill.settings import Outputs, TrainerSettings
 from datafree.distill.sources import BatchSource, SynthesizerSource
@@ -76,6 +77,12 @@ class Progress:
     last_good: str | None = None  # student.pt, once written
     metrics: dict = dataclasses.field(default_factory=dict)  # the last evaluation's row
     terms: dict = dataclasses.field(default_factory=dict)  # the terms' means at the last read-back, for summary.csv
+
+
+def calibration_seed(step: int) -> int:
+    """The seed of the draws that re-estimate the average's statistics at ``step``: fixed by the step (a resumed run
+    draws as the first did) and the rank (under torchrun each rank draws from its own pool)."""
+    return step * 1_000_003 + dist.rank()
 
 
 class Distiller:
@@ -131,6 +138,7 @@ class Distiller:
                                     what="student step", shared=True)
         # trainer.ema_decay: the running average of the weights that evaluations see and the run delivers.
         self.average = WeightAverage(student, settings.ema_decay) if settings.ema_decay else None
+        self._calibration_said = False  # the first re-estimate of the average's statistics is logged, with its cost
         self.logged = self.objectives.logged(self.loss_name)  # what each student step returns and the loop sums
         if self.objectives.names:
             self.outputs.logger.info(self.objectives.describe(self.loss_name))
@@ -434,6 +442,8 @@ class Distiller:
                                  "time_s": round(loop.elapsed(), 2),
                                  "skipped_steps": int(self.guard.skipped.item())}  # evaluation syncs anyway
         delivered = self.student if self.average is None else self.average.module
+        if self.average is not None and self.settings.ema_bn_batches:
+            self._reestimate_average(run.step)
         if outputs.test_batches is not None:
             result = evaluate(delivered, outputs.test_batches, self.device, self.amp, reference=self.teacher,
                               num_classes=self.num_classes, oom_hint=self._pool_hint())
@@ -461,6 +471,28 @@ class Distiller:
             save_classifier(outputs.checkpoint_path, delivered, info)
             run.last_good = str(outputs.checkpoint_path)
         run.metrics = row
+
+    def _reestimate_average(self, step: int) -> None:
+        """The average's BatchNorm statistics, re-estimated on the student's own inputs (averaging.py says why),
+        from draws seeded by the step and the rank, so that a resumed run re-estimates exactly as the first did."""
+        count = self.settings.ema_bn_batches
+        started = time.perf_counter()
+        batches = self.source.calibration_batches(count, seed=calibration_seed(step))
+        used = reestimate_batchnorm(self.average.module, batches or (), self.device, self.amp)
+        if self._calibration_said:
+            return
+        self._calibration_said = True
+        if used:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.outputs.logger.info(
+                f"trainer.ema_bn_batches={count}: the average's BatchNorm statistics re-estimated before each "
+                f"evaluation over {used} batches of {self.source.student_batch()} replay-pool images "
+                f"({time.perf_counter() - started:.2f} s this time)")
+        elif batches is None and batchnorm_layers(self.average.module):
+            self.outputs.logger.info(
+                f"trainer.ema_bn_batches={count}: this run keeps no replay pool to re-estimate the average's "
+                "BatchNorm statistics on; they are averaged with its weights")
 
     def _pool_hint(self) -> str:
         """The replay pool's share of the device, for an out-of-memory message: it is often the largest allocation,

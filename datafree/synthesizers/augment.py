@@ -54,10 +54,14 @@ class Augment(nn.Module):
         return not len(self.extra)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.crop_padding:
-            x = shift_flip(images, self.crop_padding, self.flip, "zeros")
-        else:
-            x = shift_flip(images, self.jitter, self.flip, "wrap")
+        x = self.shift_and_flip(images)
         if len(self.extra):
             x = self.extra(x).clamp(0, 1)
         return x
+
+    def shift_and_flip(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The shift (or padded crop) and the flip alone, drawn from ``generator`` (the default stream when None):
+        draws that leave the training's random streams untouched, where ``extra`` modules draw from the default."""
+        if self.crop_padding:
+            return shift_flip(images, self.crop_padding, self.flip, "zeros", generator=generator)
+        return shift_flip(images, self.jitter, self.flip, "wrap", generator=generator)

@@ -7,7 +7,11 @@ import torch
 from torch import nn
 
 from test_resume import _kill_at, _make, _weights
-from datafree.distill.averaging import WeightAverage
+import copy
+
+from datafree.distill.averaging import WeightAverage, reestimate_batchnorm
+from datafree.distill.trainer import calibration_seed
+from datafree.ops.hooks import batchnorm_layers
 from datafree.synthesizers import NoiseSynthesizer
 from datafree.teachers import ClassifierInfo
 from datafree.utils.logging import RunLogger
@@ -86,6 +90,8 @@ def test_the_run_delivers_the_average_and_logs_both(tmp_path, caplog):
         assert torch.equal(raw.state_dict()[name], value), name
     assert result.student_accuracy == pytest.approx(float(rows[-1]["student_accuracy"]))
     assert "(the average of its weights; the weights themselves 0." in caplog.text
+    assert ("trainer.ema_bn_batches=50: the average's BatchNorm statistics re-estimated before each evaluation over 50 "
+            "batches of 8 replay-pool images") in caplog.text
 
 
 def test_without_averaging_nothing_changes_and_with_it_the_weights_train_the_same(tmp_path):
@@ -104,6 +110,60 @@ def test_without_averaging_nothing_changes_and_with_it_the_weights_train_the_sam
     for name, value in _weights(plain).items():
         assert torch.equal(weights[name], value), name
     assert any(not torch.equal(averaged.student.state_dict()[k], v) for k, v in _weights(plain).items())
+
+
+def test_reestimate_takes_the_plain_mean_over_the_batches_in_place():
+    net = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 2, 1)).eval()
+    layer = net[0]
+    mean_before, var_before = layer.running_mean.clone(), layer.running_var.clone()
+    addresses = (layer.running_mean.data_ptr(), layer.running_var.data_ptr())
+    torch.manual_seed(0)
+    batches = [torch.randn(6, 3, 4, 4) * (1 + i) + i for i in range(3)]
+    assert reestimate_batchnorm(net, iter(()), torch.device("cpu")) == 0  # nothing to draw: nothing changes
+    assert torch.equal(layer.running_mean, mean_before) and torch.equal(layer.running_var, var_before)
+    assert reestimate_batchnorm(net, iter(batches), torch.device("cpu")) == 3
+    means = torch.stack([b.mean((0, 2, 3)) for b in batches])
+    variances = torch.stack([b.transpose(0, 1).reshape(3, -1).var(1) for b in batches])  # unbiased, as BatchNorm keeps
+    assert torch.allclose(layer.running_mean, means.mean(0), atol=1e-6)
+    assert torch.allclose(layer.running_var, variances.mean(0), atol=1e-5)
+    assert (layer.running_mean.data_ptr(), layer.running_var.data_ptr()) == addresses  # a captured step holds them
+    assert layer.momentum == 0.1 and not net.training  # as it was
+    assert reestimate_batchnorm(nn.Sequential(nn.Linear(2, 2)), iter([torch.randn(2, 2)]), torch.device("cpu")) == 0
+
+
+def test_the_delivered_average_has_its_statistics_reestimated_and_the_weights_train_the_same(tmp_path):
+    # Re-estimated: the statistics are those of the pool's own draws at the last evaluation, the parameters the
+    # average's; averaged (trainer.ema_bn_batches=0): the same parameters, other statistics. Either way the weights
+    # themselves train bit for bit alike: the draws come from their own generator.
+    runs = {}
+    for count in (0, 4):
+        d = _make(tmp_path / str(count), synthesizer=NoiseSynthesizer(batch_size=8), ema_decay=0.8,
+                  ema_bn_batches=count)
+        d.fit()
+        runs[count] = d
+    delivered, averaged = runs[4].average.module, runs[0].average.module
+    expected = copy.deepcopy(delivered)
+    assert reestimate_batchnorm(expected, runs[4].source.calibration_batches(4, calibration_seed(12)),
+                                torch.device("cpu")) == 4  # the last evaluation: round 4, student step 12
+    stats = [name for layer in ("running_mean", "running_var") for name, _ in delivered.named_buffers()
+             if name.endswith(layer)]
+    assert stats and len(batchnorm_layers(delivered)) * 2 == len(stats)
+    for name, value in delivered.state_dict().items():
+        if name in stats:
+            assert torch.equal(value, expected.state_dict()[name]), name
+            assert not torch.equal(value, averaged.state_dict()[name]), name
+        elif value.is_floating_point():
+            assert torch.equal(value, averaged.state_dict()[name]), name
+    for name, value in torch.load(tmp_path / "4" / LAST, weights_only=True)["student"].items():
+        assert torch.equal(value, torch.load(tmp_path / "0" / LAST, weights_only=True)["student"][name]), name
+
+
+def test_without_a_pool_the_statistics_stay_averaged_and_the_log_says_so(tmp_path, caplog):
+    caplog.set_level("INFO", logger="datafree")
+    d = _make(tmp_path, synthesizer=NoiseSynthesizer(batch_size=8), ema_decay=0.8, replay=0.0,
+              logger=RunLogger(tmp_path, tensorboard=False))
+    d.fit()
+    assert "this run keeps no replay pool to re-estimate the average's BatchNorm statistics on" in caplog.text
 
 
 def test_the_average_resumes_bitwise(tmp_path):
