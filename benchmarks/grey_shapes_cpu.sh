@@ -9,6 +9,9 @@
 # from the repository root:
 #   benchmarks/grey_shapes_cpu.sh [OUT_DIR]
 # The end-of-run table: python benchmarks/end_table.py OUT_DIR "" RUN ... (accuracy at the end, never the best).
+# A part of it: STUDENTS="mobilenet_v3_small" (of mobilenet_v3_small, efficientnet_b0), SEEDS="0" (default 0 1 2),
+# NOISE=0 (no noise runs), DISTILL_OVERRIDES="..." (to every distill, e.g. trainer.ema_bn_batches=0), TAG=_SUFFIX
+# (ends each run's name).
 set -euo pipefail
 out=${1:-.cache/grey_shapes_cpu}; budget=${BUDGET_S:-300}; mkdir -p "$out"
 [ -d "$out/images" ] || python benchmarks/make_grey_shapes.py "$out/images"
@@ -18,11 +21,12 @@ if [ ! -f "$out/teacher/teacher.pt" ]; then
 fi
 grep -h "test accuracy" "$out/teacher.log" | tail -n 1
 small=(synthesizer.batch_size=32 trainer.batch_size=64 trainer.eval_every=10)
+read -ra distill_extra <<< "${DISTILL_OVERRIDES:-}"; read -ra seeds <<< "${SEEDS:-0 1 2}"
 distill() {  # NAME overrides...
   local name=$1; shift
   rm -rf "${out:?}/$name"
   python -m datafree distill experiment=fast "teacher.checkpoint=$out/teacher/teacher.pt" data=imagefolder \
-      "data.root=$out/images" "trainer.time_budget_s=$budget" "${small[@]}" progress=false "$@" \
+      "data.root=$out/images" "trainer.time_budget_s=$budget" "${small[@]}" progress=false "${distill_extra[@]}" "$@" \
       "hydra.run.dir=$out/$name" > "$out/$name.log" 2>&1 || true
   cp "$out/$name/summary.csv" "$out/${name}_summary.csv" 2>/dev/null || true
   grep -h "test accuracy" "$out/$name.log" | tail -n 1
@@ -32,7 +36,10 @@ students=("mobilenet_v3_small:student=torchvision student.name=mobilenet_v3_smal
 rows=()
 for entry in "${students[@]}"; do
   s=${entry%%:*}; read -ra student <<< "${entry#*:}"
-  for seed in 0 1 2; do distill "${s}_s$seed" "${student[@]}" "seed=$seed"; rows+=("${s}_s$seed"); done
-  distill "${s}_noise" "${student[@]}" synthesizer=noise seed=0; rows+=("${s}_noise")
+  [[ " ${STUDENTS:-$s} " == *" $s "* ]] || continue
+  for seed in "${seeds[@]}"; do
+    distill "${s}_s$seed${TAG:-}" "${student[@]}" "seed=$seed"; rows+=("${s}_s$seed${TAG:-}")
+  done
+  [ "${NOISE:-1}" = 0 ] || { distill "${s}_noise${TAG:-}" "${student[@]}" synthesizer=noise seed=0; rows+=("${s}_noise${TAG:-}"); }
 done
 python benchmarks/end_table.py "$out" "" "${rows[@]}"
