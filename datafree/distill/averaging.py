@@ -14,9 +14,11 @@ a MobileNetV2's average fell from 84.45% to 78.55% over the run's last 100 s whi
 its BatchNorm statistics re-estimated on the replay bank gave the same average 87.45% (docs/benchmarks.md). So
 before each evaluation (and so before every student.pt and the student delivered) the trainer re-estimates the
 average's statistics (:func:`reestimate_batchnorm`, ``trainer.ema_bn_batches`` batches of the student's own inputs:
-SWA's ``update_bn``, "precise BatchNorm"); the averaged ones remain where the source keeps no inputs to draw. The update runs on the device, inside the captured student step, with
-the decay as a device tensor: ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates, so that the average is
-not held near the random initial weights at the start of a short run (timm's warm-up of the decay).
+SWA's ``update_bn``, "precise BatchNorm"); the averaged ones remain where the source keeps no inputs to draw.
+
+The update runs on the device, inside the captured student step, with the decay as a device tensor:
+``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates, so that the average is not held near the random initial
+weights at the start of a short run (timm's warm-up of the decay).
 """
 from __future__ import annotations
 
