@@ -11,10 +11,11 @@ at 87.77%, a WRN-40-1's at 81.80% and 87.19%; experiment=fast turns it on.
 The BatchNorm running statistics are averaged with the weights; integer buffers (the count of batches seen) are
 copied. An average of statistics is not the statistics of the averaged weights, though: alone on an H100 for 600 s,
 a MobileNetV2's average fell from 84.45% to 78.55% over the run's last 100 s while its weights held at 84.5-85.6%;
-its BatchNorm statistics re-estimated on the replay bank gave the same average 87.45% (docs/benchmarks.md). So
-before each evaluation (and so before every student.pt and the student delivered) the trainer re-estimates the
-average's statistics (:func:`reestimate_batchnorm`, ``trainer.ema_bn_batches`` batches of the student's own inputs:
-SWA's ``update_bn``, "precise BatchNorm"); the averaged ones remain where the source keeps no inputs to draw.
+its BatchNorm statistics re-estimated afterwards on the replay bank (200 batches) gave the same average 87.45%
+(docs/benchmarks.md). So before each evaluation (and so before every student.pt and the student delivered) the
+trainer re-estimates the average's statistics (:func:`reestimate_batchnorm`, ``trainer.ema_bn_batches`` batches of
+the student's own inputs: SWA's ``update_bn``, "precise BatchNorm"); the averaged ones remain where the source keeps
+no inputs to draw.
 
 The update runs on the device, inside the captured student step, with the decay as a device tensor:
 ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates, so that the average is not held near the random initial
