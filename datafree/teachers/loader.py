@@ -217,7 +217,7 @@ def _zoo_fix(state: dict, channels: int, checkpoint, arch: str) -> str:
             return f"The weights are a {name} with {classes} classes: set teacher.arch={name} " \
                    f"teacher.num_classes={classes}."
         for source in ("torchvision", "timm"):  # timm's keys differ from torchvision's for most families
-            name = family_fit(source, label_source(arch)[1], state, "teacher")
+            name = family_fit(source, label_source(arch)[1], state)
             if name:
                 return (f"The weights are {source}'s {name} with {classes} classes: load them with "
                         f"{label_overrides(f'{source}:{name}', 'teacher')} teacher.checkpoint={checkpoint}.")

@@ -11,6 +11,7 @@ and head their keys hold, the family likest theirs first.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 import time
@@ -65,11 +66,11 @@ def family_candidates(source: str, name: str) -> list[str]:
     return sorted(found, key=lambda n: -difflib.SequenceMatcher(None, n, name).ratio())
 
 
-def family_fit(source: str, name: str, state: dict, what: str) -> str | None:
+def family_fit(source: str, name: str, state: dict) -> str | None:
     """The model of ``name``'s family in ``source`` whose weights have exactly ``state``'s keys and shapes, or None
     (none found within :data:`SEARCH_S`)."""
     shapes = shapes_of(strip_wrapper_prefixes(state))
-    return next(_fits(source, family_candidates(source, name), shapes, what, _clock() + SEARCH_S), None)
+    return next(_fits(source, family_candidates(source, name), shapes, _clock() + SEARCH_S), None)
 
 
 def _clock() -> float:
@@ -78,7 +79,7 @@ def _clock() -> float:
     return time.process_time()
 
 
-def _fits(source: str, candidates, shapes: dict[str, tuple[int, ...]], what: str, deadline: float):
+def _fits(source: str, candidates, shapes: dict[str, tuple[int, ...]], deadline: float):
     """Those of ``candidates`` (models of ``source``) whose weights have exactly ``shapes``, in order, built with the
     class count and input channels the shapes give, until ``deadline`` (:func:`_clock`) passes. A torchvision family
     whose first member built names its first tensor by a key the weights lack is not built further: every member of
@@ -91,7 +92,7 @@ def _fits(source: str, candidates, shapes: dict[str, tuple[int, ...]], what: str
         family = _family(candidate) if source == "torchvision" else None
         if family in first_keys and not _names(shapes, first_keys[family]):
             continue
-        own = _built_shapes(source, candidate, shapes, what)
+        own = _built_shapes(source, candidate, shapes)
         if own is None:
             continue
         if family is not None and own:
@@ -107,29 +108,35 @@ def _without_auxiliary_heads(shapes: dict[str, tuple[int, ...]], source: str, na
     return {k: v for k, v in shapes.items() if not any(k.startswith(h) or f".{h}" in k for h in heads)}
 
 
-def _built_shapes(source: str, name: str, shapes: dict[str, tuple[int, ...]], what: str):
+def _built_shapes(source: str, name: str, shapes: dict[str, tuple[int, ...]]):
     """The weights' shapes of ``source``'s model ``name`` built for ``shapes``' classes and channels, on the meta
     device (no memory, no initialisation); None where it cannot be built. torchvision's RegNets read a tensor back
     while they are built, so they are built on the CPU instead, and only those no larger than the weights (their
-    ImageNet weights' parameter count, which torchvision states, says so before building: the largest is 2.6 GB)."""
+    ImageNet weights' parameter count, which torchvision states, says so before building: the largest is 2.6 GB).
+    The result is shared, not copied: callers only read it."""
     classes, channels = classes_and_channels(shapes)
     if classes is None:
         return None
+    built = _shapes_when_built(source, name, classes, channels, on_meta=True)
+    if built is None and source == "torchvision" and _no_larger_than(name, shapes):
+        built = _shapes_when_built(source, name, classes, channels, on_meta=False)
+    return built
 
-    def build():
-        return build_network(source, name=name, num_classes=classes, in_channels=channels, what=what)[0]
 
+@functools.lru_cache(maxsize=4096)
+def _shapes_when_built(source: str, name: str, classes: int, channels: int, on_meta: bool):
+    """:func:`_built_shapes`' build, remembered for the process: one search builds a timm family's first member to
+    order the families and again to compare it, the namesakes' search builds some of them a second time, and an
+    error's message searches the weights its check searched. The shapes of a few thousand models are a few MB."""
     try:
-        with torch.device("meta"):
-            net = build()
-    except Exception:  # noqa: BLE001 - a model that cannot be built so is not the one
-        if not (source == "torchvision" and _no_larger_than(name, shapes)):
-            return None
-        try:
+        if on_meta:
+            with torch.device("meta"):
+                net = build_network(source, name=name, num_classes=classes, in_channels=channels)[0]
+        else:
             with torch.random.fork_rng(devices=[]):  # built for real: the random streams stay as they were
-                net = build()
-        except Exception:  # noqa: BLE001
-            return None
+                net = build_network(source, name=name, num_classes=classes, in_channels=channels)[0]
+    except Exception:  # noqa: BLE001 - a model that cannot be built so is not the one
+        return None
     return shapes_of(net.state_dict())
 
 
@@ -205,7 +212,7 @@ def timm_stem_and_head(shapes: dict[str, tuple[int, ...]]) -> list[str]:
     return sorted(found, key=lambda n: (len(n), n))
 
 
-def network_fit(state: dict, what: str) -> tuple[list[str], list[str], str]:
+def network_fit(state: dict) -> tuple[list[str], list[str], str]:
     """The networks a bare state dict fits exactly, as labels (``resnet34`` for the zoo, ``torchvision:NAME``,
     ``timm:NAME``), the likeliest first: searched in the zoo, then all of torchvision's classifiers, then the timm
     models whose first convolution and classifier the weights hold (their family first), within
@@ -223,7 +230,7 @@ def network_fit(state: dict, what: str) -> tuple[list[str], list[str], str]:
     parts = _parts(whole)
     for in_timm in (False, True):  # timm's hundreds of models last: a part torchvision holds is found in seconds
         for prefix, shapes in parts:
-            found = _fits_anywhere(shapes, timm_like, what, deadline, in_timm)
+            found = _fits_anywhere(shapes, timm_like, deadline, in_timm)
             if found:
                 return found, [], prefix
     return [], timm_like, ""
@@ -252,7 +259,7 @@ def _parts(shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, dict[str, tupl
     return [("", shapes), *sorted(parts, key=lambda part: -len(part[1]))]
 
 
-def _fits_anywhere(shapes: dict[str, tuple[int, ...]], timm_like: list[str], what: str, deadline: float,
+def _fits_anywhere(shapes: dict[str, tuple[int, ...]], timm_like: list[str], deadline: float,
                    in_timm: bool) -> list[str]:
     """:func:`network_fit`'s search for one set of weights, in the zoo and torchvision or else in timm: the first fit
     found and its namesakes."""
@@ -265,18 +272,18 @@ def _fits_anywhere(shapes: dict[str, tuple[int, ...]], timm_like: list[str], wha
         zoo = zoo_fit(shapes)
         if zoo is not None:
             return [zoo]
-        first = next((f"torchvision:{n}" for n in _fits("torchvision", torchvision_names, shapes, what, deadline)),
+        first = next((f"torchvision:{n}" for n in _fits("torchvision", torchvision_names, shapes, deadline)),
                      None)
     else:
-        ordered = _likest_families_first(timm_like, shapes, what, deadline)
-        first = next((f"timm:{n}" for n in _fits("timm", ordered, shapes, what, deadline)), None)
+        ordered = _likest_families_first(timm_like, shapes, deadline)
+        first = next((f"timm:{n}" for n in _fits("timm", ordered, shapes, deadline)), None)
     if first is None:
         return []
     size = _size_part(label_source(first)[1])
     found = [first]
     for source, names in (("torchvision", torchvision_names), ("timm", timm_like)):
         namesakes = [n for n in names if n.endswith(size) and f"{source}:{n}" not in found]
-        found += [f"{source}:{n}" for n in _fits(source, namesakes, shapes, what, _clock() + SEARCH_S)]
+        found += [f"{source}:{n}" for n in _fits(source, namesakes, shapes, _clock() + SEARCH_S)]
     return found
 
 
@@ -298,8 +305,7 @@ def _key_pattern(keys) -> set[str]:
     return {re.sub(r"\d+", "#", k) for k in keys}
 
 
-def _likest_families_first(names: list[str], shapes: dict[str, tuple[int, ...]], what: str,
-                           deadline: float) -> list[str]:
+def _likest_families_first(names: list[str], shapes: dict[str, tuple[int, ...]], deadline: float) -> list[str]:
     """``names`` (timm models) ordered family by family, the family whose smallest member's key names (numbers left
     out) are likest the weights' first, each family's members shortest name first: the weights' own family is
     searched before hundreds of models that share their stem and head (172 timm models name theirs conv_stem and
@@ -312,7 +318,7 @@ def _likest_families_first(names: list[str], shapes: dict[str, tuple[int, ...]],
     for family, members in groups.items():
         if _clock() > deadline:
             break
-        own = _built_shapes("timm", members[0], shapes, what)
+        own = _built_shapes("timm", members[0], shapes)
         ours = _key_pattern(own or {})
         likeness[family] = len(ours & theirs) / len(ours | theirs) if ours else 0.0
     ordered = sorted(groups, key=lambda f: -likeness.get(f, -1.0))
@@ -337,7 +343,7 @@ def fit_change(label: str, state: dict, what: str, otherwise: str) -> str:
     if source not in SOURCES:
         return otherwise
     for other in (source, *(s for s in SOURCES if s != source)):
-        found = family_fit(other, name, state, what)
+        found = family_fit(other, name, state)
         if found is not None:
             how = f"{what}.name={found}" if other == source else label_overrides(f"{other}:{found}", what)
             return f"the weights are {other}'s {found}: set {how}"
@@ -351,7 +357,7 @@ def saved_network(state: dict, what: str, checkpoint, verb: str) -> str:
     and the others whose weights have the same shapes; else the timm families their stem and head are named after;
     else the user's own class."""
     shapes = shapes_of(strip_wrapper_prefixes(state))
-    found, timm_like, prefix = network_fit(state, what)
+    found, timm_like, prefix = network_fit(state)
     part = {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)}
     classes = classes_and_channels(part)[0]
     own_class = (f"{what}=module {what}.model._target_=my_pkg.MyNet {what}.checkpoint={checkpoint} for your own "

@@ -25,10 +25,10 @@ def test_the_family_is_searched_nearest_names_first():
 
 
 def test_the_weights_are_named_by_the_network_they_fit_with_their_class_count():
-    assert family_fit("torchvision", "resnet34", _state("resnet18", 7), "teacher") == "resnet18"
+    assert family_fit("torchvision", "resnet34", _state("resnet18", 7)) == "resnet18"
     # a Lightning module's or DDP's prefixes are looked through
     wrapped = {f"module.{k}": v for k, v in _state("mobilenet_v3_large").items()}
-    assert family_fit("torchvision", "mobilenet_v3_small", wrapped, "student") == "mobilenet_v3_large"
+    assert family_fit("torchvision", "mobilenet_v3_small", wrapped) == "mobilenet_v3_large"
     assert fit_change("torchvision:resnet34", _state("resnet18"), "student", "OTHERWISE") == \
         "the weights are torchvision's resnet18: set student.name=resnet18"
 
@@ -43,7 +43,7 @@ def test_weights_of_no_family_member_or_a_search_out_of_time_leave_the_general_a
 def test_a_lightning_modules_prefix_is_looked_through():
     # a Lightning module saves the network under "model." (with its other parts beside it)
     held = {f"model.{k}": v for k, v in _state("resnet50").items()}
-    assert family_fit("torchvision", "resnet18", held, "teacher") == "resnet50"
+    assert family_fit("torchvision", "resnet18", held) == "resnet50"
 
 
 def test_weights_of_the_other_source_are_named_with_the_overrides_that_build_them():
@@ -55,18 +55,18 @@ def test_weights_of_the_other_source_are_named_with_the_overrides_that_build_the
 
 
 def test_weights_that_name_no_network_are_found_in_the_zoo_or_torchvision():
-    assert network_fit(create_model("resnet18", num_classes=7).state_dict(), "teacher") == (["resnet18"], [], "")
+    assert network_fit(create_model("resnet18", num_classes=7).state_dict()) == (["resnet18"], [], "")
     held = {f"model.{k}": v for k, v in _state("mobilenet_v3_small", 4).items()}  # a Lightning module's
-    assert network_fit(held, "teacher") == (["torchvision:mobilenet_v3_small"], [], "")
-    assert network_fit({"conv.weight": torch.zeros(8, 3, 3, 3)}, "teacher") == ([], [], "")  # no classifier to size
+    assert network_fit(held) == (["torchvision:mobilenet_v3_small"], [], "")
+    assert network_fit({"conv.weight": torch.zeros(8, 3, 3, 3)}) == ([], [], "")  # no classifier to size
     # a classifier that is a 1x1 convolution (SqueezeNet's), auxiliary classifiers as torchvision saves them, and
     # the weights beside their running average (model_ema.: the loader then asks which)
-    assert network_fit(_state("squeezenet1_1", 5), "teacher")[0][0] == "torchvision:squeezenet1_1"
+    assert network_fit(_state("squeezenet1_1", 5))[0][0] == "torchvision:squeezenet1_1"
     with torch.device("meta"):
         googlenet = torchvision.models.googlenet(num_classes=6, aux_logits=True, init_weights=False).state_dict()
-    assert network_fit(googlenet, "teacher")[0] == ["torchvision:googlenet"]
+    assert network_fit(googlenet)[0] == ["torchvision:googlenet"]
     twice = {f"{p}{k}": v for p in ("model.", "model_ema.") for k, v in _state("resnet18", 3).items()}
-    assert network_fit(twice, "teacher")[0][0] == "torchvision:resnet18"
+    assert network_fit(twice)[0][0] == "torchvision:resnet18"
 
 
 @pytest.mark.long(13)
@@ -74,8 +74,8 @@ def test_a_network_saved_beside_another_modules_tensors_is_found_under_its_prefi
     # a distillation checkpoint: the student under "student.", a projection of the criterion's saved after it, whose
     # matrix would otherwise be read as the classifier (64 classes)
     held = {f"student.{k}": v for k, v in _state("resnet18", 5).items()} | {"criterion.proj.weight": torch.zeros(64, 512)}
-    assert network_fit(held, "teacher")[0][0] == "torchvision:resnet18"
-    assert network_fit(held, "teacher")[2] == "student."
+    assert network_fit(held)[0][0] == "torchvision:resnet18"
+    assert network_fit(held)[2] == "student."
     said = saved_network(held, "teacher", "w.pt", "load")
     assert said.startswith("those under 'student.' (beside 1 other tensor) fit torchvision's resnet18 with 5 classes: "
                            "load them with teacher=torchvision teacher.name=resnet18 teacher.state_key=student. "
@@ -95,15 +95,15 @@ def test_timm_weights_are_searched_in_their_own_family_first(monkeypatch):
     # 172 timm models name their stem conv_stem and their head classifier; the search builds the weights' family first
     alike = timm_stem_and_head(shapes_of(state))
     assert len(alike) > 100
-    ordered = _likest_families_first(alike, shapes_of(state), "teacher", time.process_time() + 60)
+    ordered = _likest_families_first(alike, shapes_of(state), time.process_time() + 60)
     assert ordered.index("mobilenetv3_large_100") < 40  # among the families whose keys are likest theirs
     monkeypatch.setattr(weights_fit, "NETWORK_SEARCH_S", 60.0)  # the outcome, not the time (a loaded CI machine)
-    found, _, _ = network_fit(state, "teacher")  # and its TensorFlow-padded namesake, whose shapes are the same
+    found, _, _ = network_fit(state)  # and its TensorFlow-padded namesake, whose shapes are the same
     assert found[0] == "timm:mobilenetv3_large_100" and "timm:tf_mobilenetv3_large_100" in found
     with torch.device("meta"):
         vit = timm.create_model("vit_small_patch16_224", num_classes=5).state_dict()
     monkeypatch.setattr(weights_fit, "NETWORK_SEARCH_S", 0.0)  # out of time: the families their stem and head name
-    found, alike, _ = network_fit(vit, "teacher")
+    found, alike, _ = network_fit(vit)
     assert found == [] and "vit_small_patch16_224" in alike and families(alike).startswith("vit*")
     said = saved_network(vit, "teacher", "w.pt", "load")
     assert "no zoo or torchvision network fits them, nor a timm model within the 0 s searched. Their first " \
@@ -127,14 +127,14 @@ def test_a_regnet_is_built_for_real_only_when_it_is_no_larger_than_the_weights()
 
     small = shapes_of(torchvision.models.regnet_y_400mf(num_classes=5).state_dict())
     started = time.process_time()
-    assert _built_shapes("torchvision", "regnet_y_128gf", small, "teacher") is None
+    assert _built_shapes("torchvision", "regnet_y_128gf", small) is None
     assert time.process_time() - started < 1.0
-    assert _built_shapes("torchvision", "regnet_y_400mf", small, "teacher") == small
+    assert _built_shapes("torchvision", "regnet_y_400mf", small) == small
     state = torchvision.models.regnet_x_400mf(num_classes=5).state_dict()
     torch.manual_seed(0)
     expected = torch.rand(3)
     torch.manual_seed(0)
-    assert network_fit(state, "teacher")[0] == ["torchvision:regnet_x_400mf"]
+    assert network_fit(state)[0] == ["torchvision:regnet_x_400mf"]
     assert torch.equal(torch.rand(3), expected)  # the real builds drew nothing from the random streams
 
 
@@ -154,13 +154,13 @@ def test_networks_whose_weights_have_the_same_shapes_are_all_named():
     timm = pytest.importorskip("timm")
     with torch.device("meta"):
         state = timm.create_model("tf_efficientnet_b0", num_classes=10).state_dict()
-    found, _, _ = network_fit(state, "teacher")
+    found, _, _ = network_fit(state)
     assert {"timm:efficientnet_b0", "timm:tf_efficientnet_b0"} <= set(found)
     said = saved_network(state, "teacher", "w.pt", "load")
     assert said.startswith(f"they fit timm's {found[0].split(':')[1]} with 10 classes: load them with teacher=timm ")
     assert "Their shapes are also those of timm's" in said and "tf_efficientnet_b0" in said
     # torchvision's resnet50: timm's resnet50 computes the same, its anti-aliased resnetaa50 does not
-    found, _, _ = network_fit(_state("resnet50"), "teacher")
+    found, _, _ = network_fit(_state("resnet50"))
     assert found[0] == "torchvision:resnet50" and "timm:resnetaa50" in found
 
 
@@ -171,9 +171,23 @@ def test_every_torchvision_family_names_its_first_tensor_alike():
     first = {}
     for name in torchvision.models.list_models(module=torchvision.models):
         try:
-            own = weights_fit._built_shapes("torchvision", name, shapes_of(_state("resnet18", 7)), "teacher")
+            own = weights_fit._built_shapes("torchvision", name, shapes_of(_state("resnet18", 7)))
         except Exception:  # noqa: BLE001
             own = None
         if own:
             first.setdefault(weights_fit._family(name), set()).add(next(iter(own)))
     assert len(first) >= 15 and all(len(keys) == 1 for keys in first.values()), first
+
+
+def test_a_model_is_built_once_per_process_for_the_same_classes_and_channels(monkeypatch):
+    # a search builds a timm family's first member to order the families and again to compare it, and an error's
+    # message searches the weights its check searched: the same model is not built again
+    built = []
+    real = weights_fit.build_network
+    monkeypatch.setattr(weights_fit, "build_network", lambda *a, **k: built.append(k["name"]) or real(*a, **k))
+    weights_fit._shapes_when_built.cache_clear()
+    seven, five = shapes_of(_state("resnet18", 7)), shapes_of(_state("resnet18", 5))
+    assert weights_fit._built_shapes("torchvision", "resnet18", seven) == seven
+    assert weights_fit._built_shapes("torchvision", "resnet18", seven) == seven
+    assert weights_fit._built_shapes("torchvision", "resnet18", five) == five  # other classes: built
+    assert built == ["resnet18", "resnet18"]
