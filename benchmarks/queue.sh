@@ -2,7 +2,8 @@
 # A queue of 32-px zoo-pair runs, each alone on the GPU for BUDGET_S seconds, worked through over several commands on
 # one held machine (the device tool's commands last 10 minutes at most; a 600-s run and its start do not fit one):
 #   QUEUE="resnet34:mobilenetv2:1 wrn40_2:wrn40_1:1 ..." benchmarks/queue.sh DATA_DIR BUDGET_S COMMAND_S
-# Each item is TEACHER:STUDENT:SEED. Every call continues the queue where the last call on this machine left it: the
+# Each item is TEACHER:STUDENT:SEED, or TEACHER:STUDENT:SEED:BUDGET_S for a run whose budget is not the queue's
+# (the headline pairs' own budgets, 600 and 300 s, in one queue). Every call continues the queue where the last call on this machine left it: the
 # run it stopped is resumed (benchmarks/resumable_distill.sh: the pieces make one run, its budget counted over all of
 # them), then the next items start, until COMMAND_S seconds from the call's start are nearly spent; the run going then
 # is stopped with its state saved, for the next call. Give COMMAND_S as the command's own limit less a minute:
@@ -29,7 +30,7 @@ STOPPING_S=${STOPPING_S:-30}
 if [ "${TEACHER_S:-0}" != 0 ]; then
   teachers=${TEACHERS_DIR:-/tmp/teachers}; missing=()
   for item in $QUEUE; do
-    IFS=: read -r teacher student seed <<< "$item"
+    IFS=: read -r teacher student seed _ <<< "$item"
     ! run_finished "$Q/${teacher}_${student}_s$seed${TAG:-}.log" || continue
     [ -f "$teachers/$teacher/teacher.pt" ] || [ -f "${TEACHER_PIECES:-/nonexistent}/$teacher/teacher.meta.pt" ] \
         || [ -f "${TEACHER_PIECES:-/nonexistent}/$teacher/teacher.meta.pt.xz" ] \
@@ -44,14 +45,15 @@ if [ "${TEACHER_S:-0}" != 0 ]; then
 fi
 ended=()
 for item in $QUEUE; do
-  IFS=: read -r teacher student seed <<< "$item"
+  IFS=: read -r teacher student seed own_budget_s <<< "$item"
   name="${teacher}_${student}_s$seed${TAG:-}"
   if run_finished "$Q/$name.log"; then ended+=("$name"); continue; fi
   if [ -f "$Q/$name.failed" ]; then continue; fi
   left=$((command_s - (SECONDS - start) - STOPPING_S))
   if [ "$left" -lt "$SHORTEST_S" ]; then echo "queue: ${left}s left in this call, $name waits for the next"; break; fi
   echo "queue: $name for up to ${left}s of this call"
-  OUT="$Q" PIECE_S="$left" SEEDS="$seed" "${ZOO_PAIRS:-benchmarks/zoo_pairs.sh}" "$data" 0 "$budget_s" "$teacher:$student" \
+  OUT="$Q" PIECE_S="$left" SEEDS="$seed" "${ZOO_PAIRS:-benchmarks/zoo_pairs.sh}" "$data" 0 "${own_budget_s:-$budget_s}" \
+      "$teacher:$student" \
       >> "$Q/${name}_call.log" 2>&1 || true
   tail -n 3 "$Q/${name}_call.log"
   if run_finished "$Q/$name.log"; then

@@ -78,3 +78,11 @@ for t in "${{@:3}}"; do mkdir -p {tmp_path}/teachers/$t; touch {tmp_path}/teache
     _call(tmp_path, queue, TEACHER_S="300", TRAIN_TEACHERS=str(tmp_path / "train.sh"))
     assert (tmp_path / "trained").read_text() == "DATA 300 wrn40_2 vgg11_bn\n"  # they are there now
     assert "training" not in _call(tmp_path, queue)  # without TEACHER_S, as before
+
+
+def test_an_item_with_its_own_budget_gets_it_and_the_others_the_queues(tmp_path):
+    (tmp_path / "pairs.sh").write_text(FAKE_PAIRS.replace("pair=$4;", 'pair=$4; echo "$pair $3" >> "$OUT/budgets";'))
+    (tmp_path / "pairs.sh").chmod(0o755)
+    out = _call(tmp_path, "resnet34:resnet18:0 wrn40_2:wrn16_1:0:300", NEED="1")
+    assert "| resnet34_resnet18_s0 | 50.00%" in out and "| wrn40_2_wrn16_1_s0 | 50.00%" in out
+    assert (tmp_path / "queue" / "budgets").read_text() == "resnet34:resnet18 600\nwrn40_2:wrn16_1 300\n"
