@@ -173,13 +173,33 @@ class DeviceBatches:
         if order is not None or state.get("next"):
             self._resume = (None if order is None else order.to(self.device), int(state["next"]))
 
+    def draw(self, count: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        """``count`` batches of ``batch_size`` images drawn at random (with replacement) and augmented as training
+        batches are, every draw from ``generator`` (on the device): the stream's own order, position and generator
+        stay as they were. For re-estimating BatchNorm statistics on what the student trains on."""
+        for _ in range(count):
+            idx = torch.randint(self.num_samples, (min(self.batch_size, self.num_samples),), device=self.device,
+                                generator=generator)
+            x = self.images.index_select(0, idx)
+            if self.augment and self.crop == "shift":
+                x = self._augment_with(x, generator, None)
+            x = dequantise(x)
+            if self.augment and self.crop == "resized":
+                x = self._augment_with(x, generator, None)
+            yield x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
     def _augment(self, x: torch.Tensor, share: int = 0) -> torch.Tensor:
+        """The stream's augmentation of a batch: its generator, and under torchrun its rank's part of the draws."""
+        part = (share, self.batch_size * self.world) if self._ranks_per_batch > 1 else None
+        return self._augment_with(x, self.generator, part)
+
+    def _augment_with(self, x: torch.Tensor, generator: torch.Generator | None,
+                      part: tuple[int, int] | None) -> torch.Tensor:
         """Random flip + padded random crop of a uint8 batch (one pad and one gather), or + random-resized crop of a
         float batch (one grid_sample); no per-sample loop."""
-        part = (share, self.batch_size * self.world) if self._ranks_per_batch > 1 else None
         if self.crop == "resized":
-            return resized_crop_flip(x, flip=self.flip, generator=self.generator, part=part)
-        return shift_flip(x, self.crop_padding, self.flip, "zeros", self.generator, part)
+            return resized_crop_flip(x, flip=self.flip, generator=generator, part=part)
+        return shift_flip(x, self.crop_padding, self.flip, "zeros", generator, part)
 
     def __repr__(self) -> str:
         return (

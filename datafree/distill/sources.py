@@ -74,6 +74,9 @@ class BatchSource(abc.ABC):
         """Images in [0, 1] for samples.png (after the first round, and ``final``ly), or None for no grid."""
         return None
 
+    # What calibration_batches draw from, as the log names them.
+    calibration_images = "training"
+
     def calibration_batches(self, count: int, seed: int) -> Iterator[torch.Tensor] | None:
         """``count`` student batches of inputs like those the student trains on, drawn from their own generator
         seeded with ``seed`` (the training's random streams stay untouched), for re-estimating BatchNorm
@@ -156,6 +159,8 @@ class SynthesizerSource(BatchSource):
         parts = [p for p in (sampled, self.pool.sample(n_replay) if n_replay else None) if p is not None]
         inputs = self.augment(torch.cat(parts) if len(parts) > 1 else parts[0])
         return network_layout(inputs, self.device), None
+
+    calibration_images = "replay-pool"
 
     def calibration_batches(self, count: int, seed: int) -> Iterator[torch.Tensor] | None:
         """Batches of the replay pool, shifted and flipped as the student's are (not the augmentation's ``extra``
@@ -272,6 +277,13 @@ class StoredSource(BatchSource):
 
     def student_batch(self) -> int:  # a set smaller than the batch is one batch of all of it
         return min(self.batch_size, len(self.synthetic))
+
+    calibration_images = "stored-set"
+
+    def calibration_batches(self, count: int, seed: int) -> Iterator[torch.Tensor] | None:
+        """Batches of the stored samples the stream holds now, cropped and flipped as the student's are; None
+        before the first student batch."""
+        return self.batches.draw(count, torch.Generator(device=self.device).manual_seed(seed))
 
     def capture_blockers(self) -> list[str]:
         return ["a stored set's batches are cut on the host"]

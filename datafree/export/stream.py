@@ -80,6 +80,12 @@ class SyntheticBatches:
                 self.window += 1
             self.epoch, self.window = self.epoch + 1, 0
 
+    def draw(self, count: int, generator: torch.Generator) -> Iterator[torch.Tensor] | None:
+        """``count`` batches drawn with ``generator`` from the samples the stream holds now (the whole set, or its
+        window of shards), augmented as its batches are (:meth:`DeviceBatches.draw`); None before its first batch.
+        The stream goes on as if nothing was drawn."""
+        return None if self._current is None else self._current.draw(count, generator)
+
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "window": self.window,
                 "batches": None if self._current is None else self._current.state_dict()}

@@ -164,3 +164,28 @@ def test_shards_of_a_global_batch_are_the_one_process_batch():
     assert sorted(torch.cat([ids(s) for s in shards]).tolist()) == list(range(100))
     with pytest.raises(ValueError, match="drop_last"):
         DeviceBatches(dataset, 10, shuffle=True, shard=(0, 2))
+
+
+@pytest.mark.parametrize("crop", ["shift", "resized"])
+def test_draws_repeat_with_their_generator_and_leave_the_stream_as_it_was(crop):
+    def stream():
+        return DeviceBatches(numbered(40, size=8), batch_size=8, shuffle=True, augment=True, drop_last=True,
+                             crop_padding=2, crop=crop, seed=5, channels_last=True)
+
+    def draws(loader, seed):
+        return torch.stack(list(loader.draw(3, torch.Generator().manual_seed(seed))))
+
+    plain, drawn = stream(), stream()
+    expected = [x for x, _ in itertools.islice(plain, 5)]
+    batches = iter(drawn)
+    got = [next(batches)[0] for _ in range(2)]
+    generator = drawn.state_dict()["generator"]
+    first = draws(drawn, 11)  # between the stream's second and third batches
+    assert torch.equal(generator, drawn.state_dict()["generator"])  # the stream's generator did not move
+    got += [next(batches)[0] for _ in range(3)]
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+    assert first.shape == (3, 8, 3, 8, 8) and first.dtype == torch.float32 and 0 <= first.min() and first.max() <= 1
+    assert all(x.is_contiguous(memory_format=torch.channels_last) for x in first)
+    assert torch.equal(first, draws(stream(), 11)) and not torch.equal(first, draws(stream(), 12))
+    assert not torch.equal(draws(DeviceBatches(numbered(40, size=8), 8, augment=False), 11),
+                           draws(stream(), 11))  # augmented as training batches are

@@ -1,4 +1,5 @@
 """Offline distillation from a stored synthetic set: learns, streams shards, resumes exactly, refuses teacher-only terms."""
+import copy
 import csv
 import os
 import signal
@@ -175,3 +176,43 @@ def test_the_report_of_an_offline_run_says_its_teacher_never_ran_and_names_the_s
     assert (f"not measured: agreement with the teacher and feature similarity: no teacher: {tmp_path / 'run'} is an "
             "offline run, whose teacher never ran (give teacher.checkpoint=PATH: owner/teacher.pt made its synthetic "
             "set)\n") in capsys.readouterr().out
+
+
+def test_an_offline_average_has_its_statistics_reestimated_on_the_stored_set(small_set, tmp_path, caplog):
+    # A stored set has no replay pool, but the samples its stream holds: the average's BatchNorm statistics are
+    # re-estimated on them, from draws of their own (the weights train as without them), as a resumed run draws.
+    from datafree.distill.averaging import reestimate_batchnorm
+    from datafree.distill.trainer import calibration_seed
+    from datafree.ops.hooks import batchnorm_layers
+    from datafree.utils.logging import RunLogger
+    from datafree.utils.run_state import LAST
+
+    caplog.set_level("INFO", logger="datafree")
+    runs = {}
+    for count in (0, 3):
+        torch.manual_seed(0)
+        student, _ = make_student("microcnn", red_teacher().info, "cpu")
+        source = StoredSource(small_set, crop_padding=1, device_budget_mb=0, seed=3)
+        distiller = Distiller.from_options(
+            None, student, source, device=torch.device("cpu"), num_classes=small_set.num_classes,
+            input_size=small_set.image_shape, rounds=6, student_steps=5, batch_size=8, lr=0.05,
+            loss=KDLoss(temperature=1.0), eval_every=2, amp=False, progress=False, ema_decay=0.8,
+            ema_bn_batches=count, logger=RunLogger(tmp_path / str(count), tensorboard=False),
+            state=StateFiles(tmp_path / str(count), config={"lr": 0.05}, resume=False, notice=lambda m: None))
+        distiller.fit()
+        runs[count] = distiller
+    assert "over 3 batches of 8 stored-set images" in caplog.text and "keeps no replay pool" not in caplog.text
+    delivered, averaged = runs[3].average.module, runs[0].average.module
+    assert batchnorm_layers(delivered)
+    expected = copy.deepcopy(delivered)  # the last evaluation's draws: after student step 30, from the window then
+    assert reestimate_batchnorm(expected, runs[3].source.calibration_batches(3, calibration_seed(30)),
+                                torch.device("cpu")) == 3
+    for name, value in delivered.state_dict().items():
+        if name.endswith(("running_mean", "running_var")):
+            assert torch.equal(value, expected.state_dict()[name]), name
+            assert not torch.equal(value, averaged.state_dict()[name]), name
+        elif value.is_floating_point():
+            assert torch.equal(value, averaged.state_dict()[name]), name
+    trained = {count: torch.load(tmp_path / str(count) / LAST, weights_only=True)["student"] for count in runs}
+    for name, value in trained[3].items():  # the weights themselves, as the run's last state holds them
+        assert torch.equal(value, trained[0][name]), name
