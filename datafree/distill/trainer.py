@@ -487,8 +487,8 @@ class Distiller:
                 torch.cuda.synchronize(self.device)
             self.outputs.logger.info(
                 f"trainer.ema_bn_batches={count}: the average's BatchNorm statistics re-estimated before each "
-                f"evaluation over {used} batches of {self.source.student_batch()} {self.source.calibration_images} images "
-                f"({time.perf_counter() - started:.2f} s this time)")
+                f"evaluation over {used} batches of {self.source.student_batch()} {self.source.calibration_images} "
+                f"images ({time.perf_counter() - started:.2f} s this time)")
         elif batches is None and batchnorm_layers(self.average.module):
             self.outputs.logger.info(
                 f"trainer.ema_bn_batches={count}: this run keeps no replay pool to re-estimate the average's "
