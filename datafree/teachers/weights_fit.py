@@ -128,13 +128,11 @@ def _shapes_when_built(source: str, name: str, classes: int, channels: int, on_m
     """:func:`_built_shapes`' build, remembered for the process: one search builds a timm family's first member to
     order the families and again to compare it, the namesakes' search builds some of them a second time, and an
     error's message searches the weights its check searched. The shapes of a few thousand models are a few MB."""
+    # Built for real, the random streams stay as they were.
+    where = torch.device("meta") if on_meta else torch.random.fork_rng(devices=[])
     try:
-        if on_meta:
-            with torch.device("meta"):
-                net = build_network(source, name=name, num_classes=classes, in_channels=channels)[0]
-        else:
-            with torch.random.fork_rng(devices=[]):  # built for real: the random streams stay as they were
-                net = build_network(source, name=name, num_classes=classes, in_channels=channels)[0]
+        with where:
+            net = build_network(source, name=name, num_classes=classes, in_channels=channels)[0]
     except Exception:  # noqa: BLE001 - a model that cannot be built so is not the one
         return None
     return shapes_of(net.state_dict())
