@@ -74,8 +74,10 @@ class BatchSource(abc.ABC):
         """Images in [0, 1] for samples.png (after the first round, and ``final``ly), or None for no grid."""
         return None
 
-    # What calibration_batches draw from, as the log names them.
+    # What calibration_batches draw from, as the log names them, and whether the run keeps any (a source that does
+    # may still have none yet, before its first batch).
     calibration_images = "training"
+    keeps_calibration_images = False
 
     def calibration_batches(self, count: int, seed: int) -> Iterator[torch.Tensor] | None:
         """``count`` student batches of inputs like those the student trains on, drawn from their own generator
@@ -161,6 +163,10 @@ class SynthesizerSource(BatchSource):
         return network_layout(inputs, self.device), None
 
     calibration_images = "replay-pool"
+
+    @property
+    def keeps_calibration_images(self) -> bool:
+        return self.pool.capacity > 0
 
     def calibration_batches(self, count: int, seed: int) -> Iterator[torch.Tensor] | None:
         """Batches of the replay pool, shifted and flipped as the student's are (not the augmentation's ``extra``
@@ -279,10 +285,11 @@ class StoredSource(BatchSource):
         return min(self.batch_size, len(self.synthetic))
 
     calibration_images = "stored-set"
+    keeps_calibration_images = True
 
     def calibration_batches(self, count: int, seed: int) -> Iterator[torch.Tensor] | None:
-        """Batches of the stored samples the stream holds now, cropped and flipped as the student's are; None
-        before the first student batch."""
+        """Batches of the stored samples the stream holds now (before the first student batch, those it starts
+        from), cropped and flipped as the student's are."""
         return self.batches.draw(count, torch.Generator(device=self.device).manual_seed(seed))
 
     def capture_blockers(self) -> list[str]:

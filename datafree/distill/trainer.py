@@ -478,6 +478,12 @@ class Distiller:
         count = self.settings.ema_bn_batches
         started = time.perf_counter()
         batches = self.source.calibration_batches(count, seed=calibration_seed(step))
+        if batches is None and self.source.keeps_calibration_images:  # none yet: only before the first batch
+            if batchnorm_layers(self.average.module):
+                self.outputs.logger.info(
+                    f"trainer.ema_bn_batches={count}: no {self.source.calibration_images} images yet at step {step}, "
+                    "so this evaluation's average keeps its BatchNorm statistics averaged with its weights")
+            return
         used = reestimate_batchnorm(self.average.module, batches or (), self.device, self.amp)
         if self._calibration_said:
             return

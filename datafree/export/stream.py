@@ -58,6 +58,10 @@ class SyntheticBatches:
             size += count
         return windows + [current]
 
+    def _read(self, window: list[int]) -> Samples:
+        """A window's samples: its shards' in the window's order."""
+        return Samples.cat([self.synthetic.read(self.parts[i][0]) for i in window])
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
             if self.single:
@@ -70,8 +74,8 @@ class SyntheticBatches:
                 if self.single:
                     batches = self._whole
                 else:
-                    samples = Samples.cat([self.synthetic.read(self.parts[i][0]) for i in windows[self.window]])
-                    batches = self._batches(samples, self.seed * 100_003 + self.epoch * 1_000 + self.window)
+                    batches = self._batches(self._read(windows[self.window]),
+                                            self.seed * 100_003 + self.epoch * 1_000 + self.window)
                 if self._resume is not None:
                     batches.load_state_dict(self._resume)
                     self._resume = None
@@ -80,11 +84,25 @@ class SyntheticBatches:
                 self.window += 1
             self.epoch, self.window = self.epoch + 1, 0
 
-    def draw(self, count: int, generator: torch.Generator) -> Iterator[torch.Tensor] | None:
+    def draw(self, count: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
         """``count`` batches drawn with ``generator`` from the samples the stream holds now (the whole set, or its
-        window of shards), augmented as its batches are (:meth:`DeviceBatches.draw`); None before its first batch.
-        The stream goes on as if nothing was drawn."""
-        return None if self._current is None else self._current.draw(count, generator)
+        window of shards), augmented as its batches are (:meth:`DeviceBatches.draw`). The stream goes on as if
+        nothing was drawn."""
+        return self._holding().draw(count, generator)
+
+    def _holding(self) -> DeviceBatches:
+        """The batches of the samples the stream holds now; before its first batch (a new run, or a resumed one
+        stopped before its first round) those it starts from, so that a run resumed with its time spent re-estimates
+        on what the run it continues would have."""
+        if self._current is not None:
+            return self._current
+        if self.single:
+            if self._whole is None:  # kept: the stream starts from these
+                self._whole = self._batches(self.synthetic.load(), self.seed)
+            return self._whole
+        # The window its position names (each window's samples are its shards in their order; the stream's order
+        # and position, which draws do not use, stay in self._resume for the stream).
+        return self._batches(self._read(self._windows(self.epoch)[self.window]), 0)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "window": self.window,

@@ -166,6 +166,23 @@ def test_without_a_pool_the_statistics_stay_averaged_and_the_log_says_so(tmp_pat
     assert "this run keeps no replay pool to re-estimate the average's BatchNorm statistics on" in caplog.text
 
 
+def test_before_the_first_round_the_statistics_stay_averaged_and_the_log_says_none_yet(tmp_path, caplog):
+    # A run whose time is spent before its first round evaluates with an empty replay pool: that is not a run
+    # without one (the test above), and the next evaluation re-estimates and says so.
+    caplog.set_level("INFO", logger="datafree")
+    d = _make(tmp_path, synthesizer=NoiseSynthesizer(batch_size=8), ema_decay=0.8,
+              logger=RunLogger(tmp_path, tensorboard=False))
+    before = copy.deepcopy(d.average.module.state_dict())
+    d._reestimate_average(0)
+    assert ("trainer.ema_bn_batches=50: no replay-pool images yet at step 0, so this evaluation's average keeps its "
+            "BatchNorm statistics averaged with its weights") in caplog.text
+    assert "keeps no replay pool" not in caplog.text
+    for name, value in d.average.module.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    d.fit()
+    assert "the average's BatchNorm statistics re-estimated before each evaluation" in caplog.text
+
+
 def test_the_average_resumes_bitwise(tmp_path):
     reference = _make(tmp_path / "ref", "fast", ema_decay=0.8)
     reference.fit()

@@ -96,6 +96,8 @@ def _run(small_set, state_dir, resume=False, kill_at=None, terms=None):
                                        checkpoint_every=7, amp=False, state=state, progress=False, **(terms or {}))
     distiller.fit()
     weights = {k: v.clone() for k, v in student.state_dict().items()}
+    if distiller.average is not None:  # what the run delivers, its statistics re-estimated at the last evaluation
+        weights.update({f"average.{k}": v.clone() for k, v in distiller.average.module.state_dict().items()})
     adversary = distiller.objectives.adversary
     if adversary is not None:
         weights.update({f"discriminator.{k}": v.clone() for k, v in adversary.net.state_dict().items()})
@@ -121,6 +123,17 @@ def test_sigterm_and_resume_is_bitwise_identical(small_set, tmp_path, terms):
     assert set(resumed) == set(reference) and all(torch.equal(reference[k], resumed[k]) for k in reference)
     if terms is LOGIT_TERMS:  # the discriminator trained beside the student
         assert any(k.startswith("discriminator.") for k in reference)
+
+
+def test_an_average_stopped_after_its_last_step_resumes_to_the_average_it_would_have_delivered(small_set, tmp_path):
+    # Resumed after its last student step, the run evaluates before it draws a batch: the re-estimate must draw
+    # from the window the run it continues held (the last of 30 batches: two windows of two shards, 8 batches each).
+    reference = _run(small_set, tmp_path / "ref", terms=AVERAGED)
+    with pytest.raises(Interrupted, match="after student step 30"):
+        _run(small_set, tmp_path / "cut", kill_at=30, terms=AVERAGED)
+    resumed = _run(small_set, tmp_path / "cut", resume=True, terms=AVERAGED)
+    assert any(k.startswith("average.") and k.endswith("running_var") for k in reference)
+    assert set(resumed) == set(reference) and all(torch.equal(reference[k], resumed[k]) for k in reference)
 
 
 def test_logit_terms_offline_log_into_the_summary(small_set, tmp_path):
@@ -180,6 +193,36 @@ def test_the_report_of_an_offline_run_says_its_teacher_never_ran_and_names_the_s
     assert (f"not measured: agreement with the teacher and feature similarity: no teacher: {tmp_path / 'run'} is an "
             "offline run, whose teacher never ran (give teacher.checkpoint=PATH: owner/teacher.pt made its synthetic "
             "set)\n") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("held", ["whole set", "windows of shards"])
+def test_a_stream_draws_before_its_first_batch_from_what_it_starts_with(small_set, held):
+    # A run resumed with its time spent evaluates before its first batch: its re-estimate must draw from the samples
+    # the run it continues held then, and the stream must go on as if nothing was drawn.
+    def stream():
+        made = SyntheticBatches(small_set, 8, "cpu", crop_padding=1, device_budget_mb=64 if held == "whole set" else 0)
+        made.capacity = made.capacity if held == "whole set" else 32  # two shards per window
+        assert made.single == (held == "whole set")
+        return made
+
+    def drawn(made):
+        return torch.stack(list(made.draw(3, torch.Generator().manual_seed(5))))
+
+    fresh, going = stream(), stream()
+    before = drawn(fresh)
+    batches = iter(going)
+    first = next(batches)
+    assert torch.equal(drawn(going), before)
+    assert all(torch.equal(a, b) for a, b in zip(next(iter(fresh)), first))
+    while going.window == 0 and going.epoch == 0:  # into the second window (the whole set: its second epoch)
+        next(batches)
+    state, expected = going.state_dict(), drawn(going)
+    if held == "windows of shards":
+        assert not torch.equal(expected, before)
+    resumed = stream()
+    resumed.load_state_dict(state)
+    assert torch.equal(drawn(resumed), expected)
+    assert all(torch.equal(a, b) for a, b in zip(next(iter(resumed)), next(batches)))
 
 
 def test_an_offline_average_has_its_statistics_reestimated_on_the_stored_set(small_set, tmp_path, caplog):
