@@ -58,21 +58,22 @@ class SyntheticBatches:
             size += count
         return windows + [current]
 
+    def _load_whole(self) -> DeviceBatches:
+        """The whole set's batches, loaded once."""
+        if self._whole is None:
+            self._whole = self._batches(self.synthetic.load(), self.seed)
+        return self._whole
+
     def _read(self, window: list[int]) -> Samples:
         """A window's samples: its shards' in the window's order."""
         return Samples.cat([self.synthetic.read(self.parts[i][0]) for i in window])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
-            if self.single:
-                if self._whole is None:
-                    self._whole = self._batches(self.synthetic.load(), self.seed)
-                windows = [None]
-            else:
-                windows = self._windows(self.epoch)
+            windows = [None] if self.single else self._windows(self.epoch)
             while self.window < len(windows):
                 if self.single:
-                    batches = self._whole
+                    batches = self._load_whole()
                 else:
                     batches = self._batches(self._read(windows[self.window]),
                                             self.seed * 100_003 + self.epoch * 1_000 + self.window)
@@ -91,15 +92,13 @@ class SyntheticBatches:
         return self._holding().draw(count, generator)
 
     def _holding(self) -> DeviceBatches:
-        """The batches of the samples the stream holds now; before its first batch (a new run, or a resumed one
-        stopped before its first round) those it starts from, so that a run resumed with its time spent re-estimates
-        on what the run it continues would have."""
+        """The batches of the samples the stream holds now; before its first batch (a new run, or a resumed one, such
+        as a run stopped after its last step) those it starts from, so that a resumed run re-estimates on what the
+        run it continues held."""
         if self._current is not None:
             return self._current
         if self.single:
-            if self._whole is None:  # kept: the stream starts from these
-                self._whole = self._batches(self.synthetic.load(), self.seed)
-            return self._whole
+            return self._load_whole()
         # The window its position names (each window's samples are its shards in their order; the stream's order
         # and position, which draws do not use, stay in self._resume for the stream).
         return self._batches(self._read(self._windows(self.epoch)[self.window]), 0)
