@@ -287,7 +287,7 @@ class StoredSource(BatchSource):
     calibration_images = "stored-set"
     keeps_calibration_images = True
 
-    def calibration_batches(self, count: int, seed: int) -> Iterator[torch.Tensor] | None:
+    def calibration_batches(self, count: int, seed: int) -> Iterator[torch.Tensor]:
         """Batches of the stored samples the stream holds now (before the first student batch, those it starts
         from), cropped and flipped as the student's are."""
         return self.batches.draw(count, torch.Generator(device=self.device).manual_seed(seed))

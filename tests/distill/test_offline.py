@@ -197,8 +197,8 @@ def test_the_report_of_an_offline_run_says_its_teacher_never_ran_and_names_the_s
 
 @pytest.mark.parametrize("held", ["whole set", "windows of shards"])
 def test_a_stream_draws_before_its_first_batch_from_what_it_starts_with(small_set, held):
-    # A run resumed with its time spent evaluates before its first batch: its re-estimate must draw from the samples
-    # the run it continues held then, and the stream must go on as if nothing was drawn.
+    # A run resumed after its last step evaluates before its stream gives a batch: its re-estimate must draw from
+    # the samples the run it continues held then, and the stream must go on as if nothing was drawn.
     def stream():
         made = SyntheticBatches(small_set, 8, "cpu", crop_padding=1, device_budget_mb=64 if held == "whole set" else 0)
         made.capacity = made.capacity if held == "whole set" else 32  # two shards per window
