@@ -61,7 +61,7 @@ class _ChannelStats(torch.autograd.Function):
     generator step. On the CPU, where ``batch_norm_stats`` does not exist, it is the kernel with which BatchNorm
     updates its running statistics (``batch_norm_update_stats``: the mean and the population variance, nothing
     else written): on a 2-core machine 3-4x faster than ``var_mean`` over (N, H, W) on NCHW activations and
-    11-20x on channels-last ones (with ``var_mean`` the demo's statistics cost as much as its convolutions).
+    11-20x on channels-last ones (with ``var_mean`` the demo's statistics cost nearly as much as its convolutions).
     The backward is one fused multiply-add in the input's dtype:
     d/dx = (g_mean + 2 g_var (x - mean)) / m = a x + b, with per-channel a, b.
     """
