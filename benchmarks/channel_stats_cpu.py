@@ -114,5 +114,6 @@ def main() -> None:
         print(f"| {teacher}, {size} px | {' | '.join(f'{s:.3f}' for s in times.values())} | "
               f"{times['var_mean'] / times['batch_norm_update_stats']:.2f}x |")
 
+
 if __name__ == "__main__":
     main()

@@ -21,43 +21,24 @@ import tempfile
 
 import torch
 
+from channel_stats_cpu import WAYS as KERNELS, channel_stats_by, with_var_mean  # benchmarks/: the ways, timed there
 from datafree.cli import main
 from datafree.ops import hooks
 
 
-def _var_mean(x):
-    var, mean = torch.var_mean(x, dim=[0, *range(2, x.dim())], correction=0)
-    return mean, var
-
-
 def _ulp_up(x):
-    mean, var = _var_mean(x)
+    mean, var = with_var_mean(x)
     return mean, torch.nextafter(var, torch.full_like(var, float("inf")))
 
 
-def _native_batch_norm(x):
-    eps = 1e-12
-    _, mean, invstd = torch.native_batch_norm(x, None, None, None, None, True, 0.0, eps)
-    return mean, invstd.pow(-2) - eps
-
-
-WAYS = {"var_mean": _var_mean, "var_mean_ulp_up": _ulp_up, "native_batch_norm": _native_batch_norm,
-        "batch_norm_update_stats": lambda x: torch.batch_norm_update_stats(x, None, None, 0.0)}
-
-
-def use(way) -> None:
-    def forward(ctx, x):
-        mean, var = way(x.float())
-        ctx.save_for_backward(x, mean)
-        return mean, var
-    hooks._ChannelStats.forward = staticmethod(forward)
+WAYS = {**KERNELS, "var_mean_ulp_up": _ulp_up}
 
 
 if __name__ == "__main__":
     if len(sys.argv) < 3 or sys.argv[1] not in WAYS:
         sys.exit(f"usage: {sys.argv[0]} {{{','.join(WAYS)}}} SEED [OVERRIDES ...]")
     way, seed = sys.argv[1], int(sys.argv[2])
-    use(WAYS[way])
+    hooks._ChannelStats.forward = channel_stats_by(WAYS[way])
     printed = io.StringIO()
     with tempfile.TemporaryDirectory() as run, contextlib.redirect_stdout(printed):
         code = main(["distill", f"seed={seed}", "progress=false", f"hydra.run.dir={run}", *sys.argv[3:]])
