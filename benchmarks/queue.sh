@@ -11,8 +11,11 @@
 # that. The same environment as benchmarks/zoo_pairs.sh, which runs each piece (TEACHER_PIECES, TAG, RECIPE,
 # DISTILL_OVERRIDES, OVERRIDES); AFTER_RUN="COMMAND" runs once after each run that ends, with RUN set to its folder
 # (e.g. AFTER_RUN='python3 benchmarks/bn_recalibration.py $RUN'), its output into the run's log as RUN_after.log.
-# The queue's state, every piece's log and every summary stay in /tmp/queue on the machine; each call copies them all
-# to $OUT (the runs' logs joined piece after piece) and prints the end-of-run table of the runs that ended.
+# The queue's state, every piece's log and every summary stay in /tmp/queue on the machine; each call packs them all
+# into one file, $OUT/queue.tgz (the runs' logs joined piece after piece; the teachers' logs too), and prints the
+# end-of-run table of the runs that ended. One file, because the device tool brings back at most 8 from $OUT: the
+# call that trains teachers leaves their float16 pieces in $OUT/TEACHER beside it (4 files for a ResNet-34, 2 for a
+# WRN-40-2, each piece under 16 MiB), to carry to a later session's queue with TEACHER_PIECES.
 # A machine given back between calls loses its runs (the replay pool is too large to carry): start the queue again.
 # TEACHER_S=N (N > 0) first trains, side by side, the teachers of the queue's unfinished runs that the machine lacks
 # (benchmarks/train_teachers.sh: N seconds of training each, their float16 pieces into $OUT; not those TEACHER_PIECES
@@ -41,6 +44,8 @@ if [ "${TEACHER_S:-0}" != 0 ]; then
     mkdir -p "${OUT:-.cache/queue}"
     OUT=${OUT:-.cache/queue} "${TRAIN_TEACHERS:-benchmarks/train_teachers.sh}" "$data" "$TEACHER_S" "${missing[@]}" \
         >> "$Q/teachers.log" 2>&1 || echo "queue: training the teachers failed (teachers.log says why)"
+    # their logs go into queue.tgz: a file less for the tool to bring back
+    if [ -f "${OUT:-.cache/queue}/teacher_logs.tgz" ]; then mv "${OUT:-.cache/queue}/teacher_logs.tgz" "$Q/"; fi
   fi
 fi
 ended=()
@@ -65,5 +70,5 @@ for item in $QUEUE; do
     echo "queue: $name failed (its log, $name.log, says why); the next items go on" | tee "$Q/$name.failed"
   fi
 done
-out=${OUT:-.cache/queue}; mkdir -p "$out"; cp -r "$Q"/. "$out"/
+out=${OUT:-.cache/queue}; mkdir -p "$out"; tar czf "$out/queue.tgz" -C "$Q" .
 [ ${#ended[@]} -eq 0 ] || python3 benchmarks/end_table.py "$Q" "" "${ended[@]}"

@@ -3,6 +3,7 @@ resumed by the next command, a failed run skipped, and every run that ended tabl
 from __future__ import annotations
 
 import subprocess
+import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +36,12 @@ def _call(tmp_path: Path, queue: str, **more: str) -> str:
     return done.stdout
 
 
+def _returned(tmp_path: Path, name: str) -> str:
+    """A file of the queue's state as a call brings it back: inside $OUT/queue.tgz."""
+    with tarfile.open(tmp_path / "out" / "queue.tgz") as tar:
+        return tar.extractfile(f"./{name}").read().decode()
+
+
 def test_a_queue_goes_on_where_the_last_command_stopped(tmp_path):
     (tmp_path / "pairs.sh").write_text(FAKE_PAIRS)
     (tmp_path / "pairs.sh").chmod(0o755)
@@ -46,7 +53,8 @@ def test_a_queue_goes_on_where_the_last_command_stopped(tmp_path):
     second = _call(tmp_path, queue)  # seed 0 is not run again, nor the failed seed 9; seed 1 ends
     assert "s0 for up to" not in second and "s9" not in second and "wrn40_2_wrn16_1_s1 for up to" in second
     assert "| wrn40_2_wrn16_1_s0 |" in second and "| wrn40_2_wrn16_1_s1 | 50.00%" in second
-    assert (tmp_path / "out" / "wrn40_2_wrn16_1_s1.log").read_text().count("distill exit status") == 1
+    assert _returned(tmp_path, "wrn40_2_wrn16_1_s1.log").count("distill exit status") == 1
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["queue.tgz"]  # one file: the tool brings back 8 at most
 
 
 def test_a_run_longer_than_a_command_is_resumed_by_the_next(tmp_path):
@@ -56,7 +64,7 @@ def test_a_run_longer_than_a_command_is_resumed_by_the_next(tmp_path):
     assert "for up to" in first and "|" not in first  # stopped with its state: no end-of-run row
     second = _call(tmp_path, "wrn40_2:wrn16_1:0")
     assert "| wrn40_2_wrn16_1_s0 | 50.00%" in second
-    log = (tmp_path / "out" / "wrn40_2_wrn16_1_s0.log").read_text()
+    log = _returned(tmp_path, "wrn40_2_wrn16_1_s0.log")
     assert log.index("distill exit status 143") < log.index("distill exit status 0")  # one log, piece after piece
 
 
@@ -66,7 +74,9 @@ def test_teacher_s_trains_the_missing_teachers_first_and_only_once(tmp_path):
     # A stand-in for benchmarks/train_teachers.sh: records its arguments and leaves each teacher where it belongs.
     (tmp_path / "train.sh").write_text(f"""#!/usr/bin/env bash
 echo "$@" >> {tmp_path}/trained
-for t in "${{@:3}}"; do mkdir -p {tmp_path}/teachers/$t; touch {tmp_path}/teachers/$t/teacher.pt; done
+for t in "${{@:3}}"; do mkdir -p {tmp_path}/teachers/$t; touch {tmp_path}/teachers/$t/teacher.pt
+  mkdir -p "$OUT/$t"; touch "$OUT/$t/teacher.0.pt" "$OUT/$t/teacher.meta.pt"; done
+echo "the teachers' logs" > "$OUT/teacher_logs.tgz"
 """)
     (tmp_path / "train.sh").chmod(0o755)
     (tmp_path / "teachers" / "resnet34").mkdir(parents=True)
@@ -75,6 +85,11 @@ for t in "${{@:3}}"; do mkdir -p {tmp_path}/teachers/$t; touch {tmp_path}/teache
     first = _call(tmp_path, queue, TEACHER_S="300", TRAIN_TEACHERS=str(tmp_path / "train.sh"))
     assert "queue: training the teachers wrn40_2 vgg11_bn for 300s each" in first
     assert (tmp_path / "trained").read_text() == "DATA 300 wrn40_2 vgg11_bn\n"
+    # the teachers' pieces come back as files beside queue.tgz, their logs inside it
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file()) == [
+        "queue.tgz", "vgg11_bn/teacher.0.pt", "vgg11_bn/teacher.meta.pt", "wrn40_2/teacher.0.pt",
+        "wrn40_2/teacher.meta.pt"]
+    assert _returned(tmp_path, "teacher_logs.tgz") == "the teachers' logs\n"
     _call(tmp_path, queue, TEACHER_S="300", TRAIN_TEACHERS=str(tmp_path / "train.sh"))
     assert (tmp_path / "trained").read_text() == "DATA 300 wrn40_2 vgg11_bn\n"  # they are there now
     assert "training" not in _call(tmp_path, queue)  # without TEACHER_S, as before
