@@ -86,6 +86,7 @@ def test_a_torchvision_student_resumes_bitwise(tmp_path, capsys):
             "trainer.warmup_steps=5"]
     proc = in_process(capsys, "distill", *args, f"hydra.run.dir={tmp_path / 'reference'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "the student trains channels_last on the CPU" in _log(tmp_path / "reference", "distill")
     run = tmp_path / "run"
     killed = run_killed("distill", 3, *args, f"hydra.run.dir={run}")
     assert killed.returncode == 143 and "stopped by SIGTERM after student step 3" in killed.stderr, killed.stderr[-2000:]
@@ -106,7 +107,7 @@ def test_train_teacher_fine_tunes_a_torchvision_network_from_a_checkpoint(tmp_pa
                       f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = _log(tmp_path / "run", "train-teacher")
-    assert "starts fresh for 10" in log
+    assert "starts fresh for 10" in log and "the teacher trains channels_last on the CPU" in log
     # torchvision's MobileNetV3 momentum of 0.01 would leave the trained teacher's running statistics behind its weights
     assert "teacher: BatchNorm momentum 0.01 -> 0.1 in 34 of 34 layers for this run (teacher.train.bn_momentum=auto)" in log
     assert "teacher torchvision:mobilenet_v3_small: test accuracy" in proc.stdout

@@ -1,0 +1,46 @@
+"""The layout a network runs in: channels_last on a GPU; on the CPU only networks of depthwise convolutions with
+BatchNorm, whose training steps run faster so there (docs/benchmarks.md, "Memory layout on the CPU")."""
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from datafree.models import create_model
+from datafree.utils.device import depthwise_with_batchnorm, network_layout
+
+CPU = torch.device("cpu")
+
+
+def _channels_last(net: nn.Module) -> bool:
+    # a weight of one input channel (a depthwise one) or one pixel is both layouts at once: the others tell
+    weights = [m.weight for m in net.modules()
+               if isinstance(m, nn.Conv2d) and m.weight.shape[1] > 1 and m.weight.shape[-1] > 1]
+    return all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in weights)
+
+
+@pytest.mark.parametrize("build, expected", [
+    (lambda: torchvision.models.mobilenet_v3_small(num_classes=3), True),
+    (lambda: torchvision.models.shufflenet_v2_x0_5(num_classes=3), True),
+    (lambda: create_model("mobilenetv2", num_classes=3), True),
+    (lambda: create_model("resnet18", num_classes=3), False),
+    (lambda: create_model("tinycnn", num_classes=3), False),  # the demo's teacher: its figures stay as they are
+    (lambda: torchvision.models.convnext_tiny(num_classes=3), False),  # depthwise, but LayerNorm: 0.87x measured
+    (lambda: torchvision.models.regnet_x_400mf(num_classes=3), False),  # grouped, not depthwise
+], ids=["mobilenet_v3_small", "shufflenet", "zoo_mobilenetv2", "zoo_resnet18", "tinycnn", "convnext", "regnet_x"])
+def test_on_the_cpu_only_depthwise_batchnorm_networks_go_channels_last(build, expected):
+    net = build()
+    assert depthwise_with_batchnorm(net) is expected
+    assert network_layout(net, CPU) is net and _channels_last(net) is expected
+
+
+def test_tensors_stay_as_they_are_on_the_cpu_and_a_channels_last_network_takes_them():
+    x = torch.rand(2, 3, 32, 32)
+    assert network_layout(x, CPU) is x
+    torch.manual_seed(0)
+    reference = torchvision.models.mobilenet_v3_small(num_classes=3).eval()
+    net = network_layout(torchvision.models.mobilenet_v3_small(num_classes=3).eval(), CPU)
+    net.load_state_dict(reference.state_dict())  # the values are kept, only the strides change
+    assert _channels_last(net) and not _channels_last(reference)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), reference(x), rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), reference.state_dict().values()))
