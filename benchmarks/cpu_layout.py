@@ -1,0 +1,146 @@
+"""A training step on the CPU in the two memory layouts, NCHW against channels_last, network by network; then short
+runs of the fast recipe and of train-teacher on the grey 64-px folder, every network NCHW against the CPU's rule.
+
+    python benchmarks/cpu_layout.py                 # the networks: forward + backward of a batch, one torch thread
+    python benchmarks/cpu_layout.py --rounds 2      # and runs of experiment=fast, ResNet-18 teacher, two students
+    python benchmarks/cpu_layout.py --skip-networks --teacher-epochs 2    # train-teacher of two networks
+
+datafree runs every network channels_last on a GPU. On the CPU it keeps NCHW, except for networks of depthwise
+convolutions with BatchNorm (``datafree.utils.device.depthwise_with_batchnorm``); this is what that rule rests on.
+The inputs stay NCHW in both columns, as the CPU runs feed them: a channels_last network's first convolution turns
+them. Times are the median of timed calls after one warm-up, NCHW measured before and after channels_last (the
+faster kept), so that a machine slowing down does not favour either; the ratio is NCHW / channels_last (above 1:
+channels_last is faster). The runs need the folder (and the distillation runs its teacher) of
+benchmarks/grey_shapes_cpu.sh.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+import sys
+import tempfile
+import time
+from unittest import mock
+
+import timm
+import torch
+import torchvision
+
+from datafree.models import create_model
+from datafree.utils.device import depthwise_with_batchnorm
+
+TV = torchvision.models
+NETWORKS = [  # name, builder, input side (batch 64 up to 64 px, 32 above)
+    ("zoo mobilenetv2", lambda: create_model("mobilenetv2", num_classes=10), 32),
+    ("zoo resnet18", lambda: create_model("resnet18", num_classes=10), 32),
+    ("zoo wrn16_2", lambda: create_model("wrn16_2", num_classes=10), 32),
+    ("zoo tinycnn (the demo's teacher)", lambda: create_model("tinycnn", num_classes=10), 16),
+    ("tv shufflenet_v2_x1_0", lambda: TV.shufflenet_v2_x1_0(num_classes=10), 64),
+    ("tv mnasnet1_0", lambda: TV.mnasnet1_0(num_classes=10), 64),
+    ("tv efficientnet_b0", lambda: TV.efficientnet_b0(num_classes=10), 64),
+    ("tv mobilenet_v3_small", lambda: TV.mobilenet_v3_small(num_classes=10), 64),
+    ("tv mobilenet_v3_large", lambda: TV.mobilenet_v3_large(num_classes=10), 64),
+    ("tv mobilenet_v3_small", lambda: TV.mobilenet_v3_small(num_classes=10), 128),
+    ("timm efficientnet_b0", lambda: timm.create_model("efficientnet_b0", num_classes=10), 64),
+    ("timm mobilenetv3_small_100", lambda: timm.create_model("mobilenetv3_small_100", num_classes=10), 64),
+    ("tv regnet_y_400mf", lambda: TV.regnet_y_400mf(num_classes=10), 64),
+    ("tv resnext50_32x4d", lambda: TV.resnext50_32x4d(num_classes=10), 64),
+    ("tv convnext_tiny", lambda: TV.convnext_tiny(num_classes=10), 64),
+    ("tv resnet18", lambda: TV.resnet18(num_classes=10), 64),
+    ("tv resnet50", lambda: TV.resnet50(num_classes=10), 64),
+]
+
+
+def step_seconds(net: torch.nn.Module, x: torch.Tensor, channels_last: bool, reps: int) -> float:
+    net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
+    net(x).sum().backward()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        net(x).sum().backward()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def networks(reps: int) -> None:
+    print("| network | input | depthwise with BatchNorm | NCHW ms | channels_last ms | NCHW / channels_last |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
+    for name, build, side in NETWORKS:
+        torch.manual_seed(0)
+        net, batch = build(), 64 if side <= 64 else 32
+        x = torch.randn(batch, 3, side, side)
+        nchw = step_seconds(net, x, False, reps)
+        last = step_seconds(net, x, True, reps)
+        nchw = min(nchw, step_seconds(net, x, False, reps))
+        print(f"| {name} | {batch} x 3 x {side} x {side} | {'yes' if depthwise_with_batchnorm(net) else 'no'} | "
+              f"{nchw * 1e3:.0f} | {last * 1e3:.0f} | {nchw / last:.2f} |", flush=True)
+
+
+def run_seconds(student: list[str], layout: str, rounds: int, folder: str) -> tuple[float, str]:
+    """The run's seconds (its closing line's: from the first synthesis step to the end, the last evaluation
+    included) and that line, with the CPU rule (``rule``) or every network NCHW (``nchw``)."""
+    from datafree import jobs
+    from datafree.cli import main
+
+    # NCHW: every network as it comes (on the CPU tensors are left so by both ways)
+    patched = mock.patch.object(jobs, "network_layout", lambda x, device: x) if layout == "nchw" else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as out, patched, contextlib.redirect_stdout(io.StringIO()) as printed:
+        sys.argv = ["datafree", "distill", "experiment=fast", f"teacher.checkpoint={folder}/teacher/teacher.pt",
+                    "data=imagefolder", f"data.root={folder}/images", "trainer.time_budget_s=100000",
+                    f"trainer.rounds={rounds}", "synthesizer.batch_size=32", "trainer.batch_size=64",
+                    "trainer.eval_every=100", "progress=false", "noise_baseline=false", *student, f"hydra.run.dir={out}"]
+        with contextlib.suppress(SystemExit):
+            main()
+        log = open(f"{out}/distill.log").read()
+    closing = ([line for line in printed.getvalue().splitlines() if line.startswith("student ")] or [""])[-1]
+    took = re.search(r"synthetic images, ([\d.]+)s on", closing)
+    return float(took.group(1)) if took else float("nan"), closing or "(no closing line)"
+
+
+def train_seconds(network: list[str], layout: str, epochs: int, folder: str) -> tuple[float, str]:
+    """train-teacher on the grey folder for ``epochs`` epochs: the seconds its log gives at the last epoch, and
+    that line, with the CPU rule (``rule``) or every network NCHW (``nchw``)."""
+    from datafree import jobs
+    from datafree.cli import main
+
+    patched = mock.patch.object(jobs, "network_layout", lambda x, device: x) if layout == "nchw" else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as out, patched, contextlib.redirect_stdout(io.StringIO()):
+        sys.argv = ["datafree", "train-teacher", *network, "data=imagefolder", f"data.root={folder}/images",
+                    "data.batch_size=64", f"teacher.train.epochs={epochs}", "seed=0", "progress=false",
+                    f"hydra.run.dir={out}"]
+        with contextlib.suppress(SystemExit):
+            main()
+        lines = [line for line in open(f"{out}/train-teacher.log").read().splitlines() if f"epoch {epochs}/" in line]
+    took = re.search(r"\((\d+)s\)", lines[-1]) if lines else None
+    return float(took.group(1)) if took else float("nan"), lines[-1].split(" - ", 1)[-1] if lines else "(no epoch line)"
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=0, help="also time runs of this many rounds of experiment=fast")
+    parser.add_argument("--teacher-epochs", type=int, default=0, help="also time train-teacher of two networks")
+    parser.add_argument("--skip-networks", action="store_true", help="the runs only")
+    parser.add_argument("--folder", default=".cache/grey_shapes_cpu", help="benchmarks/grey_shapes_cpu.sh's folder")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # cpu_threads=auto on the 2-core machine
+    if not args.skip_networks:
+        networks(args.reps)
+    if args.rounds:
+        print(f"\n| student | {args.rounds} rounds, NCHW s | the CPU rule s | NCHW / rule |\n| --- | ---: | ---: | ---: |")
+        for student in (["student=torchvision", "student.name=mobilenet_v3_small"],
+                        ["student=timm", "student.name=efficientnet_b0"]):
+            (a, end_a), (b, end_b) = (run_seconds(student, way, args.rounds, args.folder) for way in ("nchw", "rule"))
+            print(f"| {student[1].split('=')[1]} | {a:.1f} | {b:.1f} | {a / b:.2f} |", flush=True)
+            print(f"<!-- nchw: {end_a} -->\n<!-- rule: {end_b} -->", flush=True)
+    if args.teacher_epochs:
+        print(f"\n| train-teacher | {args.teacher_epochs} epochs, NCHW s | the CPU rule s | NCHW / rule |\n"
+              "| --- | ---: | ---: | ---: |")
+        for network in (["teacher=torchvision", "teacher.name=mobilenet_v3_small"],
+                        ["teacher=timm", "teacher.name=efficientnet_b0"]):
+            (a, end_a), (b, end_b) = (train_seconds(network, way, args.teacher_epochs, args.folder)
+                                      for way in ("nchw", "rule"))
+            print(f"| {network[1].split('=')[1]} | {a:.0f} | {b:.0f} | {a / b:.2f} |", flush=True)
+            print(f"<!-- nchw: {end_a} -->\n<!-- rule: {end_b} -->", flush=True)
