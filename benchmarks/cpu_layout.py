@@ -4,9 +4,11 @@ runs of the fast recipe and of train-teacher on the grey 64-px folder, every net
     python benchmarks/cpu_layout.py                 # the networks: forward + backward of a batch, one torch thread
     python benchmarks/cpu_layout.py --rounds 2      # and runs of experiment=fast, ResNet-18 teacher, two students
     python benchmarks/cpu_layout.py --skip-networks --teacher-epochs 2    # train-teacher of two networks
+    python benchmarks/cpu_layout.py --skip-networks --generator --generator-rounds 4   # the synthesizers' generator
 
 datafree runs every network channels_last on a GPU. On the CPU it keeps NCHW, except for networks of depthwise
-convolutions with BatchNorm (``datafree.utils.device.depthwise_with_batchnorm``); this is what that rule rests on.
+convolutions with BatchNorm (``datafree.utils.device.depthwise_with_batchnorm``) and the synthesizers' generators
+(``generator_layout``: a generator's images are handed on NCHW); this is what that rule rests on.
 The inputs stay NCHW in both columns, as the CPU runs feed them: a channels_last network's first convolution turns
 them. Times are the median of timed calls after one warm-up, NCHW measured before and after channels_last (the
 faster kept), so that a machine slowing down does not favour either; the ratio is NCHW / channels_last (above 1:
@@ -29,7 +31,8 @@ import torch
 import torchvision
 
 from datafree.models import create_model
-from datafree.utils.device import depthwise_with_batchnorm
+from datafree.synthesizers import adversarial, fast
+from datafree.utils.device import autocast, depthwise_with_batchnorm
 
 TV = torchvision.models
 NETWORKS = [  # name, builder, input side (batch 64 up to 64 px, 32 above)
@@ -78,15 +81,75 @@ def networks(reps: int) -> None:
               f"{nchw * 1e3:.0f} | {last * 1e3:.0f} | {nchw / last:.2f} |", flush=True)
 
 
+GENERATORS = [  # the DCGAN generator: the fast recipe's (no output BatchNorm) at four sizes, DFAD's at 32 px
+    ("fast", 16, 64, False), ("fast", 32, 64, False), ("fast", 64, 32, False), ("fast", 128, 16, False),
+    ("dfad", 32, 64, True),
+]
+
+
+def generator_step_seconds(generator: torch.nn.Module, batch: int, channels_last: bool, reps: int) -> float:
+    """One Adam step of the generator alone, its images handed on NCHW as the synthesizers hand them (in bf16
+    autocast on a GPU, as the recipes run it there)."""
+    generator.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format).train()
+    device = next(generator.parameters()).device
+    optimizer = torch.optim.Adam(generator.parameters(), 1e-3)
+    z = torch.randn(batch, generator.latent_dim, device=device)
+
+    def step():
+        with autocast(device):
+            loss = generator(z).float().contiguous().square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    step()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def generators(reps: int, device: str = "cpu") -> None:
+    """The table for the CPU, or with ``device=cuda`` for a GPU: batches of 256 (the fast recipe's at 32 px there)
+    at 50x the repetitions."""
+    print("| generator | images | NCHW ms | channels_last ms | NCHW / channels_last |\n| --- | --- | ---: | ---: | ---: |")
+    for name, side, batch, output_bn in GENERATORS:
+        torch.manual_seed(0)
+        net = create_model("dcgan_generator", image_size=side, output_bn=output_bn).to(device)
+        if device != "cpu":
+            batch, reps = 256, reps * 50
+        nchw = generator_step_seconds(net, batch, False, reps)
+        last = generator_step_seconds(net, batch, True, reps)
+        nchw = min(nchw, generator_step_seconds(net, batch, False, reps))
+        print(f"| {name} | {batch} x 3 x {side} x {side} | {nchw * 1e3:.0f} | {last * 1e3:.0f} | {nchw / last:.2f} |",
+              flush=True)
+
+
+def _layout(way: str) -> contextlib.ExitStack:
+    """``rule``: the CPU's rule as it is; ``generator``: the synthesizers' generators NCHW, the networks by the rule;
+    ``nchw``: every network and the generators NCHW (on the CPU the tensors stay NCHW in each)."""
+    from datafree import jobs
+
+    identity = lambda x, device: x  # noqa: E731
+    stack = contextlib.ExitStack()
+    if way in ("nchw", "generator"):
+        for module in (fast, adversarial):
+            stack.enter_context(mock.patch.object(module, "generator_layout", identity))
+    if way == "nchw":
+        stack.enter_context(mock.patch.object(jobs, "network_layout", identity))
+    return stack
+
+
 def run_seconds(student: list[str], layout: str, rounds: int, folder: str) -> tuple[float, str]:
     """The run's seconds (its closing line's: from the first synthesis step to the end, the last evaluation
-    included) and that line, with the CPU rule (``rule``) or every network NCHW (``nchw``)."""
-    from datafree import jobs
+    included) and that line, in the layouts ``layout`` names (:func:`_layout`)."""
     from datafree.cli import main
 
-    # NCHW: every network as it comes (on the CPU tensors are left so by both ways)
-    patched = mock.patch.object(jobs, "network_layout", lambda x, device: x) if layout == "nchw" else contextlib.nullcontext()
-    with tempfile.TemporaryDirectory() as out, patched, contextlib.redirect_stdout(io.StringIO()) as printed:
+    with tempfile.TemporaryDirectory() as out, _layout(layout), contextlib.redirect_stdout(io.StringIO()) as printed:
         sys.argv = ["datafree", "distill", "experiment=fast", f"teacher.checkpoint={folder}/teacher/teacher.pt",
                     "data=imagefolder", f"data.root={folder}/images", "trainer.time_budget_s=100000",
                     f"trainer.rounds={rounds}", "synthesizer.batch_size=32", "trainer.batch_size=64",
@@ -101,12 +164,10 @@ def run_seconds(student: list[str], layout: str, rounds: int, folder: str) -> tu
 
 def train_seconds(network: list[str], layout: str, epochs: int, folder: str) -> tuple[float, str]:
     """train-teacher on the grey folder for ``epochs`` epochs: the seconds its log gives at the last epoch, and
-    that line, with the CPU rule (``rule``) or every network NCHW (``nchw``)."""
-    from datafree import jobs
+    that line, in the layouts ``layout`` names (:func:`_layout`)."""
     from datafree.cli import main
 
-    patched = mock.patch.object(jobs, "network_layout", lambda x, device: x) if layout == "nchw" else contextlib.nullcontext()
-    with tempfile.TemporaryDirectory() as out, patched, contextlib.redirect_stdout(io.StringIO()):
+    with tempfile.TemporaryDirectory() as out, _layout(layout), contextlib.redirect_stdout(io.StringIO()):
         sys.argv = ["datafree", "train-teacher", *network, "data=imagefolder", f"data.root={folder}/images",
                     "data.batch_size=64", f"teacher.train.epochs={epochs}", "seed=0", "progress=false",
                     f"hydra.run.dir={out}"]
@@ -123,6 +184,10 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=0, help="also time runs of this many rounds of experiment=fast")
     parser.add_argument("--teacher-epochs", type=int, default=0, help="also time train-teacher of two networks")
     parser.add_argument("--skip-networks", action="store_true", help="the runs only")
+    parser.add_argument("--generator", action="store_true", help="also time the synthesizers' generator alone")
+    parser.add_argument("--generator-device", default="cpu", help="cuda: the generator's table on a GPU")
+    parser.add_argument("--generator-rounds", type=int, default=0,
+                        help="also time runs of this many rounds of experiment=fast, the generator NCHW against the rule")
     parser.add_argument("--folder", default=".cache/grey_shapes_cpu", help="benchmarks/grey_shapes_cpu.sh's folder")
     args = parser.parse_args()
     torch.set_num_threads(1)  # cpu_threads=auto on the 2-core machine
@@ -135,6 +200,19 @@ if __name__ == "__main__":
             (a, end_a), (b, end_b) = (run_seconds(student, way, args.rounds, args.folder) for way in ("nchw", "rule"))
             print(f"| {student[1].split('=')[1]} | {a:.1f} | {b:.1f} | {a / b:.2f} |", flush=True)
             print(f"<!-- nchw: {end_a} -->\n<!-- rule: {end_b} -->", flush=True)
+    if args.generator:
+        print()
+        generators(args.reps, args.generator_device)
+    if args.generator_rounds:
+        # one student, the two ways twice in turn: this machine's pace drifts by more than a run's noise
+        student = ["student=torchvision", "student.name=mobilenet_v3_small"]
+        print(f"\n| pass | {args.generator_rounds} rounds, the generator NCHW s | the CPU rule s | NCHW / rule |\n"
+              "| --- | ---: | ---: | ---: |")
+        for turn in (1, 2):
+            (a, end_a), (b, end_b) = (run_seconds(student, way, args.generator_rounds, args.folder)
+                                      for way in ("generator", "rule"))
+            print(f"| {turn} | {a:.1f} | {b:.1f} | {a / b:.2f} |", flush=True)
+            print(f"<!-- generator NCHW: {end_a} -->\n<!-- rule: {end_b} -->", flush=True)
     if args.teacher_epochs:
         print(f"\n| train-teacher | {args.teacher_epochs} epochs, NCHW s | the CPU rule s | NCHW / rule |\n"
               "| --- | ---: | ---: | ---: |")

@@ -45,7 +45,7 @@ from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
 from datafree.ops.hooks import (BatchNormStatistics, PenultimateFeatures, check_batchnorm_teacher,
                                         check_bn_distance, require_hookable)
 from datafree.utils import dist
-from datafree.utils.device import autocast
+from datafree.utils.device import autocast, generator_layout
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam
 
 # Each maps (student_logits, teacher_logits) to a disagreement the generator maximises.
@@ -193,7 +193,7 @@ class GeneratorSynthesizer(Synthesizer):
             raise DatafreeError("under torchrun, clip_grad_norm with optimize_latent would scale the shared generator's "
                                 "gradient by each rank's own latent gradient: set synthesizer.clip_grad_norm=null or "
                                 "synthesizer.optimize_latent=false.")
-        self.generator.to(self.device).train()
+        self.generator = generator_layout(self.generator.to(self.device), self.device).train()
         dist.broadcast_module(self.generator)  # one generator for the run: rank 0's
         if self.augment is not None:
             self.augment.to(self.device)
@@ -270,7 +270,7 @@ class GeneratorSynthesizer(Synthesizer):
     def _generate(self, generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         with autocast(self.device, self.amp):
             images = generator(z, labels) if self.conditional else generator(z)
-        return images.float()
+        return images.float().contiguous()  # NCHW from a channels_last generator (the CPU's), as the networks take them
 
     # -- one round --------------------------------------------------------------------------------------
     def synthesize(self) -> Batch:

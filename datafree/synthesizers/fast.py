@@ -42,7 +42,7 @@ from datafree.models import create_model
 from datafree.synthesizers.augment import Augment
 from datafree.synthesizers.base import Batch, Synthesizer, check_loss_weights
 from datafree.ops.hooks import BatchNormStatistics, check_batchnorm_teacher, check_bn_distance
-from datafree.utils.device import autocast
+from datafree.utils.device import autocast, generator_layout
 from datafree.utils.dist import is_main_process
 from datafree.utils.graphs import CapturedStep
 from datafree.utils.nonfinite import NonFiniteGuard, fused_adam
@@ -131,9 +131,10 @@ class FastSynthesizer(Synthesizer):
         # bilinearly upsampled to the teacher's input in every step; null: the teacher's size itself.
         shape = (height, width) if size is None else (size, max(4, round(width * size / height / 4) * 4))
         self._upsample, self._made = shape != (height, width), shape
-        self.generator = create_model("dcgan_generator", latent_dim=self.latent_dim, base_width=self.base_width,
-                                      image_size=shape[0] if shape[0] == shape[1] else shape, channels=channels,
-                                      output_bn=False).to(self.device).train()
+        self.generator = generator_layout(create_model(
+            "dcgan_generator", latent_dim=self.latent_dim, base_width=self.base_width,
+            image_size=shape[0] if shape[0] == shape[1] else shape, channels=channels,
+            output_bn=False).to(self.device).train(), self.device)
         self._made = self.generator.made_size  # a size doubling cannot reach is made at the nearest one it can
         self.noisy = nn.Linear(self.num_classes + self.latent_dim, self.latent_dim).to(self.device)
         params = [*self.noisy.parameters(), *self.generator.parameters()]
@@ -189,7 +190,7 @@ class FastSynthesizer(Synthesizer):
             images = self.generator(self.noisy(code)).float()
         if self._upsample:
             images = F.interpolate(images, size=tuple(self.input_size[1:]), mode="bilinear", align_corners=False)
-        return images
+        return images.contiguous()  # NCHW from a channels_last generator (the CPU's), as the networks take them there
 
     def _generator_step(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One Adam step of noisy layer + generator; returns the images it started from and the loss terms."""

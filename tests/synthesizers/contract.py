@@ -49,6 +49,7 @@ class SynthesizerContract:
         assert isinstance(batch, Batch) and batch.images.shape[1:] == SIZE and len(batch) >= 1
         assert not batch.images.requires_grad and batch.images.isfinite().all()
         assert 0 <= float(batch.images.min()) and float(batch.images.max()) <= 1
+        assert batch.images.is_contiguous()  # NCHW: the layout the CPU's networks take (a generator's is its own)
 
     def test_an_error_in_a_round_leaves_no_hooks_and_the_modes_as_they_were(self, bn_teacher):
         if not self.uses_teacher:

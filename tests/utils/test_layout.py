@@ -1,12 +1,15 @@
 """The layout a network runs in: channels_last on a GPU; on the CPU only networks of depthwise convolutions with
-BatchNorm, whose training steps run faster so there (docs/benchmarks.md, "Memory layout on the CPU")."""
+BatchNorm, whose training steps run faster so there, and the synthesizers' generators, which hand their images on
+NCHW (docs/benchmarks.md, "Memory layout on the CPU")."""
 import pytest
 import torch
 import torchvision
 from torch import nn
 
 from datafree.models import create_model
-from datafree.utils.device import depthwise_with_batchnorm, network_layout
+from datafree.synthesizers import FastSynthesizer, GeneratorSynthesizer
+from datafree.utils.device import depthwise_with_batchnorm, generator_layout, network_layout
+from nets import TinyBNNet
 
 CPU = torch.device("cpu")
 
@@ -44,3 +47,26 @@ def test_tensors_stay_as_they_are_on_the_cpu_and_a_channels_last_network_takes_t
     with torch.no_grad():
         torch.testing.assert_close(net(x), reference(x), rtol=1e-4, atol=1e-5)
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), reference.state_dict().values()))
+
+
+def test_a_generator_goes_channels_last_on_the_cpu_and_makes_the_same_images():
+    torch.manual_seed(0)
+    reference = create_model("dcgan_generator", latent_dim=16, image_size=16, base_width=8)
+    generator = generator_layout(create_model("dcgan_generator", latent_dim=16, image_size=16, base_width=8), CPU)
+    generator.load_state_dict(reference.state_dict())
+    assert _channels_last(generator) and not _channels_last(reference)
+    z = torch.randn(8, 16)
+    torch.testing.assert_close(generator(z), reference(z), rtol=1e-4, atol=1e-5)  # in training mode: batch statistics
+
+
+@pytest.mark.parametrize("synthesizer", [
+    lambda: FastSynthesizer(batch_size=8, g_steps=2, latent_dim=8, base_width=8, amp=False),
+    lambda: GeneratorSynthesizer(generator=create_model("dcgan_generator", num_classes=4, latent_dim=8, image_size=8,
+                                                        base_width=8), latent_dim=8, batch_size=8, amp=False),
+], ids=["fast", "adversarial"])
+def test_the_synthesizers_generators_run_channels_last_on_the_cpu_and_hand_on_nchw(synthesizer, bn_teacher):
+    synth = synthesizer()
+    synth.bind(bn_teacher, TinyBNNet(), 4, (3, 8, 8), CPU)
+    assert _channels_last(synth.generator)
+    images = synth.synthesize().images
+    assert images.is_contiguous()  # NCHW, as the teacher and the student take them on the CPU
