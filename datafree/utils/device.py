@@ -74,7 +74,7 @@ def network_layout(x, device: torch.device):
 
 
 def generator_layout(generator: nn.Module, device: torch.device) -> nn.Module:
-    """A synthesizer's generator in the layout it trains fastest in: channels_last on the CPU, as it is on a GPU.
+    """A synthesizer's generator in the layout it trains fastest in: channels_last on the CPU; on a GPU unchanged.
 
     On the 2-core machine a DCGAN generator's training step (upsampling, 3x3 convolutions, BatchNorm) ran 1.26-1.52x
     faster channels_last at 16-128 px, and a run of the fast recipe at 64 px 1.29-1.32x (``benchmarks/cpu_layout.py
