@@ -117,7 +117,7 @@ def read_test_split_at_teacher_size(data_cfg: DictConfig, test_set: ImageDataset
 def note_cpu_layout(net: torch.nn.Module, device: torch.device, logger: RunLogger, what: str) -> None:
     """Say so when a network trains channels_last on the CPU (:func:`network_layout`): a run takes another path
     than an NCHW run would, as any change of rounding makes it."""
-    if device.type == "cpu" and depthwise_with_batchnorm(net):
+    if device.type != "cuda" and depthwise_with_batchnorm(net):  # network_layout's rule off a GPU
         logger.info(f"{what} trains channels_last on the CPU: a network of depthwise convolutions with BatchNorm "
                     "runs its training steps faster so")
 
