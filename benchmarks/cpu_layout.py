@@ -125,8 +125,9 @@ def generators(reps: int, device: str = "cpu") -> None:
         nchw = generator_step_seconds(net, batch, False, reps)
         last = generator_step_seconds(net, batch, True, reps)
         nchw = min(nchw, generator_step_seconds(net, batch, False, reps))
-        print(f"| {name} | {batch} x 3 x {side} x {side} | {nchw * 1e3:.0f} | {last * 1e3:.0f} | {nchw / last:.2f} |",
-              flush=True)
+        digits = 0 if device == "cpu" else 2  # a GPU's step takes a few milliseconds
+        print(f"| {name} | {batch} x 3 x {side} x {side} | {nchw * 1e3:.{digits}f} | {last * 1e3:.{digits}f} | "
+              f"{nchw / last:.2f} |", flush=True)
 
 
 def _layout(way: str) -> contextlib.ExitStack:
