@@ -5,9 +5,12 @@ runs of the fast recipe and of train-teacher on the grey 64-px folder, every net
     python benchmarks/cpu_layout.py --rounds 2      # and runs of experiment=fast, ResNet-18 teacher, two students
     python benchmarks/cpu_layout.py --skip-networks --teacher-epochs 2    # train-teacher of two networks
     python benchmarks/cpu_layout.py --skip-networks --generator --generator-rounds 4   # the synthesizers' generator
+    python benchmarks/cpu_layout.py --only zoo --reps 8       # the zoo's networks alone
+    python benchmarks/cpu_layout.py --skip-networks --demo 2  # the default job (the demo), before and after
 
 datafree runs every network channels_last on a GPU. On the CPU it keeps NCHW, except for networks of depthwise
-convolutions with BatchNorm (``datafree.utils.device.depthwise_with_batchnorm``) and the synthesizers' generators
+convolutions with BatchNorm, those whose class asks for it, as the demo's small CNNs do
+(``datafree.utils.device.channels_last_on_cpu``), and the synthesizers' generators
 (``generator_layout``: a generator's images are handed on NCHW); this is what that rule rests on.
 The inputs stay NCHW in both columns, as the CPU runs feed them: a channels_last network's first convolution turns
 them. Times are the median of timed calls after one warm-up, NCHW measured before and after channels_last (the
@@ -40,6 +43,11 @@ NETWORKS = [  # name, builder, input side (batch 64 up to 64 px, 32 above)
     ("zoo resnet18", lambda: create_model("resnet18", num_classes=10), 32),
     ("zoo wrn16_2", lambda: create_model("wrn16_2", num_classes=10), 32),
     ("zoo tinycnn (the demo's teacher)", lambda: create_model("tinycnn", num_classes=10), 16),
+    ("zoo microcnn (the demo's student)", lambda: create_model("microcnn", num_classes=10), 16),
+    ("zoo resnet34", lambda: create_model("resnet34", num_classes=10), 32),
+    ("zoo wrn40_2", lambda: create_model("wrn40_2", num_classes=10), 32),
+    ("zoo wrn16_1", lambda: create_model("wrn16_1", num_classes=10), 32),
+    ("zoo vgg11_bn", lambda: create_model("vgg11_bn", num_classes=10), 32),
     ("tv shufflenet_v2_x1_0", lambda: TV.shufflenet_v2_x1_0(num_classes=10), 64),
     ("tv mnasnet1_0", lambda: TV.mnasnet1_0(num_classes=10), 64),
     ("tv efficientnet_b0", lambda: TV.efficientnet_b0(num_classes=10), 64),
@@ -67,10 +75,12 @@ def step_seconds(net: torch.nn.Module, x: torch.Tensor, channels_last: bool, rep
     return sorted(times)[len(times) // 2]
 
 
-def networks(reps: int) -> None:
+def networks(reps: int, only: str = "") -> None:
     print("| network | input | depthwise with BatchNorm | NCHW ms | channels_last ms | NCHW / channels_last |")
     print("| --- | --- | --- | ---: | ---: | ---: |")
     for name, build, side in NETWORKS:
+        if not name.startswith(only):
+            continue
         torch.manual_seed(0)
         net, batch = build(), 64 if side <= 64 else 32
         x = torch.randn(batch, 3, side, side)
@@ -163,6 +173,22 @@ def run_seconds(student: list[str], layout: str, rounds: int, folder: str) -> tu
     return float(took.group(1)) if took else float("nan"), closing or "(no closing line)"
 
 
+def demo_seconds(layout: str) -> tuple[float, list[str]]:
+    """The default job (``datafree distill``, the embedded demo: a tinycnn teacher trained first, DeepInversion, a
+    microcnn student, the noise baseline) timed from the call to its end, and its accuracy lines, in the layouts
+    ``layout`` names (:func:`_layout`; the demo has no generator and no depthwise network, so ``nchw`` is the rule
+    before the demo's networks asked for channels_last)."""
+    from datafree.cli import main
+
+    with tempfile.TemporaryDirectory() as out, _layout(layout), contextlib.redirect_stdout(io.StringIO()) as printed:
+        sys.argv = ["datafree", "distill", "progress=false", f"hydra.run.dir={out}"]
+        start = time.perf_counter()
+        with contextlib.suppress(SystemExit):
+            main()
+        took = time.perf_counter() - start
+    return took, [line for line in printed.getvalue().splitlines() if "accuracy" in line]
+
+
 def train_seconds(network: list[str], layout: str, epochs: int, folder: str) -> tuple[float, str]:
     """train-teacher on the grey folder for ``epochs`` epochs: the seconds its log gives at the last epoch, and
     that line, in the layouts ``layout`` names (:func:`_layout`)."""
@@ -185,15 +211,18 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=0, help="also time runs of this many rounds of experiment=fast")
     parser.add_argument("--teacher-epochs", type=int, default=0, help="also time train-teacher of two networks")
     parser.add_argument("--skip-networks", action="store_true", help="the runs only")
+    parser.add_argument("--only", default="", help="the networks whose name starts so (zoo, tv, timm)")
     parser.add_argument("--generator", action="store_true", help="also time the synthesizers' generator alone")
     parser.add_argument("--generator-device", default="cpu", help="cuda: the generator's table on a GPU")
     parser.add_argument("--generator-rounds", type=int, default=0,
                         help="also time runs of this many rounds of experiment=fast, the generator NCHW against the rule")
+    parser.add_argument("--demo", type=int, default=0,
+                        help="also time this many passes of the default job, its networks NCHW against the rule")
     parser.add_argument("--folder", default=".cache/grey_shapes_cpu", help="benchmarks/grey_shapes_cpu.sh's folder")
     args = parser.parse_args()
     torch.set_num_threads(1)  # cpu_threads=auto on the 2-core machine
     if not args.skip_networks:
-        networks(args.reps)
+        networks(args.reps, args.only)
     if args.rounds:
         print(f"\n| student | {args.rounds} rounds, NCHW s | the CPU rule s | NCHW / rule |\n| --- | ---: | ---: | ---: |")
         for student in (["student=torchvision", "student.name=mobilenet_v3_small"],
@@ -223,3 +252,11 @@ if __name__ == "__main__":
                                       for way in ("nchw", "rule"))
             print(f"| {network[1].split('=')[1]} | {a:.0f} | {b:.0f} | {a / b:.2f} |", flush=True)
             print(f"<!-- nchw: {end_a} -->\n<!-- rule: {end_b} -->", flush=True)
+    if args.demo:
+        # the two ways in turn, pass after pass: this machine's pace drifts by more than a run's noise
+        print("\n| pass | the demo NCHW s | the CPU rule s | NCHW / rule |\n| --- | ---: | ---: | ---: |")
+        for done in range(args.demo):
+            (a, lines_a), (b, lines_b) = (demo_seconds(way) for way in ("nchw", "rule"))
+            print(f"| {done + 1} | {a:.1f} | {b:.1f} | {a / b:.2f} |", flush=True)
+            print("".join(f"<!-- {way}: {line} -->\n" for way, lines in (("nchw", lines_a), ("rule", lines_b))
+                          for line in lines), end="", flush=True)

@@ -115,9 +115,10 @@ def read_test_split_at_teacher_size(data_cfg: DictConfig, test_set: ImageDataset
 
 
 def note_cpu_layout(net: torch.nn.Module, device: torch.device, logger: RunLogger, what: str) -> None:
-    """Say so when a network trains channels_last on the CPU (:func:`network_layout`): a run takes another path
-    than an NCHW run would, as any change of rounding makes it."""
-    if device.type != "cuda" and depthwise_with_batchnorm(net):  # network_layout's rule off a GPU
+    """Say so when a network trains channels_last on the CPU because of what it is built of (:func:`network_layout`):
+    a run takes another path than an NCHW run would, as any change of rounding makes it. A class that asks for it
+    (``channels_last_on_cpu``, as the demo's networks do) chose so itself: nothing to say."""
+    if device.type != "cuda" and depthwise_with_batchnorm(net):  # network_layout's rule off a GPU, by structure
         logger.info(f"{what} trains channels_last on the CPU: a network of depthwise convolutions with BatchNorm "
                     "runs its training steps faster so")
 

@@ -55,17 +55,27 @@ def depthwise_with_batchnorm(module: nn.Module) -> bool:
             and any(isinstance(m, nn.BatchNorm2d) for m in module.modules()))
 
 
+def channels_last_on_cpu(module: nn.Module) -> bool:
+    """Whether a network trains channels_last on the CPU (:func:`network_layout`): one built of depthwise
+    convolutions with BatchNorm, or one whose class asks for it (a class attribute ``channels_last_on_cpu = True``,
+    as the demo's small CNNs have: a network whose steps were measured faster so; a user's class may set it too)."""
+    return depthwise_with_batchnorm(module) or any(getattr(m, "channels_last_on_cpu", False) is True
+                                                   for m in module.modules())
+
+
 def network_layout(x, device: torch.device):
     """A tensor or module in the layout the networks run in: channels_last on a GPU (faster convolutions).
 
-    On the CPU tensors stay as they are, and so do networks, except those built of depthwise convolutions with
-    BatchNorm (:func:`depthwise_with_batchnorm`): their training steps ran 1.3-2.3x faster channels_last on the
-    2-core machine, the other networks 0.80-1.38x, slower for a torchvision ResNet-18
-    (``benchmarks/cpu_layout.py``, docs/benchmarks.md "Memory layout on the CPU"). A
-    channels_last network takes NCHW inputs as they come: its first convolution gives channels_last outputs.
+    On the CPU tensors stay as they are, and so do networks, except those :func:`channels_last_on_cpu` names: the
+    networks built of depthwise convolutions with BatchNorm, whose training steps ran 1.3-2.3x faster channels_last
+    on the 2-core machine, and the demo's small CNNs (the teacher's step 1.19-1.23x, the demo 1.18-1.24x). The other
+    networks ran 0.70-1.38x, from pass to pass of the same measurement as much as from network to network, and
+    slower for a torchvision ResNet-18 in every pass (``benchmarks/cpu_layout.py``, docs/benchmarks.md "Memory layout
+    on the CPU"). A channels_last network takes NCHW inputs as they come: its first convolution gives channels_last
+    outputs.
     """
     if torch.device(device).type != "cuda":
-        if isinstance(x, nn.Module) and depthwise_with_batchnorm(x):
+        if isinstance(x, nn.Module) and channels_last_on_cpu(x):
             return x.to(memory_format=torch.channels_last)
         return x
     if isinstance(x, nn.Module):

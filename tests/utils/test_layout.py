@@ -1,6 +1,6 @@
 """The layout a network runs in: channels_last on a GPU; on the CPU only networks of depthwise convolutions with
-BatchNorm, whose training steps run faster so there, and the synthesizers' generators, which hand their images on
-NCHW (docs/benchmarks.md, "Memory layout on the CPU")."""
+BatchNorm and those whose class asks for it (the demo's small CNNs), whose training steps run faster so there, and
+the synthesizers' generators, which hand their images on NCHW (docs/benchmarks.md, "Memory layout on the CPU")."""
 import pytest
 import torch
 import torchvision
@@ -8,7 +8,7 @@ from torch import nn
 
 from datafree.models import create_model
 from datafree.synthesizers import FastSynthesizer, GeneratorSynthesizer
-from datafree.utils.device import depthwise_with_batchnorm, generator_layout, network_layout
+from datafree.utils.device import channels_last_on_cpu, depthwise_with_batchnorm, generator_layout, network_layout
 from nets import TinyBNNet
 
 CPU = torch.device("cpu")
@@ -26,14 +26,25 @@ def _channels_last(net: nn.Module) -> bool:
     (lambda: torchvision.models.shufflenet_v2_x0_5(num_classes=3), True),
     (lambda: create_model("mobilenetv2", num_classes=3), True),
     (lambda: create_model("resnet18", num_classes=3), False),
-    (lambda: create_model("tinycnn", num_classes=3), False),  # the demo's teacher: its figures stay as they are
+    (lambda: create_model("tinycnn", num_classes=3), True),  # the demo's teacher: its class asks for it
     (lambda: torchvision.models.convnext_tiny(num_classes=3), False),  # depthwise, but LayerNorm: 0.95-1.01x measured
     (lambda: torchvision.models.regnet_x_400mf(num_classes=3), False),  # grouped, not depthwise
 ], ids=["mobilenet_v3_small", "shufflenet", "zoo_mobilenetv2", "zoo_resnet18", "tinycnn", "convnext", "regnet_x"])
-def test_on_the_cpu_only_depthwise_batchnorm_networks_go_channels_last(build, expected):
+def test_on_the_cpu_depthwise_batchnorm_networks_and_the_demos_go_channels_last(build, expected):
     net = build()
-    assert depthwise_with_batchnorm(net) is expected
+    assert channels_last_on_cpu(net) is expected
     assert network_layout(net, CPU) is net and _channels_last(net) is expected
+
+
+def test_a_users_class_asks_for_channels_last_on_the_cpu_and_a_wrapper_follows_it():
+    class Asks(nn.Sequential):
+        channels_last_on_cpu = True
+
+    net = Asks(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU())
+    assert not depthwise_with_batchnorm(net) and channels_last_on_cpu(net)
+    wrapped = nn.Sequential(nn.Identity(), net)  # as Normalized wraps a teacher or student
+    assert network_layout(wrapped, CPU) is wrapped and _channels_last(wrapped)
+    assert not channels_last_on_cpu(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8)))
 
 
 def test_tensors_stay_as_they_are_on_the_cpu_and_a_channels_last_network_takes_them():
