@@ -56,8 +56,8 @@ class SmallCNN(nn.Module):
     """
 
     # On the CPU the demo's teacher's training step ran 1.19-1.23x faster channels_last over four passes, and the
-    # whole default demo 1.18-1.24x (benchmarks/cpu_layout.py; docs/benchmarks.md "Memory layout on the CPU"):
-    # utils.device.network_layout reads this.
+    # whole default demo 1.01-1.30x, 1.10x over four passes, alone on the machine (beside a second process no
+    # faster; benchmarks/cpu_layout.py --demo, docs/benchmarks.md "The demo's networks"). network_layout reads this.
     channels_last_on_cpu = True
 
     def __init__(self, widths: list[int], num_classes: int = 10, in_channels: int = 3, bn: bool = True):

@@ -68,11 +68,11 @@ def network_layout(x, device: torch.device):
 
     On the CPU tensors stay as they are, and so do networks, except those :func:`channels_last_on_cpu` names: the
     networks built of depthwise convolutions with BatchNorm, whose training steps ran 1.3-2.3x faster channels_last
-    on the 2-core machine, and the demo's small CNNs (the teacher's step 1.19-1.23x, the demo 1.18-1.24x). The other
-    networks ran 0.70-1.38x, from pass to pass of the same measurement as much as from network to network, and
-    slower for a torchvision ResNet-18 in every pass (``benchmarks/cpu_layout.py``, docs/benchmarks.md "Memory layout
-    on the CPU"). A channels_last network takes NCHW inputs as they come: its first convolution gives channels_last
-    outputs.
+    on the 2-core machine, and the demo's small CNNs (the teacher's step 1.19-1.23x, the demo alone on the machine
+    1.01-1.30x; beside a second process no faster). The other networks ran 0.70-1.38x, from pass to pass of the
+    same measurement as much as from network to network, and slower for a torchvision ResNet-18 in every pass
+    (``benchmarks/cpu_layout.py``, docs/benchmarks.md "Memory layout on the CPU"). A channels_last network takes
+    NCHW inputs as they come: its first convolution gives channels_last outputs.
     """
     if torch.device(device).type != "cuda":
         if isinstance(x, nn.Module) and channels_last_on_cpu(x):
