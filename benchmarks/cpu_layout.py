@@ -130,11 +130,12 @@ def generators(reps: int, device: str = "cpu") -> None:
     for name, side, batch, output_bn in GENERATORS:
         torch.manual_seed(0)
         net = create_model("dcgan_generator", image_size=side, output_bn=output_bn).to(device)
-        if device != "cpu":
-            batch, reps = 256, reps * 50
-        nchw = generator_step_seconds(net, batch, False, reps)
-        last = generator_step_seconds(net, batch, True, reps)
-        nchw = min(nchw, generator_step_seconds(net, batch, False, reps))
+        # a GPU's batch and repetitions, per row: reassigning reps here multiplied it again on every row (the GPU
+        # table of 2026-12-06/07 ran 200 steps for its first row, 10,000 for its second and was cut in its third)
+        batch, row_reps = (batch, reps) if device == "cpu" else (256, reps * 50)
+        nchw = generator_step_seconds(net, batch, False, row_reps)
+        last = generator_step_seconds(net, batch, True, row_reps)
+        nchw = min(nchw, generator_step_seconds(net, batch, False, row_reps))
         digits = 0 if device == "cpu" else 2  # a GPU's step takes a few milliseconds
         print(f"| {name} | {batch} x 3 x {side} x {side} | {nchw * 1e3:.{digits}f} | {last * 1e3:.{digits}f} | "
               f"{nchw / last:.2f} |", flush=True)

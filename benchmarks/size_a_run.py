@@ -13,19 +13,23 @@ set-up (on a GPU, its probe that the student fits at its batch: a forward and ba
 first synthesized batch with the first generator and student steps (their CUDA graphs captured), in seconds, the
 device synchronised. cuDNN chooses its kernels for each new convolution shape the first time it meets it
 (``cudnn.benchmark``, which datafree turns on for a GPU): ``--no-cudnn-benchmark`` turns that search off, to see what it
-costs at set-up and what it gains in the steps.
+costs at set-up and what it gains in the steps. ``--generator-layout nchw|channels_last`` sets the generator's
+memory layout instead of datafree's rule (``utils.device.generator_layout``: channels_last on the CPU, unchanged on a
+GPU), to price a whole generator step, the teacher's forward and backward in it, in each layout.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import time
+from unittest import mock
 
 import torch
 
 from datafree.api import checked_student
 from datafree.distill.trainer import Distiller
-from datafree.synthesizers import Augment, FastSynthesizer
+from datafree.synthesizers import Augment, FastSynthesizer, fast
 from datafree.teachers import ClassifierInfo, Normalized, freeze
 from datafree.teachers.students import build_student
 from datafree.utils.device import network_layout, resolve_device
@@ -48,6 +52,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: a GPU when one is visible)")
     parser.add_argument("--no-cudnn-benchmark", action="store_true",
                         help="cuDNN's heuristics choose the kernels instead of timing the candidates")
+    parser.add_argument("--generator-layout", choices=["rule", "nchw", "channels_last"], default="rule",
+                        help="the generator's memory layout (rule: datafree's, utils.device.generator_layout)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     if args.no_cudnn_benchmark:
@@ -62,7 +68,8 @@ def main() -> None:
     precision = (f"bf16, channels_last, CUDA graphs {graphs}, cudnn.benchmark {torch.backends.cudnn.benchmark}"
                  if on_gpu else "float32 (as distill runs on the CPU)")
     print(f"device: {name}; torch {torch.__version__}; teacher {args.teacher}, student "
-          f"{args.student}, {args.size}x{args.size}, {args.classes} classes, {precision}")
+          f"{args.student}, {args.size}x{args.size}, {args.classes} classes, {precision}"
+          + ("" if args.generator_layout == "rule" else f", generator {args.generator_layout}"))
     print(f"{'batch':>6}{'generator step ms':>19}{'student step ms':>17}{'peak GiB':>10}{'images/s':>10}"
           f"{'student steps/s':>17}{'set-up s':>10}{'first steps s':>15}")
     for batch in args.batch:
@@ -72,10 +79,12 @@ def main() -> None:
         student, _ = checked_student(args.student, info, device)
         synth = FastSynthesizer(batch_size=batch, g_steps=args.g_steps, cuda_graphs=graphs)
         start = clock(device)
-        distiller = Distiller.from_options(teacher, network_layout(student, device), synth, device=device,
-                                           num_classes=args.classes, input_size=info.input_size, batch_size=2 * batch,
-                                           replay=1.0, pool_capacity=20 * batch, cuda_graphs=graphs, progress=False,
-                                           augment=Augment(flip=True, crop_padding=args.size // 8))
+        with generator_layout(args.generator_layout):  # the synthesizer builds its generator as the trainer sets it up
+            distiller = Distiller.from_options(teacher, network_layout(student, device), synth, device=device,
+                                               num_classes=args.classes, input_size=info.input_size,
+                                               batch_size=2 * batch, replay=1.0, pool_capacity=20 * batch,
+                                               cuda_graphs=graphs, progress=False,
+                                               augment=Augment(flip=True, crop_padding=args.size // 8))
         built = clock(device)
         distiller.source.new_round()  # a first batch in the bank
         student.eval()
@@ -94,6 +103,14 @@ def main() -> None:
         print(f"{batch:>6}{1000 * t_gen:>19.1f}{1000 * t_student:>17.1f}{peak:>10.1f}{batch / round_s:>10.0f}"
               f"{args.student_steps / round_s:>17.1f}{built - start:>10.1f}{first - built:>15.1f}")
         del distiller, synth, student
+
+
+def generator_layout(layout: str) -> contextlib.AbstractContextManager:
+    """datafree's rule for the generator's layout (``rule``), or one layout on every device."""
+    if layout == "rule":
+        return contextlib.nullcontext()
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    return mock.patch.object(fast, "generator_layout", lambda generator, device: generator.to(memory_format=memory_format))
 
 
 def clock(device: torch.device) -> float:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -18,3 +20,24 @@ def test_a_round_is_priced_on_the_cpu():
     assert columns.split()[:2] == ["batch", "generator"]
     values = row.split()
     assert values[0] == "4" and len(values) == 8 and all(float(v) > 0 for v in values)  # set-up and first steps too
+
+
+def test_the_generator_layout_can_be_set(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from size_a_run import generator_layout
+
+    from datafree.models import create_model
+    from datafree.synthesizers import FastSynthesizer
+    from datafree.teachers import freeze
+
+    teacher = freeze(create_model("tinycnn", num_classes=10))
+
+    def built(layout: str) -> bool:  # whether the bound synthesizer's generator came out channels_last
+        synth = FastSynthesizer(batch_size=4, g_steps=1, cuda_graphs=False)
+        with generator_layout(layout):
+            synth.bind(teacher, create_model("microcnn", num_classes=10), 10, (3, 16, 16), torch.device("cpu"))
+        weights = [m.weight for m in synth.generator.modules() if isinstance(m, torch.nn.Conv2d)]
+        return all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in weights)
+
+    assert built("rule") and built("channels_last")  # datafree's rule on the CPU: channels_last
+    assert not built("nchw")
