@@ -146,13 +146,12 @@ def _layout(way: str) -> contextlib.ExitStack:
     ``nchw``: every network and the generators NCHW (on the CPU the tensors stay NCHW in each)."""
     from datafree import jobs
 
-    identity = lambda x, device: x  # noqa: E731
     stack = contextlib.ExitStack()
     if way in ("nchw", "generator"):
         for module in (fast, adversarial):
-            stack.enter_context(mock.patch.object(module, "generator_layout", identity))
+            stack.enter_context(mock.patch.object(module, "generator_layout", lambda generator: generator))
     if way == "nchw":
-        stack.enter_context(mock.patch.object(jobs, "network_layout", identity))
+        stack.enter_context(mock.patch.object(jobs, "network_layout", lambda x, device: x))
     return stack
 
 

@@ -14,8 +14,8 @@ first synthesized batch with the first generator and student steps (their CUDA g
 device synchronised. cuDNN chooses its kernels for each new convolution shape the first time it meets it
 (``cudnn.benchmark``, which datafree turns on for a GPU): ``--no-cudnn-benchmark`` turns that search off, to see what it
 costs at set-up and what it gains in the steps. ``--generator-layout nchw|channels_last`` sets the generator's
-memory layout instead of datafree's rule (``utils.device.generator_layout``: channels_last on the CPU, unchanged on a
-GPU), to price a whole generator step, the teacher's forward and backward in it, in each layout.
+memory layout instead of datafree's rule (``utils.device.generator_layout``: channels_last on every device, since
+this priced it), to price a whole generator step, the teacher's forward and backward in it, in each layout.
 """
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def generator_layout(layout: str) -> contextlib.AbstractContextManager:
     if layout == "rule":
         return contextlib.nullcontext()
     memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    return mock.patch.object(fast, "generator_layout", lambda generator, device: generator.to(memory_format=memory_format))
+    return mock.patch.object(fast, "generator_layout", lambda generator: generator.to(memory_format=memory_format))
 
 
 def clock(device: torch.device) -> float:

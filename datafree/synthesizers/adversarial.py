@@ -193,7 +193,7 @@ class GeneratorSynthesizer(Synthesizer):
             raise DatafreeError("under torchrun, clip_grad_norm with optimize_latent would scale the shared generator's "
                                 "gradient by each rank's own latent gradient: set synthesizer.clip_grad_norm=null or "
                                 "synthesizer.optimize_latent=false.")
-        self.generator = generator_layout(self.generator.to(self.device), self.device).train()
+        self.generator = generator_layout(self.generator.to(self.device)).train()
         dist.broadcast_module(self.generator)  # one generator for the run: rank 0's
         if self.augment is not None:
             self.augment.to(self.device)

@@ -134,7 +134,7 @@ class FastSynthesizer(Synthesizer):
         self.generator = generator_layout(create_model(
             "dcgan_generator", latent_dim=self.latent_dim, base_width=self.base_width,
             image_size=shape[0] if shape[0] == shape[1] else shape, channels=channels,
-            output_bn=False).to(self.device).train(), self.device)
+            output_bn=False).to(self.device).train())
         self._made = self.generator.made_size  # a size doubling cannot reach is made at the nearest one it can
         self.noisy = nn.Linear(self.num_classes + self.latent_dim, self.latent_dim).to(self.device)
         params = [*self.noisy.parameters(), *self.generator.parameters()]

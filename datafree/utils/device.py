@@ -83,18 +83,18 @@ def network_layout(x, device: torch.device):
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def generator_layout(generator: nn.Module, device: torch.device) -> nn.Module:
-    """A synthesizer's generator in the layout it trains fastest in: channels_last on the CPU; on a GPU unchanged.
+def generator_layout(generator: nn.Module) -> nn.Module:
+    """A synthesizer's generator in the layout it trains fastest in: channels_last, on the CPU and on a GPU.
 
     On the 2-core machine a DCGAN generator's training step (upsampling, 3x3 convolutions, BatchNorm) ran 1.26-1.52x
     faster channels_last at 16-128 px, and a run of the fast recipe at 64 px 1.29-1.32x (``benchmarks/cpu_layout.py
-    --generator --generator-rounds 4``, docs/benchmarks.md "The synthesizers' generators"). On a GPU the generators
-    stay NCHW, as every GPU run here measured them. The synthesizers hand its images on NCHW (``contiguous()``), so a
-    teacher or student keeps the layout :func:`network_layout` gave it.
+    --generator --generator-rounds 4``, docs/benchmarks.md "The synthesizers' generators"). On one H100 the fast
+    recipe's whole generator step, the teacher's forward and backward in it (bf16, CUDA graphs), ran 1.08x faster so
+    at 32 px (ResNet-34 teacher), 1.17x at 64 px and 1.21x at 128 px (torchvision ResNet-50 teacher)
+    (``benchmarks/size_a_run.py --generator-layout``). The synthesizers hand its images on NCHW (``contiguous()``,
+    as those GPU timings did), and a teacher or student keeps the layout :func:`network_layout` gave it.
     """
-    if torch.device(device).type != "cuda":
-        return generator.to(memory_format=torch.channels_last)
-    return generator
+    return generator.to(memory_format=torch.channels_last)
 
 
 def usable_cores() -> int:
