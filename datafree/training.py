@@ -16,7 +16,7 @@ from datafree.utils import dist
 from datafree.utils.device import autocast
 from datafree.utils.logging import RunLogger
 from datafree.utils.loop import Loop, Snapshot, check_loop_settings, lr_at
-from datafree.utils.nonfinite import NonFiniteGuard, fused_sgd
+from datafree.utils.nonfinite import NonFiniteGuard, fused_sgd, load_optimizer_state
 from datafree.utils.run_state import StateFiles
 
 
@@ -87,7 +87,7 @@ def train_classifier(
 
     def restore(saved: dict) -> None:
         model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        load_optimizer_state(optimizer, saved["optimizer"])
         train_batches.load_state_dict(saved["batches_state"])
 
     saved = loop.resume(restore)

@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call
 
 from datafree.errors import DatafreeError
-from datafree.utils.nonfinite import NonFiniteGuard, fused_adam, fused_sgd
+from datafree.utils.nonfinite import NonFiniteGuard, fused_adam, fused_sgd, load_optimizer_state
 
 KEYS = ("weight", "embedding", "hidden", "arch", "optimizer", "lr", "betas", "momentum", "weight_decay", "steps", "every")
 METRICS = ("discriminator_loss", "discriminator_accuracy")
@@ -140,6 +140,6 @@ class Adversary:
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
         self.adapter.load_state_dict(state["adapter"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.guard.load_state_dict(state["guard"])
         self.rounds.copy_(state["rounds"])

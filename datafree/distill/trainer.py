@@ -39,7 +39,7 @@ from datafree.utils.dist import is_main_process
 from datafree.utils.graphs import CapturedStep, set_lr, tensor_lr
 from datafree.utils.logging import RunLogger
 from datafree.utils.loop import Loop, check_loop_settings, lr_at
-from datafree.utils.nonfinite import NonFiniteGuard, fused_optimizer
+from datafree.utils.nonfinite import NonFiniteGuard, fused_optimizer, load_optimizer_state
 from datafree.utils.sample_grid import save_sample_grid
 
 
@@ -425,7 +425,7 @@ class Distiller:
             raise DatafreeError(f"cannot resume: the saved state is of a {saved.get('kind')!r} run, which this version "
                                 "no longer continues; start a new run (without resume) in another folder.")
         self.student.load_state_dict(saved["student"])
-        self.optimizer.load_state_dict(saved["optimizer"])
+        load_optimizer_state(self.optimizer, saved["optimizer"])
         if self.average is not None:
             self.average.load_state_dict(saved["student_average"])
         self.source.load_state_dict(saved)

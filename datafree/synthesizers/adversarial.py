@@ -46,7 +46,7 @@ from datafree.ops.hooks import (BatchNormStatistics, PenultimateFeatures, check_
                                         check_bn_distance, require_hookable)
 from datafree.utils import dist
 from datafree.utils.device import autocast, generator_layout
-from datafree.utils.nonfinite import NonFiniteGuard, fused_adam
+from datafree.utils.nonfinite import NonFiniteGuard, fused_adam, load_optimizer_state
 
 # Each maps (student_logits, teacher_logits) to a disagreement the generator maximises.
 DISAGREEMENTS = {
@@ -419,7 +419,7 @@ class GeneratorSynthesizer(Synthesizer):
             self._pending_state = state
             return
         self.generator.load_state_dict(state["generator"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.rounds_done = int(state.get("rounds_done", 0))
         self._lr_now = float(state.get("lr_now", self.lr))
         self.batch_size = int(state.get("batch_size", self.batch_size))

@@ -45,7 +45,7 @@ from datafree.ops.hooks import BatchNormStatistics, check_batchnorm_teacher, che
 from datafree.utils.device import autocast, generator_layout
 from datafree.utils.dist import is_main_process
 from datafree.utils.graphs import CapturedStep
-from datafree.utils.nonfinite import NonFiniteGuard, fused_adam
+from datafree.utils.nonfinite import NonFiniteGuard, fused_adam, load_optimizer_state
 
 log = logging.getLogger("datafree")
 
@@ -254,7 +254,7 @@ class FastSynthesizer(Synthesizer):
             self._pending_state = state
             return
         self.generator.load_state_dict(state["generator"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.rounds_done = int(state["rounds_done"])
         self._guard.load_state_dict(state["guard"])
         if self._bn is not None:

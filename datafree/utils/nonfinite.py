@@ -47,6 +47,24 @@ def fused_optimizer(name: str, params, *, lr: float, momentum: float, weight_dec
     raise DatafreeError(f"unknown trainer.optimizer {name!r}: choose 'sgd' or 'adam'.")
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """``optimizer.load_state_dict(state)``, each saved buffer shaped like its parameter laid out as the parameter is.
+
+    A fused step pairs a parameter with its momentum or Adam moments element by element in memory order, not by
+    index: buffers saved NCHW beside a parameter that is now channels_last (a run saved by a version that kept the
+    network or the generator NCHW, or on a device where it ran so) would move each weight by another weight's
+    moments, silently (measured on the CPU: fused Adam, one step, weights off by up to 0.16). ``load_state_dict``
+    keeps the saved strides, so they are set here.
+    """
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            buffers = optimizer.state.get(p, {})
+            for key, value in buffers.items():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape and value.stride() != p.stride():
+                    buffers[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 def fused_adam(params, *, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999),
                capturable: bool = False) -> torch.optim.Adam:
     """``capturable``: the step count lives on the device, so the step can be captured in a CUDA graph."""

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from datafree.errors import DatafreeError
-from datafree.utils.nonfinite import NonFiniteGuard, fused_adam, fused_sgd
+from datafree.utils.nonfinite import NonFiniteGuard, fused_adam, fused_sgd, load_optimizer_state
 
 
 def _step(net, opt, guard, nan):
@@ -49,3 +49,29 @@ def test_check_stops_after_max_in_row_and_names_the_term():
         guard.check([2, 2, 0, 0], 2, None, "")
     with pytest.raises(DatafreeError, match="max_nonfinite"):
         NonFiniteGuard(torch.device("cpu"), (), max_in_row=0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: fused_sgd(p, lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True),
+    lambda p: fused_adam(p, lr=0.1),
+], ids=["sgd", "adam"])
+def test_state_saved_in_another_layout_resumes_as_if_saved_in_this_one(make):
+    """A run saved while a network was NCHW, resumed where it runs channels_last: a fused step pairs a weight with its
+    buffers in memory order, so the saved buffers must take the weight's layout (else weights move by others' moments)."""
+    torch.manual_seed(0)
+    weight, grads = torch.randn(4, 3, 3, 3), [torch.randn(4, 3, 3, 3) for _ in range(2)]
+
+    def resumed(layout) -> torch.Tensor:
+        saved_as = torch.nn.Parameter(weight.clone())  # NCHW, as the old run had it
+        opt = make([saved_as])
+        saved_as.grad = grads[0].clone()
+        opt.step()
+        param = torch.nn.Parameter(saved_as.detach().clone().contiguous(memory_format=layout))
+        resumed_opt = make([param])
+        load_optimizer_state(resumed_opt, opt.state_dict())
+        assert all(v.stride() == param.stride() for v in resumed_opt.state[param].values() if v.shape == param.shape)
+        param.grad = grads[1].clone().contiguous(memory_format=layout)
+        resumed_opt.step()
+        return param.detach().contiguous()
+
+    torch.testing.assert_close(resumed(torch.channels_last), resumed(torch.contiguous_format), rtol=0, atol=0)
