@@ -53,8 +53,8 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     A fused step pairs a parameter with its momentum or Adam moments element by element in memory order, not by
     index: buffers saved NCHW beside a parameter that is now channels_last (a run saved by a version that kept the
     network or the generator NCHW, or on a device where it ran so) would move each weight by another weight's
-    moments, silently (measured on the CPU: fused Adam, one step, weights off by up to 0.16). ``load_state_dict``
-    keeps the saved strides, so they are set here.
+    moments, silently (``tests/utils/test_nonfinite.py`` fails so without it). ``load_state_dict`` keeps the saved
+    strides, so they are set here.
     """
     optimizer.load_state_dict(state)
     for group in optimizer.param_groups:
