@@ -32,16 +32,18 @@ methods_plot resnet34_resnet18 120 "ResNet-34 -> ResNet-18, every method, 120 s 
 methods_plot wrn40_2_wrn16_1 120 "WRN-40-2 -> WRN-16-1, every method, 120 s on one H100"
 
 # CIFAR-10 at 128 px beyond the zoo (benchmarks/any_teacher_128.sh; docs/benchmarks.md, "With the warm-up, the
-# 128-px students learn", "Three seeds", "A third teacher", "MobileNetV3-Large for 20 minutes" and "The 128-px
-# ResNet-18 with the recipe as it is now"): five ResNet-50 teachers of one recipe; the curves are student/teacher.
+# 128-px students learn", "Three seeds", "A third teacher", "MobileNetV3-Large for 20 minutes" and the two "The
+# 128-px ResNet-18 with the recipe as it is now"): six ResNet-50 teachers of one recipe; the curves are
+# student/teacher.
 w=$r/any_teacher/cifar128_warmup; s=$r/any_teacher/cifar128_seeds; t=$r/any_teacher/cifar128_teacher3
-m=$r/any_teacher/cifar128_mnv3_20min; n=$r/any_teacher/cifar128_now
+m=$r/any_teacher/cifar128_mnv3_20min; n=$r/any_teacher/cifar128_now; n3=$r/any_teacher/cifar128_now3
 python3 benchmarks/plot_curves.py assets/any_teacher_128px.png \
     "ResNet-18, alone, 3 seeds (teacher 79.27%)=$s/resnet18_s0_summary.csv,$s/resnet18_s1_summary.csv,$s/resnet18_s2_summary.csv" \
     "ResNet-18, alone (teacher 79.61%)=$t/resnet18_alone_summary.csv" \
     "MobileNetV3-Large, alone, momentum 0.1 (79.61%; stopped at 339 s)=$t/mobilenet_v3_large_alone_summary.csv" \
     "MobileNetV3-Large, alone, 20 min, weights averaged (76.93%; H100)=$m/mobilenet_v3_large_summary.csv" \
     "ResNet-18, alone, weights averaged, the recipe now (80.97%; H100)=$n/resnet18_now_s0_summary.csv" \
+    "ResNet-18, alone, the recipe now, 3 seeds (teacher 78.07%; H100)=$n3/resnet18_now_s0b_summary.csv,$n3/resnet18_now_s1_summary.csv,$n3/resnet18_now_s2_summary.csv" \
     "ResNet-18, alone (teacher 77.26%)=$w/alone_resnet18_summary.csv" \
     "ResNet-18, 2 runs sharing the GPU (77.26%)=$w/side_by_side_resnet18_summary.csv" \
     "MobileNetV3-Large, 2 runs sharing the GPU (77.26%)=$w/side_by_side_mobilenet_v3_large_summary.csv" \
