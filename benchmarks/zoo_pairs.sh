@@ -37,10 +37,6 @@ common=(data=cifar10_jpeg "data.root=$data" progress=false "${extra[@]}")
 if [ -n "${TEACHER_PIECES:-}" ]; then for pair in "$@"; do t=${pair%%:*}
   src="$TEACHER_PIECES/$t"
   [ ! -f "$T/$t/teacher.pt" ] && { [ -f "$src/teacher.meta.pt" ] || [ -f "$src/teacher.meta.pt.xz" ]; } || continue
-  if [ -f "$src/teacher.meta.pt.xz" ]; then  # decompressed next to the teacher it makes
-    mkdir -p "$T/pieces/$t"; for f in "$src"/*.pt.xz; do xz -dc "$f" > "$T/pieces/$t/$(basename "${f%.xz}")"; done
-    src="$T/pieces/$t"
-  fi
   mkdir -p "$T/$t"; python3 benchmarks/shard_checkpoint.py join "$src" "$T/$t/teacher.pt"
   echo "teacher $t: joined from the pieces in $TEACHER_PIECES/$t"; done; fi
 missing=(); for pair in "$@"; do t=${pair%%:*}
