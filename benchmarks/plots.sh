@@ -34,7 +34,8 @@ methods_plot wrn40_2_wrn16_1 120 "WRN-40-2 -> WRN-16-1, every method, 120 s on o
 # CIFAR-10 at 128 px beyond the zoo (benchmarks/any_teacher_128.sh; docs/benchmarks.md, "With the warm-up, the
 # 128-px students learn", "Three seeds", "A third teacher", "MobileNetV3-Large for 20 minutes", the two "The
 # 128-px ResNet-18 with the recipe as it is now" and the 5-minute MobileNetV3-Large in "VGG-11-BN -> ResNet-18 with
-# the recipe as it is now"): six ResNet-50 teachers of one recipe; the curves are student/teacher.
+# the recipe as it is now" with its second seed in "The 5-minute MobileNetV3-Large at 128 px: a second seed"): six
+# ResNet-50 teachers of one recipe; the curves are student/teacher.
 w=$r/any_teacher/cifar128_warmup; s=$r/any_teacher/cifar128_seeds; t=$r/any_teacher/cifar128_teacher3
 m=$r/any_teacher/cifar128_mnv3_20min; n=$r/any_teacher/cifar128_now; n3=$r/any_teacher/cifar128_now3
 python3 benchmarks/plot_curves.py assets/any_teacher_128px.png \
@@ -47,6 +48,6 @@ python3 benchmarks/plot_curves.py assets/any_teacher_128px.png \
     "ResNet-18, alone (teacher 77.26%)=$w/alone_resnet18_summary.csv" \
     "ResNet-18, 2 runs sharing the GPU (77.26%)=$w/side_by_side_resnet18_summary.csv" \
     "MobileNetV3-Large, 2 runs sharing the GPU (77.26%)=$w/side_by_side_mobilenet_v3_large_summary.csv" \
-    "MobileNetV3-Large, alone, the recipe now, 300 s (78.07%; H100)=$n3/mobilenet_v3_large_now_300_summary.csv" \
+    "MobileNetV3-Large, alone, the recipe now, 300 s, 2 seeds (78.07%; H100)=$n3/mobilenet_v3_large_now_300_summary.csv,$n3/mobilenet_v3_large_now_300_s1_summary.csv" \
     --title "CIFAR-10 at 128 px: torchvision ResNet-50 teacher -> torchvision students
 experiment=fast, one H200 (the runs with averaged weights: one H100)"
