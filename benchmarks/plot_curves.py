@@ -1,6 +1,7 @@
 """Accuracy against wall time from runs' summary.csv files, drawn to one PNG.
 
     python benchmarks/plot_curves.py OUT.png "LABEL=run1.csv,run2.csv" ["LABEL=..." ...] [--title T] [--ymin 0.6]
+        [--target 0.95]
 
 Each curve is the student/teacher accuracy ratio (both measured in the same run) at each
 evaluation; several CSVs under one label are seeds, drawn thin, with their mean bold where
@@ -36,6 +37,8 @@ def main() -> None:
     parser.add_argument("curves", nargs="+", help="LABEL=a.csv[,b.csv...]")
     parser.add_argument("--title", default="")
     parser.add_argument("--ymin", type=float, default=0.0, help="the ratio axis' lower end (to see swings near 1)")
+    parser.add_argument("--target", type=float, action="append", default=[],
+                        help="a ratio the runs were asked to reach, drawn as a dotted line (may repeat)")
     args = parser.parse_args()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     for i, spec in enumerate(args.curves):
@@ -54,6 +57,8 @@ def main() -> None:
             times = [sum(r[0][k] for r in runs) / len(runs) for k in range(n)]
             means = [sum(r[1][k] for r in runs) / len(runs) for k in range(n)]
             ax.plot(times, means, color=color, lw=2, label=f"{label} (mean of {len(runs)})")
+    for target in args.target:
+        ax.axhline(target, color="0.4", ls=":", lw=1, label=f"target {target:g} x the teacher")
     ax.set_xlabel("wall time from the first synthesis step (s)")
     ax.set_ylabel("student / teacher test accuracy")
     ax.set_ylim(args.ymin, 1.0)
