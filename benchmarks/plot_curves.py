@@ -20,6 +20,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+# After matplotlib's ten cycle colours (C0-C9), which the docs name curves by, colours unlike any of them: the cycle
+# would start again at C0 and give an eleventh curve the first one's colour.
+_MORE_COLOURS = ("black", "gold", "navy", "lime")
+
+
 def read(path: Path) -> tuple[list[float], list[float], list[float]]:
     """Times, the student's ratios, and the weights' own ratios where the run averaged its weights (else empty)."""
     with open(path, newline="") as f:
@@ -43,7 +48,7 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     for i, spec in enumerate(args.curves):
         label, files = spec.split("=", 1)
-        color = f"C{i}"
+        color = f"C{i}" if i < 10 else _MORE_COLOURS[(i - 10) % len(_MORE_COLOURS)]
         runs = [read(Path(p)) for p in files.split(",")]
         for times, ratios, weights in runs:
             ax.plot(times, ratios, color=color, lw=0.8 if len(runs) > 1 else 1.8,
