@@ -31,6 +31,7 @@
 # From the repository root: benchmarks/no_batchnorm_candidates.sh [OUT_DIR] (needs ../shared/data/cifar10-jpeg/test.tar.gz
 # for the images row). Finished runs and the teacher already in OUT_DIR are kept.
 set -euo pipefail
+source benchmarks/unfinished.sh  # which seed x variant runs are still to do (sourced before the cd below)
 out=$(realpath -m "${1:-.cache/no_batchnorm_candidates}"); mkdir -p "$out"
 repo=$(pwd); work=$(mktemp -d); trap 'git -C "$repo" worktree remove --force "$work/tree" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 git worktree add --detach "$work/tree" 712a992ca70c4427c720c6d7eac374aca354c798 >/dev/null 2>&1
@@ -61,12 +62,7 @@ variants=(  # NAME TEACHER (ln: the LayerNorm teacher, bn: the BatchNorm one) OV
   "noise ln $noise"
   "bn_prior bn" "bn_images_same_kind_500 bn synthesizer=images synthesizer.batch_size=64 synthesizer.path=$out/shapes_unlabelled_500"
 )
-for seed in 0 1 2; do
-  for variant in "${variants[@]}"; do
-    set -- $variant
-    grep -qs "^student " "$out/${1}_s$seed.log" || echo "$seed $variant"
-  done
-done | xargs -r -P 2 -L 1 bash -c '
+unfinished "$out" "0 1 2" "${variants[@]}" | xargs -r -P 2 -L 1 bash -c '
   seed=$0 name=$1 teacher=$2; shift 2
   python -m datafree distill data.image_size=32 progress=false experiment=demo_fast teacher=checkpoint \
       teacher.checkpoint='"$out"'/teacher_$teacher/teacher.pt seed=$seed noise_baseline=false "$@" \

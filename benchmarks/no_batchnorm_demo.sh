@@ -11,6 +11,7 @@
 # From the repository root: benchmarks/no_batchnorm_demo.sh [OUT_DIR]. Teachers and finished runs already there are
 # kept (a run is finished when its log has the student's line).
 set -euo pipefail
+source benchmarks/unfinished.sh  # which seed x variant runs are still to do
 out=${1:-.cache/no_batchnorm_demo}; mkdir -p "$out"
 at32="data.image_size=32 progress=false"
 [ -f "$out/teacher_bn/teacher.pt" ] || python -m datafree train-teacher $at32 "hydra.run.dir=$out/teacher_bn" \
@@ -28,12 +29,7 @@ variants=(
   "layernorm_dafl experiment=demo_dafl $ln"
   "layernorm_noise experiment=demo_fast $ln synthesizer=noise synthesizer.batch_size=64"
 )
-for seed in 0 1 2; do
-  for variant in "${variants[@]}"; do
-    set -- $variant
-    grep -qs "^student " "$out/${1}_s$seed.log" || echo "$seed $variant"
-  done
-done | xargs -r -P 2 -L 1 bash -c '
+unfinished "$out" "0 1 2" "${variants[@]}" | xargs -r -P 2 -L 1 bash -c '
   seed=$0 name=$1; shift
   python -m datafree distill '"$at32"' seed=$seed noise_baseline=false "$@" "hydra.run.dir='"$out"'/${name}_s$seed" \
       > "'"$out"'/${name}_s$seed.log" 2>&1'

@@ -23,6 +23,7 @@
 # From the repository root: benchmarks/vit_prior_demo.sh [OUT_DIR] [VARIANT ...] (default: all). Finished runs and the
 # teacher already in OUT_DIR are kept.
 set -euo pipefail
+source benchmarks/unfinished.sh  # which seed x variant runs are still to do (sourced before the cd below)
 out=$(realpath -m "${1:-.cache/vit_prior_demo}"); mkdir -p "$out"; shift || true
 repo=$(pwd); work=$(mktemp -d); trap 'git -C "$repo" worktree remove --force "$work/tree" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 git worktree add --detach "$work/tree" dd0337cc9fe3001c594c89d3251dc85e7362b139 >/dev/null 2>&1
@@ -42,13 +43,8 @@ variants=(  # NAME OVERRIDES...
   "noise experiment=demo_fast synthesizer=noise synthesizer.batch_size=64"
 )
 names=("$@"); [ ${#names[@]} -gt 0 ] || for variant in "${variants[@]}"; do names+=("${variant%% *}"); done
-for seed in 0 1 2; do
-  for variant in "${variants[@]}"; do
-    set -- $variant
-    [[ " ${names[*]} " == *" $1 "* ]] || continue
-    grep -qs "^student " "$out/${1}_s$seed.log" || echo "$seed $variant"
-  done
-done | xargs -r -P 2 -L 1 bash -c '
+chosen=(); for variant in "${variants[@]}"; do [[ " ${names[*]} " != *" ${variant%% *} "* ]] || chosen+=("$variant"); done
+unfinished "$out" "0 1 2" "${chosen[@]}" | xargs -r -P 2 -L 1 bash -c '
   seed=$0 name=$1; shift
   python -m datafree distill data.image_size=32 progress=false teacher=module "+teacher.model='"$vit"'" \
       teacher.checkpoint='"$out"'/teacher_vit/teacher.pt seed=$seed noise_baseline=false "$@" \
