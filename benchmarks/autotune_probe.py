@@ -14,8 +14,8 @@ Whether the search pays for itself is its extra seconds in the fit check against
 run's steps (2,310-2,440 for those 5-minute runs). On an H100 it put 37 s into the MobileNetV3's check (48.7 s against
 11.4 s without) and 5.5 s into the ResNet-18's, and its choices made the MobileNetV3's later steps slower, not faster
 (docs/benchmarks.md, "cuDNN's search and the 128-px MobileNetV3's set-up"): the student's steps alone and eager, so not
-yet a verdict on a whole run's rounds (benchmarks/size_a_run.py --no-cudnn-benchmark prices those). On the CPU (``--device cpu``) there is no search: both rows time the
-same thing, which is what the test of this script runs.
+yet a verdict on a whole run's rounds (benchmarks/size_a_run.py --no-cudnn-benchmark prices those). On the CPU
+(``--device cpu``) there is no search: both rows time the same thing, which is what the test of this script runs.
 """
 from __future__ import annotations
 
