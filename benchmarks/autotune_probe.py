@@ -6,7 +6,10 @@ spent 34-50 s in distill's fit check (:func:`~datafree.distill.preflight.check_s
 backward at the run's batch) where a ResNet-18 spent 6 s with the same teacher, before the budget counts
 (docs/benchmarks.md, "A third 5-minute MobileNetV3-Large seed"). This times, for each network, with the search on
 and off, each in a fresh process (the choices are kept per process): that fit check of the student alone, then the
-mean of the steps after it (forward and backward in bf16 and channels_last, as the steps run):
+mean of the steps after it (forward and backward in bf16 and channels_last, as the steps run). It overlaps
+benchmarks/size_a_run.py, which already prices the search (``--no-cudnn-benchmark``) over the trainer's set-up and whole
+rounds with the teacher, graphed; this one adds only the student alone, eager, each setting in its own process. For a
+decision about a run, use size_a_run.py:
 
     python benchmarks/autotune_probe.py --nets mobilenet_v3_large resnet18 --size 128 --batch 512
 
