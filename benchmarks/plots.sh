@@ -35,7 +35,8 @@ methods_plot wrn40_2_wrn16_1 120 "WRN-40-2 -> WRN-16-1, every method, 120 s on o
 # 128-px students learn", "Three seeds", "A third teacher", "MobileNetV3-Large for 20 minutes", the two "The
 # 128-px ResNet-18 with the recipe as it is now" and the 5-minute MobileNetV3-Large in "VGG-11-BN -> ResNet-18 with
 # the recipe as it is now" with its second seed in "The 5-minute MobileNetV3-Large at 128 px: a second seed" and its
-# third, with the 15-minute ResNet-18, in "A third 5-minute MobileNetV3-Large seed and a 15-minute ResNet-18"): six
+# third, with the 15-minute ResNet-18, in "A third 5-minute MobileNetV3-Large seed and a 15-minute ResNet-18", and its
+# 20-minute seed 1 in "A second 20-minute MobileNetV3-Large at 128 px"): six
 # ResNet-50 teachers of one recipe; the curves are student/teacher.
 w=$r/any_teacher/cifar128_warmup; s=$r/any_teacher/cifar128_seeds; t=$r/any_teacher/cifar128_teacher3
 m=$r/any_teacher/cifar128_mnv3_20min; n=$r/any_teacher/cifar128_now; n3=$r/any_teacher/cifar128_now3
@@ -52,16 +53,18 @@ python3 benchmarks/plot_curves.py assets/any_teacher_128px.png \
     "MobileNetV3-Large, 2 runs sharing the GPU (77.26%)=$w/side_by_side_mobilenet_v3_large_summary.csv" \
     "MobileNetV3-Large, alone, the recipe now, 300 s, 3 seeds (78.07%; H100)=$(mnv3_300)" \
     "ResNet-18, alone, the recipe now, 900 s (78.07%; H100)=$n3/resnet18_long900_summary.csv" \
+    "MobileNetV3-Large, alone, the recipe now, 20 min, seed 1 (78.07%; H100)=$n3/mobilenet_v3_large_20min_s1_summary.csv" \
     --title "CIFAR-10 at 128 px: torchvision ResNet-50 teacher -> torchvision students
 experiment=fast, one H200 (the runs with averaged weights: one H100)"
 # The README's curve: only the runs of experiment=fast with the average of the student's weights, each alone on one
-# H100 (all as the recipe is now, the average's BatchNorm statistics re-estimated, but the 20-minute run, which came
-# just before the re-estimate); the history above is docs/benchmarks.md's.
+# H100 (all as the recipe is now, the average's BatchNorm statistics re-estimated, but the first 20-minute run, which
+# came just before the re-estimate); the history above is docs/benchmarks.md's.
 python3 benchmarks/plot_curves.py assets/any_teacher_128px_now.png \
     "ResNet-18, 3 seeds (teacher 78.07%)=$n3/resnet18_now_s0b_summary.csv,$n3/resnet18_now_s1_summary.csv,$n3/resnet18_now_s2_summary.csv" \
     "ResNet-18 (teacher 80.97%)=$n/resnet18_now_s0_summary.csv" \
     "ResNet-18, 900 s (teacher 78.07%)=$n3/resnet18_long900_summary.csv" \
     "MobileNetV3-Large, 3 seeds (teacher 78.07%)=$(mnv3_300)" \
     "MobileNetV3-Large, 20 min (teacher 76.93%; before the re-estimate)=$m/mobilenet_v3_large_summary.csv" \
+    "MobileNetV3-Large, 20 min, seed 1 (teacher 78.07%)=$n3/mobilenet_v3_large_20min_s1_summary.csv" \
     --target 0.95 --ymin 0.4 --title "CIFAR-10 at 128 px: torchvision ResNet-50 teacher -> torchvision students
 experiment=fast with the average of the weights, each run alone on one H100"
