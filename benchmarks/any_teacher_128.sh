@@ -12,7 +12,9 @@
 #    trains the teacher only (for benchmarks/resumable_distill.sh, a student longer than one command).
 # Logs and summary.csv files go to $OUT (default .cache/any_teacher_128). SIZE, TEACHER and OVERRIDES change the
 # pair for a dry run (SIZE=64 TEACHER=resnet18 OVERRIDES=device=cpu ... mobilenet_v3_small on the CPU);
-# DISTILL_OVERRIDES and TAG run a variant of the students (TAG=_s32 DISTILL_OVERRIDES=synthesizer.synthesis_size=32).
+# DISTILL_OVERRIDES and TAG run a variant of the students (TAG=_s32 DISTILL_OVERRIDES=synthesizer.synthesis_size=32);
+# DATAFREE names the command line that distils (default python3 -m datafree; TAG=_nodrop
+# DATAFREE="python3 benchmarks/without_dropout.py" runs the students with their dropout off).
 # PIECE_S=N runs each student as a piece of a run longer than one command may last (benchmarks/resumable_distill.sh):
 # stopped after N seconds with its state saved, and resumed by the same line in the next call on the same held
 # machine (the log in $OUT is appended to; STUDENT_S is the whole run's budget, e.g. 1200 in pieces of 540).
@@ -26,6 +28,7 @@ students=("$@"); [ ${#students[@]} -gt 0 ] || students=(resnet18 mobilenet_v3_la
 OUT=${OUT:-.cache/any_teacher_128}; SIDE_BY_SIDE=${SIDE_BY_SIDE:-0}; T=${TEACHER_DIR:-/tmp/t128}
 SIZE=${SIZE:-128}; TEACHER=${TEACHER:-resnet50}; read -ra extra <<< "${OVERRIDES:-}"  # e.g. OVERRIDES=device=cpu
 read -ra distill_extra <<< "${DISTILL_OVERRIDES:-}"  # distill only, e.g. synthesizer.synthesis_size=32
+read -ra datafree <<< "${DATAFREE:-python3 -m datafree}"; export DATAFREE  # resumable_distill.sh reads it too
 TAG=${TAG:-}  # a suffix for the students' run folders and logs (variants side by side)
 mkdir -p "$OUT"
 source benchmarks/runs.sh  # a student stopped by the command's time limit still leaves its curve in $OUT
@@ -52,7 +55,7 @@ for s in "${students[@]}"; do
     start_run "${curve[@]}" /dev/null benchmarks/resumable_distill.sh "$run" "$PIECE_S" "$OUT/$s$TAG.log" "${args[@]}"
   else
     rm -rf "$run"  # a new run each call (distill refuses a folder holding a saved state)
-    start_run "${curve[@]}" "$OUT/$s$TAG.log" python3 -m datafree distill "${args[@]}" "hydra.run.dir=$run"
+    start_run "${curve[@]}" "$OUT/$s$TAG.log" "${datafree[@]}" distill "${args[@]}" "hydra.run.dir=$run"
   fi
 done
 wait_runs

@@ -7,15 +7,17 @@
 # continues it with the same line. trainer.time_budget_s counts over all pieces (the loop's clock includes the time
 # before a resume, and the learning-rate schedule follows it), so the pieces make one run, not several. The log is
 # appended to, one piece after another. Every piece must run on the same machine while it is held (RUN_DIR under
-# /tmp there): the replay pool makes the state too large to carry between machines.
+# /tmp there): the replay pool makes the state too large to carry between machines. DATAFREE names the command line
+# that runs datafree (default: python3 -m datafree; e.g. python3 benchmarks/without_dropout.py for an A/B).
 set -uo pipefail
 run=$1; stop_after=$2; log=$3; shift 3
+read -ra datafree <<< "${DATAFREE:-python3 -m datafree}"
 if [ -d "$run/.hydra" ]; then
   args=("$@" "resume=$run"); echo "== resumed in $run" >> "$log"
 else
   rm -rf "$run"; args=("$@" "hydra.run.dir=$run")
 fi
-timeout --preserve-status -s TERM -k 120 "$stop_after" python3 -m datafree distill "${args[@]}" >> "$log" 2>&1
+timeout --preserve-status -s TERM -k 120 "$stop_after" "${datafree[@]}" distill "${args[@]}" >> "$log" 2>&1
 code=$?
 echo "distill exit status $code (0: finished; 143: stopped after ${stop_after}s, its state saved)" | tee -a "$log"
 tail -n 4 "$log"
