@@ -157,6 +157,7 @@ RULES: dict[str, tuple[tuple, str]] = {
     "trainer.warmup_steps": (_int(0), "200"),
     "trainer.momentum": (MOMENTUM, "0.9"),
     "trainer.weight_decay": (_number(0), "5e-4"),
+    "trainer.decay_norm_and_bias": (BOOL, "true"),
     "trainer.replay": (FRACTION, "0.5"),
     "trainer.pool_capacity": (("auto or an int >= 0", lambda v: v == "auto" or _int(0)[1](v)), "auto"),
     "trainer.eval_every": (_int(1), "10"),

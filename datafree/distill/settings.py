@@ -49,6 +49,7 @@ class TrainerSettings:
     warmup_steps: int
     momentum: float
     weight_decay: float
+    decay_norm_and_bias: bool  # false: weight_decay spares the parameters of one dimension (biases, norms)
     clip_grad_norm: float | None
     ema_decay: float  # 0: off; else the running average of the weights is evaluated and delivered (averaging.py)
     ema_bn_batches: int  # the average's BatchNorm statistics re-estimated over this many batches before each evaluation

@@ -39,7 +39,7 @@ from datafree.utils.dist import is_main_process
 from datafree.utils.graphs import CapturedStep, set_lr, tensor_lr
 from datafree.utils.logging import RunLogger
 from datafree.utils.loop import Loop, check_loop_settings, lr_at
-from datafree.utils.nonfinite import NonFiniteGuard, fused_optimizer, load_optimizer_state
+from datafree.utils.nonfinite import NonFiniteGuard, fused_optimizer, load_optimizer_state, weight_decay_groups
 from datafree.utils.sample_grid import save_sample_grid
 
 
@@ -132,8 +132,15 @@ class Distiller:
         for module in self.step_modules:
             dist.broadcast_module(module)
         self._params = [p for p in student.parameters() if p.requires_grad] + self.objectives.student_parameters()
-        self.optimizer = fused_optimizer(settings.optimizer, self._params, lr=settings.lr, momentum=settings.momentum,
-                                         weight_decay=settings.weight_decay)
+        self.optimizer = fused_optimizer(settings.optimizer,
+                                         weight_decay_groups(self._params, settings.decay_norm_and_bias),
+                                         lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+        if not settings.decay_norm_and_bias and settings.weight_decay:
+            spared = sum(p.numel() for p in self._params if p.ndim <= 1)
+            self.outputs.logger.info(
+                f"trainer.decay_norm_and_bias=false: weight_decay={settings.weight_decay:g} spares the {spared:,} "
+                f"parameters of one dimension (biases, normalisation layers) and decays the other "
+                f"{sum(p.numel() for p in self._params) - spared:,}")
         self.guard = NonFiniteGuard(device, (self.loss_name, *self.objectives.names), settings.max_nonfinite,
                                     what="student step", shared=True)
         # trainer.ema_decay: the running average of the weights that evaluations see and the run delivers.

@@ -47,6 +47,18 @@ def fused_optimizer(name: str, params, *, lr: float, momentum: float, weight_dec
     raise DatafreeError(f"unknown trainer.optimizer {name!r}: choose 'sgd' or 'adam'.")
 
 
+def weight_decay_groups(params: list[torch.nn.Parameter], decay_norm_and_bias: bool) -> list:
+    """``params`` as an optimiser takes them: one group (every parameter decayed by the optimiser's weight decay),
+    or, without ``decay_norm_and_bias``, the parameters of one dimension (biases, normalisation layers' weights and
+    shifts) in a second group that is not decayed, as timm's optimisers do by default: decay pulls a normalisation
+    layer's scale toward zero, which shrinks what the layer passes on, not how sharp its filters are."""
+    if decay_norm_and_bias:
+        return list(params)
+    spared = [p for p in params if p.ndim <= 1]
+    decayed = [p for p in params if p.ndim > 1]
+    return [group for group in ({"params": decayed}, {"params": spared, "weight_decay": 0.0}) if group["params"]]
+
+
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     """``optimizer.load_state_dict(state)``, each saved buffer shaped like its parameter laid out as the parameter is.
 

@@ -402,3 +402,28 @@ def test_the_progress_bar_of_a_budgeted_run_has_no_total(tmp_path, monkeypatch):
     _distiller(tmp_path / "a", NoiseSynthesizer(batch_size=8), rounds=10**6, time_budget_s=0.5).fit()
     _distiller(tmp_path / "b", NoiseSynthesizer(batch_size=8), rounds=2).fit()
     assert totals == [None, 6]  # the budget's run was "0% of 3,000,000 steps" with an estimate of years
+
+
+@pytest.mark.parametrize("decay_norm_and_bias", [True, False])
+def test_decay_norm_and_bias_false_decays_the_filters_and_spares_biases_and_norms(tmp_path, decay_norm_and_bias):
+    """trainer.decay_norm_and_bias=false (timm's default): one step on zero gradients moves only what is decayed."""
+    torch.manual_seed(0)
+    d = _distiller(tmp_path, NoiseSynthesizer(batch_size=16), weight_decay=0.1, decay_norm_and_bias=decay_norm_and_bias)
+    params = list(d.student.parameters())
+    assert {id(p) for g in d.optimizer.param_groups for p in g["params"]} == {id(p) for p in params}
+    assert [g["weight_decay"] for g in d.optimizer.param_groups] == ([0.1] if decay_norm_and_bias else [0.1, 0.0])
+    assert any(p.ndim <= 1 for p in params) and any(p.ndim > 1 for p in params)
+    for p in params:
+        with torch.no_grad():
+            p.add_(0.5)  # a BatchNorm's shift starts at 0, which decay leaves at 0
+        p.grad = torch.zeros_like(p)
+    before = [p.detach().clone() for p in params]
+    d.optimizer.step()
+    for p, old in zip(params, before):
+        moved = not torch.equal(p, old)
+        assert moved == (decay_norm_and_bias or p.ndim > 1), (tuple(p.shape), moved)
+
+
+def test_decay_norm_and_bias_is_checked_like_every_trainer_key(tmp_path):
+    with pytest.raises(DatafreeError, match=r"trainer.decay_norm_and_bias.*true or false"):
+        _distiller(tmp_path, NoiseSynthesizer(), decay_norm_and_bias="no")
